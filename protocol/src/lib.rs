@@ -1,0 +1,23 @@
+//! floe's sans-IO protocol core.
+//!
+//! This crate owns everything that decides what floe does with a blob: how it is erasure coded into slivers
+//! ([`encoding`]), how the blob ID commits to every sliver ([`merkle`], [`metadata`]), how slivers are
+//! produced ([`encoder`]) and rebuilt with a consistency verdict every reader shares ([`decoder`]), and the
+//! wire format ([`wire`]). It must not do IO, read a clock, draw randomness of its own or iterate in an order a
+//! `HashMap` picks: the node and the simulator drive the same code and must get the same answers.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(missing_docs)]
+
+pub mod blob_id;
+pub mod decoder;
+pub mod encoder;
+pub mod encoding;
+pub mod merkle;
+pub mod metadata;
+pub mod wire;
+
+pub use blob_id::{BlobId, ParseBlobIdError};
+pub use decoder::{Consistency, DecodeError, InconsistencyProof, SegmentDecoder, VerifiedSliver};
+pub use encoder::{BlobEncoder, EncodeError, EncodedBlob};
+pub use encoding::{BlobParams, Codec, CodecError, EncodingType, ParamsError};
+pub use metadata::{BlobHeader, BlobMetadata, Sliver, SliverError, SliverProof};
