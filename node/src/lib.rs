@@ -1,0 +1,6 @@
+//! The floe node crate: the `floe` command line and, as it grows, the daemon that drives the protocol core.
+//!
+//! Modules here do IO (files, network, clocks) around `floe-protocol`; protocol decisions stay there.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod sliver_files;
