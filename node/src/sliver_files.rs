@@ -93,6 +93,11 @@ pub enum SliverFileError {
     Decode(#[from] DecodeError),
 }
 
+/// Threads for hashing slivers: all the machine offers. The results do not depend on it.
+fn hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SliverFileError + '_ {
     move |cause| SliverFileError::Io {
         path: path.to_owned(),
@@ -134,7 +139,7 @@ where
     let file = File::open(input).map_err(io_error(input))?;
     let params = params_for(blob_length_of(&file, input)?)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut encoder = BlobEncoder::new(params);
+    let mut encoder = BlobEncoder::new(params).with_hash_threads(hash_threads());
     let mut buffer = Vec::new();
     for segment in 0..params.segment_count() {
         let len = params.segment_len(segment).unwrap_or(0);
@@ -219,16 +224,13 @@ fn encode_to_dir_inner(
         // Open, append, close: a blob may have thousands of slivers, more than a process may keep open.
         for (index, (path, sliver)) in paths.iter().zip(encoded.slivers).enumerate() {
             let index = u16::try_from(index).unwrap_or(u16::MAX);
-            let mut record = Vec::with_capacity(sliver.len() + 32 * 16);
-            record.extend_from_slice(sliver);
-            for hash in encoded.segment_path(index).unwrap_or_default() {
-                record.extend_from_slice(&hash);
-            }
+            let path_bytes: Vec<u8> = encoded.segment_path(index).unwrap_or_default().concat();
             let mut file = OpenOptions::new()
                 .append(true)
                 .open(path)
                 .map_err(io_error(path))?;
-            file.write_all(&record).map_err(io_error(path))?;
+            file.write_all(sliver).map_err(io_error(path))?;
+            file.write_all(&path_bytes).map_err(io_error(path))?;
         }
         Ok(())
     })?;
@@ -425,7 +427,7 @@ fn decode_into(
         .create_new(true)
         .open(tmp)
         .map_err(io_error(tmp))?;
-    let mut decoder = SegmentDecoder::new(params);
+    let mut decoder = SegmentDecoder::new(params).with_hash_threads(hash_threads());
     // Offsets advance per file as segments go by; records have fixed, computable lengths.
     let mut offsets = vec![0u64; files.len()];
     // A file found bad in one segment is still tried in the others: damage is often local.

@@ -1,4 +1,9 @@
 //! The offline CLI as a new user would drive it: right, wrong, missing and hostile arguments and files.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::fs;
 use std::path::Path;

@@ -29,9 +29,66 @@ pub enum EncodeError {
     Metadata(#[from] MetadataError),
 }
 
+/// Below this many sliver bytes per segment, hashing on more threads costs more than it saves.
+const PARALLEL_HASH_MIN_BYTES: usize = 256 << 10;
+
 /// The Merkle tree over one segment's slivers.
 pub fn segment_tree(slivers: &[Vec<u8>]) -> Option<Tree> {
-    Tree::new(slivers.iter().map(|s| merkle::sliver_leaf(s)).collect())
+    segment_tree_with(slivers, 1)
+}
+
+/// The Merkle tree over one segment's slivers, hashing them on up to `threads` threads. The result does not
+/// depend on the thread count. Hashing every sliver is most of the cost of the commitment (3× the segment's
+/// bytes), so drivers with cores to spare pass more than one; the simulator keeps one.
+pub fn segment_tree_with(slivers: &[Vec<u8>], threads: usize) -> Option<Tree> {
+    Tree::new(sliver_leaves(slivers, vec![None; slivers.len()], threads))
+}
+
+/// Leaf hashes of `slivers`, taking `known[i]` where it is `Some` (a caller that already hashed those
+/// exact bytes) and hashing the rest on up to `threads` threads.
+pub(crate) fn sliver_leaves(
+    slivers: &[Vec<u8>],
+    known: Vec<Option<Hash>>,
+    threads: usize,
+) -> Vec<Hash> {
+    let mut leaves: Vec<(Option<Hash>, &[u8])> = known
+        .into_iter()
+        .zip(slivers)
+        .map(|(leaf, sliver)| (leaf, sliver.as_slice()))
+        .collect();
+    let to_hash: usize = leaves
+        .iter()
+        .filter(|(l, _)| l.is_none())
+        .map(|(_, s)| s.len())
+        .sum();
+    let threads = threads.clamp(1, leaves.len().max(1));
+    let fill = |chunk: &mut [(Option<Hash>, &[u8])]| {
+        for (leaf, sliver) in chunk {
+            if leaf.is_none() {
+                *leaf = Some(merkle::sliver_leaf(sliver));
+            }
+        }
+    };
+    if threads == 1 || to_hash < PARALLEL_HASH_MIN_BYTES {
+        fill(&mut leaves);
+    } else {
+        let per_thread = leaves.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut chunks = leaves.chunks_mut(per_thread);
+            // The calling thread takes the first chunk itself.
+            let first = chunks.next();
+            for chunk in chunks {
+                scope.spawn(move || fill(chunk));
+            }
+            if let Some(chunk) = first {
+                fill(chunk);
+            }
+        });
+    }
+    leaves
+        .into_iter()
+        .map(|(leaf, _)| leaf.unwrap_or_default())
+        .collect()
 }
 
 /// One encoded segment, borrowed from the encoder until the next call.
@@ -64,6 +121,7 @@ pub struct BlobEncoder {
     next_segment: u64,
     segment_roots: Vec<Hash>,
     slivers: Vec<Vec<u8>>,
+    hash_threads: usize,
 }
 
 impl BlobEncoder {
@@ -74,7 +132,37 @@ impl BlobEncoder {
             next_segment: 0,
             segment_roots: Vec::new(),
             slivers: Vec::new(),
+            hash_threads: 1,
         }
+    }
+
+    /// Hash slivers on up to `threads` threads (default 1). Output is identical for any count.
+    pub fn with_hash_threads(mut self, threads: usize) -> Self {
+        self.hash_threads = threads.max(1);
+        self
+    }
+
+    /// Starts a new blob, keeping the codec's work space and the sliver buffers: fresh large allocations
+    /// cost about as much as encoding itself, so long-lived writers reuse one encoder.
+    pub fn restart(&mut self, params: BlobParams) {
+        self.codec.set_params(params);
+        self.next_segment = 0;
+        self.segment_roots.clear();
+    }
+
+    /// The metadata of the blob just encoded, leaving the encoder ready for [`Self::restart`].
+    pub fn take_metadata(&mut self) -> Result<BlobMetadata, EncodeError> {
+        let expected = self.params().segment_count();
+        if self.next_segment != expected {
+            return Err(EncodeError::SegmentCount {
+                expected,
+                fed: self.next_segment,
+            });
+        }
+        Ok(BlobMetadata::new(
+            *self.params(),
+            std::mem::take(&mut self.segment_roots),
+        )?)
     }
 
     /// The parameters.
@@ -99,10 +187,12 @@ impl BlobEncoder {
         }
         self.codec
             .encode_segment(segment, data, &mut self.slivers)?;
-        let tree = segment_tree(&self.slivers).ok_or(EncodeError::SegmentCount {
-            expected,
-            fed: segment,
-        })?;
+        let tree = segment_tree_with(&self.slivers, self.hash_threads).ok_or(
+            EncodeError::SegmentCount {
+                expected,
+                fed: segment,
+            },
+        )?;
         self.segment_roots.push(tree.root());
         self.next_segment += 1;
         Ok(EncodedSegment {
@@ -113,15 +203,8 @@ impl BlobEncoder {
     }
 
     /// The metadata, once every segment was encoded.
-    pub fn finish(self) -> Result<BlobMetadata, EncodeError> {
-        let expected = self.params().segment_count();
-        if self.next_segment != expected {
-            return Err(EncodeError::SegmentCount {
-                expected,
-                fed: self.next_segment,
-            });
-        }
-        Ok(BlobMetadata::new(*self.params(), self.segment_roots)?)
+    pub fn finish(mut self) -> Result<BlobMetadata, EncodeError> {
+        self.take_metadata()
     }
 }
 
@@ -183,5 +266,67 @@ impl EncodedBlob {
                 blob_path: self.metadata.blob_path(segment)?,
             },
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod tests {
+    use super::*;
+    use crate::encoding::EncodingType;
+
+    #[test]
+    fn thread_count_never_changes_the_commitment() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let params = BlobParams::new(EncodingType::RsSimd, 10, 1 << 20, 3_000_000).unwrap();
+        let ids: Vec<_> = [1usize, 2, 5, 64]
+            .iter()
+            .map(|&threads| {
+                let mut encoder = BlobEncoder::new(params).with_hash_threads(threads);
+                for segment in 0..params.segment_count() {
+                    let start = usize::try_from(params.segment_offset(segment)).unwrap();
+                    let len = params.segment_len(segment).unwrap();
+                    encoder.encode_next(&data[start..start + len]).unwrap();
+                }
+                encoder.finish().unwrap().blob_id()
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    }
+
+    #[test]
+    fn a_restarted_encoder_gives_the_ids_a_fresh_one_gives() {
+        let mut reused =
+            BlobEncoder::new(BlobParams::new(EncodingType::RsSimd, 12, 256, 0).unwrap());
+        for (shards, len) in [(12u16, 1000usize), (40, 5000), (4, 3), (12, 1000)] {
+            let data = vec![9u8; len];
+            let params = BlobParams::new(EncodingType::RsSimd, shards, 1024, len as u64).unwrap();
+            reused.restart(params);
+            let mut fresh = BlobEncoder::new(params);
+            for segment in 0..params.segment_count() {
+                let start = usize::try_from(params.segment_offset(segment)).unwrap();
+                let piece = &data[start..start + params.segment_len(segment).unwrap()];
+                reused.encode_next(piece).unwrap();
+                fresh.encode_next(piece).unwrap();
+            }
+            assert_eq!(reused.take_metadata().unwrap(), fresh.finish().unwrap());
+        }
+    }
+
+    #[test]
+    fn feeding_too_many_or_too_few_segments_is_an_error() {
+        let params = BlobParams::new(EncodingType::RsSimd, 12, 256, 300).unwrap();
+        let mut encoder = BlobEncoder::new(params);
+        assert!(matches!(
+            encoder.take_metadata(),
+            Err(EncodeError::SegmentCount { fed: 0, .. })
+        ));
+        encoder.encode_next(&[0; 256]).unwrap();
+        assert!(encoder.encode_next(&[0; 10]).is_err(), "wrong length");
+        encoder.encode_next(&[0; 44]).unwrap();
+        assert!(matches!(
+            encoder.encode_next(&[0; 1]),
+            Err(EncodeError::SegmentCount { .. })
+        ));
     }
 }

@@ -7,6 +7,7 @@
 //! Sliver size: a segment of `len` bytes gives slivers of `max(2, 2·⌈len / 2k⌉)` bytes, the same for every
 //! sliver of the segment and for both codecs. Source slivers carry the segment zero-padded to `k · sliver_len`.
 
+use crate::copy;
 use reed_solomon_novelpoly::WrappedShard;
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
@@ -354,6 +355,11 @@ impl Codec {
         &self.params
     }
 
+    /// Switches to another blob's parameters, keeping work buffers.
+    pub fn set_params(&mut self, params: BlobParams) {
+        self.params = params;
+    }
+
     fn checked_segment_len(&self, segment: u64, found: usize) -> Result<usize, CodecError> {
         let expected = self
             .params
@@ -392,7 +398,7 @@ impl Codec {
                     sliver.clear();
                     let start = (index * sliver_len).min(segment_len);
                     let end = ((index + 1) * sliver_len).min(segment_len);
-                    sliver.extend_from_slice(&data[start..end]);
+                    copy::extend(sliver, &data[start..end]);
                     sliver.resize(sliver_len, 0);
                 }
                 let encoder = match &mut self.simd_encoder {
@@ -409,7 +415,7 @@ impl Codec {
                 let result = encoder.encode().map_err(simd_error)?;
                 for (sliver, recovery) in slivers[k..].iter_mut().zip(result.recovery_iter()) {
                     sliver.clear();
-                    sliver.extend_from_slice(recovery);
+                    copy::extend(sliver, recovery);
                 }
             }
             EncodingType::NovelPoly => {
@@ -527,13 +533,16 @@ impl Codec {
                 let mut out = Vec::with_capacity(k * sliver_len);
                 for (index, source) in by_index[..k].iter().enumerate() {
                     match source {
-                        Some(data) => out.extend_from_slice(data),
-                        None => out.extend_from_slice(result.restored_original(index).ok_or_else(
-                            || CodecError::Library {
-                                encoding: EncodingType::RsSimd.name(),
-                                message: format!("did not restore source sliver {index}"),
-                            },
-                        )?),
+                        Some(data) => copy::extend(&mut out, data),
+                        None => copy::extend(
+                            &mut out,
+                            result
+                                .restored_original(index)
+                                .ok_or_else(|| CodecError::Library {
+                                    encoding: EncodingType::RsSimd.name(),
+                                    message: format!("did not restore source sliver {index}"),
+                                })?,
+                        ),
                     }
                 }
                 out
@@ -571,7 +580,7 @@ impl Codec {
             EncodingType::RsSimd => {
                 for source in sources {
                     let take = (segment_len - out.len()).min(source.len());
-                    out.extend_from_slice(&source[..take]);
+                    copy::extend(&mut out, &source[..take]);
                     if out.len() == segment_len {
                         break;
                     }

@@ -9,11 +9,13 @@
 #![deny(missing_docs)]
 
 pub mod blob_id;
+pub mod copy;
 pub mod decoder;
 pub mod encoder;
 pub mod encoding;
 pub mod merkle;
 pub mod metadata;
+pub mod placement;
 pub mod wire;
 
 pub use blob_id::{BlobId, ParseBlobIdError};

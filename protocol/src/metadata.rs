@@ -223,6 +223,12 @@ impl Sliver {
     /// Checks the sliver against `blob_id`. On success, returns the root of its segment (every valid sliver
     /// of a segment yields the same root).
     pub fn verify(&self, blob_id: &BlobId) -> Result<Hash, SliverError> {
+        self.verify_leaf(blob_id)
+            .map(|(_, segment_root)| segment_root)
+    }
+
+    /// Like [`Self::verify`], also returning the sliver's leaf hash: (leaf, segment root).
+    pub(crate) fn verify_leaf(&self, blob_id: &BlobId) -> Result<(Hash, Hash), SliverError> {
         let found = self.header.blob_id();
         if &found != blob_id {
             return Err(SliverError::WrongBlob {
@@ -253,8 +259,9 @@ impl Sliver {
             segment: self.segment,
             index: self.index,
         };
+        let leaf = merkle::sliver_leaf(&self.data);
         let segment_root = merkle::root_from_path(
-            merkle::sliver_leaf(&self.data),
+            leaf,
             usize::from(self.index),
             usize::from(params.shards()),
             &self.proof.segment_path,
@@ -270,7 +277,7 @@ impl Sliver {
         )
         .ok_or_else(bad)?;
         if blob_root == self.header.blob_root {
-            Ok(segment_root)
+            Ok((leaf, segment_root))
         } else {
             Err(bad())
         }

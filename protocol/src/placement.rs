@@ -1,0 +1,191 @@
+//! Placement: which peer holds which sliver index of a blob.
+//!
+//! This module owns the rule (docs/protocol.md §9). Given a blob ID, n and the blob's neighbourhood (the peers a
+//! Kademlia lookup returned as closest to the blob ID, or every peer in a small swarm), it assigns each sliver
+//! index a holder by balanced rendezvous hashing. It does no lookups itself and keeps no state: the same inputs
+//! give the same assignment on every node and in the simulator.
+//!
+//! Rule:
+//! 1. peers are de-duplicated; each gets a blob score `blake3(ctx_peer, blob_id ‖ peer)`; if there are more
+//!    than n, only the n best-scored are used;
+//! 2. with N peers, every peer may hold ⌊n/N⌋ slivers and the `n mod N` best-scored peers one more;
+//! 3. sliver indexes are assigned in order 0..n, each to the peer with the highest pair score among those with
+//!    room left; the pair score mixes the peer's blob score with the index's (`blake3(ctx_index, blob_id ‖ i)`)
+//!    through splitmix64, ties broken by peer bytes.
+//!
+//! Holders are distinct when N ≥ n, and hold ⌊n/N⌋ or ⌈n/N⌉ slivers otherwise. A join or leave changes the
+//! holder of the leaving or joining peer's slivers and, through capacity, of a few others; `moves` measures it.
+
+use crate::blob_id::BlobId;
+
+const PEER_CONTEXT: &str = "floe 2026-11 placement peer v1";
+const INDEX_CONTEXT: &str = "floe 2026-11 placement index v1";
+
+/// A peer as placement sees it: opaque bytes (the libp2p peer ID's bytes), ordered bytewise.
+pub type PeerKey = Vec<u8>;
+
+fn score64(context: &str, blob_id: &BlobId, tail: &[u8]) -> u64 {
+    let mut hasher = blake3::Hasher::new_derive_key(context);
+    hasher.update(blob_id.as_bytes());
+    hasher.update(tail);
+    let hash = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The holders of a blob's sliver indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The peers used, sorted bytewise.
+    peers: Vec<PeerKey>,
+    /// For each sliver index, the position of its holder in `peers`.
+    holder_of: Vec<usize>,
+}
+
+impl Placement {
+    /// Places n slivers of `blob_id` on `peers`; `None` when there are no peers.
+    pub fn new(blob_id: &BlobId, shards: u16, peers: &[PeerKey]) -> Option<Self> {
+        let mut scored: Vec<(u64, &PeerKey)> = peers
+            .iter()
+            .map(|peer| (score64(PEER_CONTEXT, blob_id, peer), peer))
+            .collect();
+        // Best score first; bytes break ties so the order is total.
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        scored.dedup_by(|a, b| a.1 == b.1);
+        let n = usize::from(shards);
+        scored.truncate(n);
+        if scored.is_empty() || n == 0 {
+            return None;
+        }
+        let count = scored.len();
+        let (base, extra) = (n / count, n % count);
+        // Capacity per scored position: the `extra` best get one more.
+        let mut room: Vec<usize> = (0..count)
+            .map(|rank| base + usize::from(rank < extra))
+            .collect();
+        let mut holder_rank = Vec::with_capacity(n);
+        for index in 0..shards {
+            let index_score = score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes());
+            let best = scored
+                .iter()
+                .enumerate()
+                .filter(|(rank, _)| room[*rank] > 0)
+                .max_by(|(_, a), (_, b)| {
+                    splitmix64(a.0 ^ index_score)
+                        .cmp(&splitmix64(b.0 ^ index_score))
+                        .then_with(|| b.1.cmp(a.1))
+                })
+                .map(|(rank, _)| rank)?;
+            room[best] -= 1;
+            holder_rank.push(best);
+        }
+        let mut peers: Vec<PeerKey> = scored.iter().map(|(_, p)| (*p).clone()).collect();
+        peers.sort();
+        let holder_of = holder_rank
+            .into_iter()
+            .map(|rank| peers.binary_search(scored[rank].1).unwrap_or(0))
+            .collect();
+        Some(Self { peers, holder_of })
+    }
+
+    /// The holder of sliver `index`.
+    pub fn holder(&self, index: u16) -> Option<&PeerKey> {
+        self.holder_of
+            .get(usize::from(index))
+            .and_then(|&p| self.peers.get(p))
+    }
+
+    /// The sliver indexes `peer` holds, ascending.
+    pub fn indexes_of(&self, peer: &[u8]) -> Vec<u16> {
+        let Ok(position) = self.peers.binary_search_by(|p| p.as_slice().cmp(peer)) else {
+            return Vec::new();
+        };
+        self.holder_of
+            .iter()
+            .enumerate()
+            .filter(|(_, holder)| **holder == position)
+            .filter_map(|(index, _)| u16::try_from(index).ok())
+            .collect()
+    }
+
+    /// The peers that hold at least one sliver, sorted.
+    pub fn holders(&self) -> Vec<&PeerKey> {
+        let mut used: Vec<usize> = self.holder_of.clone();
+        used.sort_unstable();
+        used.dedup();
+        used.into_iter().filter_map(|p| self.peers.get(p)).collect()
+    }
+
+    /// Number of sliver indexes.
+    pub fn len(&self) -> usize {
+        self.holder_of.len()
+    }
+
+    /// Whether there are no sliver indexes (never, for a placement that was built).
+    pub fn is_empty(&self) -> bool {
+        self.holder_of.is_empty()
+    }
+
+    /// How many sliver indexes have a different holder in `other`.
+    pub fn moves(&self, other: &Placement) -> usize {
+        (0..self.len())
+            .filter(|&i| {
+                let i = u16::try_from(i).unwrap_or(u16::MAX);
+                self.holder(i) != other.holder(i)
+            })
+            .count()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn peers(count: usize, salt: u8) -> Vec<PeerKey> {
+        (0..count)
+            .map(|i| vec![salt, (i >> 8) as u8, i as u8, 7])
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn balance_rule_holds(blob in any::<[u8; 32]>(), shards in 4u16..200, count in 1usize..300) {
+            let peers = peers(count, 1);
+            let placement = Placement::new(&BlobId(blob), shards, &peers).unwrap();
+            let n = usize::from(shards);
+            let used = count.min(n);
+            let mut loads: Vec<usize> = placement.holders().iter().map(|p| placement.indexes_of(p).len()).collect();
+            loads.sort_unstable();
+            prop_assert_eq!(loads.iter().sum::<usize>(), n);
+            prop_assert_eq!(loads.len(), used);
+            prop_assert!(loads.iter().all(|&l| l == n / used || l == n.div_ceil(used)));
+            if count >= n {
+                prop_assert!(loads.iter().all(|&l| l == 1), "distinct holders");
+            }
+        }
+
+        #[test]
+        fn placement_is_a_function_of_the_peer_set(blob in any::<[u8; 32]>(), shards in 4u16..100, count in 1usize..100) {
+            let peers = peers(count, 2);
+            let mut shuffled = peers.clone();
+            shuffled.reverse();
+            shuffled.extend(peers.iter().take(3).cloned());
+            prop_assert_eq!(Placement::new(&BlobId(blob), shards, &peers), Placement::new(&BlobId(blob), shards, &shuffled));
+        }
+    }
+
+    #[test]
+    fn no_peers_no_placement() {
+        assert!(Placement::new(&BlobId([0; 32]), 12, &[]).is_none());
+    }
+}
