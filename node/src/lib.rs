@@ -3,4 +3,11 @@
 //! Modules here do IO (files, network, clocks) around `floe-protocol`; protocol decisions stay there.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod client;
+pub mod daemon;
+pub mod devnet;
+pub mod gateway;
+pub mod net;
+pub mod service;
 pub mod sliver_files;
+pub mod store;

@@ -1,7 +1,7 @@
 //! `floe`: the command line of the floe storage network.
 //!
-//! Today it offers the offline tools: computing a blob ID, and splitting a file into verifiable sliver files
-//! and back. `floe node`, the gateway client and the devnet arrive with the node (see the README's roadmap).
+//! `floe node` runs a peer; `floe devnet` runs a local swarm; `floe put|get|status` talk to a gateway; the
+//! offline tools compute blob IDs and split files into verifiable sliver files and back.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,44 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a floe node: join the swarm, store slivers, serve the HTTP gateway.
+    Node(NodeArgs),
+    /// Run N nodes on 127.0.0.1 in one swarm (data in a temporary directory unless --data-dir is given).
+    Devnet {
+        /// How many nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// First libp2p port; gateways use this + 1000.
+        #[arg(long, default_value_t = 47000)]
+        base_port: u16,
+        /// Keep node data here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Store FILE through a node's gateway; prints the blob ID.
+    Put {
+        /// The file.
+        file: PathBuf,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Fetch a blob through a node's gateway.
+    Get {
+        /// The blob ID.
+        blob_id: String,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Show a blob's health as a node's gateway sees it.
+    Status {
+        /// The blob ID.
+        blob_id: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
     /// Print the blob ID of FILE without storing anything. Deterministic: same file and options, same ID.
     BlobId {
         /// The file.
@@ -59,6 +97,41 @@ enum SliversCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+#[derive(Args, Debug)]
+struct GatewayArgs {
+    /// The node's gateway.
+    #[arg(long, default_value = floe_node::client::DEFAULT_GATEWAY)]
+    gateway: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// TOML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default: $XDG_DATA_HOME/floe or ~/.local/share/floe).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// libp2p listen address (repeatable; default TCP and QUIC on port 4001).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Peer to join through, with or without /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Gateway address (default 127.0.0.1:31415).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Storage capacity, e.g. 100GiB (default: unlimited).
+    #[arg(long, value_name = "SIZE")]
+    capacity: Option<String>,
+    /// Largest blob the gateway accepts, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE")]
+    max_body: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -103,8 +176,71 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Node(args) => {
+            let file = match &args.config {
+                Some(path) => floe_node::daemon::NodeConfig::from_file(path)?,
+                None => floe_node::daemon::NodeConfig::default(),
+            };
+            let flags = floe_node::daemon::NodeConfig {
+                data_dir: args.data_dir,
+                listen: args.listen,
+                bootstrap: args.bootstrap,
+                http: args.http,
+                capacity: args.capacity,
+                max_body: args.max_body,
+            };
+            runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
+        }
+        Command::Devnet {
+            nodes,
+            base_port,
+            data_dir,
+        } => {
+            runtime()?.block_on(floe_node::devnet::run(nodes, base_port, data_dir))?;
+        }
+        Command::Put { file, gateway } => {
+            let answer = floe_node::client::put(&gateway.gateway, &file)?;
+            if gateway.json {
+                floe_node::client::print_json(&answer)?;
+            } else {
+                let id = floe_node::client::blob_id_of(&answer)
+                    .context("the gateway's answer has no blob ID")?;
+                println!("{id}");
+            }
+        }
+        Command::Get {
+            blob_id,
+            output,
+            gateway,
+        } => {
+            let bytes = floe_node::client::get(&gateway.gateway, &blob_id, output.as_deref())?;
+            if let Some(path) = output {
+                eprintln!("floe: wrote {bytes} bytes to {}", path.display());
+            }
+        }
+        Command::Status { blob_id, gateway } => {
+            let status = floe_node::client::status(&gateway.gateway, &blob_id)?;
+            if gateway.json {
+                floe_node::client::print_json(&status)?;
+            } else {
+                println!(
+                    "blob {blob_id}: {} bytes, {} slivers ({} needed) on {} holders, {} on peers this node knows",
+                    status["size"],
+                    status["slivers"],
+                    status["sourceShards"],
+                    status["holders"],
+                    status["sliversOnKnownPeers"]
+                );
+            }
+        }
         Command::BlobId { file, encoding } => {
             let metadata = sliver_files::blob_id_of_file(&file, encoding.params_for())?;
             println!("{}", metadata.blob_id());

@@ -16,7 +16,9 @@ pub mod encoding;
 pub mod merkle;
 pub mod metadata;
 pub mod placement;
+pub mod read;
 pub mod wire;
+pub mod write;
 
 pub use blob_id::{BlobId, ParseBlobIdError};
 pub use decoder::{Consistency, DecodeError, InconsistencyProof, SegmentDecoder, VerifiedSliver};

@@ -96,6 +96,30 @@ impl Placement {
         Some(Self { peers, holder_of })
     }
 
+    /// A placement recorded elsewhere (the writer's, carried with the metadata): `holders[i]` holds index i.
+    /// `None` when the list is empty.
+    pub fn from_holders(holders: Vec<PeerKey>) -> Option<Self> {
+        if holders.is_empty() {
+            return None;
+        }
+        let mut peers = holders.clone();
+        peers.sort();
+        peers.dedup();
+        let holder_of = holders
+            .iter()
+            .map(|h| peers.binary_search(h).unwrap_or(0))
+            .collect();
+        Some(Self { peers, holder_of })
+    }
+
+    /// The holder of every sliver index, in index order.
+    pub fn holder_list(&self) -> Vec<PeerKey> {
+        self.holder_of
+            .iter()
+            .filter_map(|&p| self.peers.get(p).cloned())
+            .collect()
+    }
+
     /// The holder of sliver `index`.
     pub fn holder(&self, index: u16) -> Option<&PeerKey> {
         self.holder_of
@@ -182,6 +206,14 @@ mod tests {
             shuffled.extend(peers.iter().take(3).cloned());
             prop_assert_eq!(Placement::new(&BlobId(blob), shards, &peers), Placement::new(&BlobId(blob), shards, &shuffled));
         }
+    }
+
+    #[test]
+    fn a_recorded_placement_round_trips() {
+        let placement = Placement::new(&BlobId([9; 32]), 10, &peers(4, 3)).unwrap();
+        let again = Placement::from_holders(placement.holder_list()).unwrap();
+        assert_eq!(again, placement);
+        assert!(Placement::from_holders(Vec::new()).is_none());
     }
 
     #[test]

@@ -368,6 +368,7 @@ mod tests {
         round_trip(pb::StoreRequest {
             slivers: vec![sliver.clone()],
             metadata: Some((&blob.metadata).into()),
+            holders: vec![Bytes::from_static(b"peer")],
         });
         round_trip(receipt.clone());
         round_trip(pb::Certificate {
@@ -376,11 +377,25 @@ mod tests {
         });
         round_trip(pb::ReadRequest {
             blob_id: sliver.blob_id.clone(),
-            segment: 1,
+            first_segment: 1,
             index: 2,
+            segment_count: 3,
         });
         round_trip(pb::ReadResponse {
-            result: Some(pb::read_response::Result::Sliver(sliver.clone())),
+            result: Some(pb::read_response::Result::Slivers(pb::SliverSet {
+                slivers: vec![sliver.clone()],
+            })),
+        });
+        round_trip(pb::Request {
+            kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                blob_id: sliver.blob_id.clone(),
+            })),
+        });
+        round_trip(pb::Response {
+            kind: Some(pb::response::Kind::Metadata(pb::MetadataResponse {
+                metadata: Some((&blob.metadata).into()),
+                holders: vec![Bytes::from_static(b"peer")],
+            })),
         });
         round_trip(pb::ReadResponse {
             result: Some(pb::read_response::Result::NotFound("gone".into())),

@@ -1,0 +1,370 @@
+//! The HTTP gateway every node serves, compatible with the Walrus aggregator/publisher routes so that dApp
+//! code can point at any floe peer.
+//!
+//! Routes: `PUT /v1/blobs`, `GET|HEAD /v1/blobs/{id}` (with `Range`), `GET /v1/blobs/{id}/status`,
+//! `GET /v1/node/status`, `GET /metrics`. Errors are JSON: `{"error": {"status": …, "message": …}}`.
+
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::json;
+
+use floe_protocol::BlobId;
+
+use crate::service::{GetError, Node, PutError};
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest accepted blob body, in bytes.
+    pub max_body: usize,
+}
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+}
+
+/// The router.
+pub fn router(node: Node, config: GatewayConfig) -> Router {
+    Router::new()
+        .route("/v1/blobs", put(put_blob))
+        .route("/v1/blobs/{id}", get(get_blob))
+        .route("/v1/blobs/{id}/status", get(blob_status))
+        .route("/v1/node/status", get(node_status))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route; see docs/operators.md",
+            )
+        })
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .with_state(AppState { node })
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"status": status.as_u16(), "message": message.to_string()}})),
+    )
+        .into_response()
+}
+
+fn parse_id(id: &str) -> Result<BlobId, Box<Response>> {
+    id.parse::<BlobId>()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad blob ID: {e}"))))
+}
+
+async fn put_blob(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    match state.node.put(body).await {
+        Ok(outcome) => {
+            let certificate: Vec<_> = outcome
+                .certificate
+                .receipts
+                .iter()
+                .map(|r| json!({"index": r.index, "holderPublicKey": hex(&r.holder_public_key), "signature": hex(&r.signature)}))
+                .collect();
+            let id = outcome.blob_id.to_string();
+            let body = if outcome.already_certified {
+                json!({"alreadyCertified": {"blobId": id, "certificate": certificate}})
+            } else {
+                json!({"newlyCreated": {"blobObject": {
+                    "blobId": id,
+                    "size": outcome.size,
+                    "encodingType": "rs-simd",
+                    "shards": outcome.shards,
+                    "certificate": certificate,
+                }}})
+            };
+            axum::Json(body).into_response()
+        }
+        Err(PutError::Params(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(e @ PutError::NotCertified { .. }) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against a blob of `len` bytes.
+fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // Multiple ranges: serve the whole blob, as RFC 9110 allows.
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (false, _) => {
+            let start: u64 = a.parse().ok()?;
+            let end = if b.is_empty() {
+                len
+            } else {
+                b.parse::<u64>().ok()?.saturating_add(1).min(len)
+            };
+            (start, end)
+        }
+        (true, false) => {
+            let suffix: u64 = b.parse().ok()?;
+            (len.saturating_sub(suffix), len)
+        }
+        (true, true) => return None,
+    };
+    Some(if parsed.0 < parsed.1 {
+        Ok(parsed)
+    } else {
+        Err(())
+    })
+}
+
+async fn get_blob(
+    State(state): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let blob_id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return *response,
+    };
+    let metadata = match state.node.find_metadata(&blob_id).await {
+        Ok((metadata, _)) => metadata,
+        Err(e) => return get_error(e),
+    };
+    let len = metadata.params().blob_length();
+    let range = match headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_range(v, len))
+    {
+        Some(Ok(range)) => Some(range),
+        Some(Err(())) => {
+            let mut response = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the blob has {len} bytes"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return response;
+        }
+        None => None,
+    };
+    let (start, end) = range.unwrap_or((0, len));
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ETAG, format!("\"{blob_id}\""))
+        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, end - start);
+    if range.is_some() {
+        builder = builder.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", end.saturating_sub(1)),
+        );
+    }
+    if method == Method::HEAD {
+        return builder
+            .body(Body::empty())
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
+    }
+    match state.node.get(&blob_id, Some((start, end))).await {
+        Ok((_, bytes)) => builder
+            .body(Body::from(bytes))
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => get_error(e),
+    }
+}
+
+fn get_error(e: GetError) -> Response {
+    match e {
+        GetError::NotFound(_) => error(StatusCode::NOT_FOUND, e),
+        GetError::NotEnoughSlivers { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        GetError::Inconsistent(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        GetError::Range { .. } => error(StatusCode::RANGE_NOT_SATISFIABLE, e),
+        GetError::Internal(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let blob_id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return *response,
+    };
+    let (metadata, holders) = match state.node.find_metadata(&blob_id).await {
+        Ok(found) => found,
+        Err(e) => return get_error(e),
+    };
+    let view = state.node.net().view().await;
+    let reachable: Vec<Vec<u8>> = view.peers.iter().map(|p| p.to_bytes()).collect();
+    let me = state.node.peer_id().to_bytes();
+    let holders_known = holders
+        .iter()
+        .filter(|h| **h == me || reachable.contains(h))
+        .count();
+    let p = metadata.params();
+    let mut distinct = holders.clone();
+    distinct.sort();
+    distinct.dedup();
+    axum::Json(json!({
+        "blobId": blob_id.to_string(),
+        "size": p.blob_length(),
+        "encodingType": p.encoding().name(),
+        "shards": p.shards(),
+        "sourceShards": p.source_shards(),
+        "segments": p.segment_count(),
+        "holders": distinct.len(),
+        "slivers": holders.len(),
+        "sliversOnKnownPeers": holders_known,
+        "certificateQuorum": crate::service::quorum(p.shards()),
+    }))
+    .into_response()
+}
+
+async fn node_status(State(state): State<AppState>) -> Response {
+    let view = state.node.net().view().await;
+    let counters = state.node.store().counters();
+    axum::Json(json!({
+        "peerId": state.node.peer_id().to_string(),
+        "listenAddresses": view.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "connectedPeers": view.connected,
+        "knownPeers": view.peers.len(),
+        "sliversStored": counters.slivers.load(Ordering::Relaxed),
+        "bytesStored": counters.bytes.load(Ordering::Relaxed),
+        "corruptSliversFound": counters.corrupt_found.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = state.node.metrics();
+    let c = state.node.store().counters();
+    let view = state.node.net().view().await;
+    let rows: [(&str, &str, u64); 16] = [
+        (
+            "floe_slivers_stored",
+            "sliver indexes held",
+            c.slivers.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_bytes_stored",
+            "bytes of sliver files held",
+            c.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_corrupt_slivers_found_total",
+            "corrupt sliver files found on read",
+            c.corrupt_found.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_puts_total",
+            "blobs written",
+            m.puts.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_put_failures_total",
+            "writes that failed",
+            m.put_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_put_latency_ms_total",
+            "sum of put latencies",
+            m.put_ms_total.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_gets_total",
+            "blobs read",
+            m.gets.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_get_failures_total",
+            "reads that failed",
+            m.get_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_get_latency_ms_total",
+            "sum of get latencies",
+            m.get_ms_total.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_slivers_received_total",
+            "store requests accepted",
+            m.slivers_received.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_slivers_served_total",
+            "sliver sets served",
+            m.slivers_served.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_invalid_slivers_received_total",
+            "invalid slivers received",
+            m.invalid_slivers_received.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_segments_decoded_total",
+            "segments rebuilt by decoding",
+            m.segments_decoded.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_write_requests_total",
+            "store requests sent",
+            m.write_requests.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_read_requests_total",
+            "read requests sent",
+            m.read_requests.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_connected_peers",
+            "connected peers",
+            u64::try_from(view.connected).unwrap_or(0),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, help, value) in rows {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 10))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 100))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 100))));
+        assert_eq!(parse_range("bytes=50-1000", 100), Some(Ok((50, 100))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=x-1", 100), None);
+        assert_eq!(parse_range("bytes=-", 100), None);
+    }
+}

@@ -1,0 +1,460 @@
+//! The libp2p side of a node: transports, behaviours, the prost request-response codec, and the event loop
+//! that owns the `Swarm`.
+//!
+//! This module owns peers and connections: discovery (Kademlia in server mode, fed by identify), RTTs (ping),
+//! and moving floe requests and responses. It makes no protocol decision; inbound requests go to the node
+//! service, and the service asks for outbound ones through [`NetClient`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
+
+/// The floe request-response protocol.
+pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
+/// floe's own Kademlia protocol name, so a floe swarm never joins the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
+/// Largest request or response: a sliver set plus metadata.
+pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN + MAX_METADATA_LEN + (1 << 20);
+
+/// Reads one varint-prefixed frame, refusing a length over `limit` before allocating.
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
+    let mut prefix = Vec::with_capacity(10);
+    let len = loop {
+        let mut byte = [0u8; 1];
+        io.read_exact(&mut byte).await?;
+        prefix.push(byte[0]);
+        match wire::frame_len(&prefix, limit) {
+            Ok(Some((len, _))) => break len,
+            Ok(None) => continue,
+            Err(error) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
+        }
+    };
+    let mut body = vec![0u8; len];
+    io.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send, M: Message>(
+    io: &mut T,
+    message: &M,
+) -> io::Result<()> {
+    io.write_all(&wire::encode_frame(message)).await?;
+    io.close().await
+}
+
+fn decode<M: Message + Default>(body: &[u8], name: &'static str) -> io::Result<M> {
+    wire::decode_body(body, MAX_MESSAGE_LEN, name)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Length-prefixed prost messages, with limits checked before allocation.
+#[derive(Debug, Clone, Default)]
+pub struct FloeCodec;
+
+impl request_response::Codec for FloeCodec {
+    type Protocol = StreamProtocol;
+    type Request = pb::Request;
+    type Response = pb::Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<pb::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_frame(io, MAX_MESSAGE_LEN).await?, "Request")
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<pb::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_frame(io, MAX_MESSAGE_LEN).await?, "Response")
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: pb::Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: pb::Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res).await
+    }
+}
+
+/// Everything a floe node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    kad: kad::Behaviour<MemoryStore>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    floe: request_response::Behaviour<FloeCodec>,
+}
+
+/// A request from a peer, to be answered through [`NetClient::respond`].
+#[derive(Debug)]
+pub struct Inbound {
+    /// Who asked.
+    pub peer: PeerId,
+    /// What they asked.
+    pub request: pb::Request,
+    /// Where the answer goes.
+    pub channel: ResponseChannel<pb::Response>,
+}
+
+/// What the network knows of its peers.
+#[derive(Debug, Clone, Default)]
+pub struct PeerView {
+    /// Peers in the routing table or connected, sorted.
+    pub peers: Vec<PeerId>,
+    /// Connected peers.
+    pub connected: usize,
+    /// Last measured round-trip time per peer, in milliseconds.
+    pub rtt_ms: BTreeMap<PeerId, u64>,
+    /// Our listen addresses.
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+enum Command {
+    Request {
+        peer: PeerId,
+        request: pb::Request,
+        reply: oneshot::Sender<Result<pb::Response, String>>,
+    },
+    Respond {
+        channel: ResponseChannel<pb::Response>,
+        response: pb::Response,
+    },
+    View {
+        reply: oneshot::Sender<PeerView>,
+    },
+}
+
+/// A cheap, cloneable handle to the event loop.
+#[derive(Clone)]
+pub struct NetClient {
+    commands: mpsc::Sender<Command>,
+    local: PeerId,
+}
+
+impl NetClient {
+    /// Our peer ID.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Sends `request` to `peer` and waits for the answer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: pb::Request,
+    ) -> Result<pb::Response, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| "network stopped".to_owned())?;
+        answer.await.map_err(|_| "network stopped".to_owned())?
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(&self, channel: ResponseChannel<pb::Response>, response: pb::Response) {
+        let _ = self
+            .commands
+            .send(Command::Respond { channel, response })
+            .await;
+    }
+
+    /// The current view of the swarm.
+    pub async fn view(&self) -> PeerView {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::View { reply }).await.is_err() {
+            return PeerView::default();
+        }
+        answer.await.unwrap_or_default()
+    }
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through (with or without `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// How long a floe request may take.
+    pub request_timeout: Duration,
+}
+
+/// Builds the swarm, starts listening and dialling, and returns the client, the inbound request stream and the
+/// event loop to spawn.
+pub fn start(
+    keypair: Keypair,
+    config: NetConfig,
+) -> anyhow::Result<(NetClient, mpsc::Receiver<Inbound>, EventLoop)> {
+    let local = keypair.public().to_peer_id();
+    let request_timeout = config.request_timeout;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_query_timeout(Duration::from_secs(10));
+            let mut kad =
+                kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+            // Loopback and LAN addresses are never confirmed as external, so client mode would leave every
+            // routing table empty: serve the DHT from the start.
+            kad.set_mode(Some(kad::Mode::Server));
+            Behaviour {
+                kad,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/floe/id/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(Duration::from_secs(5)),
+                ),
+                floe: request_response::Behaviour::new(
+                    [(FLOE_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(request_timeout)
+                        .with_max_concurrent_streams(256),
+                ),
+            }
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    for addr in &config.listen {
+        swarm.listen_on(addr.clone())?;
+    }
+    for addr in &config.bootstrap {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        if let Err(error) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, %error, "cannot dial bootstrap peer");
+        }
+    }
+    let (commands, command_rx) = mpsc::channel(1024);
+    let (inbound_tx, inbound) = mpsc::channel(1024);
+    Ok((
+        NetClient { commands, local },
+        inbound,
+        EventLoop {
+            swarm,
+            commands: command_rx,
+            inbound: inbound_tx,
+            pending: HashMap::new(),
+            rtt_ms: BTreeMap::new(),
+            bootstrapped: false,
+        },
+    ))
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<Inbound>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<pb::Response, String>>>,
+    rtt_ms: BTreeMap<PeerId, u64>,
+    bootstrapped: bool,
+}
+
+impl EventLoop {
+    /// Runs until every client handle is dropped.
+    pub async fn run(mut self) {
+        let mut bootstrap_timer = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = bootstrap_timer.tick() => {
+                    // Refresh the routing table; an error only means no peer is known yet.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+        }
+    }
+
+    fn view(&mut self) -> PeerView {
+        let mut peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                peers.push(*entry.node.key.preimage());
+            }
+        }
+        peers.sort();
+        peers.dedup();
+        PeerView {
+            connected: self.swarm.connected_peers().count(),
+            peers,
+            rtt_ms: self.rtt_ms.clone(),
+            listen_addrs: self.swarm.listeners().cloned().collect(),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().floe.send_request(&peer, request);
+                self.pending.insert(id, reply);
+            }
+            Command::Respond { channel, response } => {
+                // Fails only when the peer is gone; nothing to do then.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .floe
+                    .send_response(channel, response);
+            }
+            Command::View { reply } => {
+                let _ = reply.send(self.view());
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if !self.bootstrapped {
+                    self.bootstrapped = true;
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.rtt_ms.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Kademlia ignores the addresses of inbound connections; identify tells where the peer listens.
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.rtt_ms
+                    .insert(peer, u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Floe(event)) => self.on_floe(event),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+                if let Some(peer) = peer_id {
+                    // A peer we cannot reach is no holder candidate until it comes back.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_floe(&mut self, event: request_response::Event<pb::Request, pb::Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let inbound = Inbound {
+                        peer,
+                        request,
+                        channel,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(inbound)) =
+                        self.inbound.try_send(inbound)
+                    {
+                        let busy = pb::Response {
+                            kind: Some(pb::response::Kind::Error("node busy; try again".into())),
+                        };
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .floe
+                            .send_response(inbound.channel, busy);
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "request failed");
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

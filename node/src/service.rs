@@ -1,0 +1,949 @@
+//! The node service: answers peers' requests from the store, and carries out puts and gets by driving the
+//! protocol core's [`Write`] and [`Read`] state machines over the network.
+//!
+//! This module maps effects to IO (requests, timers, disk) and feeds results back with the current time; it
+//! makes no protocol decision of its own beyond choosing the neighbourhood from the peer view.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libp2p::identity::{Keypair, PublicKey};
+use libp2p::{PeerId, kad};
+use tokio::sync::{mpsc, oneshot};
+
+use floe_protocol::decoder::{Consistency, DecodeError, SegmentDecoder, VerifiedSliver};
+use floe_protocol::encoder::EncodedBlob;
+use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
+use floe_protocol::placement::{PeerKey, Placement};
+use floe_protocol::read::{Read, ReadConfig, ReadEffect};
+use floe_protocol::wire::pb;
+use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect, certificate_quorum};
+use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
+
+use crate::net::{Inbound, NetClient};
+use crate::store::{Store, StoreError};
+
+const RECEIPT_CONTEXT: &[u8] = b"floe receipt v1";
+/// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
+const SEGMENTS_PER_ROUND: u64 = 4;
+
+/// The bytes a holder signs to acknowledge sliver `index` of `blob_id`.
+pub fn receipt_signing_bytes(blob_id: &BlobId, index: u16) -> Vec<u8> {
+    [RECEIPT_CONTEXT, blob_id.as_bytes(), &index.to_le_bytes()].concat()
+}
+
+/// Checks a receipt's signature and that it comes from `holder`.
+pub fn check_receipt(
+    receipt: &pb::StorageReceipt,
+    blob_id: &BlobId,
+    index: u16,
+    holder: &PeerId,
+) -> Result<(), String> {
+    if receipt.blob_id.as_ref() != blob_id.as_bytes() || receipt.index != u32::from(index) {
+        return Err("receipt for another sliver".into());
+    }
+    let key = PublicKey::try_decode_protobuf(&receipt.holder_public_key)
+        .map_err(|e| format!("bad key: {e}"))?;
+    if key.to_peer_id() != *holder {
+        return Err("receipt signed by another peer".into());
+    }
+    if !key.verify(&receipt_signing_bytes(blob_id, index), &receipt.signature) {
+        return Err("bad receipt signature".into());
+    }
+    Ok(())
+}
+
+/// Counters exposed on /metrics and in status.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Blobs written (certified).
+    pub puts: AtomicU64,
+    /// Writes that failed.
+    pub put_failures: AtomicU64,
+    /// Blobs read.
+    pub gets: AtomicU64,
+    /// Reads that failed.
+    pub get_failures: AtomicU64,
+    /// Store requests answered with a receipt.
+    pub slivers_received: AtomicU64,
+    /// Sliver sets served to readers.
+    pub slivers_served: AtomicU64,
+    /// Invalid slivers received from peers (bad proofs, wrong blob).
+    pub invalid_slivers_received: AtomicU64,
+    /// Segments rebuilt by decoding (not from source slivers).
+    pub segments_decoded: AtomicU64,
+    /// Outbound requests sent by puts.
+    pub write_requests: AtomicU64,
+    /// Outbound requests sent by gets.
+    pub read_requests: AtomicU64,
+    /// Sum of put latencies in milliseconds.
+    pub put_ms_total: AtomicU64,
+    /// Sum of get latencies in milliseconds.
+    pub get_ms_total: AtomicU64,
+}
+
+/// Why a put failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The blob is too large for the parameters.
+    #[error("{0}")]
+    Params(#[from] floe_protocol::ParamsError),
+    /// Encoding failed.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    /// Not enough holders stored their slivers.
+    #[error(
+        "only {stored} of the {needed} receipts needed came back ({failed} holders failed); the swarm is too small or too many peers are failing"
+    )]
+    NotCertified {
+        /// Receipts.
+        stored: usize,
+        /// Needed.
+        needed: usize,
+        /// Failed holders.
+        failed: usize,
+    },
+    /// Internal failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Why a get failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// No peer knows the blob.
+    #[error("no peer knows blob {0}")]
+    NotFound(BlobId),
+    /// Too few valid slivers reachable.
+    #[error("only {have} of the {need} valid slivers needed are reachable")]
+    NotEnoughSlivers {
+        /// Valid slivers.
+        have: usize,
+        /// k.
+        need: usize,
+    },
+    /// The blob is inconsistently encoded.
+    #[error("blob {0} is inconsistent: its writer's slivers are not one codeword")]
+    Inconsistent(BlobId),
+    /// The range lies outside the blob.
+    #[error("range {start}-{end} is outside the blob of {len} bytes")]
+    Range {
+        /// First byte.
+        start: u64,
+        /// End (exclusive).
+        end: u64,
+        /// Blob length.
+        len: u64,
+    },
+    /// Internal failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The outcome of a put.
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    /// The blob ID.
+    pub blob_id: BlobId,
+    /// Whether this node already had the blob certified.
+    pub already_certified: bool,
+    /// The certificate's receipts (sliver index → receipt).
+    pub certificate: pb::Certificate,
+    /// Blob length.
+    pub size: u64,
+    /// n.
+    pub shards: u16,
+}
+
+/// A cheap, cloneable handle to the node service.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    keypair: Keypair,
+    peer_id: PeerId,
+    net: NetClient,
+    metrics: Metrics,
+    epoch: Instant,
+    write_config: WriteConfig,
+    read_config: ReadConfig,
+    certificates: std::sync::Mutex<BTreeMap<BlobId, pb::Certificate>>,
+    capacity: Option<u64>,
+}
+
+fn error_response(text: impl Into<String>) -> pb::Response {
+    pb::Response {
+        kind: Some(pb::response::Kind::Error(text.into())),
+    }
+}
+
+impl Node {
+    /// A node over `store`, signing with `keypair`, talking through `net`, storing at most `capacity` bytes.
+    pub fn new(store: Store, keypair: Keypair, net: NetClient, capacity: Option<u64>) -> Self {
+        let peer_id = keypair.public().to_peer_id();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                keypair,
+                peer_id,
+                net,
+                metrics: Metrics::default(),
+                epoch: Instant::now(),
+                write_config: WriteConfig::default(),
+                read_config: ReadConfig::default(),
+                certificates: std::sync::Mutex::new(BTreeMap::new()),
+                capacity,
+            }),
+        }
+    }
+
+    /// Our peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The network handle.
+    pub fn net(&self) -> &NetClient {
+        &self.inner.net
+    }
+
+    fn now(&self) -> Millis {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Answers peers' requests until the network stops.
+    pub async fn serve(self, mut inbound: mpsc::Receiver<Inbound>) {
+        while let Some(Inbound {
+            peer,
+            request,
+            channel,
+        }) = inbound.recv().await
+        {
+            let node = self.clone();
+            tokio::spawn(async move {
+                let response = node.handle(peer, request).await;
+                node.inner.net.respond(channel, response).await;
+            });
+        }
+    }
+
+    async fn handle(&self, peer: PeerId, request: pb::Request) -> pb::Response {
+        let node = self.clone();
+        let result = tokio::task::spawn_blocking(move || match request.kind {
+            Some(pb::request::Kind::Store(store)) => node.handle_store(store),
+            Some(pb::request::Kind::Read(read)) => node.handle_read(read),
+            Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
+            None => error_response("empty request"),
+        })
+        .await;
+        result.unwrap_or_else(|error| {
+            tracing::error!(%peer, %error, "request handler failed");
+            error_response("internal error")
+        })
+    }
+
+    fn handle_store(&self, request: pb::StoreRequest) -> pb::Response {
+        match self.store_locally(request) {
+            Ok(receipt) => {
+                self.inner
+                    .metrics
+                    .slivers_received
+                    .fetch_add(1, Ordering::Relaxed);
+                pb::Response {
+                    kind: Some(pb::response::Kind::Receipt(receipt)),
+                }
+            }
+            Err(why) => {
+                self.inner
+                    .metrics
+                    .invalid_slivers_received
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(why, "refused a store request");
+                error_response(why)
+            }
+        }
+    }
+
+    /// Verifies a store request completely (metadata against its ID, every sliver against the ID, one index,
+    /// every segment present) and stores it durably; returns the signed receipt.
+    fn store_locally(&self, request: pb::StoreRequest) -> Result<pb::StorageReceipt, String> {
+        let metadata = request
+            .metadata
+            .as_ref()
+            .ok_or("store request without metadata")
+            .and_then(|m| BlobMetadata::try_from(m).map_err(|_| "bad metadata"))
+            .map_err(str::to_owned)?;
+        let blob_id = metadata.blob_id();
+        let segments = metadata.params().segment_count();
+        if u64::try_from(request.slivers.len()).ok() != Some(segments) {
+            return Err(format!(
+                "store request must carry all {segments} segments of one sliver index"
+            ));
+        }
+        let mut slivers = Vec::with_capacity(request.slivers.len());
+        let mut index = None;
+        for (segment, message) in request.slivers.into_iter().enumerate() {
+            let (id, sliver) = <(BlobId, Sliver)>::try_from(message).map_err(|e| e.to_string())?;
+            if id != blob_id || u64::try_from(segment).ok() != Some(sliver.segment) {
+                return Err("slivers out of order or of another blob".into());
+            }
+            if *index.get_or_insert(sliver.index) != sliver.index {
+                return Err("store request mixes sliver indexes".into());
+            }
+            sliver.verify(&blob_id).map_err(|e| e.to_string())?;
+            slivers.push(sliver);
+        }
+        let index = index.ok_or("empty store request")?;
+        if let Some(capacity) = self.inner.capacity {
+            let incoming: u64 = slivers
+                .iter()
+                .map(|s| u64::try_from(s.data.len()).unwrap_or(u64::MAX))
+                .sum();
+            let held = self.inner.store.counters().bytes.load(Ordering::Relaxed);
+            if held.saturating_add(incoming) > capacity && !self.inner.store.has(&blob_id, index) {
+                return Err(format!("node is full: {held} of {capacity} bytes used"));
+            }
+        }
+        let holders: Vec<PeerKey> = request.holders.iter().map(|h| h.to_vec()).collect();
+        let me = self.inner.peer_id.to_bytes();
+        if holders.get(usize::from(index)) != Some(&me) {
+            // Stored anyway: the writer's view decides placement; repair reconciles views later.
+            tracing::info!(%blob_id, index, "stored a sliver the writer's placement gives to another peer");
+        }
+        self.inner
+            .store
+            .put_metadata(&metadata, &holders)
+            .map_err(|e| e.to_string())?;
+        self.inner
+            .store
+            .put_slivers(&blob_id, index, &slivers)
+            .map_err(|e| e.to_string())?;
+        self.sign_receipt(&blob_id, index)
+    }
+
+    fn sign_receipt(&self, blob_id: &BlobId, index: u16) -> Result<pb::StorageReceipt, String> {
+        let signature = self
+            .inner
+            .keypair
+            .sign(&receipt_signing_bytes(blob_id, index))
+            .map_err(|e| e.to_string())?;
+        Ok(pb::StorageReceipt {
+            blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+            index: u32::from(index),
+            holder_public_key: self.inner.keypair.public().encode_protobuf().into(),
+            signature: signature.into(),
+        })
+    }
+
+    fn handle_read(&self, request: pb::ReadRequest) -> pb::Response {
+        let not_found = |why: String| pb::Response {
+            kind: Some(pb::response::Kind::Read(pb::ReadResponse {
+                result: Some(pb::read_response::Result::NotFound(why)),
+            })),
+        };
+        let Ok(blob_id) = BlobId::from_slice(&request.blob_id) else {
+            return error_response("bad blob ID");
+        };
+        let Ok(index) = u16::try_from(request.index) else {
+            return error_response("bad sliver index");
+        };
+        match self.inner.store.read_slivers(
+            &blob_id,
+            index,
+            request.first_segment,
+            request.segment_count,
+        ) {
+            Ok(slivers) => {
+                self.inner
+                    .metrics
+                    .slivers_served
+                    .fetch_add(1, Ordering::Relaxed);
+                pb::Response {
+                    kind: Some(pb::response::Kind::Read(pb::ReadResponse {
+                        result: Some(pb::read_response::Result::Slivers(pb::SliverSet {
+                            slivers: slivers.iter().map(pb::Sliver::from).collect(),
+                        })),
+                    })),
+                }
+            }
+            Err(error) => not_found(error.to_string()),
+        }
+    }
+
+    fn handle_metadata(&self, request: pb::MetadataRequest) -> pb::Response {
+        let record = BlobId::from_slice(&request.blob_id)
+            .ok()
+            .and_then(|id| self.inner.store.metadata(&id).ok());
+        pb::Response {
+            kind: Some(pb::response::Kind::Metadata(match record {
+                Some((metadata, holders)) => pb::MetadataResponse {
+                    metadata: Some((&metadata).into()),
+                    holders: holders.into_iter().map(Bytes::from).collect(),
+                },
+                None => pb::MetadataResponse::default(),
+            })),
+        }
+    }
+
+    /// Peers in our view, ourselves included, ordered by Kademlia distance to `blob_id`.
+    async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
+        let view = self.inner.net.view().await;
+        let mut peers = view.peers;
+        peers.push(self.inner.peer_id);
+        peers.sort();
+        peers.dedup();
+        let target = kad::KBucketKey::new(blob_id.as_bytes().to_vec());
+        peers.sort_by_key(|p| kad::KBucketKey::from(*p).distance(&target));
+        peers
+    }
+
+    /// Stores a blob: encodes it, sends each sliver index to its holder and returns once receipts certify it.
+    /// Delivery of the remaining slivers goes on in the background.
+    pub async fn put(&self, data: Bytes) -> Result<PutOutcome, PutError> {
+        let started = Instant::now();
+        let result = self.put_inner(data).await;
+        match &result {
+            Ok(_) => {
+                self.inner.metrics.puts.fetch_add(1, Ordering::Relaxed);
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.inner
+                    .metrics
+                    .put_ms_total
+                    .fetch_add(ms, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.inner
+                    .metrics
+                    .put_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn put_inner(&self, data: Bytes) -> Result<PutOutcome, PutError> {
+        let view = self.inner.net.view().await;
+        let shards = default_shards(view.peers.len() + 1);
+        let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
+        let encoded = tokio::task::spawn_blocking(move || EncodedBlob::encode(params, &data))
+            .await
+            .map_err(|e| PutError::Internal(e.to_string()))?
+            .map_err(|e| PutError::Encode(e.to_string()))?;
+        let blob_id = encoded.metadata.blob_id();
+        if let Some(certificate) = self.certificate(&blob_id) {
+            return Ok(PutOutcome {
+                blob_id,
+                already_certified: true,
+                certificate,
+                size: length,
+                shards,
+            });
+        }
+        let neighbourhood: Vec<PeerKey> = self
+            .neighbourhood(&blob_id)
+            .await
+            .into_iter()
+            .take(usize::from(shards))
+            .map(|p| p.to_bytes())
+            .collect();
+        let placement = Placement::new(&blob_id, shards, &neighbourhood)
+            .ok_or_else(|| PutError::Internal("no peers".into()))?;
+        let holders = placement.holder_list();
+        let store = self.clone();
+        let metadata = encoded.metadata.clone();
+        let holders_for_store = holders.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .inner
+                .store
+                .put_metadata(&metadata, &holders_for_store)
+        })
+        .await
+        .map_err(|e| PutError::Internal(e.to_string()))?
+        .map_err(|e| PutError::Internal(e.to_string()))?;
+
+        let (certified_tx, certified_rx) = oneshot::channel();
+        let node = self.clone();
+        let encoded = Arc::new(encoded);
+        tokio::spawn(async move {
+            node.drive_write(blob_id, encoded, placement, holders, certified_tx)
+                .await;
+        });
+        let certificate = certified_rx
+            .await
+            .map_err(|_| PutError::Internal("write task ended".into()))??;
+        self.inner
+            .certificates
+            .lock()
+            .map_err(|_| PutError::Internal("lock poisoned".into()))?
+            .insert(blob_id, certificate.clone());
+        Ok(PutOutcome {
+            blob_id,
+            already_certified: false,
+            certificate,
+            size: length,
+            shards,
+        })
+    }
+
+    fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
+        self.inner.certificates.lock().ok()?.get(blob_id).cloned()
+    }
+
+    async fn drive_write(
+        &self,
+        blob_id: BlobId,
+        encoded: Arc<EncodedBlob>,
+        placement: Placement,
+        holders: Vec<PeerKey>,
+        certified_tx: oneshot::Sender<Result<pb::Certificate, PutError>>,
+    ) {
+        let mut certified_tx = Some(certified_tx);
+        let (tx, mut rx) =
+            mpsc::unbounded_channel::<(PeerKey, u16, Result<pb::StorageReceipt, String>)>();
+        let (mut write, mut effects) =
+            Write::start(blob_id, placement, self.inner.write_config, self.now());
+        let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
+        let mut timer: Option<Millis> = None;
+        loop {
+            for effect in effects.drain(..) {
+                match effect {
+                    WriteEffect::Send { peer, index } => {
+                        let request = store_request(&encoded, index, &holders);
+                        let node = self.clone();
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let result = node.send_store(&peer, blob_id, index, request).await;
+                            let _ = tx.send((peer, index, result));
+                        });
+                    }
+                    WriteEffect::SetTimer(at) => timer = Some(timer.map_or(at, |t| t.min(at))),
+                    WriteEffect::Certified => {
+                        if let Some(sender) = certified_tx.take() {
+                            let _ = sender.send(Ok(pb::Certificate {
+                                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                                receipts: receipts.values().cloned().collect(),
+                            }));
+                        }
+                    }
+                    WriteEffect::Failed {
+                        stored,
+                        needed,
+                        failed,
+                    } => {
+                        tracing::warn!(%blob_id, stored, needed, failed, "write failed");
+                        if let Some(sender) = certified_tx.take() {
+                            let _ = sender.send(Err(PutError::NotCertified {
+                                stored,
+                                needed,
+                                failed,
+                            }));
+                        }
+                        return;
+                    }
+                    WriteEffect::Finished => {
+                        tracing::debug!(%blob_id, receipts = receipts.len(), "write finished");
+                        return;
+                    }
+                }
+            }
+            let sleep_until = timer.map(|at| self.inner.epoch + Duration::from_millis(at));
+            tokio::select! {
+                Some((peer, index, result)) = rx.recv() => {
+                    let now = self.now();
+                    effects = match result {
+                        Ok(receipt) => {
+                            receipts.insert(index, receipt.clone());
+                            write.on_receipt(&peer, index, receipt.signature.to_vec())
+                        }
+                        Err(why) => {
+                            tracing::debug!(%blob_id, index, why, "store request failed");
+                            write.on_failure(&peer, index, now)
+                        }
+                    };
+                }
+                _ = async {
+                    match sleep_until {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    timer = None;
+                    effects = write.on_timer(self.now());
+                }
+            }
+        }
+    }
+
+    async fn send_store(
+        &self,
+        peer: &[u8],
+        blob_id: BlobId,
+        index: u16,
+        request: pb::StoreRequest,
+    ) -> Result<pb::StorageReceipt, String> {
+        let peer_id = PeerId::from_bytes(peer).map_err(|e| e.to_string())?;
+        if peer_id == self.inner.peer_id {
+            let node = self.clone();
+            return tokio::task::spawn_blocking(move || node.store_locally(request))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.inner
+            .metrics
+            .write_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .inner
+            .net
+            .request(
+                peer_id,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Store(request)),
+                },
+            )
+            .await?;
+        match response.kind {
+            Some(pb::response::Kind::Receipt(receipt)) => {
+                check_receipt(&receipt, &blob_id, index, &peer_id)?;
+                Ok(receipt)
+            }
+            Some(pb::response::Kind::Error(why)) => Err(why),
+            _ => Err("unexpected response".into()),
+        }
+    }
+
+    /// The metadata and holder list of a blob: from the local store, else from the nearest peers that know it.
+    pub async fn find_metadata(
+        &self,
+        blob_id: &BlobId,
+    ) -> Result<(BlobMetadata, Vec<PeerKey>), GetError> {
+        let store = self.clone();
+        let id = *blob_id;
+        if let Ok(Ok(found)) =
+            tokio::task::spawn_blocking(move || store.inner.store.metadata(&id)).await
+        {
+            return Ok(found);
+        }
+        for peer in self.neighbourhood(blob_id).await.into_iter().take(32) {
+            if peer == self.inner.peer_id {
+                continue;
+            }
+            let request = pb::Request {
+                kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                })),
+            };
+            let Ok(pb::Response {
+                kind: Some(pb::response::Kind::Metadata(record)),
+            }) = self.inner.net.request(peer, request).await
+            else {
+                continue;
+            };
+            let Some(metadata) = record
+                .metadata
+                .as_ref()
+                .and_then(|m| BlobMetadata::try_from(m).ok())
+            else {
+                continue;
+            };
+            if metadata.check(blob_id).is_ok() && !record.holders.is_empty() {
+                return Ok((
+                    metadata,
+                    record.holders.iter().map(|h| h.to_vec()).collect(),
+                ));
+            }
+        }
+        Err(GetError::NotFound(*blob_id))
+    }
+
+    /// Reads bytes `[start, end)` of a blob (`None` for the whole blob). Returns the metadata and the bytes.
+    pub async fn get(
+        &self,
+        blob_id: &BlobId,
+        range: Option<(u64, u64)>,
+    ) -> Result<(BlobMetadata, Bytes), GetError> {
+        let started = Instant::now();
+        let result = self.get_inner(blob_id, range).await;
+        match &result {
+            Ok(_) => {
+                self.inner.metrics.gets.fetch_add(1, Ordering::Relaxed);
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.inner
+                    .metrics
+                    .get_ms_total
+                    .fetch_add(ms, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.inner
+                    .metrics
+                    .get_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn get_inner(
+        &self,
+        blob_id: &BlobId,
+        range: Option<(u64, u64)>,
+    ) -> Result<(BlobMetadata, Bytes), GetError> {
+        let (metadata, holders) = self.find_metadata(blob_id).await?;
+        let params = *metadata.params();
+        let len = params.blob_length();
+        let (start, end) = range.unwrap_or((0, len));
+        if start > end || end > len {
+            return Err(GetError::Range { start, end, len });
+        }
+        let placement = Placement::from_holders(holders).ok_or(GetError::NotFound(*blob_id))?;
+        let segments = params.segments_for_range(start, end);
+        let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+        let mut decoder = Some(SegmentDecoder::new(params).with_hash_threads(2));
+        let mut first = segments.start;
+        while first < segments.end {
+            let count = (segments.end - first).min(SEGMENTS_PER_ROUND);
+            let slivers = self
+                .fetch_segments(blob_id, &placement, params.source_shards(), first, count)
+                .await?;
+            let mut dec = decoder
+                .take()
+                .ok_or_else(|| GetError::Internal("decoder lost".into()))?;
+            let metrics_node = self.clone();
+            let (dec, decoded) = tokio::task::spawn_blocking(move || {
+                let mut decoded = Vec::new();
+                for segment in first..first + count {
+                    let these: Vec<VerifiedSliver> = slivers
+                        .values()
+                        .filter_map(|set| {
+                            set.iter().find(|s| s.sliver().segment == segment).cloned()
+                        })
+                        .collect();
+                    if these
+                        .iter()
+                        .any(|s| s.sliver().index >= params.source_shards())
+                    {
+                        metrics_node
+                            .inner
+                            .metrics
+                            .segments_decoded
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    match dec.decode(segment, &these, Consistency::Full) {
+                        Ok(bytes) => decoded.push((segment, bytes)),
+                        Err(error) => return (dec, Err(error)),
+                    }
+                }
+                (dec, Ok(decoded))
+            })
+            .await
+            .map_err(|e| GetError::Internal(e.to_string()))?;
+            decoder = Some(dec);
+            let decoded = decoded.map_err(|error| match error {
+                DecodeError::Inconsistent(_) => GetError::Inconsistent(*blob_id),
+                other => GetError::Internal(other.to_string()),
+            })?;
+            for (segment, bytes) in decoded {
+                let offset = params.segment_offset(segment);
+                let from = usize::try_from(start.saturating_sub(offset)).unwrap_or(0);
+                let to =
+                    usize::try_from((end - offset).min(u64::try_from(bytes.len()).unwrap_or(0)))
+                        .unwrap_or(0);
+                out.extend_from_slice(&bytes[from.min(to)..to]);
+            }
+            first += count;
+        }
+        Ok((metadata, Bytes::from(out)))
+    }
+
+    async fn fetch_segments(
+        &self,
+        blob_id: &BlobId,
+        placement: &Placement,
+        source_shards: u16,
+        first: u64,
+        count: u64,
+    ) -> Result<BTreeMap<u16, Vec<VerifiedSliver>>, GetError> {
+        let view = self.inner.net.view().await;
+        let rtt: BTreeMap<Vec<u8>, u64> = view
+            .rtt_ms
+            .iter()
+            .map(|(p, ms)| (p.to_bytes(), *ms))
+            .collect();
+        let me = self.inner.peer_id.to_bytes();
+        let (mut read, mut effects) = Read::start(
+            placement,
+            source_shards,
+            |peer| {
+                if peer == me.as_slice() {
+                    Some(0)
+                } else {
+                    rtt.get(peer).copied()
+                }
+            },
+            self.inner.read_config,
+            self.now(),
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u16, Option<Vec<VerifiedSliver>>)>();
+        let mut got: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
+        let mut timer: Option<Millis> = None;
+        loop {
+            for effect in effects.drain(..) {
+                match effect {
+                    ReadEffect::Send { peer, index } => {
+                        let node = self.clone();
+                        let tx = tx.clone();
+                        let id = *blob_id;
+                        tokio::spawn(async move {
+                            let slivers = node.fetch_index(&peer, &id, index, first, count).await;
+                            let _ = tx.send((index, slivers));
+                        });
+                    }
+                    ReadEffect::SetTimer(at) => timer = Some(at),
+                    ReadEffect::Ready(indexes) => {
+                        got.retain(|index, _| indexes.contains(index));
+                        return Ok(got);
+                    }
+                    ReadEffect::Failed { have, need } => {
+                        return Err(GetError::NotEnoughSlivers { have, need });
+                    }
+                }
+            }
+            let sleep_until = timer.map(|at| self.inner.epoch + Duration::from_millis(at));
+            tokio::select! {
+                Some((index, slivers)) = rx.recv() => {
+                    let valid = slivers.is_some();
+                    if let Some(slivers) = slivers {
+                        got.insert(index, slivers);
+                    }
+                    effects = read.on_response(index, valid, self.now());
+                }
+                _ = async {
+                    match sleep_until {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    timer = None;
+                    effects = read.on_timer(self.now());
+                }
+            }
+        }
+    }
+
+    /// Fetches and verifies sliver `index` of segments `[first, first + count)`; `None` if anything is missing or
+    /// invalid.
+    async fn fetch_index(
+        &self,
+        peer: &[u8],
+        blob_id: &BlobId,
+        index: u16,
+        first: u64,
+        count: u64,
+    ) -> Option<Vec<VerifiedSliver>> {
+        let peer_id = PeerId::from_bytes(peer).ok()?;
+        let slivers: Vec<Sliver> = if peer_id == self.inner.peer_id {
+            let node = self.clone();
+            let id = *blob_id;
+            tokio::task::spawn_blocking(move || {
+                node.inner.store.read_slivers(&id, index, first, count)
+            })
+            .await
+            .ok()?
+            .ok()?
+        } else {
+            self.inner
+                .metrics
+                .read_requests
+                .fetch_add(1, Ordering::Relaxed);
+            let request = pb::Request {
+                kind: Some(pb::request::Kind::Read(pb::ReadRequest {
+                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                    first_segment: first,
+                    index: u32::from(index),
+                    segment_count: count,
+                })),
+            };
+            let response = self.inner.net.request(peer_id, request).await.ok()?;
+            let Some(pb::response::Kind::Read(pb::ReadResponse {
+                result: Some(pb::read_response::Result::Slivers(set)),
+            })) = response.kind
+            else {
+                return None;
+            };
+            set.slivers
+                .into_iter()
+                .map(|m| <(BlobId, Sliver)>::try_from(m).ok().map(|(_, s)| s))
+                .collect::<Option<Vec<_>>>()?
+        };
+        let id = *blob_id;
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if u64::try_from(slivers.len()).ok() != Some(count) {
+                return None;
+            }
+            let mut verified = Vec::with_capacity(slivers.len());
+            for (offset, sliver) in slivers.into_iter().enumerate() {
+                if sliver.index != index
+                    || Some(sliver.segment) != first.checked_add(u64::try_from(offset).ok()?)
+                {
+                    return None;
+                }
+                match VerifiedSliver::new(sliver, &id) {
+                    Ok(v) => verified.push(v),
+                    Err(error) => {
+                        node.inner
+                            .metrics
+                            .invalid_slivers_received
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%id, index, %error, "invalid sliver from a holder");
+                        return None;
+                    }
+                }
+            }
+            Some(verified)
+        })
+        .await
+        .ok()?
+    }
+}
+
+fn store_request(encoded: &EncodedBlob, index: u16, holders: &[PeerKey]) -> pb::StoreRequest {
+    let segments = encoded.metadata.params().segment_count();
+    pb::StoreRequest {
+        slivers: (0..segments)
+            .filter_map(|s| encoded.sliver(s, index))
+            .map(|s| pb::Sliver::from(&s))
+            .collect(),
+        metadata: Some((&encoded.metadata).into()),
+        holders: holders.iter().map(|h| Bytes::from(h.clone())).collect(),
+    }
+}
+
+/// Receipts a certificate needs for n slivers.
+pub fn quorum(shards: u16) -> usize {
+    certificate_quorum(shards)
+}
+
+impl From<StoreError> for GetError {
+    fn from(error: StoreError) -> Self {
+        GetError::Internal(error.to_string())
+    }
+}

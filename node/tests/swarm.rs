@@ -1,0 +1,469 @@
+//! Real `floe node` processes on 127.0.0.1: writes, reads, corruption, restarts and mass kills.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct NodeProc {
+    child: Option<Child>,
+    dir: PathBuf,
+    http: String,
+    listen: String,
+}
+
+/// A swarm of node processes; every process is killed when it goes out of scope, pass or fail.
+struct TestSwarm {
+    nodes: Vec<NodeProc>,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for TestSwarm {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn spawn_node(dir: &Path, bootstrap: Option<&str>) -> NodeProc {
+    let info_path = dir.join("node.json");
+    let _ = std::fs::remove_file(&info_path);
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
+    command
+        .args([
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--http",
+            "127.0.0.1:0",
+            "--max-body",
+            "64MiB",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "floe_node=info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    if let Some(addr) = bootstrap {
+        command.args(["--bootstrap", addr]);
+    }
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let info: Value = loop {
+        if let Ok(bytes) = std::fs::read(&info_path)
+            && let Ok(info) = serde_json::from_slice(&bytes)
+        {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node in {} did not start",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    NodeProc {
+        child: Some(child),
+        dir: dir.to_owned(),
+        http: format!("http://{}", info["http"].as_str().unwrap()),
+        listen: info["listen"][0].as_str().unwrap().to_owned(),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn json(url: &str) -> Value {
+    let mut response = agent().get(url).call().unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn metric(node: &NodeProc, name: &str) -> u64 {
+    let mut response = agent()
+        .get(&format!("{}/metrics", node.http))
+        .call()
+        .unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+impl TestSwarm {
+    fn start(count: usize) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let mut nodes = vec![spawn_node(&root.path().join("node-0"), None)];
+        let bootstrap = nodes[0].listen.clone();
+        for i in 1..count {
+            nodes.push(spawn_node(
+                &root.path().join(format!("node-{i}")),
+                Some(&bootstrap),
+            ));
+        }
+        let swarm = Self { nodes, _root: root };
+        swarm.wait_formed(count);
+        swarm
+    }
+
+    /// Waits until every live node knows every other one.
+    fn wait_formed(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                let status = json(&format!("{}/v1/node/status", node.http));
+                if status["knownPeers"].as_u64().unwrap_or(0) as usize >= count - 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "swarm did not form: {status}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn kill(&mut self, index: usize) {
+        let mut child = self.nodes[index].child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn restart(&mut self, index: usize) {
+        let bootstrap = self.nodes[0].listen.clone();
+        let dir = self.nodes[index].dir.clone();
+        self.nodes[index] = spawn_node(&dir, Some(&bootstrap));
+    }
+}
+
+fn put(node: &NodeProc, data: &[u8]) -> String {
+    let mut response = agent()
+        .put(&format!("{}/v1/blobs", node.http))
+        .send(data)
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(status, 200, "put failed: {body}");
+    body["newlyCreated"]["blobObject"]["blobId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn get(node: &NodeProc, id: &str) -> Result<Vec<u8>, (u16, String)> {
+    let mut response = agent()
+        .get(&format!("{}/v1/blobs/{id}", node.http))
+        .call()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    if status == 200 {
+        Ok(body)
+    } else {
+        Err((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+fn blob(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Flips a byte in the middle of every sliver file a node holds.
+fn corrupt_node(node: &NodeProc) -> usize {
+    let mut corrupted = 0;
+    for blob_dir in std::fs::read_dir(node.dir.join("blobs")).unwrap().flatten() {
+        for file in std::fs::read_dir(blob_dir.path()).unwrap().flatten() {
+            if file.file_name().to_string_lossy().parse::<u16>().is_ok() {
+                let mut bytes = std::fs::read(file.path()).unwrap();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x55;
+                std::fs::write(file.path(), bytes).unwrap();
+                corrupted += 1;
+            }
+        }
+    }
+    corrupted
+}
+
+#[test]
+fn twelve_nodes_survive_corruption_restarts_and_losing_two_thirds() {
+    let mut swarm = TestSwarm::start(12);
+    let sizes = [
+        0usize,
+        1,
+        2,
+        3,
+        100,
+        1000,
+        4095,
+        4096,
+        65_535,
+        65_536,
+        100_000,
+        262_144,
+        1 << 20,
+        (1 << 20) + 1,
+        3_000_000,
+        5 << 20,
+        8 << 20,
+        10_000_000,
+        (16 << 20) - 1,
+        16 << 20,
+    ];
+    let mut blobs = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let data = blob(*size, i as u64 + 1);
+        let writer = &swarm.nodes[i % 12];
+        let id = put(writer, &data);
+        blobs.push((id, data));
+    }
+    // Every blob reads back through a node that did not write it.
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        assert_eq!(
+            &get(&swarm.nodes[(i + 5) % 12], id).unwrap(),
+            data,
+            "blob {i} before faults"
+        );
+    }
+
+    // A third of the nodes (8..12) get every sliver file corrupted on disk. Reads still return the right bytes.
+    for node in &swarm.nodes[8..] {
+        assert!(corrupt_node(node) > 0);
+    }
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        assert_eq!(
+            &get(&swarm.nodes[i % 4], id).unwrap(),
+            data,
+            "blob {i} with corrupt holders"
+        );
+    }
+    let corrupt_seen: u64 = swarm.nodes[8..]
+        .iter()
+        .map(|n| metric(n, "floe_corrupt_slivers_found_total"))
+        .sum();
+    assert!(corrupt_seen > 0, "corruption must show in metrics");
+    let log = std::fs::read_to_string(swarm.nodes[8].dir.join("node.log")).unwrap()
+        + &std::fs::read_to_string(swarm.nodes[9].dir.join("node.log")).unwrap()
+        + &std::fs::read_to_string(swarm.nodes[10].dir.join("node.log")).unwrap()
+        + &std::fs::read_to_string(swarm.nodes[11].dir.join("node.log")).unwrap();
+    assert!(
+        log.contains("corrupt sliver file found"),
+        "corruption must show in logs"
+    );
+
+    // A node killed with SIGKILL and restarted serves every sliver it acknowledged.
+    let before = json(&format!("{}/v1/node/status", swarm.nodes[3].http))["sliversStored"].clone();
+    swarm.kill(3);
+    swarm.restart(3);
+    swarm.wait_formed(12);
+    assert_eq!(
+        json(&format!("{}/v1/node/status", swarm.nodes[3].http))["sliversStored"],
+        before
+    );
+
+    // Kill eight of twelve (every corrupt node among them): the four survivors rebuild every blob.
+    for index in 4..12 {
+        swarm.kill(index);
+    }
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        let reader = &swarm.nodes[i % 4];
+        assert_eq!(
+            &get(reader, id).unwrap(),
+            data,
+            "blob {i} after losing two thirds"
+        );
+    }
+}
+
+#[test]
+fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running() {
+    let swarm = TestSwarm::start(4);
+    let node = &swarm.nodes[0];
+    let agent = agent();
+    let status =
+        |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| r.unwrap().status().as_u16();
+    assert_eq!(
+        status(
+            agent
+                .get(&format!("{}/v1/blobs/not-an-id", node.http))
+                .call()
+        ),
+        400
+    );
+    assert_eq!(
+        status(
+            agent
+                .get(&format!("{}/v1/blobs/{}", node.http, "A".repeat(43)))
+                .call()
+        ),
+        404
+    );
+    assert_eq!(
+        status(
+            agent
+                .get(&format!("{}/v1/blobs/{}/status", node.http, "A".repeat(43)))
+                .call()
+        ),
+        404
+    );
+    assert_eq!(
+        status(agent.get(&format!("{}/nowhere", node.http)).call()),
+        404
+    );
+    let too_big = vec![0u8; (64 << 20) + 1];
+    assert_eq!(
+        status(
+            agent
+                .put(&format!("{}/v1/blobs", node.http))
+                .send(&too_big[..])
+        ),
+        413
+    );
+    let id = put(node, b"hello floe");
+    let range = |value: &str| {
+        agent
+            .get(&format!("{}/v1/blobs/{id}", node.http))
+            .header("Range", value)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(range("bytes=100-"), 416);
+    assert_eq!(range("bytes=0-4"), 206);
+    assert_eq!(range("nonsense"), 200);
+
+    // Garbage on the libp2p port: the handshake fails, nothing else happens.
+    let port = node.listen.split('/').nth(4).unwrap();
+    let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    use std::io::Write;
+    let _ = raw.write_all(&[0xff; 4096]);
+    drop(raw);
+
+    // Hostile but well-formed floe requests from a real libp2p peer.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use floe_protocol::wire::pb;
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let (client, _inbound, event_loop) = floe_node::net::start(
+            keypair,
+            floe_node::net::NetConfig {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                bootstrap: vec![node.listen.parse().unwrap()],
+                request_timeout: Duration::from_secs(10),
+            },
+        )
+        .unwrap();
+        tokio::spawn(event_loop.run());
+        let peer: libp2p::PeerId = node.listen.rsplit('/').next().unwrap().parse().unwrap();
+        let hostile = [
+            pb::Request { kind: None },
+            pb::Request {
+                kind: Some(pb::request::Kind::Store(pb::StoreRequest::default())),
+            },
+            pb::Request {
+                kind: Some(pb::request::Kind::Store(pb::StoreRequest {
+                    slivers: vec![pb::Sliver {
+                        data: vec![1u8; 1000].into(),
+                        ..Default::default()
+                    }],
+                    metadata: Some(pb::BlobMetadata {
+                        params: Some(pb::BlobParams {
+                            encoding: 1,
+                            shards: 4,
+                            source_shards: 2,
+                            segment_size: 1024,
+                            blob_length: 10,
+                        }),
+                        segment_roots: vec![vec![0u8; 32].into()],
+                    }),
+                    holders: vec![],
+                })),
+            },
+            pb::Request {
+                kind: Some(pb::request::Kind::Read(pb::ReadRequest {
+                    blob_id: vec![0u8; 5].into(),
+                    first_segment: u64::MAX,
+                    index: u32::MAX,
+                    segment_count: u64::MAX,
+                })),
+            },
+            pb::Request {
+                kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                    blob_id: vec![].into(),
+                })),
+            },
+        ];
+        let mut answered = 0;
+        for request in hostile {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match client.request(peer, request.clone()).await {
+                    Ok(pb::Response {
+                        kind: Some(pb::response::Kind::Error(_)),
+                    })
+                    | Ok(pb::Response {
+                        kind:
+                            Some(pb::response::Kind::Metadata(pb::MetadataResponse {
+                                metadata: None,
+                                ..
+                            })),
+                    })
+                    | Ok(pb::Response {
+                        kind: Some(pb::response::Kind::Read(_)),
+                    }) => {
+                        answered += 1;
+                        break;
+                    }
+                    Ok(other) => panic!("hostile request got {other:?}"),
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    Err(e) => panic!("no answer: {e}"),
+                }
+            }
+        }
+        assert_eq!(answered, 5);
+    });
+    // Still serving.
+    assert_eq!(get(node, &id).unwrap(), b"hello floe");
+    assert_eq!(
+        json(&format!("{}/v1/node/status", node.http))["connectedPeers"]
+            .as_u64()
+            .map(|c| c >= 3),
+        Some(true)
+    );
+}

@@ -1,0 +1,326 @@
+//! The read state machine: fetch k valid slivers of a blob's segments from its holders, nearest and fastest
+//! first, hedging slow ones.
+//!
+//! This module owns the read's decisions: which holders to ask, in which order, how many at once, when to ask
+//! one more. It does not verify or decode: the driver verifies each response against the blob ID (see
+//! [`crate::decoder::VerifiedSliver`]) and reports only whether it was valid.
+//!
+//! Order: source slivers first (so that a healthy read needs no decoding), then parity; within each, by the
+//! driver's measured round-trip time, then by index. It keeps k + margin requests in flight; a request
+//! unanswered after the soft timeout gets a hedge (one more request elsewhere) without being cancelled, and a
+//! late answer still counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::placement::{PeerKey, Placement};
+use crate::write::Millis;
+
+/// How a read paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadConfig {
+    /// After this long without an answer, ask one more holder (the slow request stays open).
+    pub soft_timeout: Millis,
+    /// After this long without an answer, count the request as failed.
+    pub hard_timeout: Millis,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        Self {
+            soft_timeout: 500,
+            hard_timeout: 10_000,
+        }
+    }
+}
+
+/// Requests kept in flight beyond k: ⌈k/10⌉, at least one.
+pub fn read_margin(source_shards: u16) -> usize {
+    usize::from(source_shards).div_ceil(10).max(1)
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadEffect {
+    /// Ask `peer` for sliver `index` of the segments being read.
+    Send {
+        /// The holder.
+        peer: PeerKey,
+        /// The sliver index.
+        index: u16,
+    },
+    /// Call [`Read::on_timer`] at or after this time.
+    SetTimer(Millis),
+    /// k valid sliver indexes are in: rebuild from these (ascending).
+    Ready(Vec<u16>),
+    /// Every holder was tried; fewer than k valid slivers came back.
+    Failed {
+        /// Valid indexes received.
+        have: usize,
+        /// k.
+        need: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    sent: Millis,
+    hedged: bool,
+}
+
+/// One read of some segments of a blob.
+#[derive(Debug, Clone)]
+pub struct Read {
+    k: usize,
+    config: ReadConfig,
+    candidates: Vec<(u16, PeerKey)>,
+    next: usize,
+    in_flight: BTreeMap<u16, InFlight>,
+    valid: BTreeSet<u16>,
+    done: bool,
+}
+
+impl Read {
+    /// Starts a read over `placement` needing `source_shards` valid slivers. `rtt` gives the driver's measured
+    /// round-trip time to a peer, if it has one.
+    pub fn start(
+        placement: &Placement,
+        source_shards: u16,
+        rtt: impl Fn(&[u8]) -> Option<Millis>,
+        config: ReadConfig,
+        now: Millis,
+    ) -> (Self, Vec<ReadEffect>) {
+        let k = usize::from(source_shards);
+        let mut candidates: Vec<(bool, Millis, u16, PeerKey)> = (0..placement.len())
+            .filter_map(|i| u16::try_from(i).ok())
+            .filter_map(|i| placement.holder(i).map(|p| (i, p)))
+            .map(|(i, peer)| {
+                (
+                    i >= source_shards,
+                    rtt(peer).unwrap_or(Millis::MAX),
+                    i,
+                    peer.clone(),
+                )
+            })
+            .collect();
+        candidates.sort();
+        let mut read = Self {
+            k,
+            config,
+            candidates: candidates.into_iter().map(|(_, _, i, p)| (i, p)).collect(),
+            next: 0,
+            in_flight: BTreeMap::new(),
+            valid: BTreeSet::new(),
+            done: false,
+        };
+        let mut effects = Vec::new();
+        for _ in 0..k + read_margin(source_shards) {
+            read.launch(now, &mut effects);
+        }
+        effects.extend(read.settle(now));
+        (read, effects)
+    }
+
+    fn launch(&mut self, now: Millis, effects: &mut Vec<ReadEffect>) -> bool {
+        while let Some((index, peer)) = self.candidates.get(self.next) {
+            self.next += 1;
+            if self.valid.contains(index) || self.in_flight.contains_key(index) {
+                continue;
+            }
+            self.in_flight.insert(
+                *index,
+                InFlight {
+                    sent: now,
+                    hedged: false,
+                },
+            );
+            effects.push(ReadEffect::Send {
+                peer: peer.clone(),
+                index: *index,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// Valid indexes so far.
+    pub fn valid(&self) -> &BTreeSet<u16> {
+        &self.valid
+    }
+
+    /// Whether the read is over.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The answer for `index` arrived: `valid` says whether every sliver in it verified. A late answer to a
+    /// request already counted as failed still counts.
+    pub fn on_response(&mut self, index: u16, valid: bool, now: Millis) -> Vec<ReadEffect> {
+        if self.done {
+            return Vec::new();
+        }
+        let was_in_flight = self.in_flight.remove(&index).is_some();
+        let mut effects = Vec::new();
+        if valid {
+            if self.candidates.iter().any(|(i, _)| *i == index) {
+                self.valid.insert(index);
+            }
+        } else if was_in_flight {
+            self.launch(now, &mut effects);
+        }
+        effects.extend(self.settle(now));
+        effects
+    }
+
+    /// A timer fired: hedge slow requests, fail requests past the hard timeout.
+    pub fn on_timer(&mut self, now: Millis) -> Vec<ReadEffect> {
+        if self.done {
+            return Vec::new();
+        }
+        let mut effects = Vec::new();
+        let expired: Vec<u16> = self
+            .in_flight
+            .iter()
+            .filter(|(_, r)| now.saturating_sub(r.sent) >= self.config.hard_timeout)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in expired {
+            self.in_flight.remove(&index);
+            self.launch(now, &mut effects);
+        }
+        let slow: Vec<u16> = self
+            .in_flight
+            .iter()
+            .filter(|(_, r)| !r.hedged && now.saturating_sub(r.sent) >= self.config.soft_timeout)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in slow {
+            if let Some(request) = self.in_flight.get_mut(&index) {
+                request.hedged = true;
+            }
+            self.launch(now, &mut effects);
+        }
+        effects.extend(self.settle(now));
+        effects
+    }
+
+    fn settle(&mut self, _now: Millis) -> Vec<ReadEffect> {
+        if self.valid.len() >= self.k {
+            self.done = true;
+            return vec![ReadEffect::Ready(
+                self.valid.iter().copied().take(self.k).collect(),
+            )];
+        }
+        if self.in_flight.is_empty() && self.next >= self.candidates.len() {
+            self.done = true;
+            return vec![ReadEffect::Failed {
+                have: self.valid.len(),
+                need: self.k,
+            }];
+        }
+        let next = self
+            .in_flight
+            .values()
+            .map(|r| {
+                if r.hedged {
+                    r.sent.saturating_add(self.config.hard_timeout)
+                } else {
+                    r.sent.saturating_add(self.config.soft_timeout)
+                }
+            })
+            .min();
+        next.map(ReadEffect::SetTimer).into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob_id::BlobId;
+
+    fn placement(peers: u8, shards: u16) -> Placement {
+        let peers: Vec<PeerKey> = (0..peers).map(|i| vec![i; 4]).collect();
+        Placement::new(&BlobId([5; 32]), shards, &peers).unwrap()
+    }
+
+    fn sends(effects: &[ReadEffect]) -> Vec<u16> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                ReadEffect::Send { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_read_asks_the_sources_first_and_few_others() {
+        let p = placement(12, 12);
+        let (mut read, effects) = Read::start(&p, 4, |_| Some(1), ReadConfig::default(), 0);
+        let sent = sends(&effects);
+        assert_eq!(sent.len(), 4 + read_margin(4));
+        assert_eq!(&sent[..4], &[0, 1, 2, 3]);
+        let mut ready = None;
+        for index in 0..4 {
+            for effect in read.on_response(index, true, 10) {
+                if let ReadEffect::Ready(indexes) = effect {
+                    ready = Some(indexes);
+                }
+            }
+        }
+        assert_eq!(ready, Some(vec![0, 1, 2, 3]));
+        assert!(
+            read.on_response(5, true, 11).is_empty(),
+            "done reads ignore late answers"
+        );
+    }
+
+    #[test]
+    fn nearer_holders_are_asked_first() {
+        let p = placement(12, 12);
+        let far_source = p.holder(0).unwrap().clone();
+        let (_, effects) = Read::start(
+            &p,
+            4,
+            |peer| {
+                Some(if peer == far_source.as_slice() {
+                    900
+                } else {
+                    5
+                })
+            },
+            ReadConfig::default(),
+            0,
+        );
+        let sent = sends(&effects);
+        assert_eq!(&sent[..3], &[1, 2, 3]);
+        assert_eq!(sent[3], 0, "still a source before any parity");
+    }
+
+    #[test]
+    fn failures_and_slow_holders_bring_in_others() {
+        let p = placement(12, 12);
+        let config = ReadConfig::default();
+        let (mut read, effects) = Read::start(&p, 4, |_| None, config, 0);
+        assert_eq!(sends(&effects).len(), 5);
+        // Two answers are invalid: each brings one more request.
+        assert_eq!(sends(&read.on_response(0, false, 1)).len(), 1);
+        assert_eq!(sends(&read.on_response(1, false, 1)).len(), 1);
+        // Nobody else answers: at the soft timeout every request gets a hedge.
+        let hedges = sends(&read.on_timer(config.soft_timeout + 1));
+        assert_eq!(hedges.len(), 5);
+        // A late answer from a hedged request still counts.
+        read.on_response(2, true, config.soft_timeout + 2);
+        assert!(read.valid().contains(&2));
+    }
+
+    #[test]
+    fn fails_once_every_holder_was_tried() {
+        let p = placement(4, 4);
+        let (mut read, _) = Read::start(&p, 2, |_| None, ReadConfig::default(), 0);
+        let mut last = Vec::new();
+        for index in 0..4 {
+            last = read.on_response(index, false, 1);
+        }
+        assert_eq!(last, vec![ReadEffect::Failed { have: 0, need: 2 }]);
+    }
+}

@@ -1,0 +1,361 @@
+//! The write state machine: deliver every sliver index of an encoded blob to its holder and collect signed
+//! storage receipts until they certify the blob.
+//!
+//! This module owns the write's decisions (whom to send what, when to retry, when the blob is certified,
+//! when to give up). It does not encode, sign, verify signatures or talk to the network: the driver turns
+//! [`WriteEffect`]s into messages and timers and feeds back what happened, with the current time.
+//!
+//! A write is certified once receipts cover ⌈2n/3⌉ sliver indexes: even if a third of those holders lie, k of
+//! the slivers are held. It keeps delivering the rest afterwards and reports [`WriteEffect::Finished`] when
+//! every index is stored or has run out of attempts.
+
+use std::collections::BTreeMap;
+
+use crate::blob_id::BlobId;
+use crate::placement::{PeerKey, Placement};
+
+/// Milliseconds on the driver's monotonic clock.
+pub type Millis = u64;
+
+/// How a write retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteConfig {
+    /// How long to wait for a receipt before trying again.
+    pub request_timeout: Millis,
+    /// Attempts per sliver index, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: 10_000,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// Send sliver `index` (all its segments, with proofs, and the metadata) to `peer`.
+    Send {
+        /// The holder.
+        peer: PeerKey,
+        /// The sliver index.
+        index: u16,
+    },
+    /// Call [`Write::on_timer`] at or after this time.
+    SetTimer(Millis),
+    /// Receipts now cover ⌈2n/3⌉ indexes: the blob is certified. The receipts are the ones fed so far.
+    Certified,
+    /// The write cannot be certified any more: too many holders failed.
+    Failed {
+        /// Indexes with receipts.
+        stored: usize,
+        /// Indexes needed.
+        needed: usize,
+        /// Indexes that ran out of attempts.
+        failed: usize,
+    },
+    /// Every index is stored or out of attempts; nothing more will happen.
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    InFlight { attempt: u32, deadline: Millis },
+    Stored,
+    GaveUp,
+}
+
+/// One blob's write.
+#[derive(Debug, Clone)]
+pub struct Write {
+    blob_id: BlobId,
+    config: WriteConfig,
+    placement: Placement,
+    slots: Vec<Slot>,
+    receipts: BTreeMap<u16, Vec<u8>>,
+    certified: bool,
+    done: bool,
+}
+
+/// Receipts needed to certify a blob of n slivers: ⌈2n/3⌉.
+pub fn certificate_quorum(shards: u16) -> usize {
+    (2 * usize::from(shards)).div_ceil(3)
+}
+
+impl Write {
+    /// Starts a write of `blob_id` over `placement`, returning the first effects.
+    pub fn start(
+        blob_id: BlobId,
+        placement: Placement,
+        config: WriteConfig,
+        now: Millis,
+    ) -> (Self, Vec<WriteEffect>) {
+        let count = placement.len();
+        let mut write = Self {
+            blob_id,
+            config,
+            placement,
+            slots: Vec::with_capacity(count),
+            receipts: BTreeMap::new(),
+            certified: false,
+            done: false,
+        };
+        let mut effects = Vec::with_capacity(count + 1);
+        for index in 0..count {
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            write.slots.push(Slot::InFlight {
+                attempt: 1,
+                deadline: now.saturating_add(config.request_timeout),
+            });
+            if let Some(peer) = write.placement.holder(index) {
+                effects.push(WriteEffect::Send {
+                    peer: peer.clone(),
+                    index,
+                });
+            }
+        }
+        effects.push(WriteEffect::SetTimer(
+            now.saturating_add(config.request_timeout),
+        ));
+        (write, effects)
+    }
+
+    /// The blob.
+    pub fn blob_id(&self) -> &BlobId {
+        &self.blob_id
+    }
+
+    /// The placement this write follows.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Receipts collected so far, by sliver index (the driver verified their signatures).
+    pub fn receipts(&self) -> &BTreeMap<u16, Vec<u8>> {
+        &self.receipts
+    }
+
+    /// Whether the write is certified.
+    pub fn is_certified(&self) -> bool {
+        self.certified
+    }
+
+    /// Whether nothing more will happen.
+    pub fn is_finished(&self) -> bool {
+        self.done
+    }
+
+    fn quorum(&self) -> usize {
+        certificate_quorum(u16::try_from(self.slots.len()).unwrap_or(u16::MAX))
+    }
+
+    /// A valid, signed receipt from the holder of `index`. Receipts from any other peer are ignored.
+    pub fn on_receipt(&mut self, peer: &[u8], index: u16, receipt: Vec<u8>) -> Vec<WriteEffect> {
+        let holder = self.placement.holder(index).map(Vec::as_slice);
+        let slot = self.slots.get_mut(usize::from(index));
+        match (slot, holder) {
+            (Some(slot @ Slot::InFlight { .. }), Some(holder)) if holder == peer => {
+                *slot = Slot::Stored;
+                self.receipts.insert(index, receipt);
+            }
+            _ => return Vec::new(),
+        }
+        self.progress()
+    }
+
+    /// Sending `index` failed (refused, unreachable, bad receipt). Retries at the next timer if attempts remain.
+    pub fn on_failure(&mut self, peer: &[u8], index: u16, now: Millis) -> Vec<WriteEffect> {
+        let holder_matches = self.placement.holder(index).map(Vec::as_slice) == Some(peer);
+        if let (Some(Slot::InFlight { deadline, .. }), true) =
+            (self.slots.get_mut(usize::from(index)), holder_matches)
+        {
+            // Retry soon rather than wait out the full timeout, but not in a tight loop.
+            *deadline = (*deadline).min(now.saturating_add(self.config.request_timeout / 10));
+        }
+        let mut effects = self.on_timer(now);
+        if let Some(Slot::InFlight { deadline, .. }) = self.slots.get(usize::from(index)) {
+            effects.push(WriteEffect::SetTimer(*deadline));
+        }
+        effects
+    }
+
+    /// A timer fired: resend what timed out, give up on what ran out of attempts.
+    pub fn on_timer(&mut self, now: Millis) -> Vec<WriteEffect> {
+        let mut effects = Vec::new();
+        let mut next: Option<Millis> = None;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if let Slot::InFlight { attempt, deadline } = slot {
+                if *deadline > now {
+                    next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                    continue;
+                }
+                if *attempt >= self.config.max_attempts {
+                    *slot = Slot::GaveUp;
+                    continue;
+                }
+                *attempt += 1;
+                *deadline = now.saturating_add(self.config.request_timeout);
+                next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                let index = u16::try_from(index).unwrap_or(u16::MAX);
+                if let Some(peer) = self.placement.holder(index) {
+                    effects.push(WriteEffect::Send {
+                        peer: peer.clone(),
+                        index,
+                    });
+                }
+            }
+        }
+        if let Some(at) = next {
+            effects.push(WriteEffect::SetTimer(at));
+        }
+        effects.extend(self.progress());
+        effects
+    }
+
+    fn progress(&mut self) -> Vec<WriteEffect> {
+        let mut effects = Vec::new();
+        if self.done {
+            return effects;
+        }
+        let stored = self.receipts.len();
+        let failed = self.slots.iter().filter(|s| **s == Slot::GaveUp).count();
+        let quorum = self.quorum();
+        if !self.certified && stored >= quorum {
+            self.certified = true;
+            effects.push(WriteEffect::Certified);
+        }
+        if !self.certified && self.slots.len() - failed < quorum {
+            self.done = true;
+            effects.push(WriteEffect::Failed {
+                stored,
+                needed: quorum,
+                failed,
+            });
+            return effects;
+        }
+        if stored + failed == self.slots.len() {
+            self.done = true;
+            effects.push(WriteEffect::Finished);
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(count: u8) -> Vec<PeerKey> {
+        (0..count).map(|i| vec![i; 4]).collect()
+    }
+
+    fn start(count: u8, shards: u16) -> (Write, Vec<WriteEffect>) {
+        let id = BlobId([3; 32]);
+        let placement = Placement::new(&id, shards, &peers(count)).unwrap();
+        Write::start(id, placement, WriteConfig::default(), 0)
+    }
+
+    fn sends(effects: &[WriteEffect]) -> Vec<(PeerKey, u16)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                WriteEffect::Send { peer, index } => Some((peer.clone(), *index)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn certifies_at_two_thirds_and_finishes_when_all_are_stored() {
+        let (mut write, effects) = start(12, 12);
+        let sent = sends(&effects);
+        assert_eq!(sent.len(), 12, "one request per sliver index");
+        let mut certified_at = None;
+        for (i, (peer, index)) in sent.iter().enumerate() {
+            let effects = write.on_receipt(peer, *index, vec![1]);
+            if effects.contains(&WriteEffect::Certified) {
+                certified_at = Some(i + 1);
+            }
+            if i + 1 == 12 {
+                assert!(effects.contains(&WriteEffect::Finished));
+            }
+        }
+        assert_eq!(certified_at, Some(8));
+    }
+
+    #[test]
+    fn receipts_from_the_wrong_peer_or_twice_count_nothing() {
+        let (mut write, effects) = start(12, 12);
+        let sent = sends(&effects);
+        let (peer, index) = &sent[0];
+        let other = &sent[1].0;
+        assert!(write.on_receipt(other, *index, vec![]).is_empty());
+        write.on_receipt(peer, *index, vec![]);
+        assert!(write.on_receipt(peer, *index, vec![]).is_empty());
+        assert_eq!(write.receipts().len(), 1);
+    }
+
+    #[test]
+    fn retries_then_fails_when_too_many_holders_are_gone() {
+        let (mut write, effects) = start(12, 12);
+        let sent = sends(&effects);
+        // Five holders answer; seven never do.
+        for (peer, index) in &sent[..5] {
+            write.on_receipt(peer, *index, vec![]);
+        }
+        let mut now = 0;
+        let mut resent = 0;
+        let mut failed = None;
+        for _ in 0..10 {
+            now += WriteConfig::default().request_timeout;
+            let effects = write.on_timer(now);
+            resent += sends(&effects).len();
+            if let Some(f) = effects
+                .iter()
+                .find(|e| matches!(e, WriteEffect::Failed { .. }))
+            {
+                failed = Some(f.clone());
+                break;
+            }
+        }
+        assert_eq!(resent, 7 * 2, "two retries for each silent holder");
+        assert_eq!(
+            failed,
+            Some(WriteEffect::Failed {
+                stored: 5,
+                needed: 8,
+                failed: 7
+            })
+        );
+        assert!(write.is_finished());
+    }
+
+    #[test]
+    fn a_quick_failure_retries_before_the_timeout() {
+        let (mut write, effects) = start(4, 4);
+        let (peer, index) = sends(&effects)[0].clone();
+        let effects = write.on_failure(&peer, index, 5);
+        let retry_at = effects
+            .iter()
+            .filter_map(|e| match e {
+                WriteEffect::SetTimer(at) => Some(*at),
+                _ => None,
+            })
+            .min()
+            .unwrap();
+        assert!(retry_at < WriteConfig::default().request_timeout);
+        assert_eq!(sends(&write.on_timer(retry_at)), vec![(peer, index)]);
+    }
+
+    #[test]
+    fn quorum_is_two_thirds_rounded_up() {
+        assert_eq!(certificate_quorum(4), 3);
+        assert_eq!(certificate_quorum(12), 8);
+        assert_eq!(certificate_quorum(100), 67);
+        assert_eq!(certificate_quorum(1000), 667);
+    }
+}
