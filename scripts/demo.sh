@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds floe and shows what it does today: a file becomes 12 verifiable slivers, two thirds of them are
 # deleted, and the file comes back byte for byte from the remaining third. Cleans up after itself.
+# FLOE_PROFILE=dev uses a debug build (CI has one already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p floe-node
-floe=$PWD/target/release/floe
+if [ "${FLOE_PROFILE:-release}" = dev ]; then
+  cargo build --quiet -p floe-node; floe=$PWD/target/debug/floe
+else
+  cargo build --release --quiet -p floe-node; floe=$PWD/target/release/floe
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 3000000 /dev/urandom > "$work/blob"

@@ -45,6 +45,15 @@ pub async fn run(nodes: usize, base_port: u16, data_dir: Option<PathBuf>) -> any
                 command.arg("--bootstrap").arg(&bootstrap);
             }
             children.push(command.spawn().context("starting a node")?);
+            if i == 0 {
+                // Others bootstrap through node 0: start them once it listens.
+                let path = dir.join("node.json");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !path.exists() {
+                    anyhow::ensure!(Instant::now() < deadline, "node 0 did not start; see {}", dir.join("node.log").display());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
         }
         // Wait until every node reports its addresses.
         let deadline = Instant::now() + Duration::from_secs(30);

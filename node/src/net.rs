@@ -282,6 +282,7 @@ pub fn start(
             pending: HashMap::new(),
             rtt_ms: BTreeMap::new(),
             bootstrapped: false,
+            bootstrap: config.bootstrap,
         },
     ))
 }
@@ -294,14 +295,25 @@ pub struct EventLoop {
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<pb::Response, String>>>,
     rtt_ms: BTreeMap<PeerId, u64>,
     bootstrapped: bool,
+    bootstrap: Vec<Multiaddr>,
 }
 
 impl EventLoop {
     /// Runs until every client handle is dropped.
     pub async fn run(mut self) {
         let mut bootstrap_timer = tokio::time::interval(Duration::from_secs(30));
+        let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
+                _ = redial_timer.tick() => {
+                    // A bootstrap peer that was down when we started (or that we lost) is tried again until we
+                    // are connected to someone; otherwise a node could stay alone forever.
+                    if self.swarm.connected_peers().next().is_none() {
+                        for addr in self.bootstrap.clone() {
+                            let _ = self.swarm.dial(addr);
+                        }
+                    }
+                }
                 event = self.swarm.select_next_some() => self.on_event(event),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),

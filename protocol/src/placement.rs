@@ -216,6 +216,53 @@ mod tests {
         assert!(Placement::from_holders(Vec::new()).is_none());
     }
 
+    /// Moves on one leave or one join against the ideal (the slivers the leaving peer held, or the joining
+    /// peer's fair share). Prints the averages; asserts a loose bound so a regression to "reshuffle
+    /// everything" fails. Run with `--nocapture` to see the figures.
+    #[test]
+    fn joins_and_leaves_move_few_slivers() {
+        for (shards, count) in [
+            (12u16, 12usize),
+            (12, 20),
+            (100, 100),
+            (100, 30),
+            (300, 300),
+        ] {
+            let (mut moved, mut ideal) = (0usize, 0usize);
+            let trials = 40u8;
+            for t in 0..trials {
+                let id = BlobId([t; 32]);
+                let before_peers = peers(count, 5);
+                let before = Placement::new(&id, shards, &before_peers).unwrap();
+                // Leave: the peer holding sliver 0 goes.
+                let gone = before.holder(0).unwrap().clone();
+                let after_peers: Vec<PeerKey> = before_peers
+                    .iter()
+                    .filter(|p| **p != gone)
+                    .cloned()
+                    .collect();
+                let after = Placement::new(&id, shards, &after_peers).unwrap();
+                moved += before.moves(&after);
+                ideal += before.indexes_of(&gone).len();
+                // Join: one new peer arrives.
+                let mut joined = before_peers.clone();
+                joined.push(vec![9, 9, 9, 9]);
+                let after = Placement::new(&id, shards, &joined).unwrap();
+                moved += before.moves(&after);
+                ideal += after.indexes_of(&[9, 9, 9, 9]).len();
+            }
+            let ratio = moved as f64 / ideal.max(1) as f64;
+            println!(
+                "n={shards} peers={count}: {moved} moves for an ideal of {ideal} ({ratio:.2}x)"
+            );
+            assert!(moved >= ideal);
+            assert!(
+                ratio < 0.5 * f64::from(shards),
+                "placement reshuffles: {ratio:.1}x the ideal"
+            );
+        }
+    }
+
     #[test]
     fn no_peers_no_placement() {
         assert!(Placement::new(&BlobId([0; 32]), 12, &[]).is_none());
