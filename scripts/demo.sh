@@ -4,11 +4,7 @@
 # FLOE_PROFILE=dev uses a debug build (CI has one already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${FLOE_PROFILE:-release}" = dev ]; then
-  cargo build --quiet -p floe-node; floe=$PWD/target/debug/floe
-else
-  cargo build --release --quiet -p floe-node; floe=$PWD/target/release/floe
-fi
+. scripts/floe-binary.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 3000000 /dev/urandom > "$work/blob"

@@ -3,15 +3,22 @@
 # and comes out of another, Ctrl-C stops every node. FLOE_PROFILE=dev uses a debug build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${FLOE_PROFILE:-release}" = dev ]; then
-  cargo build --quiet -p floe-node; floe=$PWD/target/debug/floe
-else
-  cargo build --release --quiet -p floe-node; floe=$PWD/target/release/floe
-fi
+. scripts/floe-binary.sh
 work=$(mktemp -d)
 "$floe" devnet --nodes 3 --base-port 44500 --data-dir "$work/data" > "$work/out" 2>&1 &
 devnet=$!
-trap 'kill -INT $devnet 2>/dev/null || true; sleep 1; pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true; rm -rf "$work"' EXIT
+on_exit() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "devnet smoke failed ($status); devnet output and node logs follow" >&2
+    cat "$work/out" >&2 || true
+    tail -n 20 "$work"/data/node-*/node.log >&2 || true
+  fi
+  kill -INT "$devnet" 2>/dev/null || true; sleep 1
+  pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap on_exit EXIT
 for _ in $(seq 1 100); do grep -q "Ctrl-C stops" "$work/out" 2>/dev/null && break; sleep 0.2; done
 cat "$work/out"
 # Let the three nodes find each other.
@@ -22,6 +29,7 @@ for port in 45500 45501 45502; do
 done
 head -c 300000 /dev/urandom > "$work/blob"
 id=$("$floe" put "$work/blob" --gateway http://127.0.0.1:45500)
+[ -n "$id" ] || { echo "floe put printed no blob ID" >&2; exit 1; }
 "$floe" get "$id" -o "$work/copy" --gateway http://127.0.0.1:45502
 cmp "$work/blob" "$work/copy"
 echo "devnet smoke: blob $id went in through node 0 and came out of node 2 byte-identical"

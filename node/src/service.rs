@@ -564,7 +564,6 @@ impl Node {
                     }
                 }
             }
-            let sleep_until = timer.map(|at| self.inner.epoch + Duration::from_millis(at));
             tokio::select! {
                 Some((peer, index, result)) = rx.recv() => {
                     let now = self.now();
@@ -579,12 +578,7 @@ impl Node {
                         }
                     };
                 }
-                _ = async {
-                    match sleep_until {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                _ = timer_fires(self.inner.epoch, timer) => {
                     timer = None;
                     effects = write.on_timer(self.now());
                 }
@@ -826,7 +820,6 @@ impl Node {
                     }
                 }
             }
-            let sleep_until = timer.map(|at| self.inner.epoch + Duration::from_millis(at));
             tokio::select! {
                 Some((index, slivers)) = rx.recv() => {
                     let valid = slivers.is_some();
@@ -835,12 +828,7 @@ impl Node {
                     }
                     effects = read.on_response(index, valid, self.now());
                 }
-                _ = async {
-                    match sleep_until {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                _ = timer_fires(self.inner.epoch, timer) => {
                     timer = None;
                     effects = read.on_timer(self.now());
                 }
@@ -922,6 +910,14 @@ impl Node {
         })
         .await
         .ok()?
+    }
+}
+
+/// Completes when the state machine's timer, `at` milliseconds after `epoch`, fires; never when there is none.
+async fn timer_fires(epoch: Instant, at: Option<Millis>) {
+    match at {
+        Some(at) => tokio::time::sleep_until((epoch + Duration::from_millis(at)).into()).await,
+        None => std::future::pending().await,
     }
 }
 
