@@ -206,7 +206,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         },
     )?;
     tokio::spawn(event_loop.run());
-    let node = Node::new(store, keypair, net.clone(), capacity);
+    // Reads are held in memory until streaming reads land: allow what a put may bring in.
+    let node = Node::new(
+        store,
+        keypair,
+        net.clone(),
+        capacity,
+        max_body.max(DEFAULT_MAX_BODY),
+    );
     tokio::spawn(node.clone().serve(inbound));
 
     let listener = tokio::net::TcpListener::bind(http)

@@ -92,6 +92,7 @@ async fn put_blob(
             axum::Json(body).into_response()
         }
         Err(PutError::Params(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(e @ PutError::TooLargeForSwarm { .. }) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
         Err(e @ PutError::NotCertified { .. }) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
@@ -112,12 +113,19 @@ fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     let parsed = match (a.is_empty(), b.is_empty()) {
         (false, _) => {
             let start: u64 = a.parse().ok()?;
-            let end = if b.is_empty() {
-                len
+            let last = if b.is_empty() {
+                None
             } else {
-                b.parse::<u64>().ok()?.saturating_add(1).min(len)
+                Some(b.parse::<u64>().ok()?)
             };
-            (start, end)
+            // RFC 9110: a last position before the first makes the range invalid, to be ignored.
+            if last.is_some_and(|last| last < start) {
+                return None;
+            }
+            (
+                start,
+                last.map_or(len, |last| last.saturating_add(1).min(len)),
+            )
         }
         (true, false) => {
             let suffix: u64 = b.parse().ok()?;
@@ -197,6 +205,7 @@ fn get_error(e: GetError) -> Response {
         GetError::NotEnoughSlivers { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e),
         GetError::Inconsistent(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         GetError::Range { .. } => error(StatusCode::RANGE_NOT_SATISFIABLE, e),
+        GetError::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, e),
         GetError::Internal(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
@@ -366,5 +375,6 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), None);
         assert_eq!(parse_range("bytes=x-1", 100), None);
         assert_eq!(parse_range("bytes=-", 100), None);
+        assert_eq!(parse_range("bytes=5-3", 100), None);
     }
 }

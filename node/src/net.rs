@@ -41,8 +41,17 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io
             Err(error) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
         }
     };
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
+    // Grow the buffer as bytes arrive: a peer that announces a large frame and sends nothing costs nothing.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let wanted = u64::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too long"))?;
+    io.take(wanted).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "frame shorter than announced",
+        ));
+    }
     Ok(body)
 }
 

@@ -27,6 +27,24 @@ use crate::net::{Inbound, NetClient};
 use crate::store::{Store, StoreError};
 
 const RECEIPT_CONTEXT: &[u8] = b"floe receipt v1";
+/// Sliver bytes one store request may carry, leaving room for metadata and framing in a network message.
+const MAX_STORE_PAYLOAD: usize = floe_protocol::wire::MAX_FRAME_LEN;
+/// Inbound requests handled at once; beyond that the network answers "busy".
+const MAX_CONCURRENT_INBOUND: usize = 64;
+
+/// Checks a holder list: one valid peer ID per sliver index.
+fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), String> {
+    if holders.len() != usize::from(shards) {
+        return Err(format!(
+            "holder list has {} entries for {shards} slivers",
+            holders.len()
+        ));
+    }
+    if holders.iter().any(|h| PeerId::from_bytes(h).is_err()) {
+        return Err("holder list has an invalid peer ID".into());
+    }
+    Ok(())
+}
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
 const SEGMENTS_PER_ROUND: u64 = 4;
 
@@ -106,6 +124,20 @@ pub enum PutError {
         /// Failed holders.
         failed: usize,
     },
+    /// Each holder's share would exceed one store message (streaming writes are not built yet).
+    #[error(
+        "a blob of {len} bytes needs {per_holder} bytes per sliver index with n = {shards}; one store message carries at most {max}: a larger swarm (larger n) or a smaller blob is needed"
+    )]
+    TooLargeForSwarm {
+        /// Blob length.
+        len: u64,
+        /// Bytes per sliver index.
+        per_holder: u64,
+        /// n.
+        shards: u16,
+        /// The limit.
+        max: u64,
+    },
     /// Internal failure.
     #[error("{0}")]
     Internal(String),
@@ -137,6 +169,16 @@ pub enum GetError {
         end: u64,
         /// Blob length.
         len: u64,
+    },
+    /// The range is larger than this node reads into memory at once.
+    #[error(
+        "{len} bytes asked for; this node serves at most {max} bytes per request until streaming reads land: use Range requests"
+    )]
+    TooLarge {
+        /// Bytes asked for.
+        len: u64,
+        /// The limit.
+        max: u64,
     },
     /// Internal failure.
     #[error("{0}")]
@@ -175,6 +217,8 @@ struct Inner {
     read_config: ReadConfig,
     certificates: std::sync::Mutex<BTreeMap<BlobId, pb::Certificate>>,
     capacity: Option<u64>,
+    max_get: u64,
+    inbound_permits: Arc<tokio::sync::Semaphore>,
 }
 
 fn error_response(text: impl Into<String>) -> pb::Response {
@@ -184,8 +228,15 @@ fn error_response(text: impl Into<String>) -> pb::Response {
 }
 
 impl Node {
-    /// A node over `store`, signing with `keypair`, talking through `net`, storing at most `capacity` bytes.
-    pub fn new(store: Store, keypair: Keypair, net: NetClient, capacity: Option<u64>) -> Self {
+    /// A node over `store`, signing with `keypair`, talking through `net`, storing at most `capacity` bytes and
+    /// reading at most `max_get` bytes into memory per get.
+    pub fn new(
+        store: Store,
+        keypair: Keypair,
+        net: NetClient,
+        capacity: Option<u64>,
+        max_get: u64,
+    ) -> Self {
         let peer_id = keypair.public().to_peer_id();
         Self {
             inner: Arc::new(Inner {
@@ -199,6 +250,8 @@ impl Node {
                 read_config: ReadConfig::default(),
                 certificates: std::sync::Mutex::new(BTreeMap::new()),
                 capacity,
+                max_get,
+                inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
             }),
         }
     }
@@ -235,10 +288,15 @@ impl Node {
             channel,
         }) = inbound.recv().await
         {
+            // Waiting here lets the network's queue fill, and then it answers "busy" itself.
+            let Ok(permit) = self.inner.inbound_permits.clone().acquire_owned().await else {
+                return;
+            };
             let node = self.clone();
             tokio::spawn(async move {
                 let response = node.handle(peer, request).await;
                 node.inner.net.respond(channel, response).await;
+                drop(permit);
             });
         }
     }
@@ -321,6 +379,7 @@ impl Node {
             }
         }
         let holders: Vec<PeerKey> = request.holders.iter().map(|h| h.to_vec()).collect();
+        check_holders(&holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
         if holders.get(usize::from(index)) != Some(&me) {
             // Stored anyway: the writer's view decides placement; repair reconciles views later.
@@ -363,6 +422,21 @@ impl Node {
         let Ok(index) = u16::try_from(request.index) else {
             return error_response("bad sliver index");
         };
+        let segments = match self.inner.store.metadata(&blob_id) {
+            Ok((metadata, _)) => metadata.params().segment_count(),
+            Err(error) => return not_found(error.to_string()),
+        };
+        let in_range = request.segment_count > 0
+            && request
+                .first_segment
+                .checked_add(request.segment_count)
+                .is_some_and(|end| end <= segments);
+        if !in_range {
+            return not_found(format!(
+                "the blob has {segments} segments; asked for {} from {}",
+                request.segment_count, request.first_segment
+            ));
+        }
         match self.inner.store.read_slivers(
             &blob_id,
             index,
@@ -442,6 +516,19 @@ impl Node {
         let shards = default_shards(view.peers.len() + 1);
         let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
+        let per_holder: u64 = (0..params.segment_count())
+            .filter_map(|s| params.sliver_len(s))
+            .map(|l| u64::try_from(l).unwrap_or(u64::MAX).saturating_add(1024))
+            .sum();
+        let max = u64::try_from(MAX_STORE_PAYLOAD).unwrap_or(u64::MAX);
+        if per_holder > max {
+            return Err(PutError::TooLargeForSwarm {
+                len: length,
+                per_holder,
+                shards,
+                max,
+            });
+        }
         let encoded = tokio::task::spawn_blocking(move || EncodedBlob::encode(params, &data))
             .await
             .map_err(|e| PutError::Internal(e.to_string()))?
@@ -658,11 +745,11 @@ impl Node {
             else {
                 continue;
             };
-            if metadata.check(blob_id).is_ok() && !record.holders.is_empty() {
-                return Ok((
-                    metadata,
-                    record.holders.iter().map(|h| h.to_vec()).collect(),
-                ));
+            let holders: Vec<PeerKey> = record.holders.iter().map(|h| h.to_vec()).collect();
+            if metadata.check(blob_id).is_ok()
+                && check_holders(&holders, metadata.params().shards()).is_ok()
+            {
+                return Ok((metadata, holders));
             }
         }
         Err(GetError::NotFound(*blob_id))
@@ -706,6 +793,12 @@ impl Node {
         let (start, end) = range.unwrap_or((0, len));
         if start > end || end > len {
             return Err(GetError::Range { start, end, len });
+        }
+        if end - start > self.inner.max_get {
+            return Err(GetError::TooLarge {
+                len: end - start,
+                max: self.inner.max_get,
+            });
         }
         let placement = Placement::from_holders(holders).ok_or(GetError::NotFound(*blob_id))?;
         let segments = params.segments_for_range(start, end);

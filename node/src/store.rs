@@ -131,13 +131,21 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.blob_dir(&metadata.blob_id()).join("meta");
         if path.exists() {
-            return Ok(());
+            if self.metadata(&metadata.blob_id()).is_ok() {
+                return Ok(());
+            }
+            self.drop_bad_metadata(&metadata.blob_id());
         }
         let record = pb::MetadataResponse {
             metadata: Some(metadata.into()),
             holders: holders.iter().map(|h| h.clone().into()).collect(),
         };
         write_durably(&path, &wire::encode_frame(&record))
+    }
+
+    /// Removes a metadata record that no longer parses, so the next store request can write a good one.
+    fn drop_bad_metadata(&self, blob_id: &BlobId) {
+        let _ = fs::remove_file(self.blob_dir(blob_id).join("meta"));
     }
 
     /// The metadata and holder list of a blob, checked against its ID.
@@ -268,7 +276,9 @@ fn parse_and_verify(
         }
         segment += 1;
     }
-    if slivers.len() as u64 != count.min(segment.saturating_sub(first)) || segment < end {
+    if u64::try_from(slivers.len()).ok() != Some(count.min(segment.saturating_sub(first)))
+        || segment < end
+    {
         return Err(corrupt(format!("holds {segment} segments, {end} needed")));
     }
     Ok(slivers)

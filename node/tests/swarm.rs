@@ -426,6 +426,20 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                     blob_id: vec![].into(),
                 })),
             },
+            // A real blob, segments far out of range: refused as not found, never mistaken for corruption.
+            pb::Request {
+                kind: Some(pb::request::Kind::Read(pb::ReadRequest {
+                    blob_id: id
+                        .parse::<floe_protocol::BlobId>()
+                        .unwrap()
+                        .as_bytes()
+                        .to_vec()
+                        .into(),
+                    first_segment: 0,
+                    index: 0,
+                    segment_count: u64::MAX,
+                })),
+            },
         ];
         let mut answered = 0;
         for request in hostile {
@@ -456,8 +470,9 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 }
             }
         }
-        assert_eq!(answered, 5);
+        assert_eq!(answered, 6);
     });
+    assert_eq!(metric(node, "floe_corrupt_slivers_found_total"), 0);
     // Still serving.
     assert_eq!(get(node, &id).unwrap(), b"hello floe");
     assert_eq!(

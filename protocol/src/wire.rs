@@ -108,6 +108,10 @@ pub fn encode_frame<M: Message>(message: &M) -> Vec<u8> {
 pub fn frame_len(buf: &[u8], limit: usize) -> Result<Option<(usize, usize)>, WireError> {
     let mut value: u64 = 0;
     for (position, byte) in buf.iter().enumerate().take(10) {
+        // The tenth byte may only carry the 64th bit; anything more overflows u64.
+        if position == 9 && *byte > 1 {
+            return Err(WireError::BadPrefix);
+        }
         value |= u64::from(byte & 0x7f) << (7 * position);
         if byte & 0x80 == 0 {
             let len = usize::try_from(value)
