@@ -246,7 +246,11 @@ impl Node {
                 net,
                 metrics: Metrics::default(),
                 epoch: Instant::now(),
-                write_config: WriteConfig::default(),
+                // Retry no sooner than the network gives up on a request (net::NetConfig uses 30 s).
+                write_config: WriteConfig {
+                    request_timeout: 30_000,
+                    ..WriteConfig::default()
+                },
                 read_config: ReadConfig::default(),
                 certificates: std::sync::Mutex::new(BTreeMap::new()),
                 capacity,
@@ -604,7 +608,7 @@ impl Node {
     ) {
         let mut certified_tx = Some(certified_tx);
         let (tx, mut rx) =
-            mpsc::unbounded_channel::<(PeerKey, u16, Result<pb::StorageReceipt, String>)>();
+            mpsc::unbounded_channel::<(PeerKey, u16, u32, Result<pb::StorageReceipt, String>)>();
         let (mut write, mut effects) =
             Write::start(blob_id, placement, self.inner.write_config, self.now());
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
@@ -612,13 +616,17 @@ impl Node {
         loop {
             for effect in effects.drain(..) {
                 match effect {
-                    WriteEffect::Send { peer, index } => {
+                    WriteEffect::Send {
+                        peer,
+                        index,
+                        attempt,
+                    } => {
                         let request = store_request(&encoded, index, &holders);
                         let node = self.clone();
                         let tx = tx.clone();
                         tokio::spawn(async move {
                             let result = node.send_store(&peer, blob_id, index, request).await;
-                            let _ = tx.send((peer, index, result));
+                            let _ = tx.send((peer, index, attempt, result));
                         });
                     }
                     WriteEffect::SetTimer(at) => timer = Some(timer.map_or(at, |t| t.min(at))),
@@ -652,7 +660,7 @@ impl Node {
                 }
             }
             tokio::select! {
-                Some((peer, index, result)) = rx.recv() => {
+                Some((peer, index, attempt, result)) = rx.recv() => {
                     let now = self.now();
                     effects = match result {
                         Ok(receipt) => {
@@ -660,8 +668,8 @@ impl Node {
                             write.on_receipt(&peer, index, receipt.signature.to_vec())
                         }
                         Err(why) => {
-                            tracing::debug!(%blob_id, index, why, "store request failed");
-                            write.on_failure(&peer, index, now)
+                            tracing::debug!(%blob_id, index, attempt, why, "store request failed");
+                            write.on_failure(&peer, index, attempt, now)
                         }
                     };
                 }

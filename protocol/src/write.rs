@@ -38,12 +38,15 @@ impl Default for WriteConfig {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteEffect {
-    /// Send sliver `index` (all its segments, with proofs, and the metadata) to `peer`.
+    /// Send sliver `index` (all its segments, with proofs, and the metadata) to `peer`. Report the outcome
+    /// with the same `attempt`, so that a late answer to an earlier attempt is told apart.
     Send {
         /// The holder.
         peer: PeerKey,
         /// The sliver index.
         index: u16,
+        /// Which attempt this is, from 1.
+        attempt: u32,
     },
     /// Call [`Write::on_timer`] at or after this time.
     SetTimer(Millis),
@@ -115,6 +118,7 @@ impl Write {
                 effects.push(WriteEffect::Send {
                     peer: peer.clone(),
                     index,
+                    attempt: 1,
                 });
             }
         }
@@ -153,12 +157,18 @@ impl Write {
         certificate_quorum(u16::try_from(self.slots.len()).unwrap_or(u16::MAX))
     }
 
-    /// A valid, signed receipt from the holder of `index`. Receipts from any other peer are ignored.
+    /// A valid, signed receipt from the holder of `index`, for any attempt. Receipts from any other peer are
+    /// ignored. A receipt that arrives after the index was given up still counts: the sliver is stored.
     pub fn on_receipt(&mut self, peer: &[u8], index: u16, receipt: Vec<u8>) -> Vec<WriteEffect> {
+        if self.done {
+            return Vec::new();
+        }
         let holder = self.placement.holder(index).map(Vec::as_slice);
         let slot = self.slots.get_mut(usize::from(index));
         match (slot, holder) {
-            (Some(slot @ Slot::InFlight { .. }), Some(holder)) if holder == peer => {
+            (Some(slot @ (Slot::InFlight { .. } | Slot::GaveUp)), Some(holder))
+                if holder == peer =>
+            {
                 *slot = Slot::Stored;
                 self.receipts.insert(index, receipt);
             }
@@ -167,11 +177,24 @@ impl Write {
         self.progress()
     }
 
-    /// Sending `index` failed (refused, unreachable, bad receipt). Retries at the next timer if attempts remain.
-    pub fn on_failure(&mut self, peer: &[u8], index: u16, now: Millis) -> Vec<WriteEffect> {
+    /// Attempt `attempt` at sending `index` failed (refused, unreachable, bad receipt). Retries at the next
+    /// timer if attempts remain. The failure of an earlier attempt than the current one changes nothing.
+    pub fn on_failure(
+        &mut self,
+        peer: &[u8],
+        index: u16,
+        attempt: u32,
+        now: Millis,
+    ) -> Vec<WriteEffect> {
         let holder_matches = self.placement.holder(index).map(Vec::as_slice) == Some(peer);
-        if let (Some(Slot::InFlight { deadline, .. }), true) =
-            (self.slots.get_mut(usize::from(index)), holder_matches)
+        if let (
+            Some(Slot::InFlight {
+                deadline,
+                attempt: current,
+            }),
+            true,
+        ) = (self.slots.get_mut(usize::from(index)), holder_matches)
+            && *current == attempt
         {
             // Retry soon rather than wait out the full timeout, but not in a tight loop.
             *deadline = (*deadline).min(now.saturating_add(self.config.request_timeout / 10));
@@ -205,6 +228,7 @@ impl Write {
                     effects.push(WriteEffect::Send {
                         peer: peer.clone(),
                         index,
+                        attempt: *attempt,
                     });
                 }
             }
@@ -263,7 +287,7 @@ mod tests {
         effects
             .iter()
             .filter_map(|e| match e {
-                WriteEffect::Send { peer, index } => Some((peer.clone(), *index)),
+                WriteEffect::Send { peer, index, .. } => Some((peer.clone(), *index)),
                 _ => None,
             })
             .collect()
@@ -338,7 +362,7 @@ mod tests {
     fn a_quick_failure_retries_before_the_timeout() {
         let (mut write, effects) = start(4, 4);
         let (peer, index) = sends(&effects)[0].clone();
-        let effects = write.on_failure(&peer, index, 5);
+        let effects = write.on_failure(&peer, index, 1, 5);
         let retry_at = effects
             .iter()
             .filter_map(|e| match e {
@@ -349,6 +373,47 @@ mod tests {
             .unwrap();
         assert!(retry_at < WriteConfig::default().request_timeout);
         assert_eq!(sends(&write.on_timer(retry_at)), vec![(peer, index)]);
+    }
+
+    #[test]
+    fn late_answers_to_earlier_attempts_are_told_apart() {
+        let (mut write, effects) = start(4, 4);
+        let (peer, index) = sends(&effects)[0].clone();
+        let timeout = WriteConfig::default().request_timeout;
+        // Attempt 1 times out; attempt 2 goes out.
+        assert_eq!(sends(&write.on_timer(timeout)).len(), 4);
+        // Attempt 1's failure arrives late: it must not hurry attempt 2.
+        let effects = write.on_failure(&peer, index, 1, timeout + 1);
+        assert!(sends(&effects).is_empty());
+        assert!(sends(&write.on_timer(timeout + timeout / 10 + 2)).is_empty());
+    }
+
+    #[test]
+    fn a_receipt_after_giving_up_still_counts_while_the_write_runs() {
+        let (mut write, effects) = start(12, 12);
+        let sent = sends(&effects);
+        for (peer, index) in &sent[2..] {
+            write.on_receipt(peer, *index, vec![]);
+        }
+        assert!(write.is_certified());
+        // Index B fails fast three times and is given up; index A is still waiting on its first attempt.
+        let (b_peer, b) = sent[1].clone();
+        let mut now = 1;
+        for attempt in 1..=3 {
+            let effects = write.on_failure(&b_peer, b, attempt, now);
+            now = effects
+                .iter()
+                .filter_map(|e| match e {
+                    WriteEffect::SetTimer(at) => Some(*at),
+                    _ => None,
+                })
+                .min()
+                .unwrap();
+            write.on_timer(now);
+        }
+        assert!(!write.is_finished(), "index A is still in flight");
+        write.on_receipt(&b_peer, b, vec![7]);
+        assert!(write.receipts().contains_key(&b));
     }
 
     #[test]
