@@ -724,10 +724,21 @@ impl Node {
         &self,
         blob_id: &BlobId,
     ) -> Result<(BlobMetadata, Vec<PeerKey>), GetError> {
+        self.find_metadata_excluding(blob_id, &[]).await
+    }
+
+    /// Like [`Self::find_metadata`], skipping records whose holder list is in `tried`: a reader that could not
+    /// read with one list (a stale or hostile one) asks for another.
+    async fn find_metadata_excluding(
+        &self,
+        blob_id: &BlobId,
+        tried: &[Vec<PeerKey>],
+    ) -> Result<(BlobMetadata, Vec<PeerKey>), GetError> {
         let store = self.clone();
         let id = *blob_id;
         if let Ok(Ok(found)) =
             tokio::task::spawn_blocking(move || store.inner.store.metadata(&id)).await
+            && !tried.contains(&found.1)
         {
             return Ok(found);
         }
@@ -756,6 +767,7 @@ impl Node {
             let holders: Vec<PeerKey> = record.holders.iter().map(|h| h.to_vec()).collect();
             if metadata.check(blob_id).is_ok()
                 && check_holders(&holders, metadata.params().shards()).is_ok()
+                && !tried.contains(&holders)
             {
                 return Ok((metadata, holders));
             }
@@ -795,7 +807,36 @@ impl Node {
         blob_id: &BlobId,
         range: Option<(u64, u64)>,
     ) -> Result<(BlobMetadata, Bytes), GetError> {
-        let (metadata, holders) = self.find_metadata(blob_id).await?;
+        // Up to three distinct holder lists: one stale or hostile peer's list cannot make a blob unreadable.
+        let mut tried: Vec<Vec<PeerKey>> = Vec::new();
+        let mut last_error = None;
+        while tried.len() < 3 {
+            let (metadata, holders) = match self.find_metadata_excluding(blob_id, &tried).await {
+                Ok(found) => found,
+                Err(error) => return Err(last_error.unwrap_or(error)),
+            };
+            match self
+                .read_with(blob_id, metadata, holders.clone(), range)
+                .await
+            {
+                Err(error @ GetError::NotEnoughSlivers { .. }) => {
+                    tracing::info!(%blob_id, %error, "read failed with this holder list; trying another");
+                    tried.push(holders);
+                    last_error = Some(error);
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or(GetError::NotFound(*blob_id)))
+    }
+
+    async fn read_with(
+        &self,
+        blob_id: &BlobId,
+        metadata: BlobMetadata,
+        holders: Vec<PeerKey>,
+        range: Option<(u64, u64)>,
+    ) -> Result<(BlobMetadata, Bytes), GetError> {
         let params = *metadata.params();
         let len = params.blob_length();
         let (start, end) = range.unwrap_or((0, len));
