@@ -10,6 +10,23 @@ use serde_json::Value;
 /// The default gateway.
 pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:31415";
 
+/// Transfers at least this large show a progress bar (on a terminal only; indicatif hides it elsewhere).
+const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+
+fn progress_bar(len: u64, verb: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || len < PROGRESS_MIN_BYTES {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(verb.to_owned());
+    bar
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -25,14 +42,19 @@ fn error_of(status: u16, body: &str) -> anyhow::Error {
     anyhow::anyhow!("gateway answered {status}: {message}")
 }
 
-/// Uploads `file`; returns the gateway's JSON answer.
-pub fn put(gateway: &str, file: &Path) -> anyhow::Result<Value> {
+/// Uploads `file`; returns the gateway's JSON answer. `quiet` hides the progress bar.
+pub fn put(gateway: &str, file: &Path, quiet: bool) -> anyhow::Result<Value> {
     let handle = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let len = handle.metadata().map(|m| m.len()).unwrap_or(0);
     let url = format!("{}/v1/blobs", gateway.trim_end_matches('/'));
+    let bar = progress_bar(len, "uploading", quiet);
+    let mut reader = bar.wrap_read(handle);
     let mut response = agent()
         .put(&url)
-        .send(handle)
+        .header("Content-Length", len.to_string())
+        .send(ureq::SendBody::from_reader(&mut reader))
         .with_context(|| format!("sending to {url}; is a node running there?"))?;
+    bar.finish_and_clear();
     let status = response.status().as_u16();
     let body = response
         .body_mut()
@@ -52,7 +74,8 @@ pub fn blob_id_of(answer: &Value) -> Option<&str> {
         .or_else(|| answer["alreadyCertified"]["blobId"].as_str())
 }
 
-/// Downloads a blob into `out` (or standard output); returns the byte count.
+/// Downloads a blob into `out` (or standard output); returns the byte count. A bar shows for large downloads
+/// to a file.
 pub fn get(gateway: &str, blob_id: &str, out: Option<&Path>) -> anyhow::Result<u64> {
     blob_id
         .parse::<floe_protocol::BlobId>()
@@ -67,7 +90,14 @@ pub fn get(gateway: &str, blob_id: &str, out: Option<&Path>) -> anyhow::Result<u
         let body = response.body_mut().read_to_string().unwrap_or_default();
         return Err(error_of(status, &body));
     }
-    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    let len = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let bar = progress_bar(len, "downloading", out.is_none());
+    let mut reader = bar.wrap_read(response.body_mut().with_config().limit(u64::MAX).reader());
     let copied = match out {
         Some(path) => {
             // Write beside the target and rename, so a failed download leaves no partial file.
@@ -89,6 +119,7 @@ pub fn get(gateway: &str, blob_id: &str, out: Option<&Path>) -> anyhow::Result<u
         }
         None => std::io::copy(&mut reader, &mut std::io::stdout().lock())?,
     };
+    bar.finish_and_clear();
     Ok(copied)
 }
 

@@ -207,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(floe_node::devnet::run(nodes, base_port, data_dir))?;
         }
         Command::Put { file, gateway } => {
-            let answer = floe_node::client::put(&gateway.gateway, &file)?;
+            let answer = floe_node::client::put(&gateway.gateway, &file, gateway.json)?;
             if gateway.json {
                 floe_node::client::print_json(&answer)?;
             } else {
