@@ -240,7 +240,7 @@ async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) -> R
         "holders": distinct.len(),
         "slivers": holders.len(),
         "sliversOnKnownPeers": holders_known,
-        "certificateQuorum": crate::service::quorum(p.shards()),
+        "certificateQuorum": floe_protocol::write::certificate_quorum(p.shards()),
     }))
     .into_response()
 }

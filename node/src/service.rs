@@ -20,11 +20,11 @@ use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::wire::pb;
-use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect, certificate_quorum};
+use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
 use crate::net::{Inbound, NetClient};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 const RECEIPT_CONTEXT: &[u8] = b"floe receipt v1";
 /// Sliver bytes one store request may carry, leaving room for metadata and framing in a network message.
@@ -496,22 +496,8 @@ impl Node {
     pub async fn put(&self, data: Bytes) -> Result<PutOutcome, PutError> {
         let started = Instant::now();
         let result = self.put_inner(data).await;
-        match &result {
-            Ok(_) => {
-                self.inner.metrics.puts.fetch_add(1, Ordering::Relaxed);
-                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                self.inner
-                    .metrics
-                    .put_ms_total
-                    .fetch_add(ms, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.inner
-                    .metrics
-                    .put_failures
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let m = &self.inner.metrics;
+        record(&result, started, &m.puts, &m.put_ms_total, &m.put_failures);
         result
     }
 
@@ -783,22 +769,8 @@ impl Node {
     ) -> Result<(BlobMetadata, Bytes), GetError> {
         let started = Instant::now();
         let result = self.get_inner(blob_id, range).await;
-        match &result {
-            Ok(_) => {
-                self.inner.metrics.gets.fetch_add(1, Ordering::Relaxed);
-                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                self.inner
-                    .metrics
-                    .get_ms_total
-                    .fetch_add(ms, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.inner
-                    .metrics
-                    .get_failures
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let m = &self.inner.metrics;
+        record(&result, started, &m.gets, &m.get_ms_total, &m.get_failures);
         result
     }
 
@@ -852,7 +824,7 @@ impl Node {
         let placement = Placement::from_holders(holders).ok_or(GetError::NotFound(*blob_id))?;
         let segments = params.segments_for_range(start, end);
         let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
-        let mut decoder = Some(SegmentDecoder::new(params).with_hash_threads(2));
+        let mut decoder = Some(SegmentDecoder::new(params).with_hash_threads(hash_threads()));
         let mut first = segments.start;
         while first < segments.end {
             let count = (segments.end - first).min(SEGMENTS_PER_ROUND);
@@ -1055,6 +1027,28 @@ impl Node {
     }
 }
 
+/// Threads for hashing slivers in the consistency check: what the machine offers (results do not depend on it).
+fn hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Counts an operation's outcome: successes and their total latency, or a failure.
+fn record<T, E>(
+    result: &Result<T, E>,
+    started: Instant,
+    ok: &AtomicU64,
+    ms_total: &AtomicU64,
+    failed: &AtomicU64,
+) {
+    if result.is_ok() {
+        ok.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        ms_total.fetch_add(ms, Ordering::Relaxed);
+    } else {
+        failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Completes when the state machine's timer, `at` milliseconds after `epoch`, fires; never when there is none.
 async fn timer_fires(epoch: Instant, at: Option<Millis>) {
     match at {
@@ -1072,16 +1066,5 @@ fn store_request(encoded: &EncodedBlob, index: u16, holders: &[PeerKey]) -> pb::
             .collect(),
         metadata: Some((&encoded.metadata).into()),
         holders: holders.iter().map(|h| Bytes::from(h.clone())).collect(),
-    }
-}
-
-/// Receipts a certificate needs for n slivers.
-pub fn quorum(shards: u16) -> usize {
-    certificate_quorum(shards)
-}
-
-impl From<StoreError> for GetError {
-    fn from(error: StoreError) -> Self {
-        GetError::Internal(error.to_string())
     }
 }

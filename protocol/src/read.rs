@@ -116,7 +116,7 @@ impl Read {
         for _ in 0..k + read_margin(source_shards) {
             read.launch(now, &mut effects);
         }
-        effects.extend(read.settle(now));
+        effects.extend(read.settle());
         (read, effects)
     }
 
@@ -167,7 +167,7 @@ impl Read {
         } else if was_in_flight {
             self.launch(now, &mut effects);
         }
-        effects.extend(self.settle(now));
+        effects.extend(self.settle());
         effects
     }
 
@@ -199,11 +199,11 @@ impl Read {
             }
             self.launch(now, &mut effects);
         }
-        effects.extend(self.settle(now));
+        effects.extend(self.settle());
         effects
     }
 
-    fn settle(&mut self, _now: Millis) -> Vec<ReadEffect> {
+    fn settle(&mut self) -> Vec<ReadEffect> {
         if self.valid.len() >= self.k {
             self.done = true;
             return vec![ReadEffect::Ready(
