@@ -311,6 +311,7 @@ impl Node {
             Some(pb::request::Kind::Store(store)) => node.handle_store(store),
             Some(pb::request::Kind::Read(read)) => node.handle_read(read),
             Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
+            Some(pb::request::Kind::Challenge(challenge)) => node.handle_challenge(challenge),
             None => error_response("empty request"),
         })
         .await;
@@ -464,6 +465,35 @@ impl Node {
         }
     }
 
+    /// Answers a storage challenge with the challenged sliver and its proof, or says why it cannot.
+    fn handle_challenge(&self, challenge: pb::StorageChallenge) -> pb::Response {
+        let Ok(blob_id) = BlobId::from_slice(&challenge.blob_id) else {
+            return error_response("bad blob ID");
+        };
+        let Ok(index) = u16::try_from(challenge.index) else {
+            return error_response("bad sliver index");
+        };
+        if challenge.nonce.len() > 64 {
+            return error_response("nonce longer than 64 bytes");
+        }
+        match self
+            .inner
+            .store
+            .read_slivers(&blob_id, index, challenge.segment, 1)
+        {
+            Ok(mut slivers) => match slivers.pop() {
+                Some(sliver) => pb::Response {
+                    kind: Some(pb::response::Kind::Challenge(pb::ChallengeAnswer {
+                        nonce: challenge.nonce,
+                        sliver: Some(pb::Sliver::from(&sliver)),
+                    })),
+                },
+                None => error_response("sliver not held"),
+            },
+            Err(error) => error_response(format!("sliver not held: {error}")),
+        }
+    }
+
     fn handle_metadata(&self, request: pb::MetadataRequest) -> pb::Response {
         let record = BlobId::from_slice(&request.blob_id)
             .ok()
@@ -473,6 +503,7 @@ impl Node {
                 Some((metadata, holders)) => pb::MetadataResponse {
                     metadata: Some((&metadata).into()),
                     holders: holders.into_iter().map(Bytes::from).collect(),
+                    ..Default::default()
                 },
                 None => pb::MetadataResponse::default(),
             })),
@@ -1066,5 +1097,6 @@ fn store_request(encoded: &EncodedBlob, index: u16, holders: &[PeerKey]) -> pb::
             .collect(),
         metadata: Some((&encoded.metadata).into()),
         holders: holders.iter().map(|h| Bytes::from(h.clone())).collect(),
+        ..Default::default()
     }
 }

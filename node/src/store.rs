@@ -139,6 +139,7 @@ impl Store {
         let record = pb::MetadataResponse {
             metadata: Some(metadata.into()),
             holders: holders.iter().map(|h| h.clone().into()).collect(),
+            ..Default::default()
         };
         write_durably(&path, &wire::encode_frame(&record))
     }

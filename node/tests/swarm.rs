@@ -411,6 +411,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                         segment_roots: vec![vec![0u8; 32].into()],
                     }),
                     holders: vec![],
+                    ..Default::default()
                 })),
             },
             pb::Request {

@@ -17,6 +17,7 @@ pub mod merkle;
 pub mod metadata;
 pub mod placement;
 pub mod read;
+pub mod repair;
 pub mod wire;
 pub mod write;
 

@@ -19,15 +19,15 @@
 
 use crate::blob_id::BlobId;
 
-const PEER_CONTEXT: &str = "floe 2026-11 placement peer v1";
-const INDEX_CONTEXT: &str = "floe 2026-11 placement index v1";
+pub(crate) const PEER_CONTEXT: &str = "floe 2026-11 placement peer v1";
+pub(crate) const INDEX_CONTEXT: &str = "floe 2026-11 placement index v1";
 /// Candidate peers per sliver index in the greedy matching.
 const CANDIDATES: usize = 64;
 
 /// A peer as placement sees it: opaque bytes (the libp2p peer ID's bytes), ordered bytewise.
 pub type PeerKey = Vec<u8>;
 
-fn score64(context: &str, blob_id: &BlobId, tail: &[u8]) -> u64 {
+pub(crate) fn score64(context: &str, blob_id: &BlobId, tail: &[u8]) -> u64 {
     let mut hasher = blake3::Hasher::new_derive_key(context);
     hasher.update(blob_id.as_bytes());
     hasher.update(tail);
@@ -37,7 +37,7 @@ fn score64(context: &str, blob_id: &BlobId, tail: &[u8]) -> u64 {
     u64::from_le_bytes(first)
 }
 
-fn splitmix64(mut x: u64) -> u64 {
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -177,6 +177,15 @@ impl Placement {
         used.sort_unstable();
         used.dedup();
         used.into_iter().filter_map(|p| self.peers.get(p)).collect()
+    }
+
+    /// The score that ranks `peer` for sliver `index` of `blob_id`, higher first: the pair score the rule above
+    /// uses, also used by repair to pick new holders.
+    pub fn pair_score(blob_id: &BlobId, peer: &[u8], index: u16) -> u64 {
+        splitmix64(
+            score64(PEER_CONTEXT, blob_id, peer)
+                ^ score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes()),
+        )
     }
 
     /// Number of sliver indexes.

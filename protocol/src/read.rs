@@ -89,16 +89,40 @@ impl Read {
         config: ReadConfig,
         now: Millis,
     ) -> (Self, Vec<ReadEffect>) {
-        let k = usize::from(source_shards);
-        let mut candidates: Vec<(bool, Millis, u16, PeerKey)> = (0..placement.len())
+        let candidates: Vec<(u16, PeerKey)> = (0..placement.len())
             .filter_map(|i| u16::try_from(i).ok())
-            .filter_map(|i| placement.holder(i).map(|p| (i, p)))
+            .filter_map(|i| placement.holder(i).map(|p| (i, p.clone())))
+            .collect();
+        Self::start_from(
+            candidates,
+            &BTreeSet::new(),
+            source_shards,
+            rtt,
+            config,
+            now,
+        )
+    }
+
+    /// Starts a read over explicit `(index, holder)` candidates, with the indexes in `have` already valid (a
+    /// repairer's own slivers). Systematic indexes first, then by measured RTT.
+    pub fn start_from(
+        candidates: Vec<(u16, PeerKey)>,
+        have: &BTreeSet<u16>,
+        source_shards: u16,
+        rtt: impl Fn(&[u8]) -> Option<Millis>,
+        config: ReadConfig,
+        now: Millis,
+    ) -> (Self, Vec<ReadEffect>) {
+        let k = usize::from(source_shards);
+        let mut candidates: Vec<(bool, Millis, u16, PeerKey)> = candidates
+            .into_iter()
+            .filter(|(i, _)| !have.contains(i))
             .map(|(i, peer)| {
                 (
                     i >= source_shards,
-                    rtt(peer).unwrap_or(Millis::MAX),
+                    rtt(&peer).unwrap_or(Millis::MAX),
                     i,
-                    peer.clone(),
+                    peer,
                 )
             })
             .collect();
@@ -109,11 +133,12 @@ impl Read {
             candidates: candidates.into_iter().map(|(_, _, i, p)| (i, p)).collect(),
             next: 0,
             in_flight: BTreeMap::new(),
-            valid: BTreeSet::new(),
+            valid: have.clone(),
             done: false,
         };
         let mut effects = Vec::new();
-        for _ in 0..k + read_margin(source_shards) {
+        let wanted = (k + read_margin(source_shards)).saturating_sub(have.len());
+        for _ in 0..wanted {
             read.launch(now, &mut effects);
         }
         effects.extend(read.settle());

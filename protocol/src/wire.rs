@@ -373,6 +373,7 @@ mod tests {
             slivers: vec![sliver.clone()],
             metadata: Some((&blob.metadata).into()),
             holders: vec![Bytes::from_static(b"peer")],
+            ..Default::default()
         });
         round_trip(receipt.clone());
         round_trip(pb::Certificate {
@@ -399,6 +400,7 @@ mod tests {
             kind: Some(pb::response::Kind::Metadata(pb::MetadataResponse {
                 metadata: Some((&blob.metadata).into()),
                 holders: vec![Bytes::from_static(b"peer")],
+                ..Default::default()
             })),
         });
         round_trip(pb::ReadResponse {
@@ -409,6 +411,7 @@ mod tests {
             indexes: vec![1, 2],
             repairer: Bytes::from_static(b"peer"),
             epoch: 9,
+            holders: vec![Bytes::from_static(b"peer"), Bytes::from_static(b"other")],
         });
         round_trip(pb::StorageChallenge {
             blob_id: sliver.blob_id.clone(),

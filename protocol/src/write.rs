@@ -67,7 +67,12 @@ pub enum WriteEffect {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Slot {
-    InFlight { attempt: u32, deadline: Millis },
+    /// Not part of this delivery (a repair or hand-off moves only some indexes).
+    Skipped,
+    InFlight {
+        attempt: u32,
+        deadline: Millis,
+    },
     Stored,
     GaveUp,
 }
@@ -82,6 +87,8 @@ pub struct Write {
     receipts: BTreeMap<u16, Vec<u8>>,
     certified: bool,
     done: bool,
+    /// A delivery of some indexes: it needs all of them and never gives up early.
+    delivery: bool,
 }
 
 /// Receipts needed to certify a blob of n slivers: ⌈2n/3⌉.
@@ -106,6 +113,7 @@ impl Write {
             receipts: BTreeMap::new(),
             certified: false,
             done: false,
+            delivery: false,
         };
         let mut effects = Vec::with_capacity(count + 1);
         for index in 0..count {
@@ -125,6 +133,51 @@ impl Write {
         effects.push(WriteEffect::SetTimer(
             now.saturating_add(config.request_timeout),
         ));
+        (write, effects)
+    }
+
+    /// Starts delivering only `indexes` of `placement` (a repair's rebuilt slivers, a hand-off). It sends each to
+    /// its holder with the same retries as a write, reports [`WriteEffect::Certified`] once every one of them is
+    /// stored, and [`WriteEffect::Finished`] when each is stored or out of attempts; it never reports `Failed`.
+    pub fn deliver(
+        blob_id: BlobId,
+        placement: Placement,
+        indexes: &std::collections::BTreeSet<u16>,
+        config: WriteConfig,
+        now: Millis,
+    ) -> (Self, Vec<WriteEffect>) {
+        let count = placement.len();
+        let deadline = now.saturating_add(config.request_timeout);
+        let mut effects = Vec::new();
+        let mut slots = Vec::with_capacity(count);
+        for index in (0..count).filter_map(|i| u16::try_from(i).ok()) {
+            match placement.holder(index) {
+                Some(peer) if indexes.contains(&index) => {
+                    slots.push(Slot::InFlight {
+                        attempt: 1,
+                        deadline,
+                    });
+                    effects.push(WriteEffect::Send {
+                        peer: peer.clone(),
+                        index,
+                        attempt: 1,
+                    });
+                }
+                _ => slots.push(Slot::Skipped),
+            }
+        }
+        let mut write = Self {
+            blob_id,
+            config,
+            placement,
+            slots,
+            receipts: BTreeMap::new(),
+            certified: false,
+            done: false,
+            delivery: true,
+        };
+        effects.push(WriteEffect::SetTimer(deadline));
+        effects.extend(write.progress());
         (write, effects)
     }
 
@@ -153,8 +206,17 @@ impl Write {
         self.done
     }
 
+    /// Indexes this write is responsible for.
+    fn scope(&self) -> usize {
+        self.slots.iter().filter(|s| **s != Slot::Skipped).count()
+    }
+
     fn quorum(&self) -> usize {
-        certificate_quorum(u16::try_from(self.slots.len()).unwrap_or(u16::MAX))
+        if self.delivery {
+            self.scope()
+        } else {
+            certificate_quorum(u16::try_from(self.slots.len()).unwrap_or(u16::MAX))
+        }
     }
 
     /// A valid, signed receipt from the holder of `index`, for any attempt. Receipts from any other peer are
@@ -248,11 +310,12 @@ impl Write {
         let stored = self.receipts.len();
         let failed = self.slots.iter().filter(|s| **s == Slot::GaveUp).count();
         let quorum = self.quorum();
+        let scope = self.scope();
         if !self.certified && stored >= quorum {
             self.certified = true;
             effects.push(WriteEffect::Certified);
         }
-        if !self.certified && self.slots.len() - failed < quorum {
+        if !self.delivery && !self.certified && scope - failed < quorum {
             self.done = true;
             effects.push(WriteEffect::Failed {
                 stored,
@@ -261,7 +324,7 @@ impl Write {
             });
             return effects;
         }
-        if stored + failed == self.slots.len() {
+        if stored + failed >= scope {
             self.done = true;
             effects.push(WriteEffect::Finished);
         }
