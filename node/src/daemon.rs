@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::{self, GatewayConfig};
 use crate::net::{self, NetConfig};
-use crate::service::Node;
+use crate::service::{Node, RepairConfig};
 use crate::store::Store;
 
 /// Default libp2p port.
@@ -39,6 +39,14 @@ pub struct NodeConfig {
     pub capacity: Option<String>,
     /// Largest blob the gateway accepts, e.g. "256MiB".
     pub max_body: Option<String>,
+    /// How long a holder may be out of reach before its slivers are repaired elsewhere, e.g. "5m".
+    pub repair_grace: Option<String>,
+    /// How often the node checks the blobs it holds for departed holders, e.g. "10s".
+    pub repair_interval: Option<String>,
+    /// How often the node challenges each holder of the blobs it leads, e.g. "60s".
+    pub challenge_interval: Option<String>,
+    /// How long a leaving node spends handing its slivers off before it exits, e.g. "60s".
+    pub handoff_timeout: Option<String>,
 }
 
 impl NodeConfig {
@@ -68,6 +76,16 @@ impl NodeConfig {
         }
         if other.max_body.is_some() {
             self.max_body = other.max_body;
+        }
+        for (mine, theirs) in [
+            (&mut self.repair_grace, other.repair_grace),
+            (&mut self.repair_interval, other.repair_interval),
+            (&mut self.challenge_interval, other.challenge_interval),
+            (&mut self.handoff_timeout, other.handoff_timeout),
+        ] {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
         }
         self
     }
@@ -100,6 +118,29 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     number
         .checked_mul(multiplier)
         .with_context(|| format!("{text:?} is too large"))
+}
+
+/// Parses durations like `500ms`, `30s`, `5m`, `2h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration like 30s or 5m"))?;
+    let millis: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        other => anyhow::bail!("unknown duration unit {other:?} in {text:?}; use ms, s, m or h"),
+    };
+    number
+        .checked_mul(millis)
+        .map(Duration::from_millis)
+        .with_context(|| format!("{text:?} is too long"))
 }
 
 /// The default data directory: `$XDG_DATA_HOME/floe`, else `~/.local/share/floe`.
@@ -197,7 +238,18 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let capacity = config.capacity.as_deref().map(parse_size).transpose()?;
 
     let store = Store::open(&data_dir).context("opening the store")?;
-    let (net, inbound, event_loop) = net::start(
+    let duration = |value: &Option<String>, default: Duration| {
+        value.as_deref().map_or(Ok(default), parse_duration)
+    };
+    let defaults = RepairConfig::default();
+    let repair = RepairConfig {
+        grace: duration(&config.repair_grace, defaults.grace)?,
+        interval: duration(&config.repair_interval, defaults.interval)?,
+        challenge_interval: duration(&config.challenge_interval, defaults.challenge_interval)?,
+        handoff_timeout: duration(&config.handoff_timeout, defaults.handoff_timeout)?,
+        ..defaults
+    };
+    let (net, inbound, gossip, event_loop) = net::start(
         keypair.clone(),
         NetConfig {
             listen,
@@ -213,8 +265,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         net.clone(),
         capacity,
         max_body.max(DEFAULT_MAX_BODY),
+        repair,
     );
     tokio::spawn(node.clone().serve(inbound));
+    tokio::spawn(node.clone().listen_gossip(gossip));
+    tokio::spawn(node.clone().repair_loop());
 
     let listener = tokio::net::TcpListener::bind(http)
         .await
@@ -255,6 +310,17 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", info_path.display()))?;
     tracing::info!(%peer_id, gateway = %http_bound, data_dir = %data_dir.display(), "floe node running");
     server.await??;
+    // A planned departure hands every sliver to its next holder, so the swarm needs no decode.
+    let timeout = node.repair_config().handoff_timeout;
+    match tokio::time::timeout(timeout, node.hand_off_all()).await {
+        Ok(report) => tracing::info!(
+            handed_off = report.handed_off,
+            failed = report.failed,
+            blobs = report.blobs,
+            "hand-off done"
+        ),
+        Err(_) => tracing::warn!(?timeout, "hand-off timed out; the rest is left to repair"),
+    }
     tracing::info!("floe node stopped");
     Ok(())
 }
@@ -291,6 +357,17 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5XB").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
     }
 
     #[test]

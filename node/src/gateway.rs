@@ -221,11 +221,18 @@ async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) -> R
     };
     let view = state.node.net().view().await;
     let reachable: Vec<Vec<u8>> = view.peers.iter().map(|p| p.to_bytes()).collect();
+    let connected: Vec<Vec<u8>> = view.connected_peers.iter().map(|p| p.to_bytes()).collect();
     let me = state.node.peer_id().to_bytes();
     let holders_known = holders
         .iter()
         .filter(|h| **h == me || reachable.contains(h))
         .count();
+    // A sliver counts as present when its holder is this node or connected now.
+    let present = holders
+        .iter()
+        .filter(|h| **h == me || connected.contains(h))
+        .count();
+    let repair = state.node.repair_view(&blob_id);
     let p = metadata.params();
     let mut distinct = holders.clone();
     distinct.sort();
@@ -241,6 +248,13 @@ async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) -> R
         "slivers": holders.len(),
         "sliversOnKnownPeers": holders_known,
         "certificateQuorum": floe_protocol::write::certificate_quorum(p.shards()),
+        "health": {
+            "sliversPresent": present,
+            "shards": p.shards(),
+            "full": present == usize::from(p.shards()),
+            "readable": present >= usize::from(p.source_shards()),
+            "repairInProgress": repair.in_progress,
+        },
     }))
     .into_response()
 }
@@ -248,6 +262,7 @@ async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) -> R
 async fn node_status(State(state): State<AppState>) -> Response {
     let view = state.node.net().view().await;
     let counters = state.node.store().counters();
+    let m = state.node.metrics();
     axum::Json(json!({
         "peerId": state.node.peer_id().to_string(),
         "listenAddresses": view.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -256,6 +271,23 @@ async fn node_status(State(state): State<AppState>) -> Response {
         "sliversStored": counters.slivers.load(Ordering::Relaxed),
         "bytesStored": counters.bytes.load(Ordering::Relaxed),
         "corruptSliversFound": counters.corrupt_found.load(Ordering::Relaxed),
+        "repair": {
+            "repairsStarted": m.repairs_started.load(Ordering::Relaxed),
+            "repairsDone": m.repairs_done.load(Ordering::Relaxed),
+            "repairsFailed": m.repairs_failed.load(Ordering::Relaxed),
+            "sliversRebuilt": m.slivers_rebuilt.load(Ordering::Relaxed),
+            "sliversHandedOff": m.slivers_handed_off.load(Ordering::Relaxed),
+            "holderListsAdopted": m.holder_lists_adopted.load(Ordering::Relaxed),
+        },
+        "challenges": {
+            "passed": m.challenges_passed.load(Ordering::Relaxed),
+            "failed": m.challenges_failed.load(Ordering::Relaxed),
+            "answered": m.challenges_answered.load(Ordering::Relaxed),
+            "failingPeers": state.node.challenge_failures().iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(p, n)| (p.to_string(), *n))
+                .collect::<std::collections::BTreeMap<String, u32>>(),
+        },
     }))
     .into_response()
 }
@@ -264,7 +296,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let m = state.node.metrics();
     let c = state.node.store().counters();
     let view = state.node.net().view().await;
-    let rows: [(&str, &str, u64); 16] = [
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let rows: Vec<(&str, &str, u64)> = vec![
         (
             "floe_slivers_stored",
             "sliver indexes held",
@@ -344,6 +377,76 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "floe_connected_peers",
             "connected peers",
             u64::try_from(view.connected).unwrap_or(0),
+        ),
+        (
+            "floe_repairs_started_total",
+            "repairs led",
+            load(&m.repairs_started),
+        ),
+        (
+            "floe_repairs_done_total",
+            "repairs that delivered every rebuilt sliver",
+            load(&m.repairs_done),
+        ),
+        (
+            "floe_repairs_failed_total",
+            "repairs that failed (retried later)",
+            load(&m.repairs_failed),
+        ),
+        (
+            "floe_slivers_rebuilt_total",
+            "slivers rebuilt by decoding and delivered",
+            load(&m.slivers_rebuilt),
+        ),
+        (
+            "floe_repair_bytes_fetched_total",
+            "sliver bytes fetched for repairs",
+            load(&m.repair_bytes_fetched),
+        ),
+        (
+            "floe_repair_bytes_sent_total",
+            "rebuilt sliver bytes delivered",
+            load(&m.repair_bytes_sent),
+        ),
+        (
+            "floe_repair_segments_decoded_total",
+            "segments decoded for repairs",
+            load(&m.repair_segments_decoded),
+        ),
+        (
+            "floe_slivers_handed_off_total",
+            "slivers handed to their next holder",
+            load(&m.slivers_handed_off),
+        ),
+        (
+            "floe_handoff_bytes_sent_total",
+            "sliver bytes handed off",
+            load(&m.handoff_bytes_sent),
+        ),
+        (
+            "floe_duplicate_slivers_received_total",
+            "repaired or handed-off slivers already held",
+            load(&m.duplicate_slivers_received),
+        ),
+        (
+            "floe_holder_lists_adopted_total",
+            "newer holder lists adopted",
+            load(&m.holder_lists_adopted),
+        ),
+        (
+            "floe_challenges_passed_total",
+            "challenges sent that holders passed",
+            load(&m.challenges_passed),
+        ),
+        (
+            "floe_challenges_failed_total",
+            "challenges sent that holders failed",
+            load(&m.challenges_failed),
+        ),
+        (
+            "floe_challenges_answered_total",
+            "challenges answered",
+            load(&m.challenges_answered),
         ),
     ];
     let mut text = String::new();

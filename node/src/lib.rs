@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod devnet;
 pub mod gateway;
 pub mod net;
+pub mod repair;
 pub mod service;
 pub mod sliver_files;
 pub mod store;

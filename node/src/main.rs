@@ -132,6 +132,18 @@ struct NodeArgs {
     /// Largest blob the gateway accepts, e.g. 256MiB.
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
+    /// How long a holder may be out of reach before its slivers are repaired elsewhere (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    repair_grace: Option<String>,
+    /// How often held blobs are checked for departed holders (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    repair_interval: Option<String>,
+    /// How often the holders of the blobs this node leads are challenged (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    challenge_interval: Option<String>,
+    /// Time allowed for handing slivers off on SIGTERM or Ctrl-C (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    handoff_timeout: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +177,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: logs redirected to files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {
@@ -196,6 +210,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http: args.http,
                 capacity: args.capacity,
                 max_body: args.max_body,
+                repair_grace: args.repair_grace,
+                repair_interval: args.repair_interval,
+                challenge_interval: args.challenge_interval,
+                handoff_timeout: args.handoff_timeout,
             };
             runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
         }

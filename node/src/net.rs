@@ -5,7 +5,7 @@
 //! and moving floe requests and responses. It makes no protocol decision; inbound requests go to the node
 //! service, and the service asks for outbound ones through [`NetClient`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::time::Duration;
 
@@ -14,8 +14,11 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, ping, tcp, yamux,
+};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +28,10 @@ use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
 /// floe's own Kademlia protocol name, so a floe swarm never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
+/// The gossipsub topic of repair announcements.
+pub const REPAIR_TOPIC: &str = "floe/repair/1";
+/// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.
+pub const MAX_GOSSIP_LEN: usize = 256 * 1024;
 /// Largest request or response: a sliver set plus metadata.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN + MAX_METADATA_LEN + (1 << 20);
 
@@ -123,6 +130,16 @@ pub struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     floe: request_response::Behaviour<FloeCodec>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// A gossip message on the repair topic, with the peer that signed it.
+#[derive(Debug)]
+pub struct Gossip {
+    /// The author (gossipsub signs messages, so this is authenticated).
+    pub source: PeerId,
+    /// The message bytes.
+    pub data: Vec<u8>,
 }
 
 /// A request from a peer, to be answered through [`NetClient::respond`].
@@ -147,6 +164,8 @@ pub struct PeerView {
     pub rtt_ms: BTreeMap<PeerId, u64>,
     /// Our listen addresses.
     pub listen_addrs: Vec<Multiaddr>,
+    /// Connected peers, sorted.
+    pub connected_peers: BTreeSet<PeerId>,
 }
 
 enum Command {
@@ -161,6 +180,12 @@ enum Command {
     },
     View {
         reply: oneshot::Sender<PeerView>,
+    },
+    Publish {
+        data: Vec<u8>,
+    },
+    Dial {
+        peer: PeerId,
     },
 }
 
@@ -203,6 +228,16 @@ impl NetClient {
             .await;
     }
 
+    /// Publishes `data` on the repair topic. Best effort: with no subscribed peer it is dropped (and logged).
+    pub async fn publish(&self, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish { data }).await;
+    }
+
+    /// Dials `peer` if it is not connected, so that a holder that is only idle is not taken for gone.
+    pub async fn dial(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::Dial { peer }).await;
+    }
+
     /// The current view of the swarm.
     pub async fn view(&self) -> PeerView {
         let (reply, answer) = oneshot::channel();
@@ -229,7 +264,12 @@ pub struct NetConfig {
 pub fn start(
     keypair: Keypair,
     config: NetConfig,
-) -> anyhow::Result<(NetClient, mpsc::Receiver<Inbound>, EventLoop)> {
+) -> anyhow::Result<(
+    NetClient,
+    mpsc::Receiver<Inbound>,
+    mpsc::Receiver<Gossip>,
+    EventLoop,
+)> {
     let local = keypair.public().to_peer_id();
     let request_timeout = config.request_timeout;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -249,7 +289,18 @@ pub fn start(
             // Loopback and LAN addresses are never confirmed as external, so client mode would leave every
             // routing table empty: serve the DHT from the start.
             kad.set_mode(Some(kad::Mode::Server));
-            Behaviour {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(MAX_GOSSIP_LEN)
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .heartbeat_interval(Duration::from_secs(1))
+                .build()
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )
+            .map_err(io::Error::other)?;
+            Ok(Behaviour {
                 kad,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/floe/id/1".into(),
@@ -264,10 +315,15 @@ pub fn start(
                         .with_request_timeout(request_timeout)
                         .with_max_concurrent_streams(256),
                 ),
-            }
+                gossipsub,
+            })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(REPAIR_TOPIC))?;
     for addr in &config.listen {
         swarm.listen_on(addr.clone())?;
     }
@@ -281,10 +337,13 @@ pub fn start(
     }
     let (commands, command_rx) = mpsc::channel(1024);
     let (inbound_tx, inbound) = mpsc::channel(1024);
+    let (gossip_tx, gossip) = mpsc::channel(1024);
     Ok((
         NetClient { commands, local },
         inbound,
+        gossip,
         EventLoop {
+            gossip: gossip_tx,
             swarm,
             commands: command_rx,
             inbound: inbound_tx,
@@ -301,6 +360,7 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<Inbound>,
+    gossip: mpsc::Sender<Gossip>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<pb::Response, String>>>,
     rtt_ms: BTreeMap<PeerId, u64>,
     bootstrapped: bool,
@@ -345,11 +405,13 @@ impl EventLoop {
         }
         peers.sort();
         peers.dedup();
+        let connected_peers: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
         PeerView {
-            connected: self.swarm.connected_peers().count(),
+            connected: connected_peers.len(),
             peers,
             rtt_ms: self.rtt_ms.clone(),
             listen_addrs: self.swarm.listeners().cloned().collect(),
+            connected_peers,
         }
     }
 
@@ -374,6 +436,20 @@ impl EventLoop {
             Command::View { reply } => {
                 let _ = reply.send(self.view());
             }
+            Command::Publish { data } => {
+                let topic = gossipsub::IdentTopic::new(REPAIR_TOPIC);
+                if let Err(error) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    tracing::warn!(%error, "could not publish a repair announcement");
+                }
+            }
+            Command::Dial { peer } => {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(error) = self.swarm.dial(opts) {
+                    tracing::debug!(%peer, %error, "cannot dial holder");
+                }
+            }
         }
     }
 
@@ -397,6 +473,24 @@ impl EventLoop {
                 ..
             } => {
                 self.rtt_ms.remove(&peer_id);
+                tracing::debug!(%peer_id, "disconnected");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                ..
+            })) => {
+                // Strict validation: only signed messages arrive here, so the source is the author.
+                if let Some(source) = message.source
+                    && self
+                        .gossip
+                        .try_send(Gossip {
+                            source,
+                            data: message.data,
+                        })
+                        .is_err()
+                {
+                    tracing::warn!(%source, "gossip queue full; dropped an announcement");
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

@@ -24,7 +24,7 @@ use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
 use crate::net::{Inbound, NetClient};
-use crate::store::Store;
+use crate::store::{HolderRecord, Store};
 
 const RECEIPT_CONTEXT: &[u8] = b"floe receipt v1";
 /// Sliver bytes one store request may carry, leaving room for metadata and framing in a network message.
@@ -33,7 +33,7 @@ const MAX_STORE_PAYLOAD: usize = floe_protocol::wire::MAX_FRAME_LEN;
 const MAX_CONCURRENT_INBOUND: usize = 64;
 
 /// Checks a holder list: one valid peer ID per sliver index.
-fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), String> {
+pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), String> {
     if holders.len() != usize::from(shards) {
         return Err(format!(
             "holder list has {} entries for {shards} slivers",
@@ -101,6 +101,64 @@ pub struct Metrics {
     pub put_ms_total: AtomicU64,
     /// Sum of get latencies in milliseconds.
     pub get_ms_total: AtomicU64,
+    /// Repairs this node led (it announced a new holder list and rebuilt lost slivers).
+    pub repairs_started: AtomicU64,
+    /// Repairs that delivered every rebuilt sliver.
+    pub repairs_done: AtomicU64,
+    /// Repairs that could not fetch k slivers or deliver every rebuilt one.
+    pub repairs_failed: AtomicU64,
+    /// Slivers rebuilt by decoding and delivered to their new holders.
+    pub slivers_rebuilt: AtomicU64,
+    /// Sliver bytes fetched from other holders for repairs.
+    pub repair_bytes_fetched: AtomicU64,
+    /// Sliver bytes sent to new holders by repairs.
+    pub repair_bytes_sent: AtomicU64,
+    /// Segments decoded for repairs.
+    pub repair_segments_decoded: AtomicU64,
+    /// Slivers handed off to their next holder (leaving, or no longer ours after a new holder list).
+    pub slivers_handed_off: AtomicU64,
+    /// Sliver bytes handed off.
+    pub handoff_bytes_sent: AtomicU64,
+    /// Repaired or handed-off slivers received that this node already held (duplicate work).
+    pub duplicate_slivers_received: AtomicU64,
+    /// Newer holder lists adopted from announcements or store requests.
+    pub holder_lists_adopted: AtomicU64,
+    /// Challenges this node sent that the holder answered with a valid sliver.
+    pub challenges_passed: AtomicU64,
+    /// Challenges this node sent that the holder failed (no sliver, or an invalid one).
+    pub challenges_failed: AtomicU64,
+    /// Challenges this node answered.
+    pub challenges_answered: AtomicU64,
+}
+
+/// How a node keeps its blobs whole: departure detection, repair, hand-off and challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairConfig {
+    /// How long a holder may be out of reach before its slivers are rebuilt elsewhere.
+    pub grace: Duration,
+    /// How often held blobs are checked.
+    pub interval: Duration,
+    /// How often the holders of each blob this node leads are challenged.
+    pub challenge_interval: Duration,
+    /// Consecutive failed challenges after which a peer is treated as gone.
+    pub challenge_failures: u32,
+    /// Repairs run at once: a mass departure becomes a queue, not a storm.
+    pub max_concurrent: usize,
+    /// Time a leaving node spends handing off.
+    pub handoff_timeout: Duration,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(300),
+            interval: Duration::from_secs(10),
+            challenge_interval: Duration::from_secs(60),
+            challenge_failures: 3,
+            max_concurrent: 4,
+            handoff_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Why a put failed.
@@ -203,22 +261,24 @@ pub struct PutOutcome {
 /// A cheap, cloneable handle to the node service.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
     keypair: Keypair,
-    peer_id: PeerId,
-    net: NetClient,
-    metrics: Metrics,
-    epoch: Instant,
-    write_config: WriteConfig,
-    read_config: ReadConfig,
+    pub(crate) peer_id: PeerId,
+    pub(crate) net: NetClient,
+    pub(crate) metrics: Metrics,
+    pub(crate) epoch: Instant,
+    pub(crate) write_config: WriteConfig,
+    pub(crate) read_config: ReadConfig,
     certificates: std::sync::Mutex<BTreeMap<BlobId, pb::Certificate>>,
     capacity: Option<u64>,
     max_get: u64,
     inbound_permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) repair: RepairConfig,
+    pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
 }
 
 fn error_response(text: impl Into<String>) -> pb::Response {
@@ -236,6 +296,7 @@ impl Node {
         net: NetClient,
         capacity: Option<u64>,
         max_get: u64,
+        repair: RepairConfig,
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
         Self {
@@ -256,6 +317,8 @@ impl Node {
                 capacity,
                 max_get,
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
+                repair,
+                repair_state: std::sync::Mutex::new(crate::repair::RepairState::default()),
             }),
         }
     }
@@ -280,7 +343,12 @@ impl Node {
         &self.inner.net
     }
 
-    fn now(&self) -> Millis {
+    /// The repair settings.
+    pub fn repair_config(&self) -> RepairConfig {
+        self.inner.repair
+    }
+
+    pub(crate) fn now(&self) -> Millis {
         u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
@@ -383,17 +451,35 @@ impl Node {
                 return Err(format!("node is full: {held} of {capacity} bytes used"));
             }
         }
-        let holders: Vec<PeerKey> = request.holders.iter().map(|h| h.to_vec()).collect();
-        check_holders(&holders, metadata.params().shards())?;
+        let record = HolderRecord {
+            holders: request.holders.iter().map(|h| h.to_vec()).collect(),
+            epoch: request.holders_epoch,
+            repairer: request.holders_repairer.to_vec(),
+        };
+        check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
-        if holders.get(usize::from(index)) != Some(&me) {
-            // Stored anyway: the writer's view decides placement; repair reconciles views later.
-            tracing::info!(%blob_id, index, "stored a sliver the writer's placement gives to another peer");
+        if record.holders.get(usize::from(index)) != Some(&me) {
+            // Stored anyway: the sender's view decided; if it is not ours, the hand-off duty of the repair loop
+            // passes the sliver on to the listed holder.
+            tracing::info!(%blob_id, index, "stored a sliver the sender's holder list gives to another peer");
         }
-        self.inner
+        if record.epoch > 0 && self.inner.store.has(&blob_id, index) {
+            self.inner
+                .metrics
+                .duplicate_slivers_received
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let adopted = self
+            .inner
             .store
-            .put_metadata(&metadata, &holders)
+            .put_record(&metadata, &record)
             .map_err(|e| e.to_string())?;
+        if adopted && record.epoch > 0 {
+            self.inner
+                .metrics
+                .holder_lists_adopted
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.inner
             .store
             .put_slivers(&blob_id, index, &slivers)
@@ -476,6 +562,15 @@ impl Node {
         if challenge.nonce.len() > 64 {
             return error_response("nonce longer than 64 bytes");
         }
+        match self.inner.store.metadata(&blob_id) {
+            Ok((metadata, _)) if challenge.segment < metadata.params().segment_count() => {}
+            Ok(_) => return error_response("no such segment"),
+            Err(error) => return error_response(format!("sliver not held: {error}")),
+        }
+        self.inner
+            .metrics
+            .challenges_answered
+            .fetch_add(1, Ordering::Relaxed);
         match self
             .inner
             .store
@@ -511,7 +606,7 @@ impl Node {
     }
 
     /// Peers in our view, ourselves included, ordered by Kademlia distance to `blob_id`.
-    async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
+    pub(crate) async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
         let view = self.inner.net.view().await;
         let mut peers = view.peers;
         peers.push(self.inner.peer_id);
@@ -698,7 +793,7 @@ impl Node {
         }
     }
 
-    async fn send_store(
+    pub(crate) async fn send_store(
         &self,
         peer: &[u8],
         blob_id: BlobId,
@@ -983,7 +1078,7 @@ impl Node {
 
     /// Fetches and verifies sliver `index` of segments `[first, first + count)`; `None` if anything is missing or
     /// invalid.
-    async fn fetch_index(
+    pub(crate) async fn fetch_index(
         &self,
         peer: &[u8],
         blob_id: &BlobId,
@@ -1059,7 +1154,7 @@ impl Node {
 }
 
 /// Threads for hashing slivers in the consistency check: what the machine offers (results do not depend on it).
-fn hash_threads() -> usize {
+pub(crate) fn hash_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
@@ -1081,7 +1176,7 @@ fn record<T, E>(
 }
 
 /// Completes when the state machine's timer, `at` milliseconds after `epoch`, fires; never when there is none.
-async fn timer_fires(epoch: Instant, at: Option<Millis>) {
+pub(crate) async fn timer_fires(epoch: Instant, at: Option<Millis>) {
     match at {
         Some(at) => tokio::time::sleep_until((epoch + Duration::from_millis(at)).into()).await,
         None => std::future::pending().await,

@@ -1,7 +1,8 @@
 //! The local sliver store: what this node holds, durably, and serves only after re-verifying it.
 //!
 //! Layout under `<data-dir>/blobs/<blob id>/`:
-//! - `meta`: the blob's metadata and the writer's holder list (a length-prefixed `MetadataResponse`);
+//! - `meta`: the blob's metadata and its holder list with the list's epoch (a length-prefixed
+//!   `MetadataResponse`); repair and hand-off replace the list when a newer epoch arrives;
 //! - `<index>`: every segment's sliver of that index, as length-prefixed `Sliver` frames in segment order.
 //!
 //! Every file is written to a temporary name, fsynced, renamed into place and its directory fsynced before the
@@ -56,11 +57,46 @@ pub struct StoreCounters {
     pub corrupt_found: AtomicU64,
 }
 
+/// A blob's holder list as this node knows it, with its epoch (0 for the writer's list, one more per repair
+/// or hand-off) and the peer that made it (empty for the writer's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HolderRecord {
+    /// The holder of each sliver index.
+    pub holders: Vec<PeerKey>,
+    /// The list's epoch.
+    pub epoch: u64,
+    /// The peer that made the list.
+    pub repairer: Vec<u8>,
+}
+
+impl HolderRecord {
+    /// The writer's list.
+    pub fn initial(holders: Vec<PeerKey>) -> Self {
+        Self {
+            holders,
+            epoch: 0,
+            repairer: Vec::new(),
+        }
+    }
+
+    /// Whether this list replaces `current` (protocol rule: higher epoch, then lower repairer).
+    pub fn supersedes(&self, current: &HolderRecord) -> bool {
+        floe_protocol::repair::supersedes(
+            self.epoch,
+            &self.repairer,
+            current.epoch,
+            &current.repairer,
+        )
+    }
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
     counters: StoreCounters,
+    /// Serialises read-modify-write of metadata records.
+    meta_lock: std::sync::Mutex<()>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -93,6 +129,7 @@ impl Store {
         let store = Self {
             root,
             counters: StoreCounters::default(),
+            meta_lock: std::sync::Mutex::new(()),
         };
         // Count what is held; leftovers of interrupted writes are removed.
         for blob in fs::read_dir(&store.root)
@@ -123,25 +160,91 @@ impl Store {
         self.root.join(blob_id.to_string())
     }
 
-    /// Stores the metadata and holder list of a blob (kept if already present).
+    /// Stores the metadata and the writer's holder list of a blob (kept if a record is already present).
     pub fn put_metadata(
         &self,
         metadata: &BlobMetadata,
         holders: &[PeerKey],
     ) -> Result<(), StoreError> {
-        let path = self.blob_dir(&metadata.blob_id()).join("meta");
+        self.put_record(metadata, &HolderRecord::initial(holders.to_vec()))
+            .map(|_| ())
+    }
+
+    /// Stores the metadata with `record` if the blob has no record yet, or if `record` supersedes the one held.
+    /// Returns whether `record` is now the one held.
+    pub fn put_record(
+        &self,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.meta_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let blob_id = metadata.blob_id();
+        let path = self.blob_dir(&blob_id).join("meta");
         if path.exists() {
-            if self.metadata(&metadata.blob_id()).is_ok() {
-                return Ok(());
+            match self.metadata_record(&blob_id) {
+                Ok((_, current)) if current == *record || !record.supersedes(&current) => {
+                    return Ok(current == *record);
+                }
+                Ok(_) => {}
+                Err(_) => self.drop_bad_metadata(&blob_id),
             }
-            self.drop_bad_metadata(&metadata.blob_id());
         }
-        let record = pb::MetadataResponse {
+        let message = pb::MetadataResponse {
             metadata: Some(metadata.into()),
-            holders: holders.iter().map(|h| h.clone().into()).collect(),
-            ..Default::default()
+            holders: record.holders.iter().map(|h| h.clone().into()).collect(),
+            holders_epoch: record.epoch,
+            holders_repairer: record.repairer.clone().into(),
         };
-        write_durably(&path, &wire::encode_frame(&record))
+        write_durably(&path, &wire::encode_frame(&message))?;
+        Ok(true)
+    }
+
+    /// The blobs this node has a record of, in blob ID order.
+    pub fn blobs(&self) -> Vec<BlobId> {
+        let mut ids: Vec<BlobId> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The sliver indexes of a blob held here, ascending.
+    pub fn indexes(&self, blob_id: &BlobId) -> Vec<u16> {
+        let mut indexes: Vec<u16> = fs::read_dir(self.blob_dir(blob_id))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
+        indexes.sort_unstable();
+        indexes
+    }
+
+    /// Deletes sliver `index` of a blob (handed off to its new holder).
+    pub fn remove_sliver(&self, blob_id: &BlobId, index: u16) -> Result<(), StoreError> {
+        let path = self.blob_dir(blob_id).join(index.to_string());
+        let len = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(cause) => return Err(StoreError::Io { path, cause }),
+        };
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        let _ = self
+            .counters
+            .slivers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        let _ = self
+            .counters
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(len))
+            });
+        Ok(())
     }
 
     /// Removes a metadata record that no longer parses, so the next store request can write a good one.
@@ -151,6 +254,15 @@ impl Store {
 
     /// The metadata and holder list of a blob, checked against its ID.
     pub fn metadata(&self, blob_id: &BlobId) -> Result<(BlobMetadata, Vec<PeerKey>), StoreError> {
+        self.metadata_record(blob_id)
+            .map(|(metadata, record)| (metadata, record.holders))
+    }
+
+    /// The metadata and full holder record of a blob, checked against its ID.
+    pub fn metadata_record(
+        &self,
+        blob_id: &BlobId,
+    ) -> Result<(BlobMetadata, HolderRecord), StoreError> {
         let path = self.blob_dir(blob_id).join("meta");
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -177,7 +289,11 @@ impl Store {
             .map_err(|e| corrupt(e.to_string()))?;
         Ok((
             metadata,
-            record.holders.iter().map(|h| h.to_vec()).collect(),
+            HolderRecord {
+                holders: record.holders.iter().map(|h| h.to_vec()).collect(),
+                epoch: record.holders_epoch,
+                repairer: record.holders_repairer.to_vec(),
+            },
         ))
     }
 

@@ -21,8 +21,13 @@ struct NodeProc {
 /// A swarm of node processes; every process is killed when it goes out of scope, pass or fail.
 struct TestSwarm {
     nodes: Vec<NodeProc>,
-    _root: tempfile::TempDir,
+    extra: Vec<String>,
+    root: Option<tempfile::TempDir>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Swarm tests run one at a time: a dozen node processes each already load both cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Drop for TestSwarm {
     fn drop(&mut self) {
@@ -32,10 +37,16 @@ impl Drop for TestSwarm {
                 let _ = child.wait();
             }
         }
+        // A failed test keeps its nodes' data and logs for a post-mortem.
+        if std::thread::panicking()
+            && let Some(root) = self.root.take()
+        {
+            eprintln!("node data and logs kept in {}", root.keep().display());
+        }
     }
 }
 
-fn spawn_node(dir: &Path, bootstrap: Option<&str>) -> NodeProc {
+fn spawn_node(dir: &Path, bootstrap: Option<&str>, extra: &[String]) -> NodeProc {
     let info_path = dir.join("node.json");
     let _ = std::fs::remove_file(&info_path);
     std::fs::create_dir_all(dir).unwrap();
@@ -55,6 +66,7 @@ fn spawn_node(dir: &Path, bootstrap: Option<&str>) -> NodeProc {
             "--max-body",
             "64MiB",
         ])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "floe_node=info")
@@ -114,24 +126,81 @@ fn metric(node: &NodeProc, name: &str) -> u64 {
 
 impl TestSwarm {
     fn start(count: usize) -> Self {
+        Self::start_with(count, &[])
+    }
+
+    /// Starts `count` nodes with `extra` flags (repair timings, say).
+    fn start_with(count: usize, extra: &[&str]) -> Self {
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let root = tempfile::tempdir().unwrap();
-        let mut nodes = vec![spawn_node(&root.path().join("node-0"), None)];
+        let mut nodes = vec![spawn_node(&root.path().join("node-0"), None, &extra)];
         let bootstrap = nodes[0].listen.clone();
         for i in 1..count {
             nodes.push(spawn_node(
                 &root.path().join(format!("node-{i}")),
                 Some(&bootstrap),
+                &extra,
             ));
         }
-        let swarm = Self { nodes, _root: root };
+        let swarm = Self {
+            nodes,
+            extra,
+            root: Some(root),
+            _serial: serial,
+        };
         swarm.wait_formed(count);
         swarm
+    }
+
+    /// Starts a fresh node (new identity, empty store) and returns its position.
+    fn add_node(&mut self) -> usize {
+        let index = self.nodes.len();
+        let bootstrap = self.nodes[0].listen.clone();
+        let dir = self.nodes[0]
+            .dir
+            .parent()
+            .unwrap()
+            .join(format!("node-{index}"));
+        self.nodes
+            .push(spawn_node(&dir, Some(&bootstrap), &self.extra));
+        index
+    }
+
+    /// Sends SIGTERM and waits for the node to exit on its own (it hands its slivers off first).
+    fn terminate(&mut self, index: usize) {
+        let mut child = self.nodes[index].child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {index} did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &NodeProc> {
+        self.nodes.iter().filter(|n| n.child.is_some())
+    }
+
+    /// The sum of a metric over the live nodes.
+    fn total(&self, name: &str) -> u64 {
+        self.live().map(|n| metric(n, name)).sum()
     }
 
     /// Waits until every live node knows every other one.
     fn wait_formed(&self, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+        for node in self.live() {
             loop {
                 let status = json(&format!("{}/v1/node/status", node.http));
                 if status["knownPeers"].as_u64().unwrap_or(0) as usize >= count - 1 {
@@ -152,7 +221,7 @@ impl TestSwarm {
     fn restart(&mut self, index: usize) {
         let bootstrap = self.nodes[0].listen.clone();
         let dir = self.nodes[index].dir.clone();
-        self.nodes[index] = spawn_node(&dir, Some(&bootstrap));
+        self.nodes[index] = spawn_node(&dir, Some(&bootstrap), &self.extra);
     }
 }
 
@@ -378,7 +447,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
     runtime.block_on(async {
         use floe_protocol::wire::pb;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let (client, _inbound, event_loop) = floe_node::net::start(
+        let (client, _inbound, _gossip, event_loop) = floe_node::net::start(
             keypair,
             floe_node::net::NetConfig {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -482,4 +551,175 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             .map(|c| c >= 3),
         Some(true)
     );
+}
+
+/// Repair timings short enough for tests: a peer is gone after 3 s out of reach; checks every second.
+const REPAIR_FLAGS: [&str; 6] = [
+    "--repair-grace",
+    "3s",
+    "--repair-interval",
+    "1s",
+    "--challenge-interval",
+    "1s",
+];
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn blob_status(node: &NodeProc, id: &str) -> Value {
+    json(&format!("{}/v1/blobs/{id}/status", node.http))
+}
+
+/// Whether `node`'s holder list for every blob has `holders` distinct live holders.
+fn all_healthy(node: &NodeProc, blobs: &[(String, Vec<u8>)], holders: u64) -> bool {
+    blobs.iter().all(|(id, _)| {
+        let status = blob_status(node, id);
+        status["health"]["full"] == true && status["holders"].as_u64() == Some(holders)
+    })
+}
+
+#[test]
+fn repair_rebuilds_what_departed_nodes_held() {
+    let mut swarm = TestSwarm::start_with(12, &REPAIR_FLAGS);
+    let sizes = [
+        0usize,
+        1,
+        7,
+        100,
+        777,
+        1000,
+        4096,
+        7777,
+        65_536,
+        77_777,
+        100_000,
+        262_144,
+        500_000,
+        1 << 20,
+        (1 << 20) + 1,
+        1_500_000,
+        2_000_000,
+        3_000_000,
+        3 << 20,
+        4 << 20,
+    ];
+    let blobs: Vec<(String, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let data = blob(size, 100 + i as u64);
+            (put(&swarm.nodes[i % 4], &data), data)
+        })
+        .collect();
+    let total_bytes: usize = sizes.iter().sum();
+    assert!(all_healthy(&swarm.nodes[0], &blobs, 12));
+
+    // kill -9 four nodes and start four fresh ones: after the grace period the blobs' leaders rebuild the four
+    // lost slivers of every blob and the fresh nodes end up holding them.
+    for index in 8..12 {
+        swarm.kill(index);
+    }
+    for _ in 0..4 {
+        swarm.add_node();
+    }
+    let lost = 4 * blobs.len() as u64;
+    wait_until("repair to settle", Duration::from_secs(180), || {
+        swarm.total("floe_slivers_rebuilt_total") >= lost
+            && all_healthy(&swarm.nodes[0], &blobs, 12)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let rebuilt = swarm.total("floe_slivers_rebuilt_total");
+    assert_eq!(rebuilt, lost, "every lost sliver rebuilt exactly once");
+    assert_eq!(swarm.total("floe_duplicate_slivers_received_total"), 0);
+    let fetched = swarm.total("floe_repair_bytes_fetched_total");
+    eprintln!(
+        "repair fetched {fetched} bytes for {total_bytes} blob bytes ({:.3}x)",
+        fetched as f64 / total_bytes as f64
+    );
+    // k slivers per repaired blob is 1.0x; hedges on an overloaded test machine add some. Fetching anything
+    // like n slivers would be 3x. scripts/bench-repair.sh measures the figure on a quiet machine.
+    assert!(
+        fetched as f64 <= 1.5 * total_bytes as f64,
+        "repair traffic {fetched} exceeds 1.5x the blobs' {total_bytes} bytes"
+    );
+
+    // kill -9 four more of the original nodes and two of the fresh ones: six of twelve holders remain.
+    for index in [4, 5, 6, 7, 12, 13] {
+        swarm.kill(index);
+    }
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        assert_eq!(&get(&swarm.nodes[i % 4], id).unwrap(), data, "blob {i}");
+    }
+    // One more original gone leaves three original slivers, fewer than k = 4: reads need the rebuilt ones.
+    swarm.kill(3);
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        assert_eq!(
+            &get(&swarm.nodes[i % 3], id).unwrap(),
+            data,
+            "blob {i} with only repaired slivers to spare"
+        );
+    }
+}
+
+#[test]
+fn sigterm_hands_off_without_decoding_and_lost_data_fails_challenges() {
+    let mut swarm = TestSwarm::start_with(8, &REPAIR_FLAGS);
+    let blobs: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| {
+            let data = blob(1000 + i * 200_000, 300 + i as u64);
+            (put(&swarm.nodes[0], &data), data)
+        })
+        .collect();
+    assert!(all_healthy(&swarm.nodes[0], &blobs, 8));
+
+    // A planned departure: SIGTERM hands every sliver of node 7 to its next holder before it exits.
+    swarm.terminate(7);
+    let log = std::fs::read_to_string(swarm.nodes[7].dir.join("node.log")).unwrap();
+    assert!(
+        log.contains("handed_off=10 failed=0"),
+        "node 7 must hand off its 10 slivers: {}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    wait_until(
+        "the hand-off lists to spread",
+        Duration::from_secs(30),
+        || all_healthy(&swarm.nodes[0], &blobs, 7),
+    );
+    assert_eq!(
+        swarm.total("floe_repair_segments_decoded_total"),
+        0,
+        "a hand-off decodes nothing"
+    );
+    assert_eq!(swarm.total("floe_slivers_rebuilt_total"), 0);
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        assert_eq!(
+            &get(&swarm.nodes[i % 7], id).unwrap(),
+            data,
+            "blob {i} after hand-off"
+        );
+    }
+
+    // Node 6 loses its sliver data while it runs: it fails challenges, and its slivers are rebuilt elsewhere.
+    let blobs_dir = swarm.nodes[6].dir.join("blobs");
+    std::fs::remove_dir_all(&blobs_dir).unwrap();
+    std::fs::create_dir_all(&blobs_dir).unwrap();
+    wait_until(
+        "node 6's slivers to be repaired",
+        Duration::from_secs(150),
+        || swarm.total("floe_slivers_rebuilt_total") >= blobs.len() as u64,
+    );
+    assert!(swarm.total("floe_challenges_failed_total") >= 3);
+    assert!(swarm.total("floe_challenges_passed_total") > 0);
+    for (i, (id, data)) in blobs.iter().enumerate() {
+        assert_eq!(
+            &get(&swarm.nodes[i % 6], id).unwrap(),
+            data,
+            "blob {i} after repair"
+        );
+    }
 }

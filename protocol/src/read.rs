@@ -22,6 +22,9 @@ pub struct ReadConfig {
     pub soft_timeout: Millis,
     /// After this long without an answer, count the request as failed.
     pub hard_timeout: Millis,
+    /// Keep ⌈k/10⌉ requests in flight beyond k (reads, for latency); without it exactly k are asked at first
+    /// (repairs, for traffic) and hedging alone covers slow holders.
+    pub margin: bool,
 }
 
 impl Default for ReadConfig {
@@ -29,6 +32,7 @@ impl Default for ReadConfig {
         Self {
             soft_timeout: 500,
             hard_timeout: 10_000,
+            margin: true,
         }
     }
 }
@@ -137,7 +141,12 @@ impl Read {
             done: false,
         };
         let mut effects = Vec::new();
-        let wanted = (k + read_margin(source_shards)).saturating_sub(have.len());
+        let margin = if config.margin {
+            read_margin(source_shards)
+        } else {
+            0
+        };
+        let wanted = (k + margin).saturating_sub(have.len());
         for _ in 0..wanted {
             read.launch(now, &mut effects);
         }

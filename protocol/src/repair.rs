@@ -193,6 +193,16 @@ pub fn plan(
     })
 }
 
+/// How a repair fetches: exactly k slivers at first (no margin, so traffic stays at the blob size), a hedge
+/// after 2 s, a request counted failed after 15 s. Repairs are not latency-critical; their bytes are the cost.
+pub fn repair_read_config() -> ReadConfig {
+    ReadConfig {
+        soft_timeout: 2_000,
+        hard_timeout: 15_000,
+        margin: false,
+    }
+}
+
 /// What the driver must do for a [`Repair`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepairEffect {
@@ -285,7 +295,7 @@ impl Repair {
             write_config,
             phase: Phase::Fetching(read),
         };
-        let effects = repair.from_read(effects);
+        let effects = repair.map_read(effects);
         (repair, effects)
     }
 
@@ -304,7 +314,7 @@ impl Repair {
         matches!(self.phase, Phase::Over)
     }
 
-    fn from_read(&mut self, effects: Vec<ReadEffect>) -> Vec<RepairEffect> {
+    fn map_read(&mut self, effects: Vec<ReadEffect>) -> Vec<RepairEffect> {
         let mut out = Vec::with_capacity(effects.len());
         for effect in effects {
             match effect {
@@ -326,7 +336,7 @@ impl Repair {
         out
     }
 
-    fn from_write(&mut self, effects: Vec<WriteEffect>) -> Vec<RepairEffect> {
+    fn map_write(&mut self, effects: Vec<WriteEffect>) -> Vec<RepairEffect> {
         let mut out = Vec::with_capacity(effects.len());
         for effect in effects {
             match effect {
@@ -359,7 +369,7 @@ impl Repair {
         match &mut self.phase {
             Phase::Fetching(read) => {
                 let effects = read.on_response(index, valid, now);
-                self.from_read(effects)
+                self.map_read(effects)
             }
             _ => Vec::new(),
         }
@@ -385,7 +395,7 @@ impl Repair {
             now,
         );
         self.phase = Phase::Delivering(write);
-        self.from_write(effects)
+        self.map_write(effects)
     }
 
     /// The slivers could not be rebuilt (the blob is inconsistent, or a fetched sliver went missing).
@@ -399,7 +409,7 @@ impl Repair {
         match &mut self.phase {
             Phase::Delivering(write) => {
                 let effects = write.on_receipt(peer, index, receipt);
-                self.from_write(effects)
+                self.map_write(effects)
             }
             _ => Vec::new(),
         }
@@ -416,7 +426,7 @@ impl Repair {
         match &mut self.phase {
             Phase::Delivering(write) => {
                 let effects = write.on_failure(peer, index, attempt, now);
-                self.from_write(effects)
+                self.map_write(effects)
             }
             _ => Vec::new(),
         }
@@ -427,11 +437,11 @@ impl Repair {
         match &mut self.phase {
             Phase::Fetching(read) => {
                 let effects = read.on_timer(now);
-                self.from_read(effects)
+                self.map_read(effects)
             }
             Phase::Delivering(write) => {
                 let effects = write.on_timer(now);
-                self.from_write(effects)
+                self.map_write(effects)
             }
             Phase::Rebuilding | Phase::Over => Vec::new(),
         }
@@ -543,6 +553,28 @@ mod tests {
             })
             .collect();
         assert_eq!(fetches.len(), 4, "k - 1 plus the margin: {fetches:?}");
+        let (_, no_margin) = Repair::start(
+            id,
+            4,
+            plan.holders.clone(),
+            targets.clone(),
+            (4u16..12)
+                .map(|i| (i, old[usize::from(i)].clone()))
+                .collect(),
+            &have,
+            |_| None,
+            repair_read_config(),
+            WriteConfig::default(),
+            0,
+        );
+        let fetched = no_margin
+            .iter()
+            .filter(|e| matches!(e, RepairEffect::Fetch { .. }))
+            .count();
+        assert_eq!(
+            fetched, 3,
+            "a repair asks for exactly k - 1 besides its own"
+        );
         assert!(!fetches.contains(&4), "its own sliver is not fetched");
         let mut rebuild = None;
         for index in fetches {

@@ -1,0 +1,932 @@
+//! The repair driver: notices departed holders, runs the protocol core's repair plan and [`Repair`] state
+//! machine for the blobs this node leads, hands slivers off when they are no longer ours (or when the node
+//! leaves), adopts newer holder lists from gossip, and challenges holders to prove they still hold their slivers.
+//!
+//! Decisions (who is gone after the grace period, who leads, where slivers go, which announcement wins) come from
+//! `floe_protocol::repair`; this module only gathers the inputs (peer view, store, challenge results) and maps
+//! effects to requests, gossip, disk and timers. It must not decide placement itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
+use floe_protocol::placement::PeerKey;
+use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
+use floe_protocol::wire::{self, pb};
+use floe_protocol::write::Millis;
+use floe_protocol::{BlobId, BlobMetadata, Sliver};
+
+use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
+use crate::service::{Node, check_holders, hash_threads, timer_fires};
+use crate::store::HolderRecord;
+
+/// How long a blob shows "repair in progress" after an announcement or a repair of it.
+const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
+/// Blobs challenged per scan at most, so a node with many blobs spreads its challenges out.
+const CHALLENGES_PER_SCAN: usize = 16;
+/// How long a peer that announced its departure stays out of new holder lists.
+const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Hand-offs run at once.
+const HANDOFF_CONCURRENCY: usize = 8;
+
+/// Repair bookkeeping shared by the node's tasks.
+#[derive(Debug, Default)]
+pub struct RepairState {
+    running: BTreeSet<BlobId>,
+    handing_off: BTreeSet<(BlobId, u16)>,
+    recent: BTreeMap<BlobId, Instant>,
+    challenge_failures: BTreeMap<PeerId, u32>,
+    last_challenged: BTreeMap<BlobId, Instant>,
+    /// Holders found not connected, and since when (cleared when they are seen connected again).
+    missing_since: BTreeMap<PeerId, Instant>,
+    reported_gone: BTreeSet<PeerId>,
+    /// Peers that announced their own departure (a hand-off list without themselves), and when.
+    departed: BTreeMap<PeerKey, Instant>,
+    leaving: bool,
+}
+
+/// What a graceful leave did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HandoffReport {
+    /// Blobs with slivers here.
+    pub blobs: usize,
+    /// Slivers handed to their next holder.
+    pub handed_off: usize,
+    /// Slivers that could not be handed off (left to repair).
+    pub failed: usize,
+}
+
+/// A blob's health as this node sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairView {
+    /// Whether a repair of the blob ran or was announced in the last 30 s.
+    pub in_progress: bool,
+}
+
+fn peer_key(peer: &PeerId) -> PeerKey {
+    peer.to_bytes()
+}
+
+impl Node {
+    fn state(&self) -> std::sync::MutexGuard<'_, RepairState> {
+        self.inner
+            .repair_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a repair of `blob_id` is under way, as far as this node knows.
+    pub fn repair_view(&self, blob_id: &BlobId) -> RepairView {
+        let state = self.state();
+        RepairView {
+            in_progress: state.running.contains(blob_id)
+                || state
+                    .recent
+                    .get(blob_id)
+                    .is_some_and(|t| t.elapsed() < RECENT_REPAIR),
+        }
+    }
+
+    /// Consecutive failed challenges per peer, for status.
+    pub fn challenge_failures(&self) -> BTreeMap<PeerId, u32> {
+        self.state().challenge_failures.clone()
+    }
+
+    /// Peers that are out of new placements: failing their challenges, or announced departures.
+    fn failing_peers(&self) -> BTreeSet<PeerKey> {
+        let threshold = self.inner.repair.challenge_failures;
+        let state = self.state();
+        state
+            .challenge_failures
+            .iter()
+            .filter(|(_, n)| **n >= threshold)
+            .map(|(p, _)| peer_key(p))
+            .chain(
+                state
+                    .departed
+                    .iter()
+                    .filter(|(_, at)| at.elapsed() < DEPARTED_FOR)
+                    .map(|(p, _)| p.clone()),
+            )
+            .collect()
+    }
+
+    /// Peers out of placement: out of reach for the grace period (counted from when this node first found them
+    /// unconnected and dialled them, so a peer it never talked to is not gone at once), failing their
+    /// challenges, or announced as leaving.
+    fn gone_holders(&self, view: &PeerView, holders: &[PeerKey]) -> BTreeSet<PeerKey> {
+        let me = peer_key(&self.inner.peer_id);
+        let failing = self.failing_peers();
+        let grace = self.inner.repair.grace;
+        let mut state = self.state();
+        let mut gone = BTreeSet::new();
+        for holder in holders.iter().filter(|h| **h != me) {
+            let Ok(peer) = PeerId::from_bytes(holder) else {
+                gone.insert(holder.clone());
+                continue;
+            };
+            if view.connected_peers.contains(&peer) {
+                state.missing_since.remove(&peer);
+                state.reported_gone.remove(&peer);
+            } else if state
+                .missing_since
+                .entry(peer)
+                .or_insert_with(Instant::now)
+                .elapsed()
+                >= grace
+            {
+                if state.reported_gone.insert(peer) {
+                    tracing::info!(%peer, ?grace, "holder out of reach past the grace period; its slivers move");
+                }
+                gone.insert(holder.clone());
+            }
+            if failing.contains(holder) {
+                gone.insert(holder.clone());
+            }
+        }
+        gone
+    }
+
+    /// Applies gossiped repair announcements until the network stops.
+    pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
+        while let Some(message) = gossip.recv().await {
+            if let Err(why) = self.on_announcement(message).await {
+                tracing::debug!(why, "ignored a repair announcement");
+            }
+        }
+    }
+
+    async fn on_announcement(&self, gossip: Gossip) -> Result<(), String> {
+        let announcement: pb::RepairAnnouncement =
+            wire::decode_body(&gossip.data, MAX_GOSSIP_LEN, "RepairAnnouncement")
+                .map_err(|e| e.to_string())?;
+        if announcement.repairer.as_ref() != gossip.source.to_bytes().as_slice() {
+            return Err("announcement not signed by its repairer".into());
+        }
+        let blob_id = BlobId::from_slice(&announcement.blob_id).map_err(|e| e.to_string())?;
+        let leaving = !announcement.holders.contains(&announcement.repairer);
+        let repairer = announcement.repairer.to_vec();
+        let node = self.clone();
+        let adopted = tokio::task::spawn_blocking(move || {
+            let Ok((metadata, current)) = node.inner.store.metadata_record(&blob_id) else {
+                return Ok(false); // not a blob we hold: nothing to update
+            };
+            let record = HolderRecord {
+                holders: announcement.holders.iter().map(|h| h.to_vec()).collect(),
+                epoch: announcement.epoch,
+                repairer: announcement.repairer.to_vec(),
+            };
+            check_holders(&record.holders, metadata.params().shards())?;
+            // Only a holder of the current list may replace it: a stranger cannot rewrite where slivers live.
+            if !current.holders.contains(&record.repairer) {
+                return Err("announcement from a peer that holds no sliver of the blob".to_owned());
+            }
+            node.inner
+                .store
+                .put_record(&metadata, &record)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let mut state = self.state();
+        state.recent.insert(blob_id, Instant::now());
+        if leaving {
+            // It is shutting down: never place a sliver on it while its connection winds down.
+            state.departed.insert(repairer, Instant::now());
+        }
+        drop(state);
+        if adopted {
+            self.inner
+                .metrics
+                .holder_lists_adopted
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%blob_id, source = %gossip.source, "adopted a new holder list");
+        }
+        Ok(())
+    }
+
+    /// Checks the blobs held here every interval: repairs what this node leads, hands off what is no longer
+    /// ours, challenges holders. Runs until the node stops.
+    pub async fn repair_loop(self) {
+        let mut tick = tokio::time::interval(self.inner.repair.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.state().leaving {
+                return;
+            }
+            self.scan().await;
+        }
+    }
+
+    async fn scan(&self) {
+        let view = self.inner.net.view().await;
+        let me = peer_key(&self.inner.peer_id);
+        let node = self.clone();
+        let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
+            return;
+        };
+        let mut challenges = 0;
+        let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
+        for blob_id in blobs {
+            let node = self.clone();
+            let Ok(Ok((metadata, record, local))) = tokio::task::spawn_blocking(move || {
+                node.inner
+                    .store
+                    .metadata_record(&blob_id)
+                    .map(|(m, r)| (m, r, node.inner.store.indexes(&blob_id)))
+            })
+            .await
+            else {
+                continue;
+            };
+            if record.holders.is_empty() {
+                continue;
+            }
+            let gone = self.gone_holders(&view, &record.holders);
+            for holder in &record.holders {
+                if let Ok(peer) = PeerId::from_bytes(holder)
+                    && peer != self.inner.peer_id
+                    && !view.connected_peers.contains(&peer)
+                {
+                    to_dial.insert(peer);
+                }
+            }
+            // Hand-off duty: slivers held here that the current list gives to a live peer.
+            for &index in &local {
+                let Some(holder) = record.holders.get(usize::from(index)) else {
+                    continue;
+                };
+                if *holder != me && !gone.contains(holder) {
+                    self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
+                }
+            }
+            if plan_rules::leader(&record.holders, &gone) != Some(&me) {
+                continue;
+            }
+            // Leader duty: repair and rebalance, then challenge.
+            let excluded = self.failing_peers();
+            let candidates: Vec<PeerKey> = self
+                .neighbourhood(&blob_id)
+                .await
+                .into_iter()
+                .filter(|p| *p == self.inner.peer_id || view.connected_peers.contains(p))
+                .map(|p| peer_key(&p))
+                .filter(|p| !gone.contains(p) && !excluded.contains(p))
+                .collect();
+            if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
+                && !plan.is_empty()
+            {
+                let start = {
+                    let mut state = self.state();
+                    let room = state.running.len() < self.inner.repair.max_concurrent;
+                    room && state.running.insert(blob_id)
+                };
+                if start {
+                    let node = self.clone();
+                    let gone = gone.clone();
+                    let (metadata, record, local) =
+                        (metadata.clone(), record.clone(), local.clone());
+                    tokio::spawn(async move {
+                        let outcome = node
+                            .run_repair(blob_id, metadata, record, plan, gone, local)
+                            .await;
+                        if let Err(why) = outcome {
+                            node.inner
+                                .metrics
+                                .repairs_failed
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%blob_id, why, "repair failed; will retry");
+                        }
+                        let mut state = node.state();
+                        state.running.remove(&blob_id);
+                        state.recent.insert(blob_id, Instant::now());
+                    });
+                }
+                continue;
+            }
+            // A blob whose holder list just changed is not challenged: its new holders may still be receiving.
+            if challenges < CHALLENGES_PER_SCAN
+                && !self.repair_view(&blob_id).in_progress
+                && self.due_for_challenge(&blob_id)
+            {
+                challenges += 1;
+                let node = self.clone();
+                tokio::spawn(async move { node.challenge(blob_id, record, gone).await });
+            }
+        }
+        // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
+        for peer in to_dial.into_iter().take(64) {
+            self.inner.net.dial(peer).await;
+        }
+    }
+
+    fn due_for_challenge(&self, blob_id: &BlobId) -> bool {
+        let mut state = self.state();
+        let due = state
+            .last_challenged
+            .get(blob_id)
+            .is_none_or(|t| t.elapsed() >= self.inner.repair.challenge_interval);
+        if due {
+            state.last_challenged.insert(*blob_id, Instant::now());
+        }
+        due
+    }
+
+    /// Leads one repair: announces the new holder list (the claim), rebuilds the slivers of departed holders
+    /// from k verified slivers, and delivers them to their new holders.
+    async fn run_repair(
+        &self,
+        blob_id: BlobId,
+        metadata: BlobMetadata,
+        record: HolderRecord,
+        plan: RepairPlan,
+        gone: BTreeSet<PeerKey>,
+        local: Vec<u16>,
+    ) -> Result<(), String> {
+        let me = peer_key(&self.inner.peer_id);
+        // A holder that missed a newer list (it was down) must not lead with a stale one: ask the others first.
+        if let Some(newer) = self.newer_record(&blob_id, &record, &gone).await {
+            let node = self.clone();
+            tokio::task::spawn_blocking(move || node.inner.store.put_record(&metadata, &newer))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        // The plan was made from the record read at the start of the scan; if a newer list arrived since (a
+        // hand-off announcement, another leader's repair), the plan is stale: the next scan plans again.
+        let node = self.clone();
+        let current =
+            tokio::task::spawn_blocking(move || node.inner.store.metadata_record(&blob_id))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+                .1;
+        if current != record {
+            tracing::debug!(%blob_id, "holder list changed while planning; replanning later");
+            return Ok(());
+        }
+        let targets: BTreeSet<u16> = plan.moves_from(&gone).map(|m| m.index).collect();
+        let new_record = HolderRecord {
+            holders: plan.holders.clone(),
+            epoch: record.epoch.saturating_add(1),
+            repairer: me.clone(),
+        };
+        self.announce(&blob_id, &new_record, &targets).await;
+        {
+            let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
+            tokio::task::spawn_blocking(move || {
+                node.inner.store.put_record(&metadata, &new_record)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        }
+        tracing::info!(%blob_id, epoch = new_record.epoch, rebuild = ?targets, moves = plan.moves.len(), "new holder list");
+        if targets.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .metrics
+            .repairs_started
+            .fetch_add(1, Ordering::Relaxed);
+        let params = *metadata.params();
+        let segments = params.segment_count();
+        let sources: Vec<(u16, PeerKey)> = record
+            .holders
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !gone.contains(*h) && **h != me)
+            .filter_map(|(i, h)| Some((u16::try_from(i).ok()?, h.clone())))
+            .collect();
+        let have: BTreeSet<u16> = local
+            .iter()
+            .copied()
+            .filter(|i| !targets.contains(i))
+            .collect();
+        let view = self.inner.net.view().await;
+        let rtt: BTreeMap<Vec<u8>, u64> = view
+            .rtt_ms
+            .iter()
+            .map(|(p, ms)| (p.to_bytes(), *ms))
+            .collect();
+        let (mut repair, mut effects) = Repair::start(
+            blob_id,
+            params.source_shards(),
+            plan.holders.clone(),
+            targets.clone(),
+            sources,
+            &have,
+            |peer| rtt.get(peer).copied(),
+            plan_rules::repair_read_config(),
+            self.inner.write_config,
+            self.now(),
+        );
+        let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
+        let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
+        let mut fetched: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
+        let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
+        let mut delivered: BTreeSet<u16> = BTreeSet::new();
+        let mut timer: Option<Millis> = None;
+        let outcome: Result<(), String> = 'repair: loop {
+            let mut next = Vec::new();
+            for effect in effects.drain(..) {
+                match effect {
+                    RepairEffect::Fetch { peer, index } => {
+                        let (node, tx) = (self.clone(), fetched_tx.clone());
+                        tokio::spawn(async move {
+                            let slivers =
+                                node.fetch_index(&peer, &blob_id, index, 0, segments).await;
+                            let _ = tx.send((index, slivers));
+                        });
+                    }
+                    RepairEffect::SetTimer(at) => timer = Some(timer.map_or(at, |t| t.min(at))),
+                    RepairEffect::Rebuild { sources, targets } => {
+                        let chosen: BTreeMap<u16, Vec<VerifiedSliver>> = sources
+                            .iter()
+                            .filter_map(|i| fetched.remove(i).map(|s| (*i, s)))
+                            .collect();
+                        fetched.clear();
+                        match self
+                            .rebuild(blob_id, metadata.clone(), chosen, sources, targets)
+                            .await
+                        {
+                            Ok(slivers) => {
+                                rebuilt = slivers;
+                                next.extend(repair.on_rebuilt(self.now()));
+                            }
+                            Err(why) => {
+                                tracing::warn!(%blob_id, why, "rebuild failed");
+                                next.extend(
+                                    repair
+                                        .on_rebuild_failed(0, usize::from(params.source_shards())),
+                                );
+                            }
+                        }
+                    }
+                    RepairEffect::Send {
+                        peer,
+                        index,
+                        attempt,
+                    } => {
+                        let Some(slivers) = rebuilt.get(&index) else {
+                            continue;
+                        };
+                        let request = pb::StoreRequest {
+                            slivers: slivers.iter().map(pb::Sliver::from).collect(),
+                            metadata: Some((&metadata).into()),
+                            holders: new_record
+                                .holders
+                                .iter()
+                                .map(|h| Bytes::from(h.clone()))
+                                .collect(),
+                            holders_epoch: new_record.epoch,
+                            holders_repairer: Bytes::from(new_record.repairer.clone()),
+                        };
+                        let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
+                        let (node, tx) = (self.clone(), sent_tx.clone());
+                        tokio::spawn(async move {
+                            let result = node.send_store(&peer, blob_id, index, request).await;
+                            if result.is_ok() {
+                                node.inner.metrics.repair_bytes_sent.fetch_add(
+                                    u64::try_from(bytes).unwrap_or(u64::MAX),
+                                    Ordering::Relaxed,
+                                );
+                            }
+                            let _ = tx.send((peer, index, attempt, result));
+                        });
+                    }
+                    RepairEffect::Finished { delivered, failed } => {
+                        let m = &self.inner.metrics;
+                        m.slivers_rebuilt.fetch_add(
+                            u64::try_from(delivered).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
+                        if failed > 0 {
+                            break 'repair Err(format!(
+                                "{failed} rebuilt slivers could not be delivered"
+                            ));
+                        }
+                        m.repairs_done.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%blob_id, delivered, "repair done");
+                        break 'repair Ok(());
+                    }
+                    RepairEffect::Failed { have, need } => {
+                        break 'repair Err(format!(
+                            "only {have} of the {need} slivers needed could be fetched"
+                        ));
+                    }
+                }
+            }
+            if !next.is_empty() {
+                effects = next;
+                continue;
+            }
+            tokio::select! {
+                Some((index, slivers)) = fetched_rx.recv() => {
+                    let valid = slivers.is_some();
+                    if let Some(slivers) = slivers {
+                        let bytes: usize = slivers.iter().map(|s| s.sliver().data.len()).sum();
+                        self.inner.metrics.repair_bytes_fetched.fetch_add(
+                            u64::try_from(bytes).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
+                        fetched.insert(index, slivers);
+                    }
+                    effects = repair.on_fetched(index, valid, self.now());
+                }
+                Some((peer, index, attempt, result)) = sent_rx.recv() => {
+                    effects = match result {
+                        Ok(receipt) => {
+                            delivered.insert(index);
+                            repair.on_receipt(&peer, index, receipt.signature.to_vec())
+                        }
+                        Err(why) => {
+                            tracing::debug!(%blob_id, index, attempt, why, "delivering a rebuilt sliver failed");
+                            repair.on_send_failure(&peer, index, attempt, self.now())
+                        }
+                    };
+                }
+                _ = timer_fires(self.inner.epoch, timer) => {
+                    timer = None;
+                    effects = repair.on_timer(self.now());
+                }
+            }
+        };
+        if outcome.is_err() {
+            // Indexes that did not reach their new holder go back to their departed holder in a newer list, so
+            // the list never names a holder that lacks its sliver and the next scan repairs them again.
+            let mut holders = new_record.holders.clone();
+            for index in targets.iter().filter(|i| !delivered.contains(i)) {
+                if let (Some(slot), Some(old)) = (
+                    holders.get_mut(usize::from(*index)),
+                    record.holders.get(usize::from(*index)),
+                ) {
+                    slot.clone_from(old);
+                }
+            }
+            let reverted = HolderRecord {
+                holders,
+                epoch: new_record.epoch.saturating_add(1),
+                repairer: me,
+            };
+            self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
+            let node = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                node.inner.store.put_record(&metadata, &reverted)
+            })
+            .await;
+        }
+        outcome
+    }
+
+    /// The newest holder record among the live holders', if it supersedes `current`.
+    async fn newer_record(
+        &self,
+        blob_id: &BlobId,
+        current: &HolderRecord,
+        gone: &BTreeSet<PeerKey>,
+    ) -> Option<HolderRecord> {
+        let me = peer_key(&self.inner.peer_id);
+        let mut best: Option<HolderRecord> = None;
+        let peers: BTreeSet<&PeerKey> = current
+            .holders
+            .iter()
+            .filter(|h| **h != me && !gone.contains(*h))
+            .collect();
+        for holder in peers.into_iter().take(3) {
+            let Ok(peer) = PeerId::from_bytes(holder) else {
+                continue;
+            };
+            let request = pb::Request {
+                kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                })),
+            };
+            let Ok(pb::Response {
+                kind: Some(pb::response::Kind::Metadata(answer)),
+            }) = self.inner.net.request(peer, request).await
+            else {
+                continue;
+            };
+            let record = HolderRecord {
+                holders: answer.holders.iter().map(|h| h.to_vec()).collect(),
+                epoch: answer.holders_epoch,
+                repairer: answer.holders_repairer.to_vec(),
+            };
+            let shards = current.holders.len();
+            if record.holders.len() == shards
+                && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
+                && record.supersedes(best.as_ref().unwrap_or(current))
+            {
+                best = Some(record);
+            }
+        }
+        best
+    }
+
+    async fn announce(&self, blob_id: &BlobId, record: &HolderRecord, targets: &BTreeSet<u16>) {
+        let announcement = pb::RepairAnnouncement {
+            blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+            indexes: targets.iter().map(|&i| u32::from(i)).collect(),
+            repairer: Bytes::from(record.repairer.clone()),
+            epoch: record.epoch,
+            holders: record
+                .holders
+                .iter()
+                .map(|h| Bytes::from(h.clone()))
+                .collect(),
+        };
+        self.inner
+            .net
+            .publish(prost::Message::encode_to_vec(&announcement))
+            .await;
+        self.state().recent.insert(*blob_id, Instant::now());
+    }
+
+    /// Decodes each segment from the chosen slivers (plus our own) and keeps the target slivers.
+    async fn rebuild(
+        &self,
+        blob_id: BlobId,
+        metadata: BlobMetadata,
+        mut chosen: BTreeMap<u16, Vec<VerifiedSliver>>,
+        sources: Vec<u16>,
+        targets: Vec<u16>,
+    ) -> Result<BTreeMap<u16, Vec<Sliver>>, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let params = *metadata.params();
+            let segments = params.segment_count();
+            for index in &sources {
+                if chosen.contains_key(index) {
+                    continue;
+                }
+                // One of ours: read and verify it from the store.
+                let own = node
+                    .inner
+                    .store
+                    .read_slivers(&blob_id, *index, 0, segments)
+                    .map_err(|e| e.to_string())?;
+                let verified = own
+                    .into_iter()
+                    .map(|s| VerifiedSliver::new(s, &blob_id).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                chosen.insert(*index, verified);
+            }
+            let mut decoder = SegmentDecoder::new(params).with_hash_threads(hash_threads());
+            let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
+            for segment in 0..segments {
+                let these: Vec<VerifiedSliver> = chosen
+                    .values()
+                    .filter_map(|set| set.iter().find(|s| s.sliver().segment == segment).cloned())
+                    .collect();
+                let slivers = decoder
+                    .rebuild(segment, &these, &targets)
+                    .map_err(|e| e.to_string())?;
+                node.inner
+                    .metrics
+                    .repair_segments_decoded
+                    .fetch_add(1, Ordering::Relaxed);
+                for sliver in slivers {
+                    rebuilt.entry(sliver.index).or_default().push(sliver);
+                }
+            }
+            Ok(rebuilt)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    fn spawn_hand_off(
+        &self,
+        blob_id: BlobId,
+        index: u16,
+        metadata: BlobMetadata,
+        record: HolderRecord,
+    ) {
+        if !self.state().handing_off.insert((blob_id, index)) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            if let Err(why) = node.hand_off(blob_id, index, &metadata, &record).await {
+                tracing::debug!(%blob_id, index, why, "hand-off failed; will retry");
+            }
+            node.state().handing_off.remove(&(blob_id, index));
+        });
+    }
+
+    /// Sends our sliver `index` to its holder in `record`, then deletes our copy.
+    async fn hand_off(
+        &self,
+        blob_id: BlobId,
+        index: u16,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+    ) -> Result<(), String> {
+        let holder = record
+            .holders
+            .get(usize::from(index))
+            .ok_or("index out of the holder list")?
+            .clone();
+        if holder == peer_key(&self.inner.peer_id) {
+            return Ok(());
+        }
+        let segments = metadata.params().segment_count();
+        let node = self.clone();
+        let slivers = tokio::task::spawn_blocking(move || {
+            node.inner.store.read_slivers(&blob_id, index, 0, segments)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
+        let request = pb::StoreRequest {
+            slivers: slivers.iter().map(pb::Sliver::from).collect(),
+            metadata: Some(metadata.into()),
+            holders: record
+                .holders
+                .iter()
+                .map(|h| Bytes::from(h.clone()))
+                .collect(),
+            holders_epoch: record.epoch,
+            holders_repairer: Bytes::from(record.repairer.clone()),
+        };
+        self.send_store(&holder, blob_id, index, request).await?;
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.inner.store.remove_sliver(&blob_id, index))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let m = &self.inner.metrics;
+        m.slivers_handed_off.fetch_add(1, Ordering::Relaxed);
+        m.handoff_bytes_sent
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        tracing::info!(%blob_id, index, to = ?PeerId::from_bytes(&holder).ok(), "handed a sliver off");
+        Ok(())
+    }
+
+    /// A planned departure: for every blob with slivers here, announce a holder list without this node and hand
+    /// each sliver to its new holder. No decode happens anywhere.
+    pub async fn hand_off_all(&self) -> HandoffReport {
+        self.state().leaving = true;
+        let mut report = HandoffReport::default();
+        let view = self.inner.net.view().await;
+        let me = peer_key(&self.inner.peer_id);
+        let node = self.clone();
+        let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
+            return report;
+        };
+        let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(HANDOFF_CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        for blob_id in blobs {
+            let node = self.clone();
+            let Ok(Ok((metadata, record, local))) = tokio::task::spawn_blocking(move || {
+                node.inner
+                    .store
+                    .metadata_record(&blob_id)
+                    .map(|(m, r)| (m, r, node.inner.store.indexes(&blob_id)))
+            })
+            .await
+            else {
+                continue;
+            };
+            if local.is_empty() || record.holders.is_empty() {
+                continue;
+            }
+            report.blobs += 1;
+            // Only this node leaves in this plan: other holders' slivers stay where they are (a departed one is
+            // for the repair leader to rebuild).
+            let gone: BTreeSet<PeerKey> = [me.clone()].into_iter().collect();
+            let candidates: Vec<PeerKey> = self
+                .neighbourhood(&blob_id)
+                .await
+                .into_iter()
+                .filter(|p| view.connected_peers.contains(p))
+                .map(|p| peer_key(&p))
+                .collect();
+            let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates) else {
+                report.failed += local.len();
+                continue;
+            };
+            let new_record = HolderRecord {
+                holders: plan.holders,
+                epoch: record.epoch.saturating_add(1),
+                repairer: me.clone(),
+            };
+            self.announce(&blob_id, &new_record, &BTreeSet::new()).await;
+            let node = self.clone();
+            let (meta, rec) = (metadata.clone(), new_record.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || node.inner.store.put_record(&meta, &rec)).await;
+            for index in local {
+                let (node, metadata, record) = (self.clone(), metadata.clone(), new_record.clone());
+                let semaphore = semaphore.clone();
+                tasks.spawn(async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    node.hand_off(blob_id, index, &metadata, &record).await
+                });
+            }
+        }
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(Ok(())) => report.handed_off += 1,
+                Ok(Err(why)) => {
+                    tracing::warn!(why, "a hand-off failed");
+                    report.failed += 1;
+                }
+                Err(_) => report.failed += 1,
+            }
+        }
+        report
+    }
+
+    /// Challenges one random other live holder of a blob this node leads to produce a random segment of its
+    /// sliver, and counts the outcome for that peer.
+    async fn challenge(&self, blob_id: BlobId, record: HolderRecord, gone: BTreeSet<PeerKey>) {
+        let me = peer_key(&self.inner.peer_id);
+        let targets: Vec<(usize, &PeerKey)> = record
+            .holders
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h != me && !gone.contains(*h))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let (index, holder) = targets[rand::random_range(0..targets.len())];
+        let (Ok(index), Ok(peer)) = (u16::try_from(index), PeerId::from_bytes(holder)) else {
+            return;
+        };
+        let node = self.clone();
+        let Ok(Ok((metadata, _))) =
+            tokio::task::spawn_blocking(move || node.inner.store.metadata(&blob_id)).await
+        else {
+            return;
+        };
+        let segment = rand::random_range(0..metadata.params().segment_count().max(1));
+        let nonce: [u8; 16] = rand::random();
+        let request = pb::Request {
+            kind: Some(pb::request::Kind::Challenge(pb::StorageChallenge {
+                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                segment,
+                index: u32::from(index),
+                nonce: Bytes::copy_from_slice(&nonce),
+            })),
+        };
+        let verdict = match self.inner.net.request(peer, request).await {
+            // Unreachable is the liveness check's business, not a failed proof.
+            Err(why) => {
+                tracing::debug!(%peer, why, "challenge not delivered");
+                return;
+            }
+            Ok(pb::Response {
+                kind: Some(pb::response::Kind::Challenge(answer)),
+            }) => check_answer(&answer, &blob_id, index, segment, &nonce),
+            Ok(pb::Response {
+                kind: Some(pb::response::Kind::Error(why)),
+            }) => Err(why),
+            Ok(_) => Err("unexpected answer".into()),
+        };
+        let m = &self.inner.metrics;
+        let mut state = self.state();
+        match verdict {
+            Ok(()) => {
+                m.challenges_passed.fetch_add(1, Ordering::Relaxed);
+                state.challenge_failures.remove(&peer);
+            }
+            Err(why) => {
+                m.challenges_failed.fetch_add(1, Ordering::Relaxed);
+                let failures = state.challenge_failures.entry(peer).or_insert(0);
+                *failures = failures.saturating_add(1);
+                tracing::warn!(%peer, %blob_id, index, segment, why, failures = *failures, "holder failed a storage challenge");
+            }
+        }
+    }
+}
+
+/// Checks a challenge answer: the nonce echoed, the sliver asked for, valid against the blob ID.
+fn check_answer(
+    answer: &pb::ChallengeAnswer,
+    blob_id: &BlobId,
+    index: u16,
+    segment: u64,
+    nonce: &[u8],
+) -> Result<(), String> {
+    if answer.nonce.as_ref() != nonce {
+        return Err("answer to another challenge".into());
+    }
+    let message = answer.sliver.clone().ok_or("answer without a sliver")?;
+    let (id, sliver) = <(BlobId, Sliver)>::try_from(message).map_err(|e| e.to_string())?;
+    if id != *blob_id || sliver.index != index || sliver.segment != segment {
+        return Err("answer holds another sliver".into());
+    }
+    sliver.verify(blob_id).map_err(|e| e.to_string())?;
+    Ok(())
+}
