@@ -312,14 +312,19 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     server.await??;
     // A planned departure hands every sliver to its next holder, so the swarm needs no decode.
     let timeout = node.repair_config().handoff_timeout;
-    match tokio::time::timeout(timeout, node.hand_off_all()).await {
-        Ok(report) => tracing::info!(
-            handed_off = report.handed_off,
-            failed = report.failed,
-            blobs = report.blobs,
-            "hand-off done"
-        ),
-        Err(_) => tracing::warn!(?timeout, "hand-off timed out; the rest is left to repair"),
+    if timeout.is_zero() {
+        tracing::info!("hand-off disabled (--handoff-timeout 0s): slivers stay here for a restart");
+    } else {
+        match tokio::time::timeout(timeout, node.hand_off_all()).await {
+            Ok(report) => tracing::info!(
+                handed_off = report.handed_off,
+                failed = report.failed,
+                blobs = report.blobs,
+                bytes = report.bytes,
+                "hand-off done"
+            ),
+            Err(_) => tracing::warn!(?timeout, "hand-off timed out; the rest is left to repair"),
+        }
     }
     tracing::info!("floe node stopped");
     Ok(())

@@ -257,6 +257,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     status["holders"],
                     status["sliversOnKnownPeers"]
                 );
+                let health = &status["health"];
+                let state = match (health["full"].as_bool(), health["readable"].as_bool()) {
+                    (Some(true), _) => "full",
+                    (_, Some(true)) => "degraded (readable)",
+                    _ => "unreadable from this node's view",
+                };
+                println!(
+                    "health: {}/{} slivers on reachable holders, {state}{}",
+                    health["sliversPresent"],
+                    health["shards"],
+                    if health["repairInProgress"].as_bool() == Some(true) {
+                        ", repair in progress"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
         Command::BlobId { file, encoding } => {

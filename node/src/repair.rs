@@ -59,6 +59,8 @@ pub struct HandoffReport {
     pub handed_off: usize,
     /// Slivers that could not be handed off (left to repair).
     pub failed: usize,
+    /// Sliver bytes handed off (the slivers' data, without proofs or framing).
+    pub bytes: u64,
 }
 
 /// A blob's health as this node sees it.
@@ -97,23 +99,29 @@ impl Node {
         self.state().challenge_failures.clone()
     }
 
-    /// Peers that are out of new placements: failing their challenges, or announced departures.
+    /// Peers that failed their last challenges: gone for placement, and their slivers are rebuilt.
     fn failing_peers(&self) -> BTreeSet<PeerKey> {
         let threshold = self.inner.repair.challenge_failures;
-        let state = self.state();
-        state
+        self.state()
             .challenge_failures
             .iter()
             .filter(|(_, n)| **n >= threshold)
             .map(|(p, _)| peer_key(p))
-            .chain(
-                state
-                    .departed
-                    .iter()
-                    .filter(|(_, at)| at.elapsed() < DEPARTED_FOR)
-                    .map(|(p, _)| p.clone()),
-            )
             .collect()
+    }
+
+    /// Peers that receive no new slivers: failing ones, and ones that announced their departure (still
+    /// handing off, so not gone: their slivers are on the way to their next holders, not lost).
+    fn excluded_peers(&self) -> BTreeSet<PeerKey> {
+        let mut excluded = self.failing_peers();
+        excluded.extend(
+            self.state()
+                .departed
+                .iter()
+                .filter(|(_, at)| at.elapsed() < DEPARTED_FOR)
+                .map(|(p, _)| p.clone()),
+        );
+        excluded
     }
 
     /// Peers out of placement: out of reach for the grace period (counted from when this node first found them
@@ -270,7 +278,7 @@ impl Node {
                 continue;
             }
             // Leader duty: repair and rebalance, then challenge.
-            let excluded = self.failing_peers();
+            let excluded = self.excluded_peers();
             let candidates: Vec<PeerKey> = self
                 .neighbourhood(&blob_id)
                 .await
@@ -729,14 +737,14 @@ impl Node {
         index: u16,
         metadata: &BlobMetadata,
         record: &HolderRecord,
-    ) -> Result<(), String> {
+    ) -> Result<u64, String> {
         let holder = record
             .holders
             .get(usize::from(index))
             .ok_or("index out of the holder list")?
             .clone();
         if holder == peer_key(&self.inner.peer_id) {
-            return Ok(());
+            return Ok(0);
         }
         let segments = metadata.params().segment_count();
         let node = self.clone();
@@ -769,7 +777,7 @@ impl Node {
         m.handoff_bytes_sent
             .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
         tracing::info!(%blob_id, index, to = ?PeerId::from_bytes(&holder).ok(), "handed a sliver off");
-        Ok(())
+        Ok(u64::try_from(bytes).unwrap_or(u64::MAX))
     }
 
     /// A planned departure: for every blob with slivers here, announce a holder list without this node and hand
@@ -836,7 +844,10 @@ impl Node {
         }
         while let Some(result) = tasks.join_next().await {
             match result {
-                Ok(Ok(())) => report.handed_off += 1,
+                Ok(Ok(bytes)) => {
+                    report.handed_off += 1;
+                    report.bytes = report.bytes.saturating_add(bytes);
+                }
                 Ok(Err(why)) => {
                     tracing::warn!(why, "a hand-off failed");
                     report.failed += 1;
