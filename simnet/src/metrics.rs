@@ -1,0 +1,271 @@
+//! What a run measures: one [`Row`] per sample interval and a [`Summary`] at the end.
+
+use floe_protocol::write::Millis;
+use serde::Serialize;
+
+/// One row of `timeseries.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// End of the interval.
+    pub time_ms: Millis,
+    /// Nodes up.
+    pub live_nodes: u64,
+    /// Blobs certified so far.
+    pub certified: u64,
+    /// Certified blobs with ≥ k good slivers on live, honest holders.
+    pub readable: u64,
+    /// readable ÷ certified (1 before any blob is certified).
+    pub availability: f64,
+    /// Blobs that ever had fewer than k good slivers on honest, unwiped disks, live or not.
+    pub durability_losses: u64,
+    /// Repair traffic so far: fetched slivers plus delivered slivers, bytes on the wire.
+    pub repair_bytes: u64,
+    /// Read latency percentiles over reads that completed in the interval.
+    pub read_p50_ms: Option<u64>,
+    /// 99th percentile.
+    pub read_p99_ms: Option<u64>,
+    /// Reads that completed in the interval.
+    pub reads_ok: u64,
+    /// Reads that failed in the interval.
+    pub reads_failed: u64,
+    /// Write latency (to certification) over writes certified in the interval.
+    pub write_p50_ms: Option<u64>,
+    /// 99th percentile.
+    pub write_p99_ms: Option<u64>,
+    /// Messages sent in the interval per live node.
+    pub messages_per_node: f64,
+    /// Bytes sent in the interval per live node.
+    pub bytes_per_node: f64,
+    /// Repairs running at the end of the interval.
+    pub active_repairs: u64,
+}
+
+impl Row {
+    /// The CSV header, matching [`Row::csv`].
+    pub const CSV_HEADER: &'static str = "time_ms,live_nodes,certified,readable,availability,durability_losses,\
+repair_bytes,read_p50_ms,read_p99_ms,reads_ok,reads_failed,write_p50_ms,write_p99_ms,messages_per_node,\
+bytes_per_node,active_repairs";
+
+    /// The row as CSV (no trailing newline); missing percentiles are empty cells.
+    pub fn csv(&self) -> String {
+        let opt = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+        format!(
+            "{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{:.3},{:.1},{}",
+            self.time_ms,
+            self.live_nodes,
+            self.certified,
+            self.readable,
+            self.availability,
+            self.durability_losses,
+            self.repair_bytes,
+            opt(self.read_p50_ms),
+            opt(self.read_p99_ms),
+            self.reads_ok,
+            self.reads_failed,
+            opt(self.write_p50_ms),
+            opt(self.write_p99_ms),
+            self.messages_per_node,
+            self.bytes_per_node,
+            self.active_repairs
+        )
+    }
+}
+
+/// Headline numbers of a run (`summary.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Run seed.
+    pub seed: u64,
+    /// `git rev-parse HEAD` of the working tree, or "unknown"; filled in by the output writer.
+    pub git_commit: String,
+    /// BLAKE3 of the scenario file, hex.
+    pub scenario_hash: String,
+    /// BLAKE3 over every processed event in order, hex: equal for equal (scenario, seed, code).
+    pub trace_hash: String,
+    /// Events processed.
+    pub events: u64,
+    /// Simulated time, ms.
+    pub simulated_ms: Millis,
+    /// n.
+    pub shards: u16,
+    /// Nodes at time 0.
+    pub nodes_initial: u64,
+    /// Nodes that ever existed (arrivals included).
+    pub nodes_total: u64,
+    /// Nodes up at the end.
+    pub nodes_live_final: u64,
+    /// Blobs in the workload.
+    pub blobs: u64,
+    /// Blobs certified.
+    pub blobs_certified: u64,
+    /// Writes that failed or were abandoned (writer crashed) before certification.
+    pub writes_failed: u64,
+    /// Availability at the end.
+    pub availability_final: f64,
+    /// Lowest sampled availability.
+    pub availability_min: f64,
+    /// Mean of the sampled availability.
+    pub availability_mean: f64,
+    /// Certified blobs readable at the end.
+    pub blobs_readable_final: u64,
+    /// Certified blobs with all n slivers good on live honest holders at the end.
+    pub blobs_fully_replicated_final: u64,
+    /// Blobs that lost durability (see [`Row::durability_losses`]).
+    pub durability_losses: u64,
+    /// Repair bytes on the wire.
+    pub repair_bytes: u64,
+    /// Repairs started (a leader claimed a blob).
+    pub repairs_started: u64,
+    /// Repairs that planned moves and ran the state machine.
+    pub repairs_run: u64,
+    /// Repairs whose machine reported Finished.
+    pub repairs_finished: u64,
+    /// Repairs whose machine reported Failed (fewer than k valid slivers fetched).
+    pub repairs_failed: u64,
+    /// Repairs dropped because their leader crashed.
+    pub repairs_abandoned: u64,
+    /// Repairs with nothing to do by the time the lookup returned, or no live candidate.
+    pub repairs_empty: u64,
+    /// Repair evaluations where the leader rule picked a byzantine holder (which never repairs).
+    pub repair_evaluations_blocked_by_byzantine_leader: u64,
+    /// Repairs not started because the leader had heard another leader's announcement.
+    pub repairs_suppressed_by_gossip: u64,
+    /// Rebuilt slivers stored by their new holder.
+    pub slivers_rebuilt: u64,
+    /// Rebuilt slivers of an index that another repair had already moved off the same departed holder.
+    pub duplicate_rebuilds: u64,
+    /// Repair deliveries refused because the holder had adopted a superseding announcement.
+    pub superseded_deliveries: u64,
+    /// Crashes and departures (churn included).
+    pub crashes: u64,
+    /// Slivers that rotted.
+    pub bitrot_events: u64,
+    /// Stores acknowledged but never written.
+    pub lost_writes: u64,
+    /// Reads started.
+    pub reads_started: u64,
+    /// Reads that returned k valid slivers.
+    pub reads_ok: u64,
+    /// Reads that failed.
+    pub reads_failed: u64,
+    /// Reads dropped because the reader crashed.
+    pub reads_abandoned: u64,
+    /// Reads whose Ready named an index that never verified: must be 0.
+    pub reads_wrong: u64,
+    /// Rebuilds whose sources named an index that never verified: must be 0.
+    pub rebuilds_wrong: u64,
+    /// Read latency over the run.
+    pub read_p50_ms: Option<u64>,
+    /// 99th percentile.
+    pub read_p99_ms: Option<u64>,
+    /// Write latency to certification over the run.
+    pub write_p50_ms: Option<u64>,
+    /// 99th percentile.
+    pub write_p99_ms: Option<u64>,
+    /// Messages sent (gossip announcements counted once per subscriber).
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Wall-clock seconds the run took (not part of any hash).
+    pub wall_seconds: f64,
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let len = sorted.len() as f64;
+    let rank = crate::rng::ceil_ms(p / 100.0 * len).max(1);
+    let index = usize::try_from(rank - 1).unwrap_or(usize::MAX);
+    sorted.get(index.min(sorted.len() - 1)).copied()
+}
+
+/// A latency histogram with 1 ms buckets up to 10 minutes (longer values land in the last bucket), for
+/// run-wide percentiles without keeping every sample.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+const HISTOGRAM_MS: usize = 600_000;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; HISTOGRAM_MS + 1],
+            total: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one value.
+    pub fn record(&mut self, ms: u64) {
+        let bucket = usize::try_from(ms)
+            .unwrap_or(HISTOGRAM_MS)
+            .min(HISTOGRAM_MS);
+        self.counts[bucket] += 1;
+        self.total += 1;
+    }
+
+    /// Nearest-rank percentile.
+    pub fn percentile(&self, p: f64) -> Option<u64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = crate::rng::ceil_ms(p / 100.0 * self.total as f64).max(1);
+        let mut seen = 0;
+        for (ms, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return u64::try_from(ms).ok();
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&[], 50.0), None);
+        let mut h = Histogram::default();
+        for x in &v {
+            h.record(*x);
+        }
+        assert_eq!(h.percentile(50.0), Some(50));
+        assert_eq!(h.percentile(99.0), Some(99));
+        let row = Row {
+            time_ms: 1,
+            live_nodes: 2,
+            certified: 3,
+            readable: 3,
+            availability: 1.0,
+            durability_losses: 0,
+            repair_bytes: 0,
+            read_p50_ms: None,
+            read_p99_ms: Some(5),
+            reads_ok: 0,
+            reads_failed: 0,
+            write_p50_ms: None,
+            write_p99_ms: None,
+            messages_per_node: 0.0,
+            bytes_per_node: 0.0,
+            active_repairs: 0,
+        };
+        assert_eq!(
+            row.csv().split(',').count(),
+            Row::CSV_HEADER.split(',').count()
+        );
+    }
+}
