@@ -38,6 +38,8 @@ pub async fn run(nodes: usize, base_port: u16, data_dir: Option<PathBuf>) -> any
                 .arg(format!("/ip4/127.0.0.1/tcp/{}", port(0, i)?))
                 .arg("--http")
                 .arg(format!("127.0.0.1:{}", port(1000, i)?))
+                // The whole devnet stops together: there is nobody to hand slivers to.
+                .args(["--handoff-timeout", "0s"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);

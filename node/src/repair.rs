@@ -31,6 +31,8 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const CHALLENGES_PER_SCAN: usize = 16;
 /// How long a peer that announced its departure stays out of new holder lists.
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Holders challenged per blob and round.
+const HOLDERS_CHALLENGED_PER_ROUND: usize = 3;
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
 
@@ -862,25 +864,39 @@ impl Node {
     /// sliver, and counts the outcome for that peer.
     async fn challenge(&self, blob_id: BlobId, record: HolderRecord, gone: BTreeSet<PeerKey>) {
         let me = peer_key(&self.inner.peer_id);
-        let targets: Vec<(usize, &PeerKey)> = record
+        let mut targets: Vec<(usize, &PeerKey)> = record
             .holders
             .iter()
             .enumerate()
             .filter(|(_, h)| **h != me && !gone.contains(*h))
             .collect();
-        if targets.is_empty() {
-            return;
-        }
-        let (index, holder) = targets[rand::random_range(0..targets.len())];
-        let (Ok(index), Ok(peer)) = (u16::try_from(index), PeerId::from_bytes(holder)) else {
-            return;
-        };
         let node = self.clone();
         let Ok(Ok((metadata, _))) =
             tokio::task::spawn_blocking(move || node.inner.store.metadata(&blob_id)).await
         else {
             return;
         };
+        // A few distinct holders per round: a holder that lost its data is caught in a few rounds, while the
+        // cost stays bounded for large n.
+        for _ in 0..HOLDERS_CHALLENGED_PER_ROUND {
+            if targets.is_empty() {
+                return;
+            }
+            let (index, holder) = targets.swap_remove(rand::random_range(0..targets.len()));
+            let (Ok(index), Ok(peer)) = (u16::try_from(index), PeerId::from_bytes(holder)) else {
+                continue;
+            };
+            self.challenge_one(blob_id, &metadata, index, peer).await;
+        }
+    }
+
+    async fn challenge_one(
+        &self,
+        blob_id: BlobId,
+        metadata: &BlobMetadata,
+        index: u16,
+        peer: PeerId,
+    ) {
         let segment = rand::random_range(0..metadata.params().segment_count().max(1));
         let nonce: [u8; 16] = rand::random();
         let request = pb::Request {

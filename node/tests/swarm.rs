@@ -710,7 +710,7 @@ fn sigterm_hands_off_without_decoding_and_lost_data_fails_challenges() {
     std::fs::create_dir_all(&blobs_dir).unwrap();
     wait_until(
         "node 6's slivers to be repaired",
-        Duration::from_secs(150),
+        Duration::from_secs(240),
         || swarm.total("floe_slivers_rebuilt_total") >= blobs.len() as u64,
     );
     assert!(swarm.total("floe_challenges_failed_total") >= 3);

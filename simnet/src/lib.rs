@@ -3,7 +3,7 @@
 //! placement and repair planning) over a modelled network, instead of running libp2p swarms (which read
 //! wall-clock time and thread-local randomness and cannot be replayed; see the reference notes).
 //!
-//! What is modelled, and how coarsely, is documented module by module and in `scenarios/README.md`:
+//! What is modelled, and how coarsely, is documented module by module and in `docs/simnet.md`:
 //! - [`sim`]: virtual time in milliseconds, one event queue ordered by (time, sequence number), nodes with
 //!   regions, up/down links with FIFO queueing, message loss/duplication/reordering, a Kademlia lookup as "the n
 //!   XOR-closest peers believed alive" with a staleness window, gossip as a delay and a loss probability, faults

@@ -132,6 +132,10 @@ pub struct Summary {
     pub repair_evaluations_blocked_by_byzantine_leader: u64,
     /// Repairs not started because the leader had heard another leader's announcement.
     pub repairs_suppressed_by_gossip: u64,
+    /// Slivers moved off live holders by rebalancing (hand-offs, no decode).
+    pub slivers_handed_off: u64,
+    /// Sliver bytes those hand-offs moved.
+    pub handoff_bytes: u64,
     /// Rebuilt slivers stored by their new holder.
     pub slivers_rebuilt: u64,
     /// Rebuilt slivers of an index that another repair had already moved off the same departed holder.

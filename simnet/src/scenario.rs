@@ -1,6 +1,6 @@
 //! The scenario file: a TOML document describing the swarm, the network, the workload and the faults. Every
 //! time is in milliseconds of simulated time (field names end in `_ms`); every probability is in [0, 1].
-//! `scenarios/README.md` documents each table with an example; unknown fields are rejected so that a typo is
+//! `docs/simnet.md` documents each table with an example; unknown fields are rejected so that a typo is
 //! an error rather than a silently ignored setting.
 
 use std::collections::BTreeMap;

@@ -21,7 +21,8 @@
 //!   holder's grace expires (and after writes, failed repairs, and partitions' grace), each affected blob is
 //!   evaluated: `repair::leader` over the holders, per reachability view (one view without partitions, one per
 //!   side with them). The leader looks up candidates, calls `repair::plan`, and runs a `repair::Repair` whose
-//!   targets are every moved index (rebalancing moves included). Byzantine leaders never repair.
+//!   targets are the indexes of gone holders; moves off live holders (rebalancing) are hand-offs, applied at
+//!   once and counted as hand-off bytes. Byzantine leaders never repair.
 //! - **Gossip**: a repair claim reaches each listener after `hop_latency + U[0, heartbeat)` unless lost; the draw
 //!   is a pure hash of (seed, claim, listener), evaluated when a competing leader considers starting. A leader
 //!   that heard a live claim does not start its own.
@@ -1836,19 +1837,44 @@ impl Sim {
             self.end_claim(b, r, None);
             return;
         }
+        // As in the node, only the slivers of gone holders are rebuilt. A move off a live holder (rebalancing
+        // after a join) is a hand-off: the old holder sends its sliver and nothing is decoded. Hand-offs are
+        // applied at once, like holder-list adoption; their bytes are counted apart from repair bytes.
+        let moved: BTreeSet<u16> = plan.moves.iter().map(|m| m.index).collect();
+        let mut targets: BTreeSet<u16> = BTreeSet::new();
+        for m in &plan.moves {
+            if gone.contains(&m.from) {
+                targets.insert(m.index);
+            } else if let Some(to) = node_of(&m.to) {
+                let state = self.blobs[bi]
+                    .slot
+                    .get(usize::from(m.index))
+                    .copied()
+                    .unwrap_or(MISSING);
+                self.slot_change(b, m.index, to, state);
+                self.s.slivers_handed_off += 1;
+                self.s.handoff_bytes += self.blobs[bi].sliver_bytes;
+            }
+        }
+        if targets.is_empty() {
+            self.s.repairs_empty += 1;
+            self.ops.release(r);
+            self.end_claim(b, r, None);
+            return;
+        }
         let mut origin: Vec<(u16, u32)> = plan
             .moves
             .iter()
+            .filter(|m| targets.contains(&m.index))
             .filter_map(|m| Some((m.index, node_of(&m.from)?)))
             .collect();
         origin.sort_unstable();
-        let targets: BTreeSet<u16> = plan.moves.iter().map(|m| m.index).collect();
         let sources: Vec<(u16, PeerKey)> = holder_keys
             .iter()
             .enumerate()
             .filter_map(|(i, key)| {
                 let i = u16::try_from(i).ok()?;
-                (!targets.contains(&i) && !gone.contains(key)).then(|| (i, key.clone()))
+                (!moved.contains(&i) && !gone.contains(key)).then(|| (i, key.clone()))
             })
             .collect();
         let have: BTreeSet<u16> = holders
