@@ -434,6 +434,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.holder_lists_adopted),
         ),
         (
+            "floe_announcements_refused_total",
+            "gossiped repair announcements refused",
+            load(&m.announcements_refused),
+        ),
+        (
             "floe_challenges_passed_total",
             "challenges sent that holders passed",
             load(&m.challenges_passed),

@@ -165,8 +165,13 @@ impl Node {
     /// Applies gossiped repair announcements until the network stops.
     pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
         while let Some(message) = gossip.recv().await {
+            let source = message.source;
             if let Err(why) = self.on_announcement(message).await {
-                tracing::debug!(why, "ignored a repair announcement");
+                self.inner
+                    .metrics
+                    .announcements_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%source, why, "refused a repair announcement");
             }
         }
     }

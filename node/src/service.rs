@@ -123,6 +123,8 @@ pub struct Metrics {
     pub duplicate_slivers_received: AtomicU64,
     /// Newer holder lists adopted from announcements or store requests.
     pub holder_lists_adopted: AtomicU64,
+    /// Gossiped announcements refused (malformed, unsigned by their repairer, from a non-holder, bad list).
+    pub announcements_refused: AtomicU64,
     /// Challenges this node sent that the holder answered with a valid sliver.
     pub challenges_passed: AtomicU64,
     /// Challenges this node sent that the holder failed (no sliver, or an invalid one).

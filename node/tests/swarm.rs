@@ -510,6 +510,20 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                     segment_count: u64::MAX,
                 })),
             },
+            // A storage challenge for a segment the blob does not have, with an oversized nonce.
+            pb::Request {
+                kind: Some(pb::request::Kind::Challenge(pb::StorageChallenge {
+                    blob_id: id
+                        .parse::<floe_protocol::BlobId>()
+                        .unwrap()
+                        .as_bytes()
+                        .to_vec()
+                        .into(),
+                    segment: u64::MAX,
+                    index: 0,
+                    nonce: vec![7u8; 1000].into(),
+                })),
+            },
         ];
         let mut answered = 0;
         for request in hostile {
@@ -540,8 +554,37 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 }
             }
         }
-        assert_eq!(answered, 6);
+        assert_eq!(answered, 7);
+
+        // Forged repair gossip: garbage, a takeover by a peer that holds nothing, and an announcement that
+        // names the node itself as repairer while we sign it. None may change the node's holder lists.
+        let blob = id.parse::<floe_protocol::BlobId>().unwrap();
+        let me = client.local_peer_id().to_bytes();
+        let takeover = |repairer: Vec<u8>| pb::RepairAnnouncement {
+            blob_id: blob.as_bytes().to_vec().into(),
+            indexes: vec![0, 1, 2],
+            repairer: repairer.into(),
+            epoch: u64::MAX,
+            holders: vec![me.clone().into(); 4],
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await; // let the gossip subscription reach the node
+        client.publish(vec![0xff; 300]).await;
+        client
+            .publish(prost::Message::encode_to_vec(&takeover(me.clone())))
+            .await;
+        client
+            .publish(prost::Message::encode_to_vec(&takeover(peer.to_bytes())))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     });
+    wait_until(
+        "the forged gossip to arrive",
+        Duration::from_secs(15),
+        || metric(node, "floe_announcements_refused_total") >= 3,
+    );
+    assert_eq!(metric(node, "floe_holder_lists_adopted_total"), 0);
+    let status = blob_status(node, &id);
+    assert_eq!(status["holders"].as_u64(), Some(4), "{status}");
     assert_eq!(metric(node, "floe_corrupt_slivers_found_total"), 0);
     // Still serving.
     assert_eq!(get(node, &id).unwrap(), b"hello floe");
