@@ -189,7 +189,7 @@ impl Node {
         let node = self.clone();
         let adopted = tokio::task::spawn_blocking(move || {
             let Ok((metadata, current)) = node.inner.store.metadata_record(&blob_id) else {
-                return Ok(false); // not a blob we hold: nothing to update
+                return Ok(None); // not a blob we hold: nothing to update, nothing to remember
             };
             let record = HolderRecord {
                 holders: announcement.holders.iter().map(|h| h.to_vec()).collect(),
@@ -204,10 +204,14 @@ impl Node {
             node.inner
                 .store
                 .put_record(&metadata, &record)
+                .map(Some)
                 .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
+        let Some(adopted) = adopted else {
+            return Ok(());
+        };
         let mut state = self.state();
         state.recent.insert(blob_id, Instant::now());
         if leaving {
@@ -240,6 +244,11 @@ impl Node {
     }
 
     async fn scan(&self) {
+        {
+            let mut state = self.state();
+            state.recent.retain(|_, at| at.elapsed() < RECENT_REPAIR);
+            state.departed.retain(|_, at| at.elapsed() < DEPARTED_FOR);
+        }
         let view = self.inner.net.view().await;
         let me = peer_key(&self.inner.peer_id);
         let node = self.clone();
@@ -393,16 +402,20 @@ impl Node {
             epoch: record.epoch.saturating_add(1),
             repairer: me.clone(),
         };
-        self.announce(&blob_id, &new_record, &targets).await;
         {
             let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
-            tokio::task::spawn_blocking(move || {
+            let adopted = tokio::task::spawn_blocking(move || {
                 node.inner.store.put_record(&metadata, &new_record)
             })
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+            if !adopted {
+                // A competing list won in the meantime: follow it and rebuild nothing.
+                return Ok(());
+            }
         }
+        self.announce(&blob_id, &new_record, &targets).await;
         tracing::info!(%blob_id, epoch = new_record.epoch, rebuild = ?targets, moves = plan.moves.len(), "new holder list");
         if targets.is_empty() {
             return Ok(());
@@ -699,7 +712,15 @@ impl Node {
             for segment in 0..segments {
                 let these: Vec<VerifiedSliver> = chosen
                     .values()
-                    .filter_map(|set| set.iter().find(|s| s.sliver().segment == segment).cloned())
+                    .filter_map(|set| {
+                        // Slivers come in segment order; fall back to a search if one is missing.
+                        usize::try_from(segment)
+                            .ok()
+                            .and_then(|at| set.get(at))
+                            .filter(|s| s.sliver().segment == segment)
+                            .or_else(|| set.iter().find(|s| s.sliver().segment == segment))
+                            .cloned()
+                    })
                     .collect();
                 let slivers = decoder
                     .rebuild(segment, &these, &targets)

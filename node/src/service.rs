@@ -378,7 +378,7 @@ impl Node {
     async fn handle(&self, peer: PeerId, request: pb::Request) -> pb::Response {
         let node = self.clone();
         let result = tokio::task::spawn_blocking(move || match request.kind {
-            Some(pb::request::Kind::Store(store)) => node.handle_store(store),
+            Some(pb::request::Kind::Store(store)) => node.handle_store(store, &peer),
             Some(pb::request::Kind::Read(read)) => node.handle_read(read),
             Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
             Some(pb::request::Kind::Challenge(challenge)) => node.handle_challenge(challenge),
@@ -391,8 +391,8 @@ impl Node {
         })
     }
 
-    fn handle_store(&self, request: pb::StoreRequest) -> pb::Response {
-        match self.store_locally(request) {
+    fn handle_store(&self, request: pb::StoreRequest, sender: &PeerId) -> pb::Response {
+        match self.store_locally(request, sender) {
             Ok(receipt) => {
                 self.inner
                     .metrics
@@ -415,7 +415,12 @@ impl Node {
 
     /// Verifies a store request completely (metadata against its ID, every sliver against the ID, one index,
     /// every segment present) and stores it durably; returns the signed receipt.
-    fn store_locally(&self, request: pb::StoreRequest) -> Result<pb::StorageReceipt, String> {
+    /// `sender` is the authenticated peer the request came from (ourselves for local stores).
+    fn store_locally(
+        &self,
+        request: pb::StoreRequest,
+        sender: &PeerId,
+    ) -> Result<pb::StorageReceipt, String> {
         let metadata = request
             .metadata
             .as_ref()
@@ -471,6 +476,23 @@ impl Node {
                 .duplicate_slivers_received
                 .fetch_add(1, Ordering::Relaxed);
         }
+        // A repaired list (epoch > 0) is taken from a store request only from its own repairer, when that peer
+        // holds a sliver in the list held here and the epoch moves on by at most two: anyone can obtain a
+        // sliver, so without this any peer could reassign every index to itself. Other lists arrive by gossip.
+        let record = match self.inner.store.metadata_record(&blob_id) {
+            Ok((_, current))
+                if record.epoch > 0
+                    && !(record.repairer == sender.to_bytes()
+                        && current.holders.contains(&record.repairer)
+                        && record.epoch <= current.epoch.saturating_add(2)) =>
+            {
+                current
+            }
+            Err(_) if record.epoch > 0 && record.repairer != sender.to_bytes() => {
+                return Err("a repaired holder list must come from its repairer".into());
+            }
+            _ => record,
+        };
         let adopted = self
             .inner
             .store
@@ -594,13 +616,14 @@ impl Node {
     fn handle_metadata(&self, request: pb::MetadataRequest) -> pb::Response {
         let record = BlobId::from_slice(&request.blob_id)
             .ok()
-            .and_then(|id| self.inner.store.metadata(&id).ok());
+            .and_then(|id| self.inner.store.metadata_record(&id).ok());
         pb::Response {
             kind: Some(pb::response::Kind::Metadata(match record {
-                Some((metadata, holders)) => pb::MetadataResponse {
+                Some((metadata, record)) => pb::MetadataResponse {
                     metadata: Some((&metadata).into()),
-                    holders: holders.into_iter().map(Bytes::from).collect(),
-                    ..Default::default()
+                    holders: record.holders.into_iter().map(Bytes::from).collect(),
+                    holders_epoch: record.epoch,
+                    holders_repairer: record.repairer.into(),
                 },
                 None => pb::MetadataResponse::default(),
             })),
@@ -805,7 +828,8 @@ impl Node {
         let peer_id = PeerId::from_bytes(peer).map_err(|e| e.to_string())?;
         if peer_id == self.inner.peer_id {
             let node = self.clone();
-            return tokio::task::spawn_blocking(move || node.store_locally(request))
+            let me = self.inner.peer_id;
+            return tokio::task::spawn_blocking(move || node.store_locally(request, &me))
                 .await
                 .map_err(|e| e.to_string())?;
         }

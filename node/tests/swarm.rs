@@ -567,6 +567,65 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             epoch: u64::MAX,
             holders: vec![me.clone().into(); 4],
         };
+        // A real sliver of the blob (anyone may read one) sent back with a takeover holder list at the highest
+        // epoch: the node may store the sliver but must not adopt the list.
+        let metadata = match client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                        blob_id: blob.as_bytes().to_vec().into(),
+                    })),
+                },
+            )
+            .await
+            .unwrap()
+            .kind
+        {
+            Some(pb::response::Kind::Metadata(m)) => m,
+            other => panic!("no metadata: {other:?}"),
+        };
+        let held: u32 = metadata
+            .holders
+            .iter()
+            .position(|h| h.as_ref() == peer.to_bytes().as_slice())
+            .unwrap() as u32;
+        let slivers = match client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Read(pb::ReadRequest {
+                        blob_id: blob.as_bytes().to_vec().into(),
+                        first_segment: 0,
+                        index: held,
+                        segment_count: 1,
+                    })),
+                },
+            )
+            .await
+            .unwrap()
+            .kind
+        {
+            Some(pb::response::Kind::Read(pb::ReadResponse {
+                result: Some(pb::read_response::Result::Slivers(set)),
+            })) => set.slivers,
+            other => panic!("no sliver: {other:?}"),
+        };
+        let _ = client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Store(pb::StoreRequest {
+                        slivers,
+                        metadata: metadata.metadata.clone(),
+                        holders: vec![me.clone().into(); 4],
+                        holders_epoch: u64::MAX,
+                        holders_repairer: me.clone().into(),
+                    })),
+                },
+            )
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await; // let the gossip subscription reach the node
         client.publish(vec![0xff; 300]).await;
         client
