@@ -76,6 +76,25 @@ fn peer_key(peer: &PeerId) -> PeerKey {
     peer.to_bytes()
 }
 
+/// A store request for one sliver index carrying `record` as the holder list.
+fn store_request(
+    slivers: &[Sliver],
+    metadata: &BlobMetadata,
+    record: &HolderRecord,
+) -> pb::StoreRequest {
+    pb::StoreRequest {
+        slivers: slivers.iter().map(pb::Sliver::from).collect(),
+        metadata: Some(metadata.into()),
+        holders: record
+            .holders
+            .iter()
+            .map(|h| Bytes::from(h.clone()))
+            .collect(),
+        holders_epoch: record.epoch,
+        holders_repairer: Bytes::from(record.repairer.clone()),
+    }
+}
+
 impl Node {
     fn state(&self) -> std::sync::MutexGuard<'_, RepairState> {
         self.inner
@@ -281,8 +300,10 @@ impl Node {
                     to_dial.insert(peer);
                 }
             }
-            // Hand-off duty: slivers held here that the current list gives to a live peer.
-            for &index in &local {
+            // Hand-off duty: slivers held here that the current list gives to a live peer (not while this node
+            // rebuilds the blob from them).
+            let rebuilding = self.state().running.contains(&blob_id);
+            for &index in local.iter().filter(|_| !rebuilding) {
                 let Some(holder) = record.holders.get(usize::from(index)) else {
                     continue;
                 };
@@ -424,6 +445,59 @@ impl Node {
             .metrics
             .repairs_started
             .fetch_add(1, Ordering::Relaxed);
+        let (outcome, delivered) = self
+            .rebuild_and_deliver(
+                blob_id,
+                &metadata,
+                &record,
+                &new_record,
+                &targets,
+                &gone,
+                &local,
+            )
+            .await;
+        if outcome.is_err() {
+            // Indexes that did not reach their new holder go back to their departed holder in a newer list, so
+            // the list never names a holder that lacks its sliver and the next scan repairs them again.
+            let mut holders = new_record.holders.clone();
+            for index in targets.iter().filter(|i| !delivered.contains(i)) {
+                if let (Some(slot), Some(old)) = (
+                    holders.get_mut(usize::from(*index)),
+                    record.holders.get(usize::from(*index)),
+                ) {
+                    slot.clone_from(old);
+                }
+            }
+            let reverted = HolderRecord {
+                holders,
+                epoch: new_record.epoch.saturating_add(1),
+                repairer: me,
+            };
+            self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
+            let node = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                node.inner.store.put_record(&metadata, &reverted)
+            })
+            .await;
+        }
+        outcome
+    }
+
+    /// Fetches k slivers from the live holders of `record`, rebuilds `targets`, and delivers them to their
+    /// holders in `delivery` (the new list). Returns the outcome and the indexes
+    /// that reached their holder.
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild_and_deliver(
+        &self,
+        blob_id: BlobId,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        delivery: &HolderRecord,
+        targets: &BTreeSet<u16>,
+        gone: &BTreeSet<PeerKey>,
+        local: &[u16],
+    ) -> (Result<(), String>, BTreeSet<u16>) {
+        let me = peer_key(&self.inner.peer_id);
         let params = *metadata.params();
         let segments = params.segment_count();
         let sources: Vec<(u16, PeerKey)> = record
@@ -447,7 +521,7 @@ impl Node {
         let (mut repair, mut effects) = Repair::start(
             blob_id,
             params.source_shards(),
-            plan.holders.clone(),
+            delivery.holders.clone(),
             targets.clone(),
             sources,
             &have,
@@ -506,17 +580,7 @@ impl Node {
                         let Some(slivers) = rebuilt.get(&index) else {
                             continue;
                         };
-                        let request = pb::StoreRequest {
-                            slivers: slivers.iter().map(pb::Sliver::from).collect(),
-                            metadata: Some((&metadata).into()),
-                            holders: new_record
-                                .holders
-                                .iter()
-                                .map(|h| Bytes::from(h.clone()))
-                                .collect(),
-                            holders_epoch: new_record.epoch,
-                            holders_repairer: Bytes::from(new_record.repairer.clone()),
-                        };
+                        let request = store_request(slivers, metadata, delivery);
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
                         let (node, tx) = (self.clone(), sent_tx.clone());
                         tokio::spawn(async move {
@@ -587,31 +651,7 @@ impl Node {
                 }
             }
         };
-        if outcome.is_err() {
-            // Indexes that did not reach their new holder go back to their departed holder in a newer list, so
-            // the list never names a holder that lacks its sliver and the next scan repairs them again.
-            let mut holders = new_record.holders.clone();
-            for index in targets.iter().filter(|i| !delivered.contains(i)) {
-                if let (Some(slot), Some(old)) = (
-                    holders.get_mut(usize::from(*index)),
-                    record.holders.get(usize::from(*index)),
-                ) {
-                    slot.clone_from(old);
-                }
-            }
-            let reverted = HolderRecord {
-                holders,
-                epoch: new_record.epoch.saturating_add(1),
-                repairer: me,
-            };
-            self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
-            let node = self.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                node.inner.store.put_record(&metadata, &reverted)
-            })
-            .await;
-        }
-        outcome
+        (outcome, delivered)
     }
 
     /// The newest holder record among the live holders', if it supersedes `current`.
@@ -783,17 +823,7 @@ impl Node {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
-        let request = pb::StoreRequest {
-            slivers: slivers.iter().map(pb::Sliver::from).collect(),
-            metadata: Some(metadata.into()),
-            holders: record
-                .holders
-                .iter()
-                .map(|h| Bytes::from(h.clone()))
-                .collect(),
-            holders_epoch: record.epoch,
-            holders_repairer: Bytes::from(record.repairer.clone()),
-        };
+        let request = store_request(&slivers, metadata, record);
         self.send_store(&holder, blob_id, index, request).await?;
         let node = self.clone();
         tokio::task::spawn_blocking(move || node.inner.store.remove_sliver(&blob_id, index))
@@ -812,6 +842,12 @@ impl Node {
     /// each sliver to its new holder. No decode happens anywhere.
     pub async fn hand_off_all(&self) -> HandoffReport {
         self.state().leaving = true;
+        // Repairs under way announced lists that name holders still waiting for their slivers: let them finish
+        // (for up to half the hand-off time) rather than leave such lists behind.
+        let deadline = Instant::now() + self.inner.repair.handoff_timeout / 2;
+        while !self.state().running.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         let mut report = HandoffReport::default();
         let view = self.inner.net.view().await;
         let me = peer_key(&self.inner.peer_id);
