@@ -9,7 +9,7 @@
 //! and comparing the segment root catches this for every set of k, so all readers reach the same verdict.
 
 use crate::blob_id::BlobId;
-use crate::encoder::{segment_tree_with, sliver_leaves};
+use crate::encoder::sliver_leaves;
 use crate::encoding::{BlobParams, Codec, CodecError};
 use crate::merkle::Hash;
 use crate::merkle::Tree;
@@ -164,6 +164,8 @@ pub struct SegmentDecoder {
     codec: Codec,
     scratch: Vec<Vec<u8>>,
     hash_threads: usize,
+    /// The tree over the re-encoded segment from the last full consistency check (a rebuild's proofs).
+    last_tree: Option<Tree>,
 }
 
 impl SegmentDecoder {
@@ -172,6 +174,7 @@ impl SegmentDecoder {
         Self {
             codec: Codec::new(params),
             scratch: Vec::new(),
+            last_tree: None,
             hash_threads: 1,
         }
     }
@@ -234,7 +237,9 @@ impl SegmentDecoder {
                 }
             }
             let leaves = sliver_leaves(&self.scratch, known, self.hash_threads);
-            let root = Tree::new(leaves).map(|tree| tree.root());
+            let tree = Tree::new(leaves);
+            let root = tree.as_ref().map(Tree::root);
+            self.last_tree = tree;
             if root.as_ref() != Some(&first.segment_root) {
                 return Err(DecodeError::Inconsistent(Box::new(InconsistencyProof {
                     blob_id: first.blob_id,
@@ -256,11 +261,11 @@ impl SegmentDecoder {
         slivers: &[VerifiedSliver],
         targets: &[u16],
     ) -> Result<Vec<Sliver>, DecodeError> {
+        self.last_tree = None;
         self.decode(segment, slivers, Consistency::Full)?;
         let first = slivers.first().ok_or(DecodeError::Mixed)?;
-        // The consistency check hashed these already; a repair rebuilds few slivers, so hashing again is cheap
-        // next to the decode.
-        let tree = segment_tree_with(&self.scratch, self.hash_threads).ok_or(DecodeError::Mixed)?;
+        // The consistency check built the tree over every re-encoded sliver: its paths are the proofs.
+        let tree = self.last_tree.take().ok_or(DecodeError::Mixed)?;
         targets
             .iter()
             .map(|&index| {
