@@ -18,6 +18,8 @@ use crate::store::Store;
 pub const DEFAULT_P2P_PORT: u16 = 4001;
 /// Default gateway address: loopback only, so a fresh node does not expose writes to the world.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:31415";
+/// Default cap on established connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
 /// Default largest blob the gateway accepts.
 pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
 
@@ -47,6 +49,10 @@ pub struct NodeConfig {
     pub challenge_interval: Option<String>,
     /// How long a leaving node spends handing its slivers off before it exits, e.g. "60s".
     pub handoff_timeout: Option<String>,
+    /// Ask the local router for a port mapping with UPnP (default true).
+    pub upnp: Option<bool>,
+    /// Established connections at most (default 512).
+    pub max_connections: Option<u32>,
 }
 
 impl NodeConfig {
@@ -76,6 +82,12 @@ impl NodeConfig {
         }
         if other.max_body.is_some() {
             self.max_body = other.max_body;
+        }
+        if other.upnp.is_some() {
+            self.upnp = other.upnp;
+        }
+        if other.max_connections.is_some() {
+            self.max_connections = other.max_connections;
         }
         for (mine, theirs) in [
             (&mut self.repair_grace, other.repair_grace),
@@ -255,6 +267,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             listen,
             bootstrap,
             request_timeout: Duration::from_secs(30),
+            upnp: config.upnp.unwrap_or(true),
+            max_connections: config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         },
     )?;
     tokio::spawn(event_loop.run());

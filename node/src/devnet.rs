@@ -40,6 +40,8 @@ pub async fn run(nodes: usize, base_port: u16, data_dir: Option<PathBuf>) -> any
                 .arg(format!("127.0.0.1:{}", port(1000, i)?))
                 // The whole devnet stops together: there is nobody to hand slivers to.
                 .args(["--handoff-timeout", "0s"])
+                // Loopback only: no router to ask.
+                .arg("--no-upnp")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);

@@ -141,9 +141,15 @@ struct NodeArgs {
     /// How often the holders of the blobs this node leads are challenged (default 60s).
     #[arg(long, value_name = "DURATION")]
     challenge_interval: Option<String>,
-    /// Time allowed for handing slivers off on SIGTERM or Ctrl-C (default 60s).
+    /// Time allowed for handing slivers off on SIGTERM or Ctrl-C (default 60s; 0s keeps them for a restart).
     #[arg(long, value_name = "DURATION")]
     handoff_timeout: Option<String>,
+    /// Do not ask the local router for a port mapping (UPnP).
+    #[arg(long)]
+    no_upnp: bool,
+    /// Established connections at most (default 512).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +220,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 repair_interval: args.repair_interval,
                 challenge_interval: args.challenge_interval,
                 handoff_timeout: args.handoff_timeout,
+                upnp: args.no_upnp.then_some(false),
+                max_connections: args.max_connections,
             };
             runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
         }

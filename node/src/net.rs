@@ -14,10 +14,12 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub,
+    identify, noise, ping, relay, tcp, upnp, yamux,
 };
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -126,11 +128,20 @@ impl request_response::Codec for FloeCodec {
 /// Everything a floe node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First, so that limits are checked before any other behaviour sees a connection.
+    limits: connection_limits::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     floe: request_response::Behaviour<FloeCodec>,
     gossipsub: gossipsub::Behaviour,
+    /// Learns whether we are reachable from outside (peers dial back our observed addresses).
+    autonat: autonat::Behaviour,
+    /// Reaches peers behind NAT through a relay, then upgrades to a direct connection (DCUtR).
+    relay_client: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    /// Asks the home router to forward our port; off with `--no-upnp` (and in tests, which stay on loopback).
+    upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 /// A gossip message on the repair topic, with the peer that signed it.
@@ -257,7 +268,14 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// How long a floe request may take.
     pub request_timeout: Duration,
+    /// Ask the local router for a port mapping (UPnP IGD).
+    pub upnp: bool,
+    /// Established connections at most, in and out; a peer may hold at most a few.
+    pub max_connections: u32,
 }
+
+/// Connections one peer may hold at once (TCP and QUIC, both directions).
+const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 
 /// Builds the swarm, starts listening and dialling, and returns the client, the inbound request stream and the
 /// event loop to spawn.
@@ -272,6 +290,7 @@ pub fn start(
 )> {
     let local = keypair.public().to_peer_id();
     let request_timeout = config.request_timeout;
+    let (upnp, max_connections) = (config.upnp, config.max_connections);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -280,7 +299,8 @@ pub fn start(
             yamux::Config::default,
         )?
         .with_quic()
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(10));
@@ -300,7 +320,12 @@ pub fn start(
                 gossip_config,
             )
             .map_err(io::Error::other)?;
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(max_connections))
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_pending_incoming(Some(max_connections / 4 + 16));
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
                 kad,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/floe/id/1".into(),
@@ -316,6 +341,10 @@ pub fn start(
                         .with_max_concurrent_streams(256),
                 ),
                 gossipsub,
+                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer_id),
+                upnp: Toggle::from(upnp.then(upnp::tokio::Behaviour::default)),
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))

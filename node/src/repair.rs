@@ -148,12 +148,16 @@ impl Node {
     /// Peers out of placement: out of reach for the grace period (counted from when this node first found them
     /// unconnected and dialled them, so a peer it never talked to is not gone at once), failing their
     /// challenges, or announced as leaving.
-    fn gone_holders(&self, view: &PeerView, holders: &[PeerKey]) -> BTreeSet<PeerKey> {
+    /// Also says whether some other holder is out of reach but still within its grace period: the repair then
+    /// waits for it (at most one grace period), so that holders lost together are rebuilt in one repair — one
+    /// blob's worth of traffic instead of one per departure.
+    fn gone_holders(&self, view: &PeerView, holders: &[PeerKey]) -> (BTreeSet<PeerKey>, bool) {
         let me = peer_key(&self.inner.peer_id);
         let failing = self.failing_peers();
         let grace = self.inner.repair.grace;
         let mut state = self.state();
         let mut gone = BTreeSet::new();
+        let mut pending = false;
         for holder in holders.iter().filter(|h| **h != me) {
             let Ok(peer) = PeerId::from_bytes(holder) else {
                 gone.insert(holder.clone());
@@ -173,12 +177,14 @@ impl Node {
                     tracing::info!(%peer, ?grace, "holder out of reach past the grace period; its slivers move");
                 }
                 gone.insert(holder.clone());
+            } else {
+                pending = true;
             }
             if failing.contains(holder) {
                 gone.insert(holder.clone());
             }
         }
-        gone
+        (gone, pending)
     }
 
     /// Applies gossiped repair announcements until the network stops.
@@ -291,7 +297,7 @@ impl Node {
             if record.holders.is_empty() {
                 continue;
             }
-            let gone = self.gone_holders(&view, &record.holders);
+            let (gone, pending) = self.gone_holders(&view, &record.holders);
             for holder in &record.holders {
                 if let Ok(peer) = PeerId::from_bytes(holder)
                     && peer != self.inner.peer_id
@@ -311,7 +317,23 @@ impl Node {
                     self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
                 }
             }
-            if plan_rules::leader(&record.holders, &gone) != Some(&me) {
+            let Some(leader) = plan_rules::leader(&record.holders, &gone).cloned() else {
+                continue;
+            };
+            if leader != me {
+                // The deputy (the leader if the leader were gone) challenges the leader: a leader that lost its
+                // data leads nothing, and would otherwise never be found out.
+                let mut without_leader = gone.clone();
+                without_leader.insert(leader.clone());
+                if plan_rules::leader(&record.holders, &without_leader) == Some(&me)
+                    && !self.repair_view(&blob_id).in_progress
+                    && self.due_for_challenge(&blob_id)
+                {
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        node.challenge(blob_id, record, gone, Some(leader)).await
+                    });
+                }
                 continue;
             }
             // Leader duty: repair and rebalance, then challenge.
@@ -326,6 +348,7 @@ impl Node {
                 .collect();
             if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
                 && !plan.is_empty()
+                && (!pending || gone.is_empty())
             {
                 let start = {
                     let mut state = self.state();
@@ -362,7 +385,7 @@ impl Node {
             {
                 challenges += 1;
                 let node = self.clone();
-                tokio::spawn(async move { node.challenge(blob_id, record, gone).await });
+                tokio::spawn(async move { node.challenge(blob_id, record, gone, None).await });
             }
         }
         // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
@@ -924,13 +947,21 @@ impl Node {
 
     /// Challenges one random other live holder of a blob this node leads to produce a random segment of its
     /// sliver, and counts the outcome for that peer.
-    async fn challenge(&self, blob_id: BlobId, record: HolderRecord, gone: BTreeSet<PeerKey>) {
+    /// `only` restricts the challenge to one holder (a deputy challenging the leader).
+    async fn challenge(
+        &self,
+        blob_id: BlobId,
+        record: HolderRecord,
+        gone: BTreeSet<PeerKey>,
+        only: Option<PeerKey>,
+    ) {
         let me = peer_key(&self.inner.peer_id);
         let mut targets: Vec<(usize, &PeerKey)> = record
             .holders
             .iter()
             .enumerate()
             .filter(|(_, h)| **h != me && !gone.contains(*h))
+            .filter(|(_, h)| only.as_ref().is_none_or(|o| o == *h))
             .collect();
         let node = self.clone();
         let Ok(Ok((metadata, _))) =

@@ -65,6 +65,7 @@ fn spawn_node(dir: &Path, bootstrap: Option<&str>, extra: &[String]) -> NodeProc
             "127.0.0.1:0",
             "--max-body",
             "64MiB",
+            "--no-upnp",
         ])
         .args(extra)
         .arg("--data-dir")
@@ -453,6 +454,8 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                 bootstrap: vec![node.listen.parse().unwrap()],
                 request_timeout: Duration::from_secs(10),
+                upnp: false,
+                max_connections: 64,
             },
         )
         .unwrap();
