@@ -175,7 +175,7 @@ pub struct PeerView {
     pub rtt_ms: BTreeMap<PeerId, u64>,
     /// Our listen addresses.
     pub listen_addrs: Vec<Multiaddr>,
-    /// Connected peers, sorted.
+    /// Connected peers that answer pings (fewer than three failed in a row), sorted.
     pub connected_peers: BTreeSet<PeerId>,
 }
 
@@ -274,6 +274,8 @@ pub struct NetConfig {
     pub max_connections: u32,
 }
 
+/// Consecutive failed pings (5 s apart) after which a connected peer counts as out of reach.
+const UNANSWERED_PINGS: u32 = 3;
 /// Connections one peer may hold at once (TCP and QUIC, both directions).
 const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 
@@ -378,6 +380,7 @@ pub fn start(
             inbound: inbound_tx,
             pending: HashMap::new(),
             rtt_ms: BTreeMap::new(),
+            ping_failures: BTreeMap::new(),
             bootstrapped: false,
             bootstrap: config.bootstrap,
         },
@@ -392,6 +395,8 @@ pub struct EventLoop {
     gossip: mpsc::Sender<Gossip>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<pb::Response, String>>>,
     rtt_ms: BTreeMap<PeerId, u64>,
+    /// Consecutive failed pings per connected peer.
+    ping_failures: BTreeMap<PeerId, u32>,
     bootstrapped: bool,
     bootstrap: Vec<Multiaddr>,
 }
@@ -434,7 +439,17 @@ impl EventLoop {
         }
         peers.sort();
         peers.dedup();
-        let connected_peers: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        // A peer that failed its last pings is connected but not answering: not counted as reachable.
+        let connected_peers: BTreeSet<PeerId> = self
+            .swarm
+            .connected_peers()
+            .copied()
+            .filter(|p| {
+                self.ping_failures
+                    .get(p)
+                    .is_none_or(|&n| n < UNANSWERED_PINGS)
+            })
+            .collect();
         PeerView {
             connected: connected_peers.len(),
             peers,
@@ -502,6 +517,7 @@ impl EventLoop {
                 ..
             } => {
                 self.rtt_ms.remove(&peer_id);
+                self.ping_failures.remove(&peer_id);
                 tracing::debug!(%peer_id, "disconnected");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -538,6 +554,17 @@ impl EventLoop {
             })) => {
                 self.rtt_ms
                     .insert(peer, u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX));
+                self.ping_failures.remove(&peer);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Err(error),
+                ..
+            })) => {
+                // A connection can stay open to a peer that no longer answers (a frozen process): count it.
+                let failures = self.ping_failures.entry(peer).or_insert(0);
+                *failures = failures.saturating_add(1);
+                tracing::debug!(%peer, %error, failures = *failures, "ping failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Floe(event)) => self.on_floe(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {

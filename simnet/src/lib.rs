@@ -33,7 +33,8 @@ pub use sim::{RunOptions, RunResult, run};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The scenario file is not valid TOML or does not match the format.
-    #[error("scenario does not parse: {0}")]
+    // The TOML error is the source, not part of this message: the binary prints the chain once.
+    #[error("scenario does not parse")]
     Toml(#[from] toml::de::Error),
     /// The scenario parses but asks for something the simulator cannot do.
     #[error("invalid scenario: {0}")]
