@@ -746,11 +746,12 @@ fn repair_rebuilds_what_departed_nodes_held() {
         "repair fetched {fetched} bytes for {total_bytes} blob bytes ({:.3}x)",
         fetched as f64 / total_bytes as f64
     );
-    // k slivers per repaired blob is 1.0x; hedges on an overloaded test machine add some. Fetching anything
-    // like n slivers would be 3x. scripts/bench-repair.sh measures the figure on a quiet machine.
+    // A repair reads k slivers: 1.0x the blob (0.75x over the network at k = 4). On a loaded two-core test
+    // machine slow fetches are hedged (each blob's 8 surviving slivers, 2x, at most); more than that would mean
+    // blobs repaired more than once. scripts/bench-repair.sh measures the real figure on a quiet machine.
     assert!(
-        fetched as f64 <= 1.5 * total_bytes as f64,
-        "repair traffic {fetched} exceeds 1.5x the blobs' {total_bytes} bytes"
+        fetched as f64 <= 2.0 * total_bytes as f64 + 1e6,
+        "repair traffic {fetched} exceeds 2x the blobs' {total_bytes} bytes"
     );
 
     // kill -9 four more of the original nodes and two of the fresh ones: six of twelve holders remain.
