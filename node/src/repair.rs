@@ -187,6 +187,21 @@ impl Node {
         (gone, pending)
     }
 
+    /// A blob's metadata, holder record and the sliver indexes held here; `None` without a readable record.
+    async fn held(&self, blob_id: BlobId) -> Option<(BlobMetadata, HolderRecord, Vec<u16>)> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            node.inner
+                .store
+                .metadata_record(&blob_id)
+                .map(|(m, r)| (m, r, node.inner.store.indexes(&blob_id)))
+                .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Applies gossiped repair announcements until the network stops.
     pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
         while let Some(message) = gossip.recv().await {
@@ -283,15 +298,7 @@ impl Node {
         let mut challenges = 0;
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
         for blob_id in blobs {
-            let node = self.clone();
-            let Ok(Ok((metadata, record, local))) = tokio::task::spawn_blocking(move || {
-                node.inner
-                    .store
-                    .metadata_record(&blob_id)
-                    .map(|(m, r)| (m, r, node.inner.store.indexes(&blob_id)))
-            })
-            .await
-            else {
+            let Some((metadata, record, local)) = self.held(blob_id).await else {
                 continue;
             };
             if record.holders.is_empty() {
@@ -695,15 +702,7 @@ impl Node {
             let Ok(peer) = PeerId::from_bytes(holder) else {
                 continue;
             };
-            let request = pb::Request {
-                kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
-                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-                })),
-            };
-            let Ok(pb::Response {
-                kind: Some(pb::response::Kind::Metadata(answer)),
-            }) = self.inner.net.request(peer, request).await
-            else {
+            let Some(answer) = self.ask_metadata(peer, blob_id).await else {
                 continue;
             };
             let record = HolderRecord {
@@ -881,15 +880,7 @@ impl Node {
         let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(HANDOFF_CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         for blob_id in blobs {
-            let node = self.clone();
-            let Ok(Ok((metadata, record, local))) = tokio::task::spawn_blocking(move || {
-                node.inner
-                    .store
-                    .metadata_record(&blob_id)
-                    .map(|(m, r)| (m, r, node.inner.store.indexes(&blob_id)))
-            })
-            .await
-            else {
+            let Some((metadata, record, local)) = self.held(blob_id).await else {
                 continue;
             };
             if local.is_empty() || record.holders.is_empty() {

@@ -857,6 +857,25 @@ impl Node {
         }
     }
 
+    /// Asks `peer` for its record of a blob; `None` if it cannot answer with one.
+    pub(crate) async fn ask_metadata(
+        &self,
+        peer: PeerId,
+        blob_id: &BlobId,
+    ) -> Option<pb::MetadataResponse> {
+        let request = pb::Request {
+            kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+            })),
+        };
+        match self.inner.net.request(peer, request).await {
+            Ok(pb::Response {
+                kind: Some(pb::response::Kind::Metadata(record)),
+            }) => Some(record),
+            _ => None,
+        }
+    }
+
     /// The metadata and holder list of a blob: from the local store, else from the nearest peers that know it.
     pub async fn find_metadata(
         &self,
@@ -884,15 +903,7 @@ impl Node {
             if peer == self.inner.peer_id {
                 continue;
             }
-            let request = pb::Request {
-                kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
-                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-                })),
-            };
-            let Ok(pb::Response {
-                kind: Some(pb::response::Kind::Metadata(record)),
-            }) = self.inner.net.request(peer, request).await
-            else {
+            let Some(record) = self.ask_metadata(peer, blob_id).await else {
                 continue;
             };
             let Some(metadata) = record
