@@ -310,7 +310,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ),
         (
             "floe_corrupt_slivers_found_total",
-            "corrupt sliver files found on read",
+            "corrupt sliver records found on read",
             c.corrupt_found.load(Ordering::Relaxed),
         ),
         (

@@ -496,7 +496,7 @@ impl Node {
         let adopted = self
             .inner
             .store
-            .put_record(&metadata, &record)
+            .put_record_and_slivers(&metadata, &record, index, &slivers)
             .map_err(|e| e.to_string())?;
         if adopted && record.epoch > 0 {
             self.inner
@@ -504,10 +504,6 @@ impl Node {
                 .holder_lists_adopted
                 .fetch_add(1, Ordering::Relaxed);
         }
-        self.inner
-            .store
-            .put_slivers(&blob_id, index, &slivers)
-            .map_err(|e| e.to_string())?;
         self.sign_receipt(&blob_id, index)
     }
 

@@ -271,19 +271,19 @@ fn blob(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Flips a byte in the middle of every sliver file a node holds.
+/// Flips a byte every 4 KiB of every sliver log a node holds, so every record of more than 4 KiB is hit.
 fn corrupt_node(node: &NodeProc) -> usize {
     let mut corrupted = 0;
-    for blob_dir in std::fs::read_dir(node.dir.join("blobs")).unwrap().flatten() {
-        for file in std::fs::read_dir(blob_dir.path()).unwrap().flatten() {
-            if file.file_name().to_string_lossy().parse::<u16>().is_ok() {
-                let mut bytes = std::fs::read(file.path()).unwrap();
-                let middle = bytes.len() / 2;
-                bytes[middle] ^= 0x55;
-                std::fs::write(file.path(), bytes).unwrap();
-                corrupted += 1;
-            }
+    for file in std::fs::read_dir(node.dir.join("store/log"))
+        .unwrap()
+        .flatten()
+    {
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        for at in (2048..bytes.len()).step_by(4096) {
+            bytes[at] ^= 0x55;
+            corrupted += 1;
         }
+        std::fs::write(file.path(), bytes).unwrap();
     }
     corrupted
 }
@@ -350,7 +350,7 @@ fn twelve_nodes_survive_corruption_restarts_and_losing_two_thirds() {
         + &std::fs::read_to_string(swarm.nodes[10].dir.join("node.log")).unwrap()
         + &std::fs::read_to_string(swarm.nodes[11].dir.join("node.log")).unwrap();
     assert!(
-        log.contains("corrupt sliver file found"),
+        log.contains("corrupt sliver record found"),
         "corruption must show in logs"
     );
 
@@ -811,9 +811,12 @@ fn sigterm_hands_off_without_decoding_and_lost_data_fails_challenges() {
     }
 
     // Node 6 loses its sliver data while it runs: it fails challenges, and its slivers are rebuilt elsewhere.
-    let blobs_dir = swarm.nodes[6].dir.join("blobs");
-    std::fs::remove_dir_all(&blobs_dir).unwrap();
-    std::fs::create_dir_all(&blobs_dir).unwrap();
+    for log in std::fs::read_dir(swarm.nodes[6].dir.join("store/log"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(log.path()).unwrap();
+    }
     wait_until(
         "node 6's slivers to be repaired",
         Duration::from_secs(240),
