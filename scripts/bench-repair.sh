@@ -18,7 +18,7 @@ trap cleanup EXIT
 python3 - "$work" "$nodes" "$blobs" "$size" <<'PY'
 import json, os, signal, subprocess, sys, time, urllib.request
 work, nodes, blobs, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-flags = ["--repair-grace", "3s", "--repair-interval", "1s", "--challenge-interval", "60s", "--no-upnp"]
+flags = ["--repair-grace", "3s", "--repair-interval", "1s", "--challenge-interval", "60s", "--no-upnp", "--cache-size", "0"]
 procs = {}
 def start(i, bootstrap=None):
     d = f"{work}/node-{i}"

@@ -10,7 +10,8 @@ nodes=${1:-20}
 blobs=${2:-40}
 cargo build --release --quiet -p floe-node
 work=$(mktemp -d)
-target/release/floe devnet --nodes "$nodes" --base-port 43000 --data-dir "$work" > "$work/devnet.out" 2>&1 &
+# The hot-blob cache is off: the measured reads repeat the warm-up's, and must go to the holders.
+target/release/floe devnet --nodes "$nodes" --base-port 43000 --data-dir "$work" --cache-size 0 > "$work/devnet.out" 2>&1 &
 devnet=$!
 cleanup() { kill -INT "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true; pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

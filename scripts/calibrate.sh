@@ -57,7 +57,7 @@ python3 - "$work" <<'PY'
 import json, os, signal, statistics, subprocess, sys, time, urllib.request
 work = sys.argv[1]
 nodes, blobs, size, killed = 20, 20, 1 << 20, list(range(12, 20))
-flags = ["--repair-grace", "3s", "--repair-interval", "1s", "--challenge-interval", "60s", "--no-upnp"]
+flags = ["--repair-grace", "3s", "--repair-interval", "1s", "--challenge-interval", "60s", "--no-upnp", "--cache-size", "0"]
 procs, gw = {}, {}
 def start(i, bootstrap=None):
     d = f"{work}/node-{i}"; os.makedirs(d, exist_ok=True)

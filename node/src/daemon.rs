@@ -22,6 +22,8 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:31415";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
 /// Default largest blob the gateway accepts.
 pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
+/// Default memory for the hot-blob cache.
+pub const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 
 /// Node settings, from the config file with flags on top. Every field is optional in the file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -39,6 +41,8 @@ pub struct NodeConfig {
     pub http: Option<String>,
     /// Storage capacity, e.g. "100GiB".
     pub capacity: Option<String>,
+    /// Memory for the hot-blob cache, e.g. "64MiB" ("0" disables it).
+    pub cache_size: Option<String>,
     /// Largest blob the gateway accepts, e.g. "256MiB".
     pub max_body: Option<String>,
     /// How long a holder may be out of reach before its slivers are repaired elsewhere, e.g. "5m".
@@ -79,6 +83,9 @@ impl NodeConfig {
         }
         if other.capacity.is_some() {
             self.capacity = other.capacity;
+        }
+        if other.cache_size.is_some() {
+            self.cache_size = other.cache_size;
         }
         if other.max_body.is_some() {
             self.max_body = other.max_body;
@@ -248,6 +255,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(DEFAULT_MAX_BODY);
     let capacity = config.capacity.as_deref().map(parse_size).transpose()?;
+    let cache_size = config
+        .cache_size
+        .as_deref()
+        .map(parse_size)
+        .transpose()?
+        .unwrap_or(DEFAULT_CACHE_SIZE);
 
     let store = Store::open(&data_dir).context("opening the store")?;
     let duration = |value: &Option<String>, default: Duration| {
@@ -279,6 +292,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         net.clone(),
         capacity,
         max_body.max(DEFAULT_MAX_BODY),
+        cache_size,
         repair,
     );
     tokio::spawn(node.clone().serve(inbound));

@@ -10,7 +10,12 @@ use crate::daemon::NodeInfo;
 
 /// Starts `nodes` nodes with data under `data_dir` (a fresh temporary directory when `None`), prints node 0's
 /// gateway, and runs until Ctrl-C, then stops every node.
-pub async fn run(nodes: usize, base_port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    nodes: usize,
+    base_port: u16,
+    data_dir: Option<PathBuf>,
+    cache_size: Option<String>,
+) -> anyhow::Result<()> {
     anyhow::ensure!((1..=64).contains(&nodes), "--nodes must be 1 to 64");
     let port = |offset: usize, i: usize| -> anyhow::Result<u16> {
         u16::try_from(usize::from(base_port) + offset + i)
@@ -47,6 +52,9 @@ pub async fn run(nodes: usize, base_port: u16, data_dir: Option<PathBuf>) -> any
                 .stderr(log);
             if i > 0 {
                 command.arg("--bootstrap").arg(&bootstrap);
+            }
+            if let Some(size) = &cache_size {
+                command.arg("--cache-size").arg(size);
             }
             children.push(command.spawn().context("starting a node")?);
             if i == 0 {

@@ -150,9 +150,14 @@ async fn get_blob(
         Ok(id) => id,
         Err(response) => return *response,
     };
-    let metadata = match state.node.find_metadata(&blob_id).await {
-        Ok((metadata, _)) => metadata,
-        Err(e) => return get_error(e),
+    // A hot blob is served from memory: no lookup, no holders asked.
+    let cached = state.node.cached(&blob_id);
+    let metadata = match &cached {
+        Some((metadata, _)) => metadata.clone(),
+        None => match state.node.find_metadata(&blob_id).await {
+            Ok((metadata, _)) => metadata,
+            Err(e) => return get_error(e),
+        },
     };
     let len = metadata.params().blob_length();
     let range = match headers
@@ -189,6 +194,14 @@ async fn get_blob(
     if method == Method::HEAD {
         return builder
             .body(Body::empty())
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
+    }
+    if let Some((_, blob)) = &cached
+        && let (Ok(s), Ok(e)) = (usize::try_from(start), usize::try_from(end))
+        && let Some(bytes) = blob.get(s..e)
+    {
+        return builder
+            .body(Body::from(blob.slice_ref(bytes)))
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
     }
     match state.node.get(&blob_id, Some((start, end))).await {
@@ -305,13 +318,38 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ),
         (
             "floe_bytes_stored",
-            "bytes of sliver files held",
+            "bytes of sliver records held",
             c.bytes.load(Ordering::Relaxed),
         ),
         (
             "floe_corrupt_slivers_found_total",
             "corrupt sliver records found on read",
             c.corrupt_found.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_store_compactions_total",
+            "sliver logs compacted",
+            c.compactions.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_store_compacted_bytes_total",
+            "sliver bytes copied by compaction",
+            c.compacted_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_store_commits_total",
+            "group commits of the sliver store",
+            c.commits.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_cache_hits_total",
+            "gets served from the hot-blob cache",
+            state.node.cache().hits.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_cache_bytes",
+            "bytes of blobs in the hot-blob cache",
+            state.node.cache().bytes(),
         ),
         (
             "floe_puts_total",

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a floe node: join the swarm, store slivers, serve the HTTP gateway.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Run N nodes on 127.0.0.1 in one swarm (data in a temporary directory unless --data-dir is given).
     Devnet {
         /// How many nodes.
@@ -37,6 +37,9 @@ enum Command {
         /// Keep node data here instead of a temporary directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Each node's hot-blob cache, e.g. 64MiB (0 disables it; benchmarks of the read path use 0).
+        #[arg(long, value_name = "SIZE")]
+        cache_size: Option<String>,
     },
     /// Store FILE through a node's gateway; prints the blob ID.
     Put {
@@ -132,6 +135,9 @@ struct NodeArgs {
     /// Largest blob the gateway accepts, e.g. 256MiB.
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
+    /// Memory for recently read or written blobs served again without asking holders (default 64MiB; 0 disables).
+    #[arg(long, value_name = "SIZE")]
+    cache_size: Option<String>,
     /// How long a holder may be out of reach before its slivers are repaired elsewhere (default 5m).
     #[arg(long, value_name = "DURATION")]
     repair_grace: Option<String>,
@@ -216,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http: args.http,
                 capacity: args.capacity,
                 max_body: args.max_body,
+                cache_size: args.cache_size,
                 repair_grace: args.repair_grace,
                 repair_interval: args.repair_interval,
                 challenge_interval: args.challenge_interval,
@@ -229,8 +236,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             nodes,
             base_port,
             data_dir,
+            cache_size,
         } => {
-            runtime()?.block_on(floe_node::devnet::run(nodes, base_port, data_dir))?;
+            runtime()?.block_on(floe_node::devnet::run(
+                nodes, base_port, data_dir, cache_size,
+            ))?;
         }
         Command::Put { file, gateway } => {
             let answer = floe_node::client::put(&gateway.gateway, &file, gateway.json)?;

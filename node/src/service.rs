@@ -278,9 +278,24 @@ pub(crate) struct Inner {
     certificates: std::sync::Mutex<BTreeMap<BlobId, pb::Certificate>>,
     capacity: Option<u64>,
     max_get: u64,
+    cache: crate::cache::BlobCache,
     inbound_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
     pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
+}
+
+/// Bytes `[start, end)` of a cached whole blob.
+fn slice_cached(
+    metadata: BlobMetadata,
+    blob: &Bytes,
+    range: Option<(u64, u64)>,
+) -> Result<(BlobMetadata, Bytes), GetError> {
+    let len = metadata.params().blob_length();
+    let (start, end) = range.unwrap_or((0, len));
+    match (usize::try_from(start), usize::try_from(end)) {
+        (Ok(s), Ok(e)) if s <= e && e <= blob.len() => Ok((metadata, blob.slice(s..e))),
+        _ => Err(GetError::Range { start, end, len }),
+    }
 }
 
 fn error_response(text: impl Into<String>) -> pb::Response {
@@ -298,6 +313,7 @@ impl Node {
         net: NetClient,
         capacity: Option<u64>,
         max_get: u64,
+        cache_bytes: u64,
         repair: RepairConfig,
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
@@ -318,6 +334,7 @@ impl Node {
                 certificates: std::sync::Mutex::new(BTreeMap::new()),
                 capacity,
                 max_get,
+                cache: crate::cache::BlobCache::new(cache_bytes),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
                 repair_state: std::sync::Mutex::new(crate::repair::RepairState::default()),
@@ -338,6 +355,11 @@ impl Node {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The hot-blob cache.
+    pub fn cache(&self) -> &crate::cache::BlobCache {
+        &self.inner.cache
     }
 
     /// The network handle.
@@ -666,6 +688,7 @@ impl Node {
                 max,
             });
         }
+        let whole = data.clone();
         let encoded = tokio::task::spawn_blocking(move || EncodedBlob::encode(params, &data))
             .await
             .map_err(|e| PutError::Internal(e.to_string()))?
@@ -692,6 +715,7 @@ impl Node {
         let holders = placement.holder_list();
         let store = self.clone();
         let metadata = encoded.metadata.clone();
+        let encoded_metadata = encoded.metadata.clone();
         let holders_for_store = holders.clone();
         tokio::task::spawn_blocking(move || {
             store
@@ -718,6 +742,8 @@ impl Node {
             .lock()
             .map_err(|_| PutError::Internal("lock poisoned".into()))?
             .insert(blob_id, certificate.clone());
+        // Just written, likely read soon: serve it from memory.
+        self.inner.cache.insert(&encoded_metadata, whole);
         Ok(PutOutcome {
             blob_id,
             already_certified: false,
@@ -927,10 +953,28 @@ impl Node {
         range: Option<(u64, u64)>,
     ) -> Result<(BlobMetadata, Bytes), GetError> {
         let started = Instant::now();
-        let result = self.get_inner(blob_id, range).await;
+        let result = match self.inner.cache.get(blob_id) {
+            Some((metadata, blob)) => slice_cached(metadata, &blob, range),
+            None => {
+                let result = self.get_inner(blob_id, range).await;
+                if let Ok((metadata, blob)) = &result
+                    && range.is_none_or(|(start, end)| {
+                        start == 0 && end == metadata.params().blob_length()
+                    })
+                {
+                    self.inner.cache.insert(metadata, blob.clone());
+                }
+                result
+            }
+        };
         let m = &self.inner.metrics;
         record(&result, started, &m.gets, &m.get_ms_total, &m.get_failures);
         result
+    }
+
+    /// A whole blob this node read or wrote recently, from memory.
+    pub fn cached(&self, blob_id: &BlobId) -> Option<(BlobMetadata, Bytes)> {
+        self.inner.cache.get(blob_id)
     }
 
     async fn get_inner(

@@ -68,6 +68,12 @@ fn spawn_node(dir: &Path, bootstrap: Option<&str>, extra: &[String]) -> NodeProc
             "--no-upnp",
         ])
         .args(extra)
+        // Reads must exercise the holders, not the hot-blob cache, unless a test asks for the cache.
+        .args(if extra.iter().any(|a| a == "--cache-size") {
+            &[][..]
+        } else {
+            &["--cache-size", "0"][..]
+        })
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "floe_node=info")
@@ -831,4 +837,32 @@ fn sigterm_hands_off_without_decoding_and_lost_data_fails_challenges() {
             "blob {i} after repair"
         );
     }
+}
+
+#[test]
+fn hot_blobs_are_served_from_memory_and_ranges_from_the_cached_copy() {
+    let swarm = TestSwarm::start_with(4, &["--cache-size", "16MiB"]);
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 249) as u8).collect();
+    let id = put(&swarm.nodes[0], &data);
+    let reader = &swarm.nodes[1];
+    // First read: from the holders. Second: from memory, with no read request sent.
+    assert_eq!(get(reader, &id).unwrap(), data);
+    let requests = metric(reader, "floe_read_requests_total");
+    assert!(requests > 0);
+    assert_eq!(get(reader, &id).unwrap(), data);
+    assert_eq!(metric(reader, "floe_read_requests_total"), requests);
+    assert!(metric(reader, "floe_cache_hits_total") >= 1);
+    assert!(metric(reader, "floe_cache_bytes") >= data.len() as u64);
+    let mut response = agent()
+        .get(&format!("{}/v1/blobs/{id}", reader.http))
+        .header("Range", "bytes=1000-1999")
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 206);
+    let body = response.body_mut().read_to_vec().unwrap();
+    assert_eq!(body, &data[1000..2000]);
+    assert_eq!(metric(reader, "floe_read_requests_total"), requests);
+    // The writer cached what it wrote.
+    assert_eq!(get(&swarm.nodes[0], &id).unwrap(), data);
+    assert_eq!(metric(&swarm.nodes[0], "floe_read_requests_total"), 0);
 }

@@ -1,0 +1,157 @@
+//! The hot-blob cache: whole blobs this node recently read or wrote, kept in memory so the gateway serves a
+//! popular blob without asking k holders again.
+//!
+//! A blob ID commits to every byte, so a cached blob can never go stale: it was verified when it was read (or
+//! encoded here when it was written), and nothing is checked again. The cache owns only memory, bounded by its
+//! byte budget; it evicts the least recently used blobs first and never holds one larger than an eighth of the
+//! budget, so one large read cannot flush everything that is hot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use floe_protocol::{BlobId, BlobMetadata};
+
+struct Entry {
+    metadata: BlobMetadata,
+    blob: Bytes,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<BlobId, Entry>,
+    /// Use tick → blob, oldest first.
+    order: BTreeMap<u64, BlobId>,
+    bytes: u64,
+    tick: u64,
+}
+
+/// The cache. Cheap to share behind an `Arc`; every method takes a short lock.
+#[derive(Default)]
+pub struct BlobCache {
+    budget: u64,
+    inner: Mutex<Inner>,
+    /// Gets served from the cache.
+    pub hits: AtomicU64,
+}
+
+impl std::fmt::Debug for BlobCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobCache")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobCache {
+    /// A cache holding at most `budget` bytes of blobs (0 disables it).
+    pub fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            ..Self::default()
+        }
+    }
+
+    /// The blob and its metadata, if cached; counts a hit.
+    pub fn get(&self, blob_id: &BlobId) -> Option<(BlobMetadata, Bytes)> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.entries.get_mut(blob_id)?;
+        let previous = std::mem::replace(&mut entry.last_used, tick);
+        let found = (entry.metadata.clone(), entry.blob.clone());
+        inner.order.remove(&previous);
+        inner.order.insert(tick, *blob_id);
+        drop(inner);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(found)
+    }
+
+    /// Keeps a whole, verified blob, evicting the least recently used ones to make room.
+    pub fn insert(&self, metadata: &BlobMetadata, blob: Bytes) {
+        let len = u64::try_from(blob.len()).unwrap_or(u64::MAX);
+        if len > self.budget / 8 || Some(len) != Some(metadata.params().blob_length()) {
+            return;
+        }
+        let blob_id = metadata.blob_id();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.entries.contains_key(&blob_id) {
+            return;
+        }
+        while inner.bytes.saturating_add(len) > self.budget {
+            let Some((_, oldest)) = inner.order.pop_first() else {
+                break;
+            };
+            if let Some(gone) = inner.entries.remove(&oldest) {
+                let gone = u64::try_from(gone.blob.len()).unwrap_or(0);
+                inner.bytes = inner.bytes.saturating_sub(gone);
+            }
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.order.insert(tick, blob_id);
+        inner.bytes = inner.bytes.saturating_add(len);
+        inner.entries.insert(
+            blob_id,
+            Entry {
+                metadata: metadata.clone(),
+                blob,
+                last_used: tick,
+            },
+        );
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+mod tests {
+    use super::*;
+    use floe_protocol::BlobParams;
+    use floe_protocol::encoder::EncodedBlob;
+    use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, EncodingType};
+
+    fn blob(seed: u8, len: usize) -> (BlobMetadata, Bytes) {
+        let data: Vec<u8> = (0..len).map(|i| (i % 256) as u8 ^ seed).collect();
+        let params = BlobParams::new(
+            EncodingType::RsSimd,
+            4,
+            DEFAULT_SEGMENT_SIZE,
+            u64::try_from(len).unwrap(),
+        )
+        .unwrap();
+        let encoded = EncodedBlob::encode(params, &data).unwrap();
+        (encoded.metadata, Bytes::from(data))
+    }
+
+    #[test]
+    fn least_recently_used_blobs_go_first_and_big_ones_never_come_in() {
+        let cache = BlobCache::new(8000);
+        let (a, b, c) = (blob(1, 1000), blob(3, 1000), blob(5, 1000));
+        cache.insert(&a.0, a.1.clone());
+        cache.insert(&b.0, b.1.clone());
+        assert_eq!(cache.get(&a.0.blob_id()).unwrap().1, a.1);
+        // Full at 8 × 1000: the seventh newcomer evicts b, used before a.
+        for seed in 7..14 {
+            let x = blob(seed, 1000);
+            cache.insert(&x.0, x.1);
+        }
+        assert!(cache.get(&b.0.blob_id()).is_none());
+        assert!(cache.bytes() <= 8000);
+        cache.insert(&c.0, c.1.clone());
+        assert_eq!(cache.get(&c.0.blob_id()).unwrap().1, c.1);
+        let big = blob(9, 1001);
+        cache.insert(&big.0, big.1);
+        assert!(cache.get(&big.0.blob_id()).is_none());
+        // A blob whose bytes do not match its length is refused.
+        cache.insert(&a.0, Bytes::from_static(b"short"));
+        assert!(cache.hits.load(Ordering::Relaxed) >= 2);
+        assert!(BlobCache::new(0).get(&a.0.blob_id()).is_none());
+    }
+}
