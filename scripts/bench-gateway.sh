@@ -31,7 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/www" "$work/logs"
+chmod 755 "$work" "$work/www"  # nginx workers run as an unprivileged user
 head -c "$size" /dev/urandom > "$work/www/blob"
+chmod 644 "$work/www/blob"
 cat > "$work/nginx.conf" <<EOF
 worker_processes 2;
 pid $work/nginx.pid;

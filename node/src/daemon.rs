@@ -274,6 +274,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         handoff_timeout: duration(&config.handoff_timeout, defaults.handoff_timeout)?,
         ..defaults
     };
+    let mut registry = prometheus_client::registry::Registry::default();
     let (net, inbound, gossip, event_loop) = net::start(
         keypair.clone(),
         NetConfig {
@@ -283,6 +284,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             upnp: config.upnp.unwrap_or(true),
             max_connections: config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         },
+        &mut registry,
     )?;
     tokio::spawn(event_loop.run());
     // Reads are held in memory until streaming reads land: allow what a put may bring in.
@@ -307,6 +309,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         node.clone(),
         GatewayConfig {
             max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
+            registry: std::sync::Arc::new(registry),
         },
     );
     let server = tokio::spawn(async move {

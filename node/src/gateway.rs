@@ -4,6 +4,7 @@
 //! Routes: `PUT /v1/blobs`, `GET|HEAD /v1/blobs/{id}` (with `Range`), `GET /v1/blobs/{id}/status`,
 //! `GET /v1/node/status`, `GET /metrics`. Errors are JSON: `{"error": {"status": …, "message": …}}`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
@@ -12,6 +13,9 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use floe_protocol::BlobId;
@@ -23,11 +27,15 @@ use crate::service::{GetError, Node, PutError};
 pub struct GatewayConfig {
     /// Largest accepted blob body, in bytes.
     pub max_body: usize,
+    /// libp2p's metrics registry (the network's event loop records into it).
+    pub registry: Arc<Registry>,
 }
 
 #[derive(Clone)]
 struct AppState {
     node: Node,
+    /// libp2p's metrics; floe's own are read from the node at each scrape.
+    registry: Arc<Registry>,
 }
 
 /// The router.
@@ -45,7 +53,10 @@ pub fn router(node: Node, config: GatewayConfig) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body))
-        .with_state(AppState { node })
+        .with_state(AppState {
+            node,
+            registry: config.registry,
+        })
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -492,18 +503,33 @@ async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.challenges_answered),
         ),
     ];
-    let mut text = String::new();
+    // floe's counters live in the node as atomics; they are copied into a registry of constants per scrape and
+    // encoded after libp2p's, so the answer is one OpenMetrics document with one EOF.
+    let mut floe = Registry::default();
     for (name, help, value) in rows {
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
+        match name.strip_suffix("_total") {
+            Some(counter) => floe.register(counter, help, ConstCounter::new(value)),
+            None => floe.register(
+                name,
+                help,
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
+            ),
+        }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let mut text = String::new();
+    let encoded = prometheus_client::encoding::text::encode_registry(&mut text, &state.registry)
+        .and_then(|()| prometheus_client::encoding::text::encode(&mut text, &floe));
+    if let Err(e) = encoded {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

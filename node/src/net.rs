@@ -284,6 +284,7 @@ const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 pub fn start(
     keypair: Keypair,
     config: NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> anyhow::Result<(
     NetClient,
     mpsc::Receiver<Inbound>,
@@ -302,6 +303,7 @@ pub fn start(
         )?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -383,6 +385,7 @@ pub fn start(
             ping_failures: BTreeMap::new(),
             bootstrapped: false,
             bootstrap: config.bootstrap,
+            metrics: libp2p::metrics::Metrics::new(registry),
         },
     ))
 }
@@ -399,6 +402,8 @@ pub struct EventLoop {
     ping_failures: BTreeMap<PeerId, u32>,
     bootstrapped: bool,
     bootstrap: Vec<Multiaddr>,
+    /// libp2p's own metrics (connections, kad, identify, ping, gossipsub, DCUtR), exported on `/metrics`.
+    metrics: libp2p::metrics::Metrics,
 }
 
 impl EventLoop {
@@ -498,6 +503,18 @@ impl EventLoop {
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder as _;
+        if let SwarmEvent::Behaviour(inner) = &event {
+            match inner {
+                BehaviourEvent::Kad(e) => self.metrics.record(e),
+                BehaviourEvent::Identify(e) => self.metrics.record(e),
+                BehaviourEvent::Ping(e) => self.metrics.record(e),
+                BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+                BehaviourEvent::Dcutr(e) => self.metrics.record(e),
+                _ => {}
+            }
+        }
+        self.metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");

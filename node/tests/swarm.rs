@@ -463,6 +463,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 upnp: false,
                 max_connections: 64,
             },
+            &mut prometheus_client::registry::Registry::default(),
         )
         .unwrap();
         tokio::spawn(event_loop.run());
