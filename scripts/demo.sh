@@ -17,7 +17,7 @@ echo "== delete two thirds of the slivers (0-7), corrupt one byte of sliver 8"
 rm "$work"/slivers/sliver-000[0-7].floe "$work/slivers/blob.meta"
 printf '\xff' | dd of="$work/slivers/sliver-0008.floe" bs=1 seek=1000 conv=notrunc status=none
 echo "== floe slivers decode"
-if "$floe" slivers decode "$work/slivers" --blob-id "$id" --out "$work/rebuilt"; then
+if "$floe" slivers decode "$work/slivers" --blob-id="$id" --out "$work/rebuilt"; then
   echo "demo: decoding from a corrupt sliver set should have failed" >&2; exit 1
 fi
 [ ! -e "$work/rebuilt" ] || { echo "demo: a failed decode left output behind" >&2; exit 1; }
@@ -26,5 +26,5 @@ echo "== restore sliver 8 by re-encoding into a fresh directory, keep only slive
 rm -rf "$work/slivers"
 "$floe" slivers encode "$work/blob" --out "$work/slivers" > /dev/null
 rm "$work"/slivers/sliver-000[0-7].floe "$work/slivers/blob.meta"
-"$floe" slivers decode "$work/slivers" --blob-id "$id" --out "$work/rebuilt"
+"$floe" slivers decode "$work/slivers" --blob-id="$id" --out "$work/rebuilt"
 cmp "$work/blob" "$work/rebuilt" && echo "== rebuilt file is byte-identical"

@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use floe_protocol::{BlobId, BlobMetadata};
 
+/// What an entry costs besides the blob's bytes (its metadata, the maps' entries), a generous estimate.
+const ENTRY_OVERHEAD: u64 = 1024;
+
 struct Entry {
     metadata: BlobMetadata,
     blob: Bytes,
@@ -71,8 +74,13 @@ impl BlobCache {
 
     /// Keeps a whole, verified blob, evicting the least recently used ones to make room.
     pub fn insert(&self, metadata: &BlobMetadata, blob: Bytes) {
-        let len = u64::try_from(blob.len()).unwrap_or(u64::MAX);
-        if len > self.budget / 8 || Some(len) != Some(metadata.params().blob_length()) {
+        let blob_len = u64::try_from(blob.len()).unwrap_or(u64::MAX);
+        if Some(blob_len) != Some(metadata.params().blob_length()) {
+            return;
+        }
+        // Charged with its metadata and bookkeeping, so empty blobs cannot fill the cache for free.
+        let len = blob_len.saturating_add(ENTRY_OVERHEAD);
+        if len > self.budget / 8 {
             return;
         }
         let blob_id = metadata.blob_id();
@@ -85,7 +93,9 @@ impl BlobCache {
                 break;
             };
             if let Some(gone) = inner.entries.remove(&oldest) {
-                let gone = u64::try_from(gone.blob.len()).unwrap_or(0);
+                let gone = u64::try_from(gone.blob.len())
+                    .unwrap_or(0)
+                    .saturating_add(ENTRY_OVERHEAD);
                 inner.bytes = inner.bytes.saturating_sub(gone);
             }
         }
@@ -132,18 +142,18 @@ mod tests {
 
     #[test]
     fn least_recently_used_blobs_go_first_and_big_ones_never_come_in() {
-        let cache = BlobCache::new(8000);
+        let cache = BlobCache::new(8 * (1000 + ENTRY_OVERHEAD));
         let (a, b, c) = (blob(1, 1000), blob(3, 1000), blob(5, 1000));
         cache.insert(&a.0, a.1.clone());
         cache.insert(&b.0, b.1.clone());
         assert_eq!(cache.get(&a.0.blob_id()).unwrap().1, a.1);
-        // Full at 8 × 1000: the seventh newcomer evicts b, used before a.
+        // Full at 8 entries: the seventh newcomer evicts b, used before a.
         for seed in 7..14 {
             let x = blob(seed, 1000);
             cache.insert(&x.0, x.1);
         }
         assert!(cache.get(&b.0.blob_id()).is_none());
-        assert!(cache.bytes() <= 8000);
+        assert!(cache.bytes() <= 8 * (1000 + ENTRY_OVERHEAD));
         cache.insert(&c.0, c.1.clone());
         assert_eq!(cache.get(&c.0.blob_id()).unwrap().1, c.1);
         let big = blob(9, 1001);

@@ -50,7 +50,8 @@ enum Command {
     },
     /// Fetch a blob through a node's gateway.
     Get {
-        /// The blob ID.
+        /// The blob ID (43 characters of URL-safe base64; may start with '-').
+        #[arg(allow_hyphen_values = true)]
         blob_id: String,
         /// Write here instead of standard output.
         #[arg(short, long)]
@@ -60,7 +61,8 @@ enum Command {
     },
     /// Show a blob's health as a node's gateway sees it.
     Status {
-        /// The blob ID.
+        /// The blob ID (may start with '-').
+        #[arg(allow_hyphen_values = true)]
         blob_id: String,
         #[command(flatten)]
         gateway: GatewayArgs,
@@ -93,8 +95,8 @@ enum SliversCommand {
     Decode {
         /// Directory holding sliver files.
         dir: PathBuf,
-        /// The blob ID to rebuild; every sliver is checked against it.
-        #[arg(long, value_name = "ID")]
+        /// The blob ID to rebuild; every sliver is checked against it (may start with '-').
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         blob_id: String,
         /// Where to write the blob; must not exist yet.
         #[arg(long, value_name = "FILE")]

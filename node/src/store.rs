@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use floe_protocol::placement::PeerKey;
 use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
@@ -320,8 +320,22 @@ impl Store {
             (logs, txn.open_table(SLIVERS)?.len()?)
         };
         // A log on disk the index does not know is a leftover: a crash before its first commit, or a compacted
-        // log whose deletion was interrupted. Nothing points into it.
+        // log whose deletion was interrupted. Nothing points into it. But logs beside an index that knows none
+        // mean the index was lost or replaced: deleting them would lose every sliver, so refuse instead.
         let mut highest = logs.keys().next_back().copied().unwrap_or(0);
+        let logs_on_disk = fs::read_dir(&log_dir)
+            .map_err(io_err(&log_dir))?
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".log")))
+            .count();
+        if logs.is_empty() && logs_on_disk > 1 {
+            return Err(StoreError::Index(format!(
+                "{} holds {logs_on_disk} sliver logs but {} knows none of them; the index was lost or replaced. \
+                 Move the logs away (their slivers are lost to this node) or restore the index",
+                log_dir.display(),
+                db_path.display()
+            )));
+        }
         for entry in fs::read_dir(&log_dir).map_err(io_err(&log_dir))?.flatten() {
             let name = entry.file_name();
             let Some(number) = name
@@ -351,6 +365,7 @@ impl Store {
             logs,
             active: None,
             sealed: Vec::new(),
+            compaction_paused_until: None,
             next_log: highest
                 .checked_add(1)
                 .ok_or_else(|| StoreError::Index("log numbers exhausted".into()))?,
@@ -405,7 +420,7 @@ impl Store {
         metadata: &BlobMetadata,
         record: &HolderRecord,
     ) -> Result<bool, StoreError> {
-        let job = record_job(metadata, record);
+        let job = record_job(metadata, record)?;
         self.run_job(job)
     }
 
@@ -422,7 +437,7 @@ impl Store {
         let (record_reply, record_answer) = mpsc::sync_channel(1);
         let (slivers_reply, slivers_answer) = mpsc::sync_channel(1);
         let payload = encode_payload(slivers)?;
-        self.submit(record_job(metadata, record)(record_reply))?;
+        self.submit(record_job(metadata, record)?(record_reply))?;
         self.submit(Job::Slivers {
             key: key(&metadata.blob_id(), index),
             payload,
@@ -616,7 +631,10 @@ impl Drop for Store {
     }
 }
 
-fn record_job(metadata: &BlobMetadata, record: &HolderRecord) -> impl FnOnce(Reply) -> Job {
+fn record_job(
+    metadata: &BlobMetadata,
+    record: &HolderRecord,
+) -> Result<impl FnOnce(Reply) -> Job + use<>, StoreError> {
     let message = pb::MetadataResponse {
         metadata: Some(metadata.into()),
         holders: record.holders.iter().map(|h| h.clone().into()).collect(),
@@ -624,14 +642,19 @@ fn record_job(metadata: &BlobMetadata, record: &HolderRecord) -> impl FnOnce(Rep
         holders_repairer: record.repairer.clone().into(),
     };
     let frame = wire::encode_frame(&message);
+    let too_large = frame.len() > MAX_METADATA_LEN * 2;
     let blob_id = metadata.blob_id();
     let record = record.clone();
-    move |reply| Job::Record {
+    if too_large {
+        // Never stored: `parse_record` could not read it back.
+        return Err(StoreError::TooLarge(frame.len()));
+    }
+    Ok(move |reply| Job::Record {
         blob_id,
         record,
         frame,
         reply,
-    }
+    })
 }
 
 fn encode_payload(slivers: &[Sliver]) -> Result<Vec<u8>, StoreError> {
@@ -699,6 +722,8 @@ struct Committer {
     active: Option<ActiveLog>,
     /// Logs sealed since the last commit, with their final length.
     sealed: Vec<(u32, u64)>,
+    /// No compaction before this instant (set after a failure).
+    compaction_paused_until: Option<Instant>,
     next_log: u32,
 }
 
@@ -750,13 +775,22 @@ impl Committer {
         }
     }
 
-    /// Compacts one log if one needs it; returns whether it did.
+    /// Compacts one log if one needs it; returns whether it did. After a failure it waits a minute before
+    /// trying again, so a persistent error neither spins nor fills the disk with copies.
     fn compact_logged(&mut self) -> bool {
+        if self
+            .compaction_paused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return false;
+        }
         match self.compact_one() {
             Ok(compacted) => compacted,
             Err(error) => {
-                tracing::error!(%error, "store compaction failed");
+                tracing::error!(%error, "store compaction failed; retrying in a minute");
+                // Copies may have been appended: later records go to a fresh log.
                 self.active = None;
+                self.compaction_paused_until = Some(Instant::now() + Duration::from_secs(60));
                 false
             }
         }
@@ -830,10 +864,24 @@ impl Committer {
 
     /// One group commit: append every record, sync the log, commit the index, update the mirrors.
     fn commit(&mut self, batch: &[Job]) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+        // A sliver already held is not written again: its bytes are fixed by the blob ID and index, and a peer
+        // resending it must not cost a write, an fsync and compaction work.
+        let held: Vec<bool> = {
+            let txn = self.db.begin_read()?;
+            let slivers = txn.open_table(SLIVERS)?;
+            let mut held = Vec::with_capacity(batch.len());
+            for job in batch {
+                held.push(match job {
+                    Job::Slivers { key, .. } => slivers.get(&key[..])?.is_some(),
+                    _ => false,
+                });
+            }
+            held
+        };
         let mut placed = Vec::with_capacity(batch.len());
-        for job in batch {
+        for (job, held) in batch.iter().zip(&held) {
             placed.push(match job {
-                Job::Slivers { payload, .. } => Some(self.append(payload)?),
+                Job::Slivers { payload, .. } if !held => Some(self.append(payload)?),
                 _ => None,
             });
         }
@@ -846,7 +894,7 @@ impl Committer {
             let mut slivers = txn.open_table(SLIVERS)?;
             let mut by_log = txn.open_table(BY_LOG)?;
             let mut records = txn.open_table(RECORDS)?;
-            for (job, location) in batch.iter().zip(&placed) {
+            for ((job, location), held) in batch.iter().zip(&placed).zip(&held) {
                 match (job, location) {
                     (
                         Job::Record {
@@ -890,6 +938,7 @@ impl Committer {
                         }
                         answers.push(Ok(true));
                     }
+                    (Job::Slivers { .. }, None) if *held => answers.push(Ok(true)),
                     (Job::Slivers { .. }, None) => {
                         answers.push(Err(StoreError::Index("record not placed".into())));
                     }
@@ -989,10 +1038,18 @@ impl Committer {
                         let to = self.append(&bytes)?;
                         moves.push((key, (number, offset), to));
                     }
-                    Err(error) => {
+                    // Only a log that is gone or cut short loses its records; any other error may pass, so
+                    // the compaction is abandoned and nothing is committed.
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
+                        ) =>
+                    {
                         tracing::warn!(log = number, offset, %error, "a sliver record is unreadable and is dropped");
                         lost.push(key);
                     }
+                    Err(cause) => return Err(StoreError::Io { path, cause }),
                 }
             }
             self.sync_active()?;
@@ -1037,6 +1094,9 @@ impl Committer {
         txn.commit()?;
         self.logs = logs;
         self.counters.slivers.store(slivers_held, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .store(self.logs.values().map(|l| l.live).sum(), Ordering::Relaxed);
         match fs::remove_file(&path) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => {
                 return Err(StoreError::Io { path, cause: error });
@@ -1320,5 +1380,62 @@ mod tests {
         // A third store must not fail on the missing log; it does not touch it.
         store.put_slivers(&id, 2, &slivers_of(&encoded, 2)).unwrap();
         assert!(store.has(&id, 2));
+    }
+
+    #[test]
+    fn a_sliver_sent_again_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let encoded = blob(5, 60_000, 12);
+        let id = encoded.metadata.blob_id();
+        let record = HolderRecord::initial(holders(12));
+        let slivers = slivers_of(&encoded, 2);
+        store
+            .put_record_and_slivers(&encoded.metadata, &record, 2, &slivers)
+            .unwrap();
+        let log_bytes = || -> u64 {
+            fs::read_dir(dir.path().join("store/log"))
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let (live, logged) = (store.counters().bytes.load(Ordering::Relaxed), log_bytes());
+        for _ in 0..20 {
+            store
+                .put_record_and_slivers(&encoded.metadata, &record, 2, &slivers)
+                .unwrap();
+        }
+        assert_eq!(store.counters().bytes.load(Ordering::Relaxed), live);
+        assert_eq!(log_bytes(), logged, "nothing appended to the logs");
+        assert_eq!(store.read_slivers(&id, 2, 0, 1).unwrap(), slivers);
+    }
+
+    #[test]
+    fn logs_beside_a_lost_index_are_kept_and_the_store_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            log_size: 1,
+            ..small_logs()
+        };
+        let encoded = blob(6, 50_000, 12);
+        {
+            let store = Store::open_with(dir.path(), config).unwrap();
+            for index in 0..3 {
+                store
+                    .put_slivers(
+                        &encoded.metadata.blob_id(),
+                        index,
+                        &slivers_of(&encoded, index),
+                    )
+                    .unwrap();
+            }
+        }
+        fs::remove_file(dir.path().join("store/index.redb")).unwrap();
+        let error = Store::open_with(dir.path(), config).unwrap_err();
+        assert!(error.to_string().contains("knows none of them"), "{error}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("store/log")).unwrap().count(),
+            3
+        );
     }
 }

@@ -225,6 +225,15 @@ fn wrong_missing_and_hostile_arguments_get_clear_errors() {
         ),
         "43 characters",
     );
+    // One blob ID in 64 starts with '-': it is an ID, not an option.
+    let dashed = format!("-{}", &id.trim()[1..]);
+    fails_with(
+        floe(
+            &["slivers", "decode", "s", "--blob-id", &dashed, "--out", "g"],
+            d,
+        ),
+        "no sliver file",
+    );
     fails_with(
         floe(
             &[
