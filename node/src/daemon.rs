@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub upnp: Option<bool>,
     /// Established connections at most (default 512).
     pub max_connections: Option<u32>,
+    /// Lazy-repair threshold: lost slivers a blob waits for before its repair (default 1).
+    pub repair_min_lost: Option<u16>,
 }
 
 impl NodeConfig {
@@ -95,6 +97,9 @@ impl NodeConfig {
         }
         if other.max_connections.is_some() {
             self.max_connections = other.max_connections;
+        }
+        if other.repair_min_lost.is_some() {
+            self.repair_min_lost = other.repair_min_lost;
         }
         for (mine, theirs) in [
             (&mut self.repair_grace, other.repair_grace),
@@ -272,6 +277,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         interval: duration(&config.repair_interval, defaults.interval)?,
         challenge_interval: duration(&config.challenge_interval, defaults.challenge_interval)?,
         handoff_timeout: duration(&config.handoff_timeout, defaults.handoff_timeout)?,
+        min_lost: config.repair_min_lost.unwrap_or(defaults.min_lost),
         ..defaults
     };
     let mut registry = prometheus_client::registry::Registry::default();

@@ -483,6 +483,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.holder_lists_adopted),
         ),
         (
+            "floe_stored_outside_own_view_total",
+            "slivers stored here although this node's view puts it outside the blob's neighbourhood",
+            load(&m.stored_outside_own_view),
+        ),
+        (
+            "floe_placement_disagreements_total",
+            "receipts whose holder said it is outside the blob's neighbourhood by its own view",
+            load(&m.placement_disagreements),
+        ),
+        (
             "floe_announcements_refused_total",
             "gossiped repair announcements refused",
             load(&m.announcements_refused),

@@ -158,6 +158,10 @@ struct NodeArgs {
     /// Established connections at most (default 512).
     #[arg(long, value_name = "N")]
     max_connections: Option<u32>,
+    /// Lazy repair: wait until this many of a blob's slivers are lost, then rebuild them in one pass (default 1:
+    /// every loss at once; capped at half the losses a blob tolerates).
+    #[arg(long, value_name = "N")]
+    repair_min_lost: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -231,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 handoff_timeout: args.handoff_timeout,
                 upnp: args.no_upnp.then_some(false),
                 max_connections: args.max_connections,
+                repair_min_lost: args.repair_min_lost,
             };
             runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
         }

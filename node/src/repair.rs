@@ -353,8 +353,13 @@ impl Node {
                 .map(|p| peer_key(&p))
                 .filter(|p| !gone.contains(p) && !excluded.contains(p))
                 .collect();
+            let lost = record.holders.iter().filter(|h| gone.contains(*h)).count();
+            let shards = u16::try_from(record.holders.len()).unwrap_or(u16::MAX);
+            // A join alone (nothing lost) rebalances at once; losses wait for the lazy-repair threshold.
+            let due = lost == 0 || plan_rules::repair_due(shards, lost, self.inner.repair.min_lost);
             if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
                 && !plan.is_empty()
+                && due
                 && (!pending || gone.is_empty())
             {
                 let start = {

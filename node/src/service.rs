@@ -123,6 +123,10 @@ pub struct Metrics {
     pub duplicate_slivers_received: AtomicU64,
     /// Newer holder lists adopted from announcements or store requests.
     pub holder_lists_adopted: AtomicU64,
+    /// Slivers stored here although, by this node's view, it is outside the blob's neighbourhood.
+    pub stored_outside_own_view: AtomicU64,
+    /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
+    pub placement_disagreements: AtomicU64,
     /// Gossiped announcements refused (malformed, unsigned by their repairer, from a non-holder, bad list).
     pub announcements_refused: AtomicU64,
     /// Challenges this node sent that the holder answered with a valid sliver.
@@ -148,6 +152,8 @@ pub struct RepairConfig {
     pub max_concurrent: usize,
     /// Time a leaving node spends handing off.
     pub handoff_timeout: Duration,
+    /// Lazy-repair threshold (`protocol::repair::repair_due`): 1 repairs every loss at once.
+    pub min_lost: u16,
 }
 
 impl Default for RepairConfig {
@@ -159,6 +165,7 @@ impl Default for RepairConfig {
             challenge_failures: 3,
             max_concurrent: 4,
             handoff_timeout: Duration::from_secs(60),
+            min_lost: 1,
         }
     }
 }
@@ -284,6 +291,28 @@ pub(crate) struct Inner {
     pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
 }
 
+/// The note a holder puts in its receipt when `me` is not among the first `shards` of `neighbourhood` (its view of
+/// the peers, ordered by distance to the blob ID).
+fn outside_note(
+    me: &PeerId,
+    neighbourhood: &[PeerId],
+    shards: usize,
+    blob_id: &BlobId,
+) -> Option<String> {
+    if neighbourhood.iter().take(shards).any(|p| p == me) {
+        return None;
+    }
+    Some(format!(
+        "not a holder of {blob_id} by my view: {} peers known, I am not among the {shards} closest",
+        neighbourhood.len()
+    ))
+}
+
+/// A peer key as text, for logs.
+fn peer_label(peer: &[u8]) -> String {
+    PeerId::from_bytes(peer).map_or_else(|_| "(bad peer id)".into(), |p| p.to_string())
+}
+
 /// Bytes `[start, end)` of a cached whole blob.
 fn slice_cached(
     metadata: BlobMetadata,
@@ -398,9 +427,26 @@ impl Node {
     }
 
     async fn handle(&self, peer: PeerId, request: pb::Request) -> pb::Response {
+        let outside = match &request.kind {
+            Some(pb::request::Kind::Store(store)) => self.outside_own_view(store).await,
+            _ => None,
+        };
         let node = self.clone();
         let result = tokio::task::spawn_blocking(move || match request.kind {
-            Some(pb::request::Kind::Store(store)) => node.handle_store(store, &peer),
+            Some(pb::request::Kind::Store(store)) => {
+                let mut response = node.handle_store(store, &peer);
+                if let (Some(note), Some(pb::response::Kind::Receipt(receipt))) =
+                    (outside, response.kind.as_mut())
+                {
+                    node.inner
+                        .metrics
+                        .stored_outside_own_view
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, note, "stored a sliver of a blob whose neighbourhood, by this node's view, excludes it");
+                    receipt.note = note;
+                }
+                response
+            }
             Some(pb::request::Kind::Read(read)) => node.handle_read(read),
             Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
             Some(pb::request::Kind::Challenge(challenge)) => node.handle_challenge(challenge),
@@ -411,6 +457,17 @@ impl Node {
             tracing::error!(%peer, %error, "request handler failed");
             error_response("internal error")
         })
+    }
+
+    /// Whether this node, by its own view of the swarm, is outside the neighbourhood (the n peers closest to the
+    /// blob ID) of the blob a store request is for; if so, a note saying so for the receipt. The sliver is still
+    /// stored: the writer's view decided, and views differ while the swarm changes.
+    async fn outside_own_view(&self, request: &pb::StoreRequest) -> Option<String> {
+        let metadata = BlobMetadata::try_from(request.metadata.as_ref()?).ok()?;
+        let blob_id = metadata.blob_id();
+        let shards = usize::from(metadata.params().shards());
+        let neighbourhood = self.neighbourhood(&blob_id).await;
+        outside_note(&self.inner.peer_id, &neighbourhood, shards, &blob_id)
     }
 
     fn handle_store(&self, request: pb::StoreRequest, sender: &PeerId) -> pb::Response {
@@ -540,6 +597,7 @@ impl Node {
             index: u32::from(index),
             holder_public_key: self.inner.keypair.public().encode_protobuf().into(),
             signature: signature.into(),
+            note: String::new(),
         })
     }
 
@@ -823,6 +881,10 @@ impl Node {
                     let now = self.now();
                     effects = match result {
                         Ok(receipt) => {
+                            if !receipt.note.is_empty() {
+                                self.inner.metrics.placement_disagreements.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(%blob_id, index, holder = %peer_label(&peer), note = %receipt.note, "a holder's view of the blob's neighbourhood differs from ours");
+                            }
                             receipts.insert(index, receipt.clone());
                             write.on_receipt(&peer, index, receipt.signature.to_vec())
                         }
@@ -1270,5 +1332,22 @@ fn store_request(encoded: &EncodedBlob, index: u16, holders: &[PeerKey]) -> pb::
         metadata: Some((&encoded.metadata).into()),
         holders: holders.iter().map(|h| Bytes::from(h.clone())).collect(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_outside_its_own_neighbourhood_says_so() {
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let blob_id = BlobId::from_slice(&[7u8; 32]).unwrap();
+        assert_eq!(outside_note(&peers[2], &peers, 4, &blob_id), None);
+        let note = outside_note(&peers[5], &peers, 4, &blob_id).unwrap();
+        assert!(note.contains("not among the 4 closest"), "{note}");
+        // A small swarm (fewer peers than slivers): everyone is in the neighbourhood.
+        assert_eq!(outside_note(&peers[5], &peers, 12, &blob_id), None);
     }
 }

@@ -193,6 +193,16 @@ pub fn plan(
     })
 }
 
+/// Whether a blob whose `lost` sliver indexes (of `n`) sit on gone holders is repaired now. `min_lost` is the
+/// lazy-repair threshold: 1 repairs every loss at once (the default); more waits until that many indexes are
+/// lost and rebuilds them in one pass, one read of k slivers for all of them. The threshold is capped at half the
+/// losses the blob tolerates (n − k), so however lazy the setting, a repair starts while half that margin is left.
+pub fn repair_due(n: u16, lost: usize, min_lost: u16) -> bool {
+    let tolerance = n.saturating_sub(crate::encoding::source_shards_for(n));
+    let cap = (tolerance / 2).max(1);
+    lost >= usize::from(min_lost.clamp(1, cap))
+}
+
 /// How a repair fetches: exactly k slivers at first (no margin, so traffic stays at the blob size), a hedge
 /// after 2 s, a request counted failed after 15 s. Repairs are not latency-critical; their bytes are the cost.
 pub fn repair_read_config() -> ReadConfig {
@@ -450,6 +460,25 @@ impl Repair {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lazy_repair_waits_for_its_threshold_but_never_past_half_the_margin() {
+        // n = 12, k = 4: 8 losses tolerated, so a threshold caps at 4.
+        assert!(repair_due(12, 1, 1));
+        assert!(!repair_due(12, 0, 1));
+        assert!(!repair_due(12, 2, 3));
+        assert!(repair_due(12, 3, 3));
+        assert!(!repair_due(12, 3, 100));
+        assert!(repair_due(12, 4, 100));
+        // 0 means eager, like 1.
+        assert!(repair_due(12, 1, 0));
+        // n = 1000, k = 334: a threshold of 100 holds; 400 caps at 333.
+        assert!(!repair_due(1000, 99, 100) && repair_due(1000, 100, 100));
+        assert!(repair_due(1000, 333, 400));
+        // The smallest blobs still repair their first loss.
+        assert!(repair_due(4, 1, 50));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -363,6 +363,7 @@ mod tests {
             index: 3,
             holder_public_key: Bytes::from_static(b"key"),
             signature: Bytes::from_static(b"sig"),
+            note: "outside my view".into(),
         };
         fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(m: M) {
             let frame = encode_frame(&m);

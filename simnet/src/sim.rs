@@ -1719,7 +1719,8 @@ impl Sim {
             }
             leaders
         };
-        let min_lost = usize::from(self.sc.repair.min_lost.max(1));
+        let min_lost = self.sc.repair.min_lost;
+        let shards = u16::try_from(self.blobs[bi].holders.len()).unwrap_or(u16::MAX);
         for leader in leaders {
             if self.nodes[ix(leader)].byzantine.is_some() {
                 self.s.repair_evaluations_blocked_by_byzantine_leader += 1;
@@ -1731,7 +1732,7 @@ impl Sim {
                 .iter()
                 .filter(|&&x| self.gone_from(leader, x))
                 .count();
-            if lost < min_lost {
+            if !repair::repair_due(shards, lost, min_lost) {
                 continue;
             }
             if blob.claims.iter().any(|c| c.leader == leader) {

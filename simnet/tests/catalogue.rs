@@ -147,3 +147,22 @@ fn byzantine_third_never_returns_wrong_bytes() {
         s.reads_ok, s.reads_failed
     );
 }
+
+#[test]
+fn lazy_repair_runs_fewer_repairs_for_less_traffic_and_loses_nothing() {
+    let eager = load("churn.toml");
+    let mut lazy = eager.clone();
+    lazy.repair.min_lost = 6;
+    let (e, l) = (run_quiet(&eager, 7).summary, run_quiet(&lazy, 7).summary);
+    eprintln!("eager: {e:?}\nlazy: {l:?}");
+    assert!(e.repairs_run > 0);
+    assert!(
+        l.repairs_run * 2 < e.repairs_run,
+        "lazy {} vs eager {} repairs",
+        l.repairs_run,
+        e.repairs_run
+    );
+    assert!(l.repair_bytes < e.repair_bytes);
+    assert_eq!(l.durability_losses, 0);
+    assert_eq!(e.durability_losses, 0);
+}
