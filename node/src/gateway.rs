@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use futures::StreamExt as _;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
@@ -37,6 +38,9 @@ struct AppState {
     /// libp2p's metrics; floe's own are read from the node at each scrape.
     registry: Arc<Registry>,
 }
+
+/// Ranges larger than this are streamed rather than read whole (one segment at the default segment size).
+const STREAM_ABOVE: u64 = 16 << 20;
 
 /// The router.
 pub fn router(node: Node, config: GatewayConfig) -> Router {
@@ -214,6 +218,24 @@ async fn get_blob(
         return builder
             .body(Body::from(blob.slice_ref(bytes)))
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e));
+    }
+    // Large ranges stream round by round (memory stays at a few segments); small ones are read whole, which
+    // also fills the hot-blob cache.
+    if end - start > STREAM_ABOVE {
+        return match state.node.get_stream(&blob_id, start, end).await {
+            Ok((first, rest)) => {
+                let rest = futures::stream::unfold(rest, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                let body = futures::stream::iter(first.map(Ok))
+                    .chain(rest)
+                    .map(|item| item.map_err(std::io::Error::other));
+                builder
+                    .body(Body::from_stream(body))
+                    .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+            }
+            Err(e) => get_error(e),
+        };
     }
     match state.node.get(&blob_id, Some((start, end))).await {
         Ok((_, bytes)) => builder

@@ -1074,8 +1074,7 @@ impl Node {
         holders: Vec<PeerKey>,
         range: Option<(u64, u64)>,
     ) -> Result<(BlobMetadata, Bytes), GetError> {
-        let params = *metadata.params();
-        let len = params.blob_length();
+        let len = metadata.params().blob_length();
         let (start, end) = range.unwrap_or((0, len));
         if start > end || end > len {
             return Err(GetError::Range { start, end, len });
@@ -1086,9 +1085,41 @@ impl Node {
                 max: self.inner.max_get,
             });
         }
+        let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+        let collect = async {
+            let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+            while let Some(chunk) = rx.recv().await {
+                out.extend_from_slice(&chunk);
+            }
+            out
+        };
+        let (read, out) = tokio::join!(
+            self.stream_range(blob_id, &metadata, holders, start, end, tx),
+            collect
+        );
+        read?;
+        Ok((metadata, Bytes::from(out)))
+    }
+
+    /// Reads bytes `[start, end)` of a blob round by round (a few segments at a time), sending each round's bytes
+    /// to `tx` as soon as they are decoded, so memory holds one round whatever the range. Stops early, without an
+    /// error, when the receiver goes away.
+    async fn stream_range(
+        &self,
+        blob_id: &BlobId,
+        metadata: &BlobMetadata,
+        holders: Vec<PeerKey>,
+        start: u64,
+        end: u64,
+        tx: mpsc::Sender<Bytes>,
+    ) -> Result<(), GetError> {
+        let params = *metadata.params();
+        let len = params.blob_length();
+        if start > end || end > len {
+            return Err(GetError::Range { start, end, len });
+        }
         let placement = Placement::from_holders(holders).ok_or(GetError::NotFound(*blob_id))?;
         let segments = params.segments_for_range(start, end);
-        let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
         let mut decoder = Some(SegmentDecoder::new(params).with_hash_threads(hash_threads()));
         let mut first = segments.start;
         while first < segments.end {
@@ -1139,11 +1170,74 @@ impl Node {
                 let to =
                     usize::try_from((end - offset).min(u64::try_from(bytes.len()).unwrap_or(0)))
                         .unwrap_or(0);
-                out.extend_from_slice(&bytes[from.min(to)..to]);
+                let chunk = Bytes::from(bytes).slice(from.min(to)..to);
+                if tx.send(chunk).await.is_err() {
+                    return Ok(()); // the reader is gone
+                }
             }
             first += count;
         }
-        Ok((metadata, Bytes::from(out)))
+        Ok(())
+    }
+
+    /// Streams bytes `[start, end)` of a blob: the first round is read before this returns, so a blob that cannot
+    /// be read fails with its error (and the gateway with its status) before any byte is sent; later failures end
+    /// the stream with an error. Up to three holder lists are tried while nothing has been sent. Memory stays at
+    /// about two rounds, so there is no `max_get` limit here.
+    pub async fn get_stream(
+        &self,
+        blob_id: &BlobId,
+        start: u64,
+        end: u64,
+    ) -> Result<(Option<Bytes>, mpsc::Receiver<Result<Bytes, GetError>>), GetError> {
+        let (out_tx, mut out_rx) = mpsc::channel::<Result<Bytes, GetError>>(2);
+        let node = self.clone();
+        let blob_id = *blob_id;
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut tried: Vec<Vec<PeerKey>> = Vec::new();
+            let mut sent_any = false;
+            let result = loop {
+                let (metadata, holders) = match node.find_metadata_excluding(&blob_id, &tried).await
+                {
+                    Ok(found) => found,
+                    Err(error) => break Err(error),
+                };
+                let (tx, mut rx) = mpsc::channel::<Bytes>(1);
+                // Owns `rx`: when the client goes away it ends and drops it, which stops the read.
+                let (out, sent) = (&out_tx, &mut sent_any);
+                let forward = async move {
+                    while let Some(chunk) = rx.recv().await {
+                        *sent = true;
+                        if out.send(Ok(chunk)).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let (read, ()) = tokio::join!(
+                    node.stream_range(&blob_id, &metadata, holders.clone(), start, end, tx),
+                    forward
+                );
+                match read {
+                    Err(GetError::NotEnoughSlivers { .. }) if !sent_any && tried.len() < 2 => {
+                        tried.push(holders);
+                    }
+                    other => break other,
+                }
+            };
+            let m = &node.inner.metrics;
+            record(&result, started, &m.gets, &m.get_ms_total, &m.get_failures);
+            if let Err(error) = result {
+                tracing::info!(%blob_id, %error, sent_any, "streamed read failed");
+                let _ = out_tx.send(Err(error)).await;
+            }
+        });
+        // The first item decides: an error before any byte becomes the answer itself.
+        match out_rx.recv().await {
+            Some(Err(error)) => Err(error),
+            Some(Ok(first)) => Ok((Some(first), out_rx)),
+            None => Ok((None, out_rx)),
+        }
     }
 
     async fn fetch_segments(

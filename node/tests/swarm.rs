@@ -841,7 +841,7 @@ fn sigterm_hands_off_without_decoding_and_lost_data_fails_challenges() {
 }
 
 #[test]
-fn hot_blobs_are_served_from_memory_and_ranges_from_the_cached_copy() {
+fn hot_blobs_come_from_memory_and_large_ones_stream() {
     let swarm = TestSwarm::start_with(4, &["--cache-size", "16MiB"]);
     let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 249) as u8).collect();
     let id = put(&swarm.nodes[0], &data);
@@ -866,4 +866,27 @@ fn hot_blobs_are_served_from_memory_and_ranges_from_the_cached_copy() {
     // The writer cached what it wrote.
     assert_eq!(get(&swarm.nodes[0], &id).unwrap(), data);
     assert_eq!(metric(&swarm.nodes[0], "floe_read_requests_total"), 0);
+
+    // A blob of two segments (more than the gateway reads whole) streams, whole and in ranges, byte-identical.
+    let large: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+    let id = put(&swarm.nodes[2], &large);
+    assert_eq!(get(&swarm.nodes[3], &id).unwrap(), large);
+    let mut response = agent()
+        .get(&format!("{}/v1/blobs/{id}", swarm.nodes[1].http))
+        .header("Range", "bytes=1000-18000000")
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 206);
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(body.len(), 18_000_000 - 1000 + 1);
+    assert!(body == large[1000..=18_000_000]);
+    // Not cached (larger than an eighth of the cache): a second read streams again from the holders.
+    let before = metric(&swarm.nodes[3], "floe_read_requests_total");
+    assert_eq!(get(&swarm.nodes[3], &id).unwrap(), large);
+    assert!(metric(&swarm.nodes[3], "floe_read_requests_total") > before);
 }
