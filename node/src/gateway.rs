@@ -252,6 +252,7 @@ fn get_error(e: GetError) -> Response {
         GetError::Inconsistent(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         GetError::Range { .. } => error(StatusCode::RANGE_NOT_SATISFIABLE, e),
         GetError::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        GetError::Busy(_) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         GetError::Internal(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

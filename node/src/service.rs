@@ -47,6 +47,12 @@ pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), Stri
 }
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
 const SEGMENTS_PER_ROUND: u64 = 4;
+/// Longest receipt note a writer heeds (a holder's own note is under 200 bytes).
+const MAX_NOTE_LEN: usize = 256;
+/// Streamed reads served at once; each holds about two rounds of segments.
+const MAX_STREAMS: usize = 8;
+/// How long a streamed read waits for a client to take the next chunk before giving up on it.
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The bytes a holder signs to acknowledge sliver `index` of `blob_id`.
 pub fn receipt_signing_bytes(blob_id: &BlobId, index: u16) -> Vec<u8> {
@@ -247,6 +253,9 @@ pub enum GetError {
         /// The limit.
         max: u64,
     },
+    /// Too many streamed reads at once; try again later.
+    #[error("this node is serving {0} streamed reads already; try again shortly")]
+    Busy(usize),
     /// Internal failure.
     #[error("{0}")]
     Internal(String),
@@ -286,6 +295,7 @@ pub(crate) struct Inner {
     capacity: Option<u64>,
     max_get: u64,
     cache: crate::cache::BlobCache,
+    stream_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
     pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
@@ -364,6 +374,7 @@ impl Node {
                 capacity,
                 max_get,
                 cache: crate::cache::BlobCache::new(cache_bytes),
+                stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
                 repair_state: std::sync::Mutex::new(crate::repair::RepairState::default()),
@@ -881,9 +892,13 @@ impl Node {
                     let now = self.now();
                     effects = match result {
                         Ok(receipt) => {
-                            if !receipt.note.is_empty() {
+                            let mut receipt = receipt;
+                            // Unsigned and peer-supplied: only a short note is heeded, logged escaped, and
+                            // never kept in the certificate.
+                            let note = std::mem::take(&mut receipt.note);
+                            if !note.is_empty() && note.len() <= MAX_NOTE_LEN {
                                 self.inner.metrics.placement_disagreements.fetch_add(1, Ordering::Relaxed);
-                                tracing::info!(%blob_id, index, holder = %peer_label(&peer), note = %receipt.note, "a holder's view of the blob's neighbourhood differs from ours");
+                                tracing::info!(%blob_id, index, holder = %peer_label(&peer), ?note, "a holder's view of the blob's neighbourhood differs from ours");
                             }
                             receipts.insert(index, receipt.clone());
                             write.on_receipt(&peer, index, receipt.signature.to_vec())
@@ -1190,37 +1205,50 @@ impl Node {
         start: u64,
         end: u64,
     ) -> Result<(Option<Bytes>, mpsc::Receiver<Result<Bytes, GetError>>), GetError> {
+        let permit = Arc::clone(&self.inner.stream_permits)
+            .try_acquire_owned()
+            .map_err(|_| GetError::Busy(MAX_STREAMS))?;
         let (out_tx, mut out_rx) = mpsc::channel::<Result<Bytes, GetError>>(2);
         let node = self.clone();
         let blob_id = *blob_id;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            let _permit = permit;
             let started = Instant::now();
             let mut tried: Vec<Vec<PeerKey>> = Vec::new();
-            let mut sent_any = false;
+            let mut sent = 0u64;
+            let mut last_error = None;
             let result = loop {
                 let (metadata, holders) = match node.find_metadata_excluding(&blob_id, &tried).await
                 {
                     Ok(found) => found,
-                    Err(error) => break Err(error),
+                    Err(error) => break Err(last_error.unwrap_or(error)),
                 };
+                let from = start.saturating_add(sent);
                 let (tx, mut rx) = mpsc::channel::<Bytes>(1);
-                // Owns `rx`: when the client goes away it ends and drops it, which stops the read.
-                let (out, sent) = (&out_tx, &mut sent_any);
+                // Owns `rx`: when the client goes away or stops reading it ends and drops it, which stops the
+                // read at its next round.
+                let (out, sent_bytes) = (&out_tx, &mut sent);
                 let forward = async move {
                     while let Some(chunk) = rx.recv().await {
-                        *sent = true;
-                        if out.send(Ok(chunk)).await.is_err() {
-                            break;
+                        let len = u64::try_from(chunk.len()).unwrap_or(0);
+                        match tokio::time::timeout(STREAM_SEND_TIMEOUT, out.send(Ok(chunk))).await {
+                            Ok(Ok(())) => *sent_bytes += len,
+                            _ => break,
                         }
                     }
                 };
                 let (read, ()) = tokio::join!(
-                    node.stream_range(&blob_id, &metadata, holders.clone(), start, end, tx),
+                    node.stream_range(&blob_id, &metadata, holders.clone(), from, end, tx),
                     forward
                 );
                 match read {
-                    Err(GetError::NotEnoughSlivers { .. }) if !sent_any && tried.len() < 2 => {
+                    // Another holder list may still have k slivers: go on from the first byte not yet sent.
+                    Err(error @ GetError::NotEnoughSlivers { .. })
+                        if tried.len() < 2 && !out_tx.is_closed() =>
+                    {
+                        tracing::info!(%blob_id, %error, sent, "streamed read failed with this holder list; trying another");
                         tried.push(holders);
+                        last_error = Some(error);
                     }
                     other => break other,
                 }
@@ -1228,7 +1256,7 @@ impl Node {
             let m = &node.inner.metrics;
             record(&result, started, &m.gets, &m.get_ms_total, &m.get_failures);
             if let Err(error) = result {
-                tracing::info!(%blob_id, %error, sent_any, "streamed read failed");
+                tracing::info!(%blob_id, %error, sent, "streamed read failed");
                 let _ = out_tx.send(Err(error)).await;
             }
         });
@@ -1236,7 +1264,11 @@ impl Node {
         match out_rx.recv().await {
             Some(Err(error)) => Err(error),
             Some(Ok(first)) => Ok((Some(first), out_rx)),
-            None => Ok((None, out_rx)),
+            // Nothing at all: an empty range, or the task died (a panic is an internal error, not an empty body).
+            None => match task.await {
+                Err(join) => Err(GetError::Internal(join.to_string())),
+                Ok(()) => Ok((None, out_rx)),
+            },
         }
     }
 
