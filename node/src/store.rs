@@ -866,14 +866,27 @@ impl Committer {
     fn commit(&mut self, batch: &[Job]) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
         // A sliver already held is not written again: its bytes are fixed by the blob ID and index, and a peer
         // resending it must not cost a write, an fsync and compaction work.
+        // Earlier jobs of the same batch count: a sliver removed before it is stored again must be written.
         let held: Vec<bool> = {
             let txn = self.db.begin_read()?;
             let slivers = txn.open_table(SLIVERS)?;
             let mut held = Vec::with_capacity(batch.len());
+            let mut stored: BTreeMap<Key, bool> = BTreeMap::new();
             for job in batch {
                 held.push(match job {
-                    Job::Slivers { key, .. } => slivers.get(&key[..])?.is_some(),
-                    _ => false,
+                    Job::Slivers { key, .. } => {
+                        let was = match stored.get(key) {
+                            Some(&present) => present,
+                            None => slivers.get(&key[..])?.is_some(),
+                        };
+                        stored.insert(*key, true);
+                        was
+                    }
+                    Job::Remove { key, .. } => {
+                        stored.insert(*key, false);
+                        false
+                    }
+                    Job::Record { .. } => false,
                 });
             }
             held
