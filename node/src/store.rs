@@ -1,12 +1,13 @@
 //! The local sliver store: what this node holds, durably, and serves only after re-verifying it.
 //!
 //! Layout under `<data-dir>/store/`:
-//! - `log/<number>.log`: append-only sliver logs. Each stored (blob, sliver index) is one record: every
-//!   segment's sliver of that index as length-prefixed `Sliver` frames, in segment order. A log is written
-//!   until it reaches `log_size` bytes, then sealed; records are never rewritten in place.
-//! - `index.redb`: the index (a redb database): where each (blob, sliver index) record lives, the reverse map
-//!   a compaction walks, each log's live and written bytes, and each blob's metadata with its holder list and
-//!   the list's epoch (a `MetadataResponse`).
+//! - `log/<number>.log`: append-only sliver logs. Each store request's slivers are one record, a run: the
+//!   slivers of one index for consecutive segments, as length-prefixed `Sliver` frames in segment order (a small
+//!   blob's index is one run of all its segments; a large blob's arrives as many runs). A log is written until it
+//!   reaches `log_size` bytes, then sealed; records are never rewritten in place.
+//! - `index.redb`: the index (a redb database): where each run (blob, sliver index, first segment) lives and how
+//!   many segments it holds, the reverse map a compaction walks, each log's live and written bytes, and each
+//!   blob's metadata with its holder list and the list's epoch (a `MetadataResponse`).
 //!
 //! Writes go through one committer thread that group-commits: it takes every queued request, appends the
 //! records to the active log, `fdatasync`s it once, then commits one index transaction (redb, durable) and only
@@ -40,8 +41,11 @@ use floe_protocol::{BlobId, BlobMetadata, Sliver};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-/// (blob ID ‖ sliver index, big-endian) → (log number, offset, length) of its record.
-const SLIVERS: TableDefinition<&[u8], (u32, u64, u64)> = TableDefinition::new("slivers");
+/// (blob ID ‖ sliver index ‖ first segment, big-endian) → (log number, offset, length, segments) of a run.
+const SLIVERS: TableDefinition<&[u8], (u32, u64, u64, u64)> = TableDefinition::new("sliver_runs");
+/// The index of the first layout of this store (one record per blob and index, all segments): read once at open
+/// and moved into `SLIVERS` as runs from segment 0.
+const SLIVERS_V1: TableDefinition<&[u8], (u32, u64, u64)> = TableDefinition::new("slivers");
 /// (log number, offset) → the record's key in `SLIVERS`: what a compaction of that log must move.
 const BY_LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("by_log");
 /// Log number → (live bytes, bytes written).
@@ -110,7 +114,7 @@ index_errors!(
 /// Counters the node reports.
 #[derive(Debug, Default)]
 pub struct StoreCounters {
-    /// Sliver indexes held (one per blob and index).
+    /// Sliver runs held (one per blob, index and store request kept; a small blob's index is one run).
     pub slivers: AtomicU64,
     /// Bytes of sliver records held (live bytes).
     pub bytes: AtomicU64,
@@ -181,17 +185,41 @@ impl Default for StoreConfig {
     }
 }
 
-type Key = [u8; 34];
+/// A run's key: blob ID ‖ sliver index ‖ first segment, big-endian, so one index's runs sort by segment.
+type Key = [u8; 42];
+/// The part of a key that names one sliver index of one blob.
+type IndexPrefix = [u8; 34];
 
-fn key(blob_id: &BlobId, index: u16) -> Key {
-    let mut key = [0u8; 34];
+fn key(blob_id: &BlobId, index: u16, first: u64) -> Key {
+    let mut key = [0u8; 42];
     key[..32].copy_from_slice(blob_id.as_bytes());
-    key[32..].copy_from_slice(&index.to_be_bytes());
+    key[32..34].copy_from_slice(&index.to_be_bytes());
+    key[34..].copy_from_slice(&first.to_be_bytes());
     key
+}
+
+fn prefix(blob_id: &BlobId, index: u16) -> IndexPrefix {
+    let mut prefix = [0u8; 34];
+    prefix[..32].copy_from_slice(blob_id.as_bytes());
+    prefix[32..].copy_from_slice(&index.to_be_bytes());
+    prefix
+}
+
+fn key_prefix(key: &Key) -> IndexPrefix {
+    let mut prefix = [0u8; 34];
+    prefix.copy_from_slice(&key[..34]);
+    prefix
+}
+
+fn first_segment(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(34..42)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 /// A record's place: log number, offset, length.
 type Location = (u32, u64, u64);
+/// A run's place and size: log number, offset, length, segments.
+type RunLocation = (u32, u64, u64, u64);
 
 type Reply = mpsc::SyncSender<Result<bool, StoreError>>;
 
@@ -205,13 +233,12 @@ enum Job {
     },
     Slivers {
         key: Key,
+        segments: u64,
         payload: Vec<u8>,
         reply: Reply,
     },
-    Remove {
-        key: Key,
-        reply: Reply,
-    },
+    /// Every run of one sliver index.
+    Remove { prefix: IndexPrefix, reply: Reply },
 }
 
 impl Job {
@@ -307,6 +334,7 @@ impl Store {
             txn.open_table(RECORDS)?;
         }
         txn.commit()?;
+        migrate_v1(&db)?;
 
         let (logs, slivers) = {
             let txn = db.begin_read()?;
@@ -424,9 +452,9 @@ impl Store {
         self.run_job(job)
     }
 
-    /// Stores a blob's record as [`Store::put_record`] does and every segment's sliver of `index` (already
-    /// verified by the caller), in one group commit when the committer takes both together. Returns whether
-    /// `record` is now the one held.
+    /// Stores a blob's record as [`Store::put_record`] does and a run of slivers of `index` (consecutive segments,
+    /// already verified by the caller), in one group commit when the committer takes both together. Returns
+    /// whether `record` is now the one held.
     pub fn put_record_and_slivers(
         &self,
         metadata: &BlobMetadata,
@@ -436,38 +464,30 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let (record_reply, record_answer) = mpsc::sync_channel(1);
         let (slivers_reply, slivers_answer) = mpsc::sync_channel(1);
-        let payload = encode_payload(slivers)?;
+        let job = slivers_job(&metadata.blob_id(), index, slivers)?;
         self.submit(record_job(metadata, record)?(record_reply))?;
-        self.submit(Job::Slivers {
-            key: key(&metadata.blob_id(), index),
-            payload,
-            reply: slivers_reply,
-        })?;
+        self.submit(job(slivers_reply))?;
         let adopted = record_answer.recv().map_err(|_| StoreError::Closed)??;
         slivers_answer.recv().map_err(|_| StoreError::Closed)??;
         Ok(adopted)
     }
 
-    /// Stores every segment's sliver of `index` (already verified by the caller), durably.
+    /// Stores a run of slivers of `index` (consecutive segments, already verified by the caller), durably.
     pub fn put_slivers(
         &self,
         blob_id: &BlobId,
         index: u16,
         slivers: &[Sliver],
     ) -> Result<(), StoreError> {
-        let payload = encode_payload(slivers)?;
-        self.run_job(|reply| Job::Slivers {
-            key: key(blob_id, index),
-            payload,
-            reply,
-        })
-        .map(|_| ())
+        let job = slivers_job(blob_id, index, slivers)?;
+        self.run_job(job).map(|_| ())
     }
 
-    /// Deletes sliver `index` of a blob (handed off to its new holder); its space comes back by compaction.
+    /// Deletes sliver `index` of a blob, every segment of it (handed off to its new holder); its space comes back
+    /// by compaction.
     pub fn remove_sliver(&self, blob_id: &BlobId, index: u16) -> Result<(), StoreError> {
         self.run_job(|reply| Job::Remove {
-            key: key(blob_id, index),
+            prefix: prefix(blob_id, index),
             reply,
         })
         .map(|_| ())
@@ -492,17 +512,20 @@ impl Store {
         })
     }
 
-    /// The sliver indexes of a blob held here, ascending.
+    /// The sliver indexes of a blob of which some segment is held here, ascending.
     pub fn indexes(&self, blob_id: &BlobId) -> Vec<u16> {
         let read = || -> Result<Vec<u16>, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(SLIVERS)?;
-            let (low, high) = (key(blob_id, 0), key(blob_id, u16::MAX));
+            let (low, high) = (key(blob_id, 0, 0), key(blob_id, u16::MAX, u64::MAX));
             let mut indexes = Vec::new();
             for entry in table.range::<&[u8]>(&low[..]..=&high[..])? {
                 let (key, _) = entry?;
-                if let Some(&[a, b]) = key.value().get(32..) {
-                    indexes.push(u16::from_be_bytes([a, b]));
+                if let Some(&[a, b]) = key.value().get(32..34) {
+                    let index = u16::from_be_bytes([a, b]);
+                    if indexes.last() != Some(&index) {
+                        indexes.push(index);
+                    }
                 }
             }
             Ok(indexes)
@@ -532,25 +555,70 @@ impl Store {
         parse_record(blob_id, entry.value())
     }
 
-    /// Whether sliver `index` of the blob is held.
+    /// Whether any segment of sliver `index` of the blob is held.
     pub fn has(&self, blob_id: &BlobId, index: u16) -> bool {
-        self.location(&key(blob_id, index))
-            .is_ok_and(|l| l.is_some())
+        self.runs(blob_id, index, 0, u64::MAX)
+            .is_ok_and(|runs| !runs.is_empty())
     }
 
-    fn location(&self, key: &Key) -> Result<Option<Location>, StoreError> {
+    /// How many segments of sliver `index`, counted from segment 0 without a gap, are held: a store request that
+    /// completes this to the blob's segment count completes the index.
+    pub fn segments_held(&self, blob_id: &BlobId, index: u16) -> u64 {
+        let mut held = 0u64;
+        for (first, (_, _, _, segments)) in
+            self.runs(blob_id, index, 0, u64::MAX).unwrap_or_default()
+        {
+            if first > held {
+                break;
+            }
+            held = held.max(first.saturating_add(segments));
+        }
+        held
+    }
+
+    /// The runs of `index` that may hold segments in `[first, end)`, by first segment.
+    fn runs(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+        first: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, RunLocation)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SLIVERS)?;
-        Ok(table.get(&key[..])?.map(|entry| entry.value()))
+        let (low, high) = (
+            key(blob_id, index, 0),
+            key(blob_id, index, end.saturating_sub(1)),
+        );
+        let mut runs = Vec::new();
+        if end == 0 {
+            return Ok(runs);
+        }
+        for entry in table.range::<&[u8]>(&low[..]..=&high[..])? {
+            let (key, location) = entry?;
+            let Some(run_first) = first_segment(key.value()) else {
+                continue;
+            };
+            let location = location.value();
+            if run_first.saturating_add(location.3) > first {
+                runs.push((run_first, location));
+            }
+        }
+        Ok(runs)
     }
 
-    /// Reads a record's bytes. A compaction may move the record and delete its log between the index lookup and
-    /// the open; the lookup is then repeated.
-    fn read_record(&self, blob_id: &BlobId, index: u16) -> Result<Vec<u8>, StoreError> {
-        let key = key(blob_id, index);
+    /// Reads a run's bytes. A compaction may move the run and delete its log between the index lookup and the
+    /// open; the lookup is then repeated.
+    fn read_run(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+        run_first: u64,
+        mut location: RunLocation,
+    ) -> Result<Vec<u8>, StoreError> {
         let mut attempts = 0;
         loop {
-            let (log, offset, len) = self.location(&key)?.ok_or(StoreError::Missing)?;
+            let (log, offset, len, _) = location;
             let corrupt = |why: String| StoreError::Corrupt {
                 blob_id: *blob_id,
                 index,
@@ -565,6 +633,12 @@ impl Store {
                 Ok(file) => file,
                 Err(error) if error.kind() == io::ErrorKind::NotFound && attempts == 0 => {
                     attempts += 1;
+                    let txn = self.db.begin_read()?;
+                    let table = txn.open_table(SLIVERS)?;
+                    location = table
+                        .get(&key(blob_id, index, run_first)[..])?
+                        .map(|entry| entry.value())
+                        .ok_or(StoreError::Missing)?;
                     continue;
                 }
                 Err(error) => return Err(corrupt(format!("{}: {error}", path.display()))),
@@ -576,7 +650,8 @@ impl Store {
         }
     }
 
-    /// The slivers of `index` for segments `[first, first + count)`, each verified against the blob ID.
+    /// The slivers of `index` for segments `[first, first + count)`, each verified against the blob ID. Missing if
+    /// any of them is not held.
     pub fn read_slivers(
         &self,
         blob_id: &BlobId,
@@ -584,9 +659,34 @@ impl Store {
         first: u64,
         count: u64,
     ) -> Result<Vec<Sliver>, StoreError> {
-        let result = self
-            .read_record(blob_id, index)
-            .and_then(|bytes| parse_and_verify(&bytes, blob_id, index, first, count));
+        let end = first.saturating_add(count);
+        let read = || -> Result<Vec<Sliver>, StoreError> {
+            let mut slivers: Vec<Sliver> = Vec::new();
+            let mut next = first;
+            for (run_first, location) in self.runs(blob_id, index, first, end)? {
+                if next >= end {
+                    break;
+                }
+                let run_end = run_first.saturating_add(location.3);
+                if run_first > next {
+                    return Err(StoreError::Missing);
+                }
+                if run_end <= next {
+                    continue;
+                }
+                let bytes = self.read_run(blob_id, index, run_first, location)?;
+                let want = run_end.min(end);
+                slivers.extend(parse_and_verify(
+                    &bytes, blob_id, index, run_first, next, want,
+                )?);
+                next = want;
+            }
+            if next < end {
+                return Err(StoreError::Missing);
+            }
+            Ok(slivers)
+        };
+        let result = read();
         if let Err(StoreError::Corrupt { why, .. }) = &result {
             self.counters.corrupt_found.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%blob_id, index, why, "corrupt sliver record found; not serving it");
@@ -631,6 +731,66 @@ impl Drop for Store {
     }
 }
 
+/// Moves an index of the first layout (one record per blob and index holding every segment) into runs from
+/// segment 0, in one transaction. A record whose blob has no readable metadata cannot be served and is dropped
+/// (compaction reclaims it).
+fn migrate_v1(db: &Database) -> Result<(), StoreError> {
+    let old: Vec<(Vec<u8>, Location)> = {
+        let txn = db.begin_read()?;
+        let table = match txn.open_table(SLIVERS_V1) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut old = Vec::new();
+        for entry in table.iter()? {
+            let (key, location) = entry?;
+            old.push((key.value().to_vec(), location.value()));
+        }
+        old
+    };
+    let txn = db.begin_write()?;
+    let mut moved = 0usize;
+    let mut dropped = 0usize;
+    {
+        let records = txn.open_table(RECORDS)?;
+        let mut slivers = txn.open_table(SLIVERS)?;
+        let mut by_log = txn.open_table(BY_LOG)?;
+        let mut logs = txn.open_table(LOGS)?;
+        for (old_key, (log, offset, len)) in old {
+            let segments = old_key
+                .get(..32)
+                .and_then(|id| BlobId::from_slice(id).ok())
+                .and_then(|id| {
+                    let entry = records.get(&id.as_bytes()[..]).ok()??;
+                    parse_record(&id, entry.value()).ok()
+                })
+                .map(|(metadata, _)| metadata.params().segment_count());
+            match (segments, <[u8; 34]>::try_from(old_key.as_slice())) {
+                (Some(segments), Ok(old_prefix)) => {
+                    let mut new_key = [0u8; 42];
+                    new_key[..34].copy_from_slice(&old_prefix);
+                    slivers.insert(&new_key[..], (log, offset, len, segments))?;
+                    by_log.insert((log, offset), &new_key[..])?;
+                    moved += 1;
+                }
+                _ => {
+                    by_log.remove((log, offset))?;
+                    let info = logs.get(log)?.map(|e| e.value());
+                    if let Some((live, written)) = info {
+                        logs.insert(log, (live.saturating_sub(len), written))?;
+                    }
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    txn.delete_table(SLIVERS_V1)?;
+    txn.commit()?;
+    tracing::info!(moved, dropped, "moved the sliver index to the run layout");
+    Ok(())
+}
+
 fn record_job(
     metadata: &BlobMetadata,
     record: &HolderRecord,
@@ -653,6 +813,33 @@ fn record_job(
         blob_id,
         record,
         frame,
+        reply,
+    })
+}
+
+/// The job that stores a run: `slivers` must be of one index and consecutive segments.
+fn slivers_job(
+    blob_id: &BlobId,
+    index: u16,
+    slivers: &[Sliver],
+) -> Result<impl FnOnce(Reply) -> Job + use<>, StoreError> {
+    let first = slivers.first().map_or(0, |s| s.segment);
+    let consecutive = slivers
+        .iter()
+        .zip(first..)
+        .all(|(sliver, segment)| sliver.index == index && sliver.segment == segment);
+    if slivers.is_empty() || !consecutive {
+        return Err(StoreError::Index(
+            "a sliver run must hold one index's slivers of consecutive segments".into(),
+        ));
+    }
+    let payload = encode_payload(slivers)?;
+    let key = key(blob_id, index, first);
+    let segments = u64::try_from(slivers.len()).map_err(|_| StoreError::TooLarge(slivers.len()))?;
+    Ok(move |reply| Job::Slivers {
+        key,
+        segments,
+        payload,
         reply,
     })
 }
@@ -872,18 +1059,21 @@ impl Committer {
             let slivers = txn.open_table(SLIVERS)?;
             let mut held = Vec::with_capacity(batch.len());
             let mut stored: BTreeMap<Key, bool> = BTreeMap::new();
+            let mut removed: std::collections::BTreeSet<IndexPrefix> = Default::default();
             for job in batch {
                 held.push(match job {
                     Job::Slivers { key, .. } => {
                         let was = match stored.get(key) {
                             Some(&present) => present,
+                            None if removed.contains(&key_prefix(key)) => false,
                             None => slivers.get(&key[..])?.is_some(),
                         };
                         stored.insert(*key, true);
                         was
                     }
-                    Job::Remove { key, .. } => {
-                        stored.insert(*key, false);
+                    Job::Remove { prefix, .. } => {
+                        stored.retain(|key, _| key_prefix(key) != *prefix);
+                        removed.insert(*prefix);
                         false
                     }
                     Job::Record { .. } => false,
@@ -934,20 +1124,31 @@ impl Committer {
                         }
                         answers.push(Ok(adopted));
                     }
-                    (Job::Slivers { key, .. }, Some(location)) => {
-                        let old = slivers.insert(&key[..], *location)?.map(|e| e.value());
-                        if let Some(old) = old {
-                            release(&mut logs, &mut by_log, old)?;
+                    (Job::Slivers { key, segments, .. }, Some(location)) => {
+                        let (log, offset, len) = *location;
+                        let old = slivers
+                            .insert(&key[..], (log, offset, len, *segments))?
+                            .map(|e| e.value());
+                        if let Some((log, offset, len, _)) = old {
+                            release(&mut logs, &mut by_log, (log, offset, len))?;
                         }
                         by_log.insert((location.0, location.1), &key[..])?;
                         let info = logs.entry(location.0).or_default();
                         info.live = info.live.saturating_add(location.2);
                         answers.push(Ok(true));
                     }
-                    (Job::Remove { key, .. }, _) => {
-                        let old = slivers.remove(&key[..])?.map(|e| e.value());
-                        if let Some(old) = old {
-                            release(&mut logs, &mut by_log, old)?;
+                    (Job::Remove { prefix, .. }, _) => {
+                        let mut low = [0u8; 42];
+                        low[..34].copy_from_slice(prefix);
+                        let mut high = [0xffu8; 42];
+                        high[..34].copy_from_slice(prefix);
+                        let runs: Vec<(Vec<u8>, RunLocation)> = slivers
+                            .range::<&[u8]>(&low[..]..=&high[..])?
+                            .map(|entry| entry.map(|(k, v)| (k.value().to_vec(), v.value())))
+                            .collect::<Result<_, _>>()?;
+                        for (key, (log, offset, len, _)) in runs {
+                            slivers.remove(&key[..])?;
+                            release(&mut logs, &mut by_log, (log, offset, len))?;
                         }
                         answers.push(Ok(true));
                     }
@@ -1032,7 +1233,8 @@ impl Committer {
             let txn = self.db.begin_read()?;
             let slivers = txn.open_table(SLIVERS)?;
             for (offset, key) in records {
-                let Some((log, at, len)) = slivers.get(&key[..])?.map(|e| e.value()) else {
+                let Some((log, at, len, segments)) = slivers.get(&key[..])?.map(|e| e.value())
+                else {
                     continue;
                 };
                 if log != number || at != offset {
@@ -1049,7 +1251,7 @@ impl Committer {
                 match read {
                     Ok(()) => {
                         let to = self.append(&bytes)?;
-                        moves.push((key, (number, offset), to));
+                        moves.push((key, (number, offset), to, segments));
                     }
                     // Only a log that is gone or cut short loses its records; any other error may pass, so
                     // the compaction is abandoned and nothing is committed.
@@ -1076,8 +1278,8 @@ impl Committer {
         {
             let mut slivers = txn.open_table(SLIVERS)?;
             let mut by_log = txn.open_table(BY_LOG)?;
-            for (key, from, to) in &moves {
-                slivers.insert(&key[..], *to)?;
+            for (key, from, to, segments) in &moves {
+                slivers.insert(&key[..], (to.0, to.1, to.2, *segments))?;
                 by_log.remove(*from)?;
                 by_log.insert((to.0, to.1), &key[..])?;
                 let info = logs.entry(to.0).or_default();
@@ -1138,12 +1340,14 @@ fn release(
     Ok(())
 }
 
+/// The slivers for segments `[first, end)` of a run that starts at segment `run_first`, each verified.
 fn parse_and_verify(
     bytes: &[u8],
     blob_id: &BlobId,
     index: u16,
+    run_first: u64,
     first: u64,
-    count: u64,
+    end: u64,
 ) -> Result<Vec<Sliver>, StoreError> {
     let corrupt = |why: String| StoreError::Corrupt {
         blob_id: *blob_id,
@@ -1152,8 +1356,8 @@ fn parse_and_verify(
     };
     let mut slivers = Vec::new();
     let mut rest = bytes;
-    let mut segment = 0u64;
-    let end = first.saturating_add(count);
+    let mut segment = run_first;
+    let count = end.saturating_sub(first);
     while !rest.is_empty() && segment < end {
         let (len, prefix) = wire::frame_len(rest, MAX_FRAME_LEN)
             .map_err(|e| corrupt(e.to_string()))?
@@ -1421,6 +1625,123 @@ mod tests {
         assert_eq!(store.counters().bytes.load(Ordering::Relaxed), live);
         assert_eq!(log_bytes(), logged, "nothing appended to the logs");
         assert_eq!(store.read_slivers(&id, 2, 0, 1).unwrap(), slivers);
+    }
+
+    fn segmented_blob(seed: u8, len: usize, shards: u16) -> EncodedBlob {
+        let data: Vec<u8> = (0..len)
+            .map(|i| u8::try_from((i * 17 + usize::from(seed) * 3) % 253).unwrap())
+            .collect();
+        let params = BlobParams::new(
+            EncodingType::RsSimd,
+            shards,
+            4096,
+            u64::try_from(len).unwrap(),
+        )
+        .unwrap();
+        EncodedBlob::encode(params, &data).unwrap()
+    }
+
+    #[test]
+    fn an_index_stored_in_runs_reads_across_them_and_goes_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let encoded = segmented_blob(7, 100_000, 4);
+        let id = encoded.metadata.blob_id();
+        let segments = encoded.metadata.params().segment_count();
+        assert!(segments > 10);
+        let all = slivers_of(&encoded, 1);
+        let record = HolderRecord::initial(holders(4));
+        // Runs arrive out of order; a gap keeps the index incomplete.
+        store
+            .put_record_and_slivers(&encoded.metadata, &record, 1, &all[5..9])
+            .unwrap();
+        assert_eq!(store.segments_held(&id, 1), 0);
+        assert!(store.has(&id, 1));
+        store.put_slivers(&id, 1, &all[0..5]).unwrap();
+        assert_eq!(store.segments_held(&id, 1), 9);
+        assert!(matches!(
+            store.read_slivers(&id, 1, 8, 2),
+            Err(StoreError::Missing)
+        ));
+        store.put_slivers(&id, 1, &all[9..]).unwrap();
+        assert_eq!(store.segments_held(&id, 1), segments);
+        // A run sent again under another cut overlaps; reads still give each segment once.
+        store.put_slivers(&id, 1, &all[3..12]).unwrap();
+        assert_eq!(store.read_slivers(&id, 1, 0, segments).unwrap(), all);
+        assert_eq!(store.read_slivers(&id, 1, 4, 6).unwrap(), all[4..10]);
+        assert_eq!(store.indexes(&id), vec![1]);
+        // Slivers that are not one index's consecutive segments are refused.
+        let mut gappy = all[0..2].to_vec();
+        gappy.push(all[3].clone());
+        assert!(store.put_slivers(&id, 1, &gappy).is_err());
+        assert!(store.put_slivers(&id, 2, &all[0..2]).is_err());
+        store.put_slivers(&id, 2, &slivers_of(&encoded, 2)).unwrap();
+        store.remove_sliver(&id, 1).unwrap();
+        assert!(!store.has(&id, 1));
+        assert_eq!(store.segments_held(&id, 1), 0);
+        assert_eq!(store.indexes(&id), vec![2]);
+        drop(store);
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        assert_eq!(store.indexes(&id), vec![2]);
+        assert_eq!(
+            store.read_slivers(&id, 2, 0, segments).unwrap(),
+            slivers_of(&encoded, 2)
+        );
+    }
+
+    #[test]
+    fn a_store_of_the_first_layout_is_moved_to_runs_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoded = segmented_blob(8, 30_000, 4);
+        let id = encoded.metadata.blob_id();
+        let orphan = segmented_blob(9, 30_000, 4);
+        {
+            let store = Store::open_with(dir.path(), small_logs()).unwrap();
+            store.put_metadata(&encoded.metadata, &holders(4)).unwrap();
+            store.put_slivers(&id, 0, &slivers_of(&encoded, 0)).unwrap();
+            store.put_slivers(&id, 3, &slivers_of(&encoded, 3)).unwrap();
+            // A blob without metadata cannot be served: the migration drops it.
+            store
+                .put_slivers(&orphan.metadata.blob_id(), 1, &slivers_of(&orphan, 1))
+                .unwrap();
+        }
+        // Rewrite the index as the first layout had it: 34-byte keys, no segment counts.
+        {
+            let db = Database::create(dir.path().join("store/index.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let runs: Vec<(Vec<u8>, RunLocation)> = txn
+                    .open_table(SLIVERS)
+                    .unwrap()
+                    .iter()
+                    .unwrap()
+                    .map(|e| {
+                        let (k, v) = e.unwrap();
+                        (k.value().to_vec(), v.value())
+                    })
+                    .collect();
+                let mut old = txn.open_table(SLIVERS_V1).unwrap();
+                let mut by_log = txn.open_table(BY_LOG).unwrap();
+                for (key, (log, offset, len, _)) in runs {
+                    old.insert(&key[..34], (log, offset, len)).unwrap();
+                    by_log.insert((log, offset), &key[..34]).unwrap();
+                }
+            }
+            txn.delete_table(SLIVERS).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let segments = encoded.metadata.params().segment_count();
+        assert_eq!(store.indexes(&id), vec![0, 3]);
+        assert_eq!(store.segments_held(&id, 3), segments);
+        assert_eq!(
+            store.read_slivers(&id, 3, 0, segments).unwrap(),
+            slivers_of(&encoded, 3)
+        );
+        assert!(!store.has(&orphan.metadata.blob_id(), 1));
+        drop(store);
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        assert_eq!(store.indexes(&id), vec![0, 3]);
     }
 
     #[test]
