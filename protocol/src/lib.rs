@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod placement;
 pub mod read;
 pub mod repair;
+pub mod stream_write;
 pub mod wire;
 pub mod write;
 
