@@ -296,6 +296,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // Reads are held in memory until streaming reads land: allow what a put may bring in.
     let node = Node::new(
         store,
+        data_dir.join("spool"),
         keypair,
         net.clone(),
         capacity,

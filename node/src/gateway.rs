@@ -22,6 +22,7 @@ use serde_json::json;
 use floe_protocol::BlobId;
 
 use crate::service::{GetError, Node, PutError};
+use crate::stream_put::Spool;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -35,12 +36,17 @@ pub struct GatewayConfig {
 #[derive(Clone)]
 struct AppState {
     node: Node,
+    /// Largest accepted blob body.
+    max_body: u64,
     /// libp2p's metrics; floe's own are read from the node at each scrape.
     registry: Arc<Registry>,
 }
 
 /// Ranges larger than this are streamed rather than read whole (one segment at the default segment size).
 const STREAM_ABOVE: u64 = 16 << 20;
+/// Bodies up to this size are encoded in memory; larger ones are spooled to disk and written run by run, so a
+/// put's memory does not grow with the blob (docs/protocol.md §10).
+const SPOOL_ABOVE: usize = 16 << 20;
 
 /// The router.
 pub fn router(node: Node, config: GatewayConfig) -> Router {
@@ -59,6 +65,7 @@ pub fn router(node: Node, config: GatewayConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.max_body))
         .with_state(AppState {
             node,
+            max_body: u64::try_from(config.max_body).unwrap_or(u64::MAX),
             registry: config.registry,
         })
 }
@@ -76,15 +83,75 @@ fn parse_id(id: &str) -> Result<BlobId, Box<Response>> {
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad blob ID: {e}"))))
 }
 
-async fn put_blob(
-    State(state): State<AppState>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+fn too_large(max: u64) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than this gateway accepts ({max} bytes; --max-body)"),
+    )
+}
+
+/// Receives a PUT body: in memory up to [`SPOOL_ABOVE`], spooled to disk beyond, never more than `max_body`.
+async fn receive_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Result<Bytes, Spool>, Response> {
+    let max = state.max_body;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > max) {
+        return Err(too_large(max));
+    }
+    let mut stream = body.into_data_stream();
+    let mut buffered: Vec<u8> = Vec::new();
+    let mut spool: Option<Spool> = None;
+    let mut received = 0u64;
+    let spool_failed = |e: std::io::Error| {
+        error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("spooling the body to disk failed: {e}"),
+        )
     };
-    match state.node.put(body).await {
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the body failed: {e}"),
+            )
+        })?;
+        received = received.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+        if received > max {
+            return Err(too_large(max));
+        }
+        match &mut spool {
+            Some(spool) => spool.write(&chunk).await.map_err(spool_failed)?,
+            None if buffered.len().saturating_add(chunk.len()) > SPOOL_ABOVE => {
+                let mut new = Spool::create(state.node.spool_dir())
+                    .await
+                    .map_err(spool_failed)?;
+                new.write(&buffered).await.map_err(spool_failed)?;
+                new.write(&chunk).await.map_err(spool_failed)?;
+                buffered = Vec::new();
+                spool = Some(new);
+            }
+            None => buffered.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match spool {
+        Some(spool) => Err(spool),
+        None => Ok(Bytes::from(buffered)),
+    })
+}
+
+async fn put_blob(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = match receive_body(&state, &headers, body).await {
+        Ok(Ok(bytes)) => state.node.put(bytes).await,
+        Ok(Err(spool)) => state.node.put_spooled(spool).await,
+        Err(response) => return response,
+    };
+    match result {
         Ok(outcome) => {
             let certificate: Vec<_> = outcome
                 .certificate
@@ -107,7 +174,6 @@ async fn put_blob(
             axum::Json(body).into_response()
         }
         Err(PutError::Params(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
-        Err(e @ PutError::TooLargeForSwarm { .. }) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
         Err(e @ PutError::NotCertified { .. }) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
@@ -444,6 +510,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "floe_read_requests_total",
             "read requests sent",
             m.read_requests.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_streamed_puts_total",
+            "puts spooled to disk and written run by run",
+            load(&m.streamed_puts),
         ),
         (
             "floe_connected_peers",

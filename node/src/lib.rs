@@ -13,3 +13,4 @@ pub mod repair;
 pub mod service;
 pub mod sliver_files;
 pub mod store;
+pub mod stream_put;

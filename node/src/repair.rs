@@ -7,6 +7,7 @@
 //! effects to requests, gossip, disk and timers. It must not decide placement itself.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use floe_protocol::write::Millis;
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
-use crate::service::{Node, check_holders, hash_threads, timer_fires};
+use crate::service::{IndexSource, Node, check_holders, hash_threads, timer_fires};
 use crate::store::HolderRecord;
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
@@ -74,25 +75,6 @@ pub struct RepairView {
 
 fn peer_key(peer: &PeerId) -> PeerKey {
     peer.to_bytes()
-}
-
-/// A store request for one sliver index carrying `record` as the holder list.
-fn store_request(
-    slivers: &[Sliver],
-    metadata: &BlobMetadata,
-    record: &HolderRecord,
-) -> pb::StoreRequest {
-    pb::StoreRequest {
-        slivers: slivers.iter().map(pb::Sliver::from).collect(),
-        metadata: Some(metadata.into()),
-        holders: record
-            .holders
-            .iter()
-            .map(|h| Bytes::from(h.clone()))
-            .collect(),
-        holders_epoch: record.epoch,
-        holders_repairer: Bytes::from(record.repairer.clone()),
-    }
 }
 
 impl Node {
@@ -615,11 +597,14 @@ impl Node {
                         let Some(slivers) = rebuilt.get(&index) else {
                             continue;
                         };
-                        let request = store_request(slivers, metadata, delivery);
+                        let source = IndexSource::Slivers(Arc::new(slivers.clone()));
+                        let (metadata, record) = (metadata.clone(), delivery.clone());
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
                         let (node, tx) = (self.clone(), sent_tx.clone());
                         tokio::spawn(async move {
-                            let result = node.send_store(&peer, blob_id, index, request).await;
+                            let result = node
+                                .send_index(&peer, index, &metadata, &record, &source)
+                                .await;
                             if result.is_ok() {
                                 node.inner.metrics.repair_bytes_sent.fetch_add(
                                     u64::try_from(bytes).unwrap_or(u64::MAX),
@@ -841,17 +826,12 @@ impl Node {
         if holder == peer_key(&self.inner.peer_id) {
             return Ok(0);
         }
-        let segments = metadata.params().segment_count();
-        let node = self.clone();
-        let slivers = tokio::task::spawn_blocking(move || {
-            node.inner.store.read_slivers(&blob_id, index, 0, segments)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
-        let request = store_request(&slivers, metadata, record);
-        self.send_store(&holder, blob_id, index, request).await?;
+        let bytes: u64 = (0..metadata.params().segment_count())
+            .filter_map(|s| metadata.params().sliver_len(s))
+            .map(|len| u64::try_from(len).unwrap_or(u64::MAX))
+            .sum();
+        self.send_index(&holder, index, metadata, record, &IndexSource::Store)
+            .await?;
         let node = self.clone();
         tokio::task::spawn_blocking(move || node.inner.store.remove_sliver(&blob_id, index))
             .await
@@ -859,10 +839,9 @@ impl Node {
             .map_err(|e| e.to_string())?;
         let m = &self.inner.metrics;
         m.slivers_handed_off.fetch_add(1, Ordering::Relaxed);
-        m.handoff_bytes_sent
-            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        m.handoff_bytes_sent.fetch_add(bytes, Ordering::Relaxed);
         tracing::info!(%blob_id, index, to = ?PeerId::from_bytes(&holder).ok(), "handed a sliver off");
-        Ok(u64::try_from(bytes).unwrap_or(u64::MAX))
+        Ok(bytes)
     }
 
     /// A planned departure: for every blob with slivers here, announce a holder list without this node and hand

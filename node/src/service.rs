@@ -19,6 +19,7 @@ use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
+use floe_protocol::stream_write::store_runs;
 use floe_protocol::wire::pb;
 use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
@@ -27,8 +28,6 @@ use crate::net::{Inbound, NetClient};
 use crate::store::{HolderRecord, Store};
 
 const RECEIPT_CONTEXT: &[u8] = b"floe receipt v1";
-/// Sliver bytes one store request may carry, leaving room for metadata and framing in a network message.
-const MAX_STORE_PAYLOAD: usize = floe_protocol::wire::MAX_FRAME_LEN;
 /// Inbound requests handled at once; beyond that the network answers "busy".
 const MAX_CONCURRENT_INBOUND: usize = 64;
 
@@ -48,7 +47,7 @@ pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), Stri
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
 const SEGMENTS_PER_ROUND: u64 = 4;
 /// Longest receipt note a writer heeds (a holder's own note is under 200 bytes).
-const MAX_NOTE_LEN: usize = 256;
+pub(crate) const MAX_NOTE_LEN: usize = 256;
 /// Streamed reads served at once; each holds about two rounds of segments.
 const MAX_STREAMS: usize = 8;
 /// How long a streamed read waits for a client to take the next chunk before giving up on it.
@@ -101,6 +100,8 @@ pub struct Metrics {
     pub segments_decoded: AtomicU64,
     /// Outbound requests sent by puts.
     pub write_requests: AtomicU64,
+    /// Puts spooled to disk and written run by run (bodies over 16 MiB).
+    pub streamed_puts: AtomicU64,
     /// Outbound requests sent by gets.
     pub read_requests: AtomicU64,
     /// Sum of put latencies in milliseconds.
@@ -197,20 +198,6 @@ pub enum PutError {
         /// Failed holders.
         failed: usize,
     },
-    /// Each holder's share would exceed one store message (streaming writes are not built yet).
-    #[error(
-        "a blob of {len} bytes needs {per_holder} bytes per sliver index with n = {shards}; one store message carries at most {max}: a larger swarm (larger n) or a smaller blob is needed"
-    )]
-    TooLargeForSwarm {
-        /// Blob length.
-        len: u64,
-        /// Bytes per sliver index.
-        per_holder: u64,
-        /// n.
-        shards: u16,
-        /// The limit.
-        max: u64,
-    },
     /// Internal failure.
     #[error("{0}")]
     Internal(String),
@@ -276,6 +263,32 @@ pub struct PutOutcome {
     pub shards: u16,
 }
 
+/// A holder's answer to a store request.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreAnswer {
+    /// The index is complete here: the signed receipt.
+    Receipt(pb::StorageReceipt),
+    /// The run was kept; the index is not complete yet.
+    Progress {
+        /// The blob.
+        blob_id: BlobId,
+        /// The sliver index.
+        index: u16,
+        /// Segments held from segment 0 without a gap.
+        segments_held: u64,
+    },
+}
+
+/// Where the slivers of an index being delivered come from.
+pub(crate) enum IndexSource {
+    /// A blob encoded in memory (a write).
+    Encoded(Arc<EncodedBlob>),
+    /// Every segment's sliver, at hand (a repair's rebuilt index).
+    Slivers(Arc<Vec<Sliver>>),
+    /// This node's store, read run by run (a hand-off).
+    Store,
+}
+
 /// A cheap, cloneable handle to the node service.
 #[derive(Clone)]
 pub struct Node {
@@ -299,6 +312,7 @@ pub(crate) struct Inner {
     inbound_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
     pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
+    spool_dir: std::path::PathBuf,
 }
 
 /// The note a holder puts in its receipt when `me` is not among the first `shards` of `neighbourhood` (its view of
@@ -319,7 +333,7 @@ fn outside_note(
 }
 
 /// A peer key as text, for logs.
-fn peer_label(peer: &[u8]) -> String {
+pub(crate) fn peer_label(peer: &[u8]) -> String {
     PeerId::from_bytes(peer).map_or_else(|_| "(bad peer id)".into(), |p| p.to_string())
 }
 
@@ -345,9 +359,12 @@ fn error_response(text: impl Into<String>) -> pb::Response {
 
 impl Node {
     /// A node over `store`, signing with `keypair`, talking through `net`, storing at most `capacity` bytes and
-    /// reading at most `max_get` bytes into memory per get.
+    /// reading at most `max_get` bytes into memory per get; streamed puts spool in `spool_dir` (emptied here of
+    /// what an earlier run left).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
+        spool_dir: std::path::PathBuf,
         keypair: Keypair,
         net: NetClient,
         capacity: Option<u64>,
@@ -356,6 +373,7 @@ impl Node {
         repair: RepairConfig,
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
+        crate::stream_put::clear_spool_dir(&spool_dir);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -378,6 +396,7 @@ impl Node {
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
                 repair_state: std::sync::Mutex::new(crate::repair::RepairState::default()),
+                spool_dir,
             }),
         }
     }
@@ -483,7 +502,7 @@ impl Node {
 
     fn handle_store(&self, request: pb::StoreRequest, sender: &PeerId) -> pb::Response {
         match self.store_locally(request, sender) {
-            Ok(receipt) => {
+            Ok(StoreAnswer::Receipt(receipt)) => {
                 self.inner
                     .metrics
                     .slivers_received
@@ -492,6 +511,17 @@ impl Node {
                     kind: Some(pb::response::Kind::Receipt(receipt)),
                 }
             }
+            Ok(StoreAnswer::Progress {
+                blob_id,
+                index,
+                segments_held,
+            }) => pb::Response {
+                kind: Some(pb::response::Kind::Progress(pb::StoreProgress {
+                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                    index: u32::from(index),
+                    segments_held,
+                })),
+            },
             Err(why) => {
                 self.inner
                     .metrics
@@ -504,13 +534,14 @@ impl Node {
     }
 
     /// Verifies a store request completely (metadata against its ID, every sliver against the ID, one index,
-    /// every segment present) and stores it durably; returns the signed receipt.
-    /// `sender` is the authenticated peer the request came from (ourselves for local stores).
-    fn store_locally(
+    /// consecutive segments within the blob) and stores it durably; returns the signed receipt once the index is
+    /// complete, progress before. `sender` is the authenticated peer the request came from (ourselves for local
+    /// stores).
+    pub(crate) fn store_locally(
         &self,
         request: pb::StoreRequest,
         sender: &PeerId,
-    ) -> Result<pb::StorageReceipt, String> {
+    ) -> Result<StoreAnswer, String> {
         let metadata = request
             .metadata
             .as_ref()
@@ -519,16 +550,19 @@ impl Node {
             .map_err(str::to_owned)?;
         let blob_id = metadata.blob_id();
         let segments = metadata.params().segment_count();
-        if u64::try_from(request.slivers.len()).ok() != Some(segments) {
+        let count = u64::try_from(request.slivers.len()).unwrap_or(u64::MAX);
+        let first = request.slivers.first().map_or(0, |s| s.segment);
+        if count == 0 || first.saturating_add(count) > segments {
             return Err(format!(
-                "store request must carry all {segments} segments of one sliver index"
+                "a store request carries consecutive segments of one sliver index, within the blob's {segments}; \
+                 got {count} from segment {first}"
             ));
         }
         let mut slivers = Vec::with_capacity(request.slivers.len());
         let mut index = None;
-        for (segment, message) in request.slivers.into_iter().enumerate() {
+        for (segment, message) in (first..).zip(request.slivers) {
             let (id, sliver) = <(BlobId, Sliver)>::try_from(message).map_err(|e| e.to_string())?;
-            if id != blob_id || u64::try_from(segment).ok() != Some(sliver.segment) {
+            if id != blob_id || sliver.segment != segment {
                 return Err("slivers out of order or of another blob".into());
             }
             if *index.get_or_insert(sliver.index) != sliver.index {
@@ -544,7 +578,9 @@ impl Node {
                 .map(|s| u64::try_from(s.data.len()).unwrap_or(u64::MAX))
                 .sum();
             let held = self.inner.store.counters().bytes.load(Ordering::Relaxed);
-            if held.saturating_add(incoming) > capacity && !self.inner.store.has(&blob_id, index) {
+            let already =
+                self.inner.store.segments_held(&blob_id, index) >= first.saturating_add(count);
+            if held.saturating_add(incoming) > capacity && !already {
                 return Err(format!("node is full: {held} of {capacity} bytes used"));
             }
         }
@@ -599,7 +635,15 @@ impl Node {
                 .holder_lists_adopted
                 .fetch_add(1, Ordering::Relaxed);
         }
-        self.sign_receipt(&blob_id, index)
+        let segments_held = self.inner.store.segments_held(&blob_id, index);
+        if segments_held < segments {
+            return Ok(StoreAnswer::Progress {
+                blob_id,
+                index,
+                segments_held,
+            });
+        }
+        self.sign_receipt(&blob_id, index).map(StoreAnswer::Receipt)
     }
 
     fn sign_receipt(&self, blob_id: &BlobId, index: u16) -> Result<pb::StorageReceipt, String> {
@@ -749,19 +793,6 @@ impl Node {
         let shards = default_shards(view.peers.len() + 1);
         let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
-        let per_holder: u64 = (0..params.segment_count())
-            .filter_map(|s| params.sliver_len(s))
-            .map(|l| u64::try_from(l).unwrap_or(u64::MAX).saturating_add(1024))
-            .sum();
-        let max = u64::try_from(MAX_STORE_PAYLOAD).unwrap_or(u64::MAX);
-        if per_holder > max {
-            return Err(PutError::TooLargeForSwarm {
-                len: length,
-                per_holder,
-                shards,
-                max,
-            });
-        }
         let whole = data.clone();
         let encoded = tokio::task::spawn_blocking(move || EncodedBlob::encode(params, &data))
             .await
@@ -811,11 +842,7 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
-        self.inner
-            .certificates
-            .lock()
-            .map_err(|_| PutError::Internal("lock poisoned".into()))?
-            .insert(blob_id, certificate.clone());
+        self.remember_certificate(blob_id, certificate.clone())?;
         // Just written, likely read soon: serve it from memory.
         self.inner.cache.insert(&encoded_metadata, whole);
         Ok(PutOutcome {
@@ -827,8 +854,26 @@ impl Node {
         })
     }
 
-    fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
+    pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
         self.inner.certificates.lock().ok()?.get(blob_id).cloned()
+    }
+
+    pub(crate) fn remember_certificate(
+        &self,
+        blob_id: BlobId,
+        certificate: pb::Certificate,
+    ) -> Result<(), PutError> {
+        self.inner
+            .certificates
+            .lock()
+            .map_err(|_| PutError::Internal("lock poisoned".into()))?
+            .insert(blob_id, certificate);
+        Ok(())
+    }
+
+    /// Where streamed puts spool their bodies.
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.inner.spool_dir
     }
 
     async fn drive_write(
@@ -854,11 +899,15 @@ impl Node {
                         index,
                         attempt,
                     } => {
-                        let request = store_request(&encoded, index, &holders);
                         let node = self.clone();
                         let tx = tx.clone();
+                        let source = IndexSource::Encoded(Arc::clone(&encoded));
+                        let record = HolderRecord::initial(holders.clone());
+                        let metadata = encoded.metadata.clone();
                         tokio::spawn(async move {
-                            let result = node.send_store(&peer, blob_id, index, request).await;
+                            let result = node
+                                .send_index(&peer, index, &metadata, &record, &source)
+                                .await;
                             let _ = tx.send((peer, index, attempt, result));
                         });
                     }
@@ -922,13 +971,83 @@ impl Node {
         }
     }
 
+    /// Sends sliver `index` to `peer` run by run ([`store_runs`]), each request made by `request_for` when its
+    /// turn comes, and returns the receipt. A holder that already has the whole index answers the first run with
+    /// its receipt, which ends the delivery early.
+    pub(crate) async fn send_index(
+        &self,
+        peer: &[u8],
+        index: u16,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        source: &IndexSource,
+    ) -> Result<pb::StorageReceipt, String> {
+        let blob_id = metadata.blob_id();
+        let params = metadata.params();
+        let segments = params.segment_count();
+        for run in store_runs(params) {
+            let end = run.end;
+            let slivers: Vec<pb::Sliver> = match source {
+                IndexSource::Encoded(encoded) => run
+                    .filter_map(|s| encoded.sliver(s, index))
+                    .map(|s| pb::Sliver::from(&s))
+                    .collect(),
+                IndexSource::Slivers(slivers) => slivers
+                    .iter()
+                    .filter(|s| run.contains(&s.segment))
+                    .map(pb::Sliver::from)
+                    .collect(),
+                IndexSource::Store => {
+                    let node = self.clone();
+                    tokio::task::spawn_blocking(move || {
+                        node.inner.store.read_slivers(
+                            &blob_id,
+                            index,
+                            run.start,
+                            run.end - run.start,
+                        )
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(pb::Sliver::from)
+                    .collect()
+                }
+            };
+            let request = pb::StoreRequest {
+                slivers,
+                metadata: Some(metadata.into()),
+                holders: record
+                    .holders
+                    .iter()
+                    .map(|h| Bytes::from(h.clone()))
+                    .collect(),
+                holders_epoch: record.epoch,
+                holders_repairer: Bytes::from(record.repairer.clone()),
+            };
+            match self.send_store(peer, blob_id, index, request).await? {
+                StoreAnswer::Receipt(receipt) => return Ok(receipt),
+                StoreAnswer::Progress { segments_held, .. }
+                    if segments_held >= end && end < segments => {}
+                StoreAnswer::Progress { segments_held, .. } => {
+                    return Err(format!(
+                        "the holder keeps {segments_held} of the index's {segments} segments after a run up to {end}"
+                    ));
+                }
+            }
+        }
+        Err("the holder never sent its receipt".into())
+    }
+
+    /// Sends one store request (one run of one index) and checks the answer.
     pub(crate) async fn send_store(
         &self,
         peer: &[u8],
         blob_id: BlobId,
         index: u16,
         request: pb::StoreRequest,
-    ) -> Result<pb::StorageReceipt, String> {
+    ) -> Result<StoreAnswer, String> {
         let peer_id = PeerId::from_bytes(peer).map_err(|e| e.to_string())?;
         if peer_id == self.inner.peer_id {
             let node = self.clone();
@@ -954,7 +1073,17 @@ impl Node {
         match response.kind {
             Some(pb::response::Kind::Receipt(receipt)) => {
                 check_receipt(&receipt, &blob_id, index, &peer_id)?;
-                Ok(receipt)
+                Ok(StoreAnswer::Receipt(receipt))
+            }
+            Some(pb::response::Kind::Progress(progress))
+                if progress.blob_id.as_ref() == blob_id.as_bytes()
+                    && progress.index == u32::from(index) =>
+            {
+                Ok(StoreAnswer::Progress {
+                    blob_id,
+                    index,
+                    segments_held: progress.segments_held,
+                })
             }
             Some(pb::response::Kind::Error(why)) => Err(why),
             _ => Err("unexpected response".into()),
@@ -1429,7 +1558,7 @@ pub(crate) fn hash_threads() -> usize {
 }
 
 /// Counts an operation's outcome: successes and their total latency, or a failure.
-fn record<T, E>(
+pub(crate) fn record<T, E>(
     result: &Result<T, E>,
     started: Instant,
     ok: &AtomicU64,
@@ -1450,19 +1579,6 @@ pub(crate) async fn timer_fires(epoch: Instant, at: Option<Millis>) {
     match at {
         Some(at) => tokio::time::sleep_until((epoch + Duration::from_millis(at)).into()).await,
         None => std::future::pending().await,
-    }
-}
-
-fn store_request(encoded: &EncodedBlob, index: u16, holders: &[PeerKey]) -> pb::StoreRequest {
-    let segments = encoded.metadata.params().segment_count();
-    pb::StoreRequest {
-        slivers: (0..segments)
-            .filter_map(|s| encoded.sliver(s, index))
-            .map(|s| pb::Sliver::from(&s))
-            .collect(),
-        metadata: Some((&encoded.metadata).into()),
-        holders: holders.iter().map(|h| Bytes::from(h.clone())).collect(),
-        ..Default::default()
     }
 }
 

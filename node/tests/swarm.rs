@@ -842,7 +842,7 @@ fn sigterm_hands_off_without_decoding_and_lost_data_fails_challenges() {
 
 #[test]
 fn hot_blobs_come_from_memory_and_large_ones_stream() {
-    let swarm = TestSwarm::start_with(4, &["--cache-size", "16MiB"]);
+    let mut swarm = TestSwarm::start_with(4, &["--cache-size", "16MiB"]);
     let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 249) as u8).collect();
     let id = put(&swarm.nodes[0], &data);
     let reader = &swarm.nodes[1];
@@ -889,4 +889,28 @@ fn hot_blobs_come_from_memory_and_large_ones_stream() {
     let before = metric(&swarm.nodes[3], "floe_read_requests_total");
     assert_eq!(get(&swarm.nodes[3], &id).unwrap(), large);
     assert!(metric(&swarm.nodes[3], "floe_read_requests_total") > before);
+    // Over 16 MiB, the body was spooled and written run by run: two runs (one per segment) per index.
+    assert_eq!(metric(&swarm.nodes[2], "floe_streamed_puts_total"), 1);
+    assert!(metric(&swarm.nodes[2], "floe_write_requests_total") >= 6);
+    assert_eq!(
+        std::fs::read_dir(swarm.nodes[2].dir.join("spool"))
+            .unwrap()
+            .count(),
+        0,
+        "spool removed"
+    );
+
+    // A leaving node hands its index of the large blob off run by run; the new holder signs its receipt only
+    // once the whole index is there.
+    let received: u64 = swarm.nodes[..3]
+        .iter()
+        .map(|n| metric(n, "floe_slivers_received_total"))
+        .sum();
+    swarm.terminate(3);
+    let survivors = swarm.total("floe_slivers_received_total");
+    assert!(
+        survivors >= received + 2,
+        "both blobs' slivers of the leaving node arrived complete ({received} -> {survivors})"
+    );
+    assert_eq!(get(&swarm.nodes[0], &id).unwrap(), large);
 }

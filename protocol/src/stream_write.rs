@@ -24,10 +24,15 @@ use crate::write::{Millis, certificate_quorum};
 /// Most sliver bytes one store request carries: runs are cut so that each index's part stays under it (a run
 /// holds at least one segment, and a segment's sliver is at most half of the largest segment).
 pub const MAX_RUN_BYTES: u64 = 16 << 20;
+/// Most sliver bytes of one run over all n indexes, so that a streamed write's prepared window stays small
+/// however large n is (one segment at least).
+pub const MAX_RUN_TOTAL_BYTES: u64 = 32 << 20;
 
 /// The runs of a blob: consecutive segment ranges whose slivers of one index add up to at most
-/// [`MAX_RUN_BYTES`] (one segment at least), covering every segment in order.
+/// [`MAX_RUN_BYTES`] and, over all indexes, to at most [`MAX_RUN_TOTAL_BYTES`] (one segment at least), covering
+/// every segment in order. At the default 16 MiB segments that is one segment per run.
 pub fn store_runs(params: &BlobParams) -> Vec<Range<u64>> {
+    let limit = MAX_RUN_BYTES.min(MAX_RUN_TOTAL_BYTES / u64::from(params.shards().max(1)));
     let mut runs = Vec::new();
     let mut start = 0u64;
     let mut bytes = 0u64;
@@ -36,7 +41,7 @@ pub fn store_runs(params: &BlobParams) -> Vec<Range<u64>> {
             .sliver_len(segment)
             .and_then(|l| u64::try_from(l).ok())
             .unwrap_or(0);
-        if segment > start && bytes.saturating_add(len) > MAX_RUN_BYTES {
+        if segment > start && bytes.saturating_add(len) > limit {
             runs.push(start..segment);
             start = segment;
             bytes = 0;
@@ -472,8 +477,18 @@ mod tests {
         assert_eq!(runs.first().map(|r| r.start), Some(0));
         assert_eq!(runs.last().map(|r| r.end), Some(params.segment_count()));
         assert!(runs.windows(2).all(|w| w[0].end == w[1].start));
-        // k = 2: 8 MiB slivers, two segments per run.
-        assert_eq!(runs.len(), 320);
+        // k = 2: 8 MiB slivers, one segment per run (32 MiB over the four indexes).
+        assert_eq!(runs.len(), 640);
+        let small = BlobParams::new(EncodingType::RsSimd, 4, 1 << 20, 10 << 20).expect("params");
+        // 512 KiB slivers: up to 8 MiB per index, 16 segments per run.
+        assert_eq!(store_runs(&small), vec![0..10]);
+        let wide = BlobParams::new(EncodingType::RsSimd, 100, 1 << 20, 64 << 20).expect("params");
+        // k = 34: ~30 KiB slivers, at most 320 KiB per index over 100 indexes: ten segments per run.
+        assert!(
+            store_runs(&wide)
+                .iter()
+                .all(|r| r.end - r.start == 10 || r.end == 64)
+        );
         let one = BlobParams::new(EncodingType::RsSimd, 4, 1 << 20, 0).expect("params");
         assert_eq!(store_runs(&one), vec![0..1]);
         let big = BlobParams::new(EncodingType::RsSimd, 4, 64 << 20, 200 << 20).expect("params");

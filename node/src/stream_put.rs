@@ -1,0 +1,532 @@
+//! Streamed puts: a blob too large to hold in memory is spooled to disk as it arrives, then encoded twice — once
+//! for its segment roots (the blob ID commits to all of them, so nothing can be sent before the whole blob is
+//! seen), once run by run while the protocol core's [`StreamWrite`] delivers it.
+//!
+//! This module owns the spool files and maps the streamed write's effects to IO: it reads and encodes the runs the
+//! state machine asks for on one blocking thread, sends store requests, feeds answers and timers back. The
+//! write's decisions (window, retries, quorum) are the protocol crate's. Memory stays at about `window` encoded
+//! runs plus one segment, whatever the blob's size; disk holds the spool until the write finishes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
+use floe_protocol::placement::{PeerKey, Placement};
+use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
+use floe_protocol::wire::pb;
+use floe_protocol::write::Millis;
+use floe_protocol::{BlobEncoder, BlobMetadata, BlobParams, EncodingType, Sliver, SliverProof};
+
+use crate::service::{
+    MAX_NOTE_LEN, Node, PutError, PutOutcome, StoreAnswer, peer_label, timer_fires,
+};
+
+/// Runs encoded and held at once by a streamed write.
+const WINDOW: usize = 2;
+
+/// A blob being received into a spool file; the file is deleted when this is dropped.
+pub struct Spool {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    len: u64,
+}
+
+static SPOOL_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl Spool {
+    /// A new, empty spool file in `dir`.
+    pub async fn create(dir: &Path) -> std::io::Result<Self> {
+        tokio::fs::create_dir_all(dir).await?;
+        let name = format!(
+            "{}-{}.part",
+            std::process::id(),
+            SPOOL_SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = dir.join(name);
+        let file = tokio::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .await?;
+        Ok(Self {
+            path,
+            file: Some(file),
+            len: 0,
+        })
+    }
+
+    /// Appends bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("spool already closed"))?;
+        file.write_all(bytes).await?;
+        self.len = self
+            .len
+            .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was received.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Flushes and closes the writing handle; the spool is then only read.
+    pub async fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(mut file) = self.file.take() {
+            file.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_file(&self.path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), %error, "removing a spool file failed");
+        }
+    }
+}
+
+/// Removes spool files a previous run left (a crash mid-put): nothing refers to them.
+pub fn clear_spool_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "part") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a spool file left by an earlier run")
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "removing an old spool file failed")
+                }
+            }
+        }
+    }
+}
+
+/// Reads segment `segment` of the spooled blob into `buffer`.
+fn read_segment(
+    file: &File,
+    params: &BlobParams,
+    segment: u64,
+    buffer: &mut Vec<u8>,
+) -> Result<(), String> {
+    let len = params
+        .segment_len(segment)
+        .ok_or_else(|| format!("segment {segment} is outside the blob"))?;
+    buffer.resize(len, 0);
+    file.read_exact_at(buffer, params.segment_offset(segment))
+        .map_err(|e| format!("reading the spool at segment {segment}: {e}"))
+}
+
+/// The first pass: every segment's root, so the metadata and the blob ID.
+fn spool_metadata(path: &Path, params: BlobParams, threads: usize) -> Result<BlobMetadata, String> {
+    let file = File::open(path).map_err(|e| format!("opening the spool: {e}"))?;
+    let mut encoder = BlobEncoder::new(params).with_hash_threads(threads);
+    let mut buffer = Vec::new();
+    for segment in 0..params.segment_count() {
+        read_segment(&file, &params, segment, &mut buffer)?;
+        encoder.encode_next(&buffer).map_err(|e| e.to_string())?;
+    }
+    encoder.finish().map_err(|e| e.to_string())
+}
+
+/// One run's slivers, by sliver index, each in segment order.
+type RunSlivers = Arc<Vec<Vec<Sliver>>>;
+
+/// The second pass, on its own thread: encodes the runs asked for, in order, and checks each segment's root
+/// against the metadata (a spool that changed between the passes fails the write rather than send slivers
+/// that do not match the blob ID).
+fn prepare_runs(
+    path: PathBuf,
+    metadata: BlobMetadata,
+    threads: usize,
+    asks: std::sync::mpsc::Receiver<usize>,
+    ready: mpsc::UnboundedSender<(usize, Result<RunSlivers, String>)>,
+) {
+    let params = *metadata.params();
+    let runs = store_runs(&params);
+    let header = metadata.header();
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) => {
+            let _ = ready.send((0, Err(format!("opening the spool: {error}"))));
+            return;
+        }
+    };
+    let mut encoder = BlobEncoder::new(params).with_hash_threads(threads);
+    let mut buffer = Vec::new();
+    while let Ok(run) = asks.recv() {
+        let result = (|| -> Result<RunSlivers, String> {
+            let segments = runs.get(run).ok_or("run outside the blob")?.clone();
+            let shards = usize::from(params.shards());
+            let mut by_index: Vec<Vec<Sliver>> = vec![Vec::new(); shards];
+            for segment in segments {
+                if encoder.next_segment() != segment {
+                    return Err(format!("runs asked out of order at segment {segment}"));
+                }
+                read_segment(&file, &params, segment, &mut buffer)?;
+                let encoded = encoder.encode_next(&buffer).map_err(|e| e.to_string())?;
+                if metadata.segment_root(segment) != Some(&encoded.root()) {
+                    return Err(format!(
+                        "the spool changed under the write at segment {segment}"
+                    ));
+                }
+                let blob_path = metadata
+                    .blob_path(segment)
+                    .ok_or("segment outside the metadata")?;
+                for (index, (data, slivers)) in
+                    encoded.slivers.iter().zip(&mut by_index).enumerate()
+                {
+                    let index = u16::try_from(index).map_err(|e| e.to_string())?;
+                    slivers.push(Sliver {
+                        header,
+                        segment,
+                        index,
+                        data: Bytes::copy_from_slice(data),
+                        proof: SliverProof {
+                            segment_path: encoded.segment_path(index).ok_or("no segment path")?,
+                            blob_path: blob_path.clone(),
+                        },
+                    });
+                }
+            }
+            Ok(Arc::new(by_index))
+        })();
+        let failed = result.is_err();
+        if ready.send((run, result)).is_err() || failed {
+            return;
+        }
+    }
+}
+
+impl Node {
+    /// Stores a blob spooled to disk: the streamed write. Returns once receipts certify it; delivery of the
+    /// rest goes on in the background and the spool is removed when it ends.
+    pub async fn put_spooled(&self, spool: Spool) -> Result<PutOutcome, PutError> {
+        let started = Instant::now();
+        self.inner
+            .metrics
+            .streamed_puts
+            .fetch_add(1, Ordering::Relaxed);
+        let result = self.put_spooled_inner(spool).await;
+        let m = &self.inner.metrics;
+        crate::service::record(&result, started, &m.puts, &m.put_ms_total, &m.put_failures);
+        result
+    }
+
+    async fn put_spooled_inner(&self, mut spool: Spool) -> Result<PutOutcome, PutError> {
+        spool
+            .finish()
+            .await
+            .map_err(|e| PutError::Internal(format!("spooling the body: {e}")))?;
+        let view = self.inner.net.view().await;
+        let shards = default_shards(view.peers.len() + 1);
+        let length = spool.len();
+        let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
+        let path = spool.path.clone();
+        let threads = crate::service::hash_threads();
+        let metadata = tokio::task::spawn_blocking(move || spool_metadata(&path, params, threads))
+            .await
+            .map_err(|e| PutError::Internal(e.to_string()))?
+            .map_err(PutError::Encode)?;
+        let blob_id = metadata.blob_id();
+        if let Some(certificate) = self.certificate(&blob_id) {
+            return Ok(PutOutcome {
+                blob_id,
+                already_certified: true,
+                certificate,
+                size: length,
+                shards,
+            });
+        }
+        let neighbourhood: Vec<PeerKey> = self
+            .neighbourhood(&blob_id)
+            .await
+            .into_iter()
+            .take(usize::from(shards))
+            .map(|p| p.to_bytes())
+            .collect();
+        let placement = Placement::new(&blob_id, shards, &neighbourhood)
+            .ok_or_else(|| PutError::Internal("no peers".into()))?;
+        let holders = placement.holder_list();
+        let node = self.clone();
+        let (stored_metadata, stored_holders) = (metadata.clone(), holders.clone());
+        tokio::task::spawn_blocking(move || {
+            node.inner
+                .store
+                .put_metadata(&stored_metadata, &stored_holders)
+        })
+        .await
+        .map_err(|e| PutError::Internal(e.to_string()))?
+        .map_err(|e| PutError::Internal(e.to_string()))?;
+
+        let (certified_tx, certified_rx) = oneshot::channel();
+        let node = self.clone();
+        tokio::spawn(async move {
+            node.drive_stream_write(spool, metadata, placement, holders, certified_tx)
+                .await;
+        });
+        let certificate = certified_rx
+            .await
+            .map_err(|_| PutError::Internal("write task ended".into()))??;
+        self.remember_certificate(blob_id, certificate.clone())?;
+        Ok(PutOutcome {
+            blob_id,
+            already_certified: false,
+            certificate,
+            size: length,
+            shards,
+        })
+    }
+
+    async fn drive_stream_write(
+        &self,
+        spool: Spool,
+        metadata: BlobMetadata,
+        placement: Placement,
+        holders: Vec<PeerKey>,
+        certified_tx: oneshot::Sender<Result<pb::Certificate, PutError>>,
+    ) {
+        let blob_id = metadata.blob_id();
+        let runs = store_runs(metadata.params());
+        let mut certified_tx = Some(certified_tx);
+        let fail = |tx: &mut Option<oneshot::Sender<_>>, error: PutError| {
+            if let Some(sender) = tx.take() {
+                let _ = sender.send(Err(error));
+            }
+        };
+        let (ask_tx, ask_rx) = std::sync::mpsc::channel::<usize>();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        {
+            let (path, metadata) = (spool.path.clone(), metadata.clone());
+            let threads = crate::service::hash_threads();
+            tokio::task::spawn_blocking(move || {
+                prepare_runs(path, metadata, threads, ask_rx, ready_tx)
+            });
+        }
+        let (sent_tx, mut sent_rx) =
+            mpsc::unbounded_channel::<(PeerKey, u16, usize, u32, Result<StoreAnswer, String>)>();
+        let config = StreamWriteConfig {
+            request_timeout: self.inner.write_config.request_timeout,
+            max_attempts: self.inner.write_config.max_attempts,
+            window: WINDOW,
+        };
+        let (mut write, mut effects) = StreamWrite::start(blob_id, placement, runs.len(), config);
+        let mut prepared: BTreeMap<usize, RunSlivers> = BTreeMap::new();
+        let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
+        let mut timer: Option<Millis> = None;
+        let metadata_pb: pb::BlobMetadata = (&metadata).into();
+        let holders_pb: Vec<Bytes> = holders.iter().map(|h| Bytes::from(h.clone())).collect();
+        loop {
+            for effect in effects.drain(..) {
+                match effect {
+                    StreamWriteEffect::Prepare { run } => {
+                        if ask_tx.send(run).is_err() {
+                            fail(
+                                &mut certified_tx,
+                                PutError::Internal("the encoder stopped".into()),
+                            );
+                            return;
+                        }
+                    }
+                    StreamWriteEffect::Release { below } => prepared.retain(|&run, _| run >= below),
+                    StreamWriteEffect::Send {
+                        peer,
+                        index,
+                        run,
+                        attempt,
+                    } => {
+                        let slivers = prepared
+                            .get(&run)
+                            .and_then(|run| run.get(usize::from(index)))
+                            .map(|slivers| slivers.iter().map(pb::Sliver::from).collect());
+                        let tx = sent_tx.clone();
+                        let Some(slivers) = slivers else {
+                            let _ = tx.send((
+                                peer,
+                                index,
+                                run,
+                                attempt,
+                                Err("run not prepared".into()),
+                            ));
+                            continue;
+                        };
+                        let request = pb::StoreRequest {
+                            slivers,
+                            metadata: Some(metadata_pb.clone()),
+                            holders: holders_pb.clone(),
+                            ..Default::default()
+                        };
+                        let node = self.clone();
+                        tokio::spawn(async move {
+                            let result = node.send_store(&peer, blob_id, index, request).await;
+                            let _ = tx.send((peer, index, run, attempt, result));
+                        });
+                    }
+                    StreamWriteEffect::SetTimer(at) => {
+                        timer = Some(timer.map_or(at, |t| t.min(at)))
+                    }
+                    StreamWriteEffect::Certified => {
+                        if let Some(sender) = certified_tx.take() {
+                            let _ = sender.send(Ok(pb::Certificate {
+                                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+                                receipts: receipts.values().cloned().collect(),
+                            }));
+                        }
+                    }
+                    StreamWriteEffect::Failed {
+                        stored,
+                        needed,
+                        failed,
+                    } => {
+                        tracing::warn!(%blob_id, stored, needed, failed, "streamed write failed");
+                        fail(
+                            &mut certified_tx,
+                            PutError::NotCertified {
+                                stored,
+                                needed,
+                                failed,
+                            },
+                        );
+                        return;
+                    }
+                    StreamWriteEffect::Finished => {
+                        tracing::info!(%blob_id, receipts = receipts.len(), runs = runs.len(), "streamed write finished");
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                Some((run, result)) = ready_rx.recv() => {
+                    match result {
+                        Ok(slivers) => {
+                            prepared.insert(run, slivers);
+                            effects = write.on_prepared(run, self.now());
+                        }
+                        Err(why) => {
+                            tracing::warn!(%blob_id, run, why, "encoding a run of a streamed write failed");
+                            fail(&mut certified_tx, PutError::Encode(why));
+                            return;
+                        }
+                    }
+                }
+                Some((peer, index, run, attempt, result)) = sent_rx.recv() => {
+                    let now = self.now();
+                    let run_end = runs.get(run).map_or(u64::MAX, |r| r.end);
+                    effects = match result {
+                        Ok(StoreAnswer::Receipt(mut receipt)) => {
+                            let note = std::mem::take(&mut receipt.note);
+                            if !note.is_empty() && note.len() <= MAX_NOTE_LEN {
+                                self.inner.metrics.placement_disagreements.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(%blob_id, index, holder = %peer_label(&peer), ?note, "a holder's view of the blob's neighbourhood differs from ours");
+                            }
+                            receipts.insert(index, receipt.clone());
+                            write.on_receipt(&peer, index, receipt.signature.to_vec())
+                        }
+                        Ok(StoreAnswer::Progress { segments_held, .. }) if segments_held >= run_end => {
+                            write.on_progress(&peer, index, run, attempt, now)
+                        }
+                        Ok(StoreAnswer::Progress { segments_held, .. }) => {
+                            tracing::debug!(%blob_id, index, run, segments_held, "holder lacks earlier segments");
+                            write.on_failure(&peer, index, run, attempt, now)
+                        }
+                        Err(why) => {
+                            tracing::debug!(%blob_id, index, run, attempt, why, "store request failed");
+                            write.on_failure(&peer, index, run, attempt, now)
+                        }
+                    };
+                }
+                _ = timer_fires(self.inner.epoch, timer) => {
+                    timer = None;
+                    effects = write.on_timer(self.now());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use floe_protocol::EncodedBlob;
+
+    #[test]
+    fn both_passes_give_the_in_memory_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let path = dir.path().join("blob.part");
+        std::fs::write(&path, &data).unwrap();
+        let params = BlobParams::new(EncodingType::RsSimd, 7, 4096, 200_000).unwrap();
+        let expected = EncodedBlob::encode(params, &data).unwrap();
+        assert_eq!(
+            spool_metadata(&path, params, 1).unwrap().blob_id(),
+            expected.metadata.blob_id()
+        );
+        let (ask_tx, ask_rx) = std::sync::mpsc::channel();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let runs = store_runs(&params);
+        for run in 0..runs.len() {
+            ask_tx.send(run).unwrap();
+        }
+        drop(ask_tx);
+        prepare_runs(path, expected.metadata.clone(), 2, ask_rx, ready_tx);
+        let mut seen = 0;
+        while let Ok((run, slivers)) = ready_rx.try_recv() {
+            let slivers = slivers.unwrap();
+            for (index, of_index) in slivers.iter().enumerate() {
+                let index = u16::try_from(index).unwrap();
+                let want: Vec<Sliver> = runs[run]
+                    .clone()
+                    .map(|s| expected.sliver(s, index).unwrap())
+                    .collect();
+                assert_eq!(of_index, &want);
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, runs.len());
+    }
+
+    #[test]
+    fn a_spool_that_changed_between_the_passes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 50_000];
+        let path = dir.path().join("blob.part");
+        std::fs::write(&path, &data).unwrap();
+        let params = BlobParams::new(EncodingType::RsSimd, 4, 4096, 50_000).unwrap();
+        let metadata = spool_metadata(&path, params, 1).unwrap();
+        let mut changed = data.clone();
+        changed[10] = 8;
+        std::fs::write(&path, &changed).unwrap();
+        let (ask_tx, ask_rx) = std::sync::mpsc::channel();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        ask_tx.send(0).unwrap();
+        drop(ask_tx);
+        prepare_runs(path, metadata, 1, ask_rx, ready_tx);
+        let (_, result) = ready_rx.try_recv().unwrap();
+        assert!(result.unwrap_err().contains("changed"));
+    }
+}
