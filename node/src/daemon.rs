@@ -20,8 +20,11 @@ pub const DEFAULT_P2P_PORT: u16 = 4001;
 pub const DEFAULT_HTTP: &str = "127.0.0.1:31415";
 /// Default cap on established connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
-/// Default largest blob the gateway accepts.
-pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
+/// Default largest blob the gateway accepts. Bodies over 16 MiB are spooled to disk and written run by run, so
+/// this bounds a put's disk use, not its memory.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
+/// Most bytes a get reads into memory at once; the gateway streams larger ranges.
+pub const MAX_GET: u64 = 256 << 20;
 /// Default memory for the hot-blob cache.
 pub const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 
@@ -293,14 +296,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         &mut registry,
     )?;
     tokio::spawn(event_loop.run());
-    // Reads are held in memory until streaming reads land: allow what a put may bring in.
     let node = Node::new(
         store,
         data_dir.join("spool"),
         keypair,
         net.clone(),
         capacity,
-        max_body.max(DEFAULT_MAX_BODY),
+        MAX_GET,
         cache_size,
         repair,
     );

@@ -8,13 +8,14 @@ use anyhow::Context as _;
 
 use crate::daemon::NodeInfo;
 
-/// Starts `nodes` nodes with data under `data_dir` (a fresh temporary directory when `None`), prints node 0's
-/// gateway, and runs until Ctrl-C, then stops every node.
+/// Starts `nodes` nodes with data under `data_dir` (a fresh temporary directory when `None`), each with the given
+/// hot-blob cache and body limit when set, prints node 0's gateway, and runs until Ctrl-C, then stops every node.
 pub async fn run(
     nodes: usize,
     base_port: u16,
     data_dir: Option<PathBuf>,
     cache_size: Option<String>,
+    max_body: Option<String>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!((1..=64).contains(&nodes), "--nodes must be 1 to 64");
     let port = |offset: usize, i: usize| -> anyhow::Result<u16> {
@@ -55,6 +56,9 @@ pub async fn run(
             }
             if let Some(size) = &cache_size {
                 command.arg("--cache-size").arg(size);
+            }
+            if let Some(size) = &max_body {
+                command.arg("--max-body").arg(size);
             }
             children.push(command.spawn().context("starting a node")?);
             if i == 0 {

@@ -128,7 +128,11 @@ async fn receive_body(
         match &mut spool {
             Some(spool) => spool.write(&chunk).await.map_err(spool_failed)?,
             None if buffered.len().saturating_add(chunk.len()) > SPOOL_ABOVE => {
-                let mut new = Spool::create(state.node.spool_dir())
+                let permit = state
+                    .node
+                    .streamed_put_permit()
+                    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))?;
+                let mut new = Spool::create(state.node.spool_dir(), permit)
                     .await
                     .map_err(spool_failed)?;
                 new.write(&buffered).await.map_err(spool_failed)?;
@@ -174,7 +178,9 @@ async fn put_blob(State(state): State<AppState>, headers: HeaderMap, body: Body)
             axum::Json(body).into_response()
         }
         Err(PutError::Params(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
-        Err(e @ PutError::NotCertified { .. }) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e @ (PutError::NotCertified { .. } | PutError::Busy(_))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e)
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -12,6 +12,11 @@ use floe_node::sliver_files::{self, DecodeReport, SliverFileError};
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, MAX_SHARDS, MIN_SHARDS};
 use floe_protocol::{BlobId, BlobParams, EncodingType};
 
+/// jemalloc gives freed memory back to the system; glibc's malloc kept the sliver-sized buffers of streamed puts
+/// and gets in per-thread arenas, which let a node's RSS grow with the traffic (docs/decisions/0009).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The n the offline tools use unless told otherwise: what a writer in a 12-node swarm picks.
 const OFFLINE_DEFAULT_SHARDS: u16 = 12;
 
@@ -40,6 +45,9 @@ enum Command {
         /// Each node's hot-blob cache, e.g. 64MiB (0 disables it; benchmarks of the read path use 0).
         #[arg(long, value_name = "SIZE")]
         cache_size: Option<String>,
+        /// Each node's largest accepted PUT body, e.g. 16GiB (bodies over 16 MiB are spooled to disk).
+        #[arg(long, value_name = "SIZE")]
+        max_body: Option<String>,
     },
     /// Store FILE through a node's gateway; prints the blob ID.
     Put {
@@ -134,7 +142,7 @@ struct NodeArgs {
     /// Storage capacity, e.g. 100GiB (default: unlimited).
     #[arg(long, value_name = "SIZE")]
     capacity: Option<String>,
-    /// Largest blob the gateway accepts, e.g. 256MiB.
+    /// Largest blob the gateway accepts, e.g. 16GiB (default 1GiB; bodies over 16 MiB are spooled to disk).
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
     /// Memory for recently read or written blobs served again without asking holders (default 64MiB; 0 disables).
@@ -244,9 +252,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             base_port,
             data_dir,
             cache_size,
+            max_body,
         } => {
             runtime()?.block_on(floe_node::devnet::run(
-                nodes, base_port, data_dir, cache_size,
+                nodes, base_port, data_dir, cache_size, max_body,
             ))?;
         }
         Command::Put { file, gateway } => {

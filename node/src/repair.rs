@@ -7,7 +7,6 @@
 //! effects to requests, gossip, disk and timers. It must not decide placement itself.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -18,12 +17,13 @@ use tokio::sync::mpsc;
 use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
+use floe_protocol::stream_write::store_runs;
 use floe_protocol::wire::{self, pb};
 use floe_protocol::write::Millis;
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
-use crate::service::{IndexSource, Node, check_holders, hash_threads, timer_fires};
+use crate::service::{IndexSource, Node, StoreAnswer, check_holders, hash_threads, timer_fires};
 use crate::store::HolderRecord;
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
@@ -169,15 +169,20 @@ impl Node {
         (gone, pending)
     }
 
-    /// A blob's metadata, holder record and the sliver indexes held here; `None` without a readable record.
+    /// A blob's metadata, holder record and the sliver indexes held here whole (every segment; a write that
+    /// stopped midway leaves a part that does not count); `None` without a readable record.
     async fn held(&self, blob_id: BlobId) -> Option<(BlobMetadata, HolderRecord, Vec<u16>)> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
-            node.inner
-                .store
-                .metadata_record(&blob_id)
-                .map(|(m, r)| (m, r, node.inner.store.indexes(&blob_id)))
-                .ok()
+            let store = &node.inner.store;
+            let (metadata, record) = store.metadata_record(&blob_id).ok()?;
+            let segments = metadata.params().segment_count();
+            let whole = store
+                .indexes(&blob_id)
+                .into_iter()
+                .filter(|&index| store.segments_held(&blob_id, index) >= segments)
+                .collect();
+            Some((metadata, record, whole))
         })
         .await
         .ok()
@@ -501,8 +506,9 @@ impl Node {
     }
 
     /// Fetches k slivers from the live holders of `record`, rebuilds `targets`, and delivers them to their
-    /// holders in `delivery` (the new list). Returns the outcome and the indexes
-    /// that reached their holder.
+    /// holders in `delivery` (the new list), run by run (`store_runs`): each run is fetched, rebuilt and delivered
+    /// before the next, so a repair holds about k + |targets| runs of slivers whatever the blob's size. Returns
+    /// the outcome and the indexes that reached their holder whole.
     #[allow(clippy::too_many_arguments)]
     async fn rebuild_and_deliver(
         &self,
@@ -514,9 +520,40 @@ impl Node {
         gone: &BTreeSet<PeerKey>,
         local: &[u16],
     ) -> (Result<(), String>, BTreeSet<u16>) {
+        let runs = store_runs(metadata.params());
+        let count = runs.len();
+        for (at, run) in runs.into_iter().enumerate() {
+            let last = at + 1 == count;
+            let (outcome, delivered) = self
+                .rebuild_and_deliver_run(
+                    blob_id, metadata, record, delivery, targets, gone, local, run, last,
+                )
+                .await;
+            if outcome.is_err() || last {
+                // Before the last run no index is whole at its new holder yet.
+                return (outcome, if last { delivered } else { BTreeSet::new() });
+            }
+        }
+        (Ok(()), BTreeSet::new())
+    }
+
+    /// One run of [`Self::rebuild_and_deliver`]: segments `run` of every target.
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild_and_deliver_run(
+        &self,
+        blob_id: BlobId,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        delivery: &HolderRecord,
+        targets: &BTreeSet<u16>,
+        gone: &BTreeSet<PeerKey>,
+        local: &[u16],
+        run: std::ops::Range<u64>,
+        last: bool,
+    ) -> (Result<(), String>, BTreeSet<u16>) {
         let me = peer_key(&self.inner.peer_id);
         let params = *metadata.params();
-        let segments = params.segment_count();
+        let (first, count) = (run.start, run.end - run.start);
         let sources: Vec<(u16, PeerKey)> = record
             .holders
             .iter()
@@ -560,8 +597,9 @@ impl Node {
                     RepairEffect::Fetch { peer, index } => {
                         let (node, tx) = (self.clone(), fetched_tx.clone());
                         tokio::spawn(async move {
-                            let slivers =
-                                node.fetch_index(&peer, &blob_id, index, 0, segments).await;
+                            let slivers = node
+                                .fetch_index(&peer, &blob_id, index, &params, first, count)
+                                .await;
                             let _ = tx.send((index, slivers));
                         });
                     }
@@ -573,7 +611,14 @@ impl Node {
                             .collect();
                         fetched.clear();
                         match self
-                            .rebuild(blob_id, metadata.clone(), chosen, sources, targets)
+                            .rebuild(
+                                blob_id,
+                                metadata.clone(),
+                                chosen,
+                                sources,
+                                targets,
+                                run.clone(),
+                            )
                             .await
                         {
                             Ok(slivers) => {
@@ -597,14 +642,35 @@ impl Node {
                         let Some(slivers) = rebuilt.get(&index) else {
                             continue;
                         };
-                        let source = IndexSource::Slivers(Arc::new(slivers.clone()));
-                        let (metadata, record) = (metadata.clone(), delivery.clone());
+                        let request = pb::StoreRequest {
+                            slivers: slivers.iter().map(pb::Sliver::from).collect(),
+                            metadata: Some(metadata.into()),
+                            holders: delivery
+                                .holders
+                                .iter()
+                                .map(|h| Bytes::from(h.clone()))
+                                .collect(),
+                            holders_epoch: delivery.epoch,
+                            holders_repairer: Bytes::from(delivery.repairer.clone()),
+                        };
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
                         let (node, tx) = (self.clone(), sent_tx.clone());
+                        let end = run.end;
                         tokio::spawn(async move {
-                            let result = node
-                                .send_index(&peer, index, &metadata, &record, &source)
-                                .await;
+                            // Before the last run the holder answers progress; the receipt comes with the last.
+                            let result = match node.send_store(&peer, blob_id, index, request).await
+                            {
+                                Ok(StoreAnswer::Receipt(receipt)) => Ok(receipt.signature.to_vec()),
+                                Ok(StoreAnswer::Progress { segments_held, .. })
+                                    if !last && segments_held >= end =>
+                                {
+                                    Ok(Vec::new())
+                                }
+                                Ok(StoreAnswer::Progress { segments_held, .. }) => Err(format!(
+                                    "the new holder keeps {segments_held} segments after a run up to {end}"
+                                )),
+                                Err(why) => Err(why),
+                            };
                             if result.is_ok() {
                                 node.inner.metrics.repair_bytes_sent.fetch_add(
                                     u64::try_from(bytes).unwrap_or(u64::MAX),
@@ -613,6 +679,9 @@ impl Node {
                             }
                             let _ = tx.send((peer, index, attempt, result));
                         });
+                    }
+                    RepairEffect::Finished { failed, .. } if failed == 0 && !last => {
+                        break 'repair Ok(());
                     }
                     RepairEffect::Finished { delivered, failed } => {
                         let m = &self.inner.metrics;
@@ -655,9 +724,9 @@ impl Node {
                 }
                 Some((peer, index, attempt, result)) = sent_rx.recv() => {
                     effects = match result {
-                        Ok(receipt) => {
+                        Ok(signature) => {
                             delivered.insert(index);
-                            repair.on_receipt(&peer, index, receipt.signature.to_vec())
+                            repair.on_receipt(&peer, index, signature)
                         }
                         Err(why) => {
                             tracing::debug!(%blob_id, index, attempt, why, "delivering a rebuilt sliver failed");
@@ -738,11 +807,11 @@ impl Node {
         mut chosen: BTreeMap<u16, Vec<VerifiedSliver>>,
         sources: Vec<u16>,
         targets: Vec<u16>,
+        run: std::ops::Range<u64>,
     ) -> Result<BTreeMap<u16, Vec<Sliver>>, String> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
             let params = *metadata.params();
-            let segments = params.segment_count();
             for index in &sources {
                 if chosen.contains_key(index) {
                     continue;
@@ -751,7 +820,7 @@ impl Node {
                 let own = node
                     .inner
                     .store
-                    .read_slivers(&blob_id, *index, 0, segments)
+                    .read_slivers(&blob_id, *index, run.start, run.end - run.start)
                     .map_err(|e| e.to_string())?;
                 let verified = own
                     .into_iter()
@@ -761,12 +830,12 @@ impl Node {
             }
             let mut decoder = SegmentDecoder::new(params).with_hash_threads(hash_threads());
             let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
-            for segment in 0..segments {
+            for segment in run.clone() {
                 let these: Vec<VerifiedSliver> = chosen
                     .values()
                     .filter_map(|set| {
-                        // Slivers come in segment order; fall back to a search if one is missing.
-                        usize::try_from(segment)
+                        // Slivers come in segment order from the run's start; fall back to a search.
+                        usize::try_from(segment - run.start)
                             .ok()
                             .and_then(|at| set.get(at))
                             .filter(|s| s.sliver().segment == segment)

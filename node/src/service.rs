@@ -19,7 +19,7 @@ use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
-use floe_protocol::stream_write::store_runs;
+use floe_protocol::stream_write::{MAX_RUN_BYTES, store_runs};
 use floe_protocol::wire::pb;
 use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
@@ -45,7 +45,7 @@ pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), Stri
     Ok(())
 }
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
-const SEGMENTS_PER_ROUND: u64 = 4;
+const SEGMENTS_PER_ROUND: u64 = 2;
 /// Longest receipt note a writer heeds (a holder's own note is under 200 bytes).
 pub(crate) const MAX_NOTE_LEN: usize = 256;
 /// Streamed reads served at once; each holds about two rounds of segments.
@@ -198,6 +198,9 @@ pub enum PutError {
         /// Failed holders.
         failed: usize,
     },
+    /// Too many large puts at once; try again later.
+    #[error("this node is writing {0} large blobs already; try again shortly")]
+    Busy(usize),
     /// Internal failure.
     #[error("{0}")]
     Internal(String),
@@ -283,8 +286,6 @@ pub(crate) enum StoreAnswer {
 pub(crate) enum IndexSource {
     /// A blob encoded in memory (a write).
     Encoded(Arc<EncodedBlob>),
-    /// Every segment's sliver, at hand (a repair's rebuilt index).
-    Slivers(Arc<Vec<Sliver>>),
     /// This node's store, read run by run (a hand-off).
     Store,
 }
@@ -309,6 +310,7 @@ pub(crate) struct Inner {
     max_get: u64,
     cache: crate::cache::BlobCache,
     stream_permits: Arc<tokio::sync::Semaphore>,
+    put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
     pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
@@ -393,6 +395,9 @@ impl Node {
                 max_get,
                 cache: crate::cache::BlobCache::new(cache_bytes),
                 stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+                put_permits: Arc::new(tokio::sync::Semaphore::new(
+                    crate::stream_put::MAX_STREAMED_PUTS,
+                )),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
                 repair_state: std::sync::Mutex::new(crate::repair::RepairState::default()),
@@ -572,15 +577,23 @@ impl Node {
             slivers.push(sliver);
         }
         let index = index.ok_or("empty store request")?;
+        // Runs arrive in order: one that starts past what is held would leave a gap no receipt could cover, and
+        // the part of a run already held is not stored twice (so overlapping runs cannot pile up).
+        let held_before = self.inner.store.segments_held(&blob_id, index);
+        if first > held_before {
+            return Err(format!(
+                "a run from segment {first} of sliver {index}, but only segments below {held_before} are held"
+            ));
+        }
+        let skip = usize::try_from(held_before - first).unwrap_or(usize::MAX);
+        let slivers: Vec<Sliver> = slivers.into_iter().skip(skip).collect();
         if let Some(capacity) = self.inner.capacity {
             let incoming: u64 = slivers
                 .iter()
                 .map(|s| u64::try_from(s.data.len()).unwrap_or(u64::MAX))
                 .sum();
             let held = self.inner.store.counters().bytes.load(Ordering::Relaxed);
-            let already =
-                self.inner.store.segments_held(&blob_id, index) >= first.saturating_add(count);
-            if held.saturating_add(incoming) > capacity && !already {
+            if held.saturating_add(incoming) > capacity && !slivers.is_empty() {
                 return Err(format!("node is full: {held} of {capacity} bytes used"));
             }
         }
@@ -624,11 +637,13 @@ impl Node {
             },
             _ => record,
         };
-        let adopted = self
-            .inner
-            .store
-            .put_record_and_slivers(&metadata, &record, index, &slivers)
-            .map_err(|e| e.to_string())?;
+        let store = &self.inner.store;
+        let adopted = if slivers.is_empty() {
+            store.put_record(&metadata, &record)
+        } else {
+            store.put_record_and_slivers(&metadata, &record, index, &slivers)
+        }
+        .map_err(|e| e.to_string())?;
         if adopted && record.epoch > 0 {
             self.inner
                 .metrics
@@ -673,10 +688,11 @@ impl Node {
         let Ok(index) = u16::try_from(request.index) else {
             return error_response("bad sliver index");
         };
-        let segments = match self.inner.store.metadata(&blob_id) {
-            Ok((metadata, _)) => metadata.params().segment_count(),
+        let params = match self.inner.store.metadata(&blob_id) {
+            Ok((metadata, _)) => *metadata.params(),
             Err(error) => return not_found(error.to_string()),
         };
+        let segments = params.segment_count();
         let in_range = request.segment_count > 0
             && request
                 .first_segment
@@ -686,6 +702,14 @@ impl Node {
             return not_found(format!(
                 "the blob has {segments} segments; asked for {} from {}",
                 request.segment_count, request.first_segment
+            ));
+        }
+        // One answer must fit one message: refused before anything is read, so a request cannot make this node
+        // load a whole large index.
+        if read_chunks(&params, request.first_segment, request.segment_count).len() > 1 {
+            return error_response(format!(
+                "{} segments of sliver {index} exceed one message ({MAX_RUN_BYTES} sliver bytes); ask for fewer",
+                request.segment_count
             ));
         }
         match self.inner.store.read_slivers(
@@ -871,6 +895,13 @@ impl Node {
         Ok(())
     }
 
+    /// A slot for one streamed put, if fewer than [`crate::stream_put::MAX_STREAMED_PUTS`] are running.
+    pub fn streamed_put_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PutError> {
+        Arc::clone(&self.inner.put_permits)
+            .try_acquire_owned()
+            .map_err(|_| PutError::Busy(crate::stream_put::MAX_STREAMED_PUTS))
+    }
+
     /// Where streamed puts spool their bodies.
     pub fn spool_dir(&self) -> &std::path::Path {
         &self.inner.spool_dir
@@ -991,11 +1022,6 @@ impl Node {
                 IndexSource::Encoded(encoded) => run
                     .filter_map(|s| encoded.sliver(s, index))
                     .map(|s| pb::Sliver::from(&s))
-                    .collect(),
-                IndexSource::Slivers(slivers) => slivers
-                    .iter()
-                    .filter(|s| run.contains(&s.segment))
-                    .map(pb::Sliver::from)
                     .collect(),
                 IndexSource::Store => {
                     let node = self.clone();
@@ -1274,7 +1300,7 @@ impl Node {
         while first < segments.end {
             let count = (segments.end - first).min(SEGMENTS_PER_ROUND);
             let slivers = self
-                .fetch_segments(blob_id, &placement, params.source_shards(), first, count)
+                .fetch_segments(blob_id, &placement, params, first, count)
                 .await?;
             let mut dec = decoder
                 .take()
@@ -1342,7 +1368,7 @@ impl Node {
         let permit = Arc::clone(&self.inner.stream_permits)
             .try_acquire_owned()
             .map_err(|_| GetError::Busy(MAX_STREAMS))?;
-        let (out_tx, mut out_rx) = mpsc::channel::<Result<Bytes, GetError>>(2);
+        let (out_tx, mut out_rx) = mpsc::channel::<Result<Bytes, GetError>>(1);
         let node = self.clone();
         let blob_id = *blob_id;
         let task = tokio::spawn(async move {
@@ -1410,7 +1436,7 @@ impl Node {
         &self,
         blob_id: &BlobId,
         placement: &Placement,
-        source_shards: u16,
+        params: BlobParams,
         first: u64,
         count: u64,
     ) -> Result<BTreeMap<u16, Vec<VerifiedSliver>>, GetError> {
@@ -1423,7 +1449,7 @@ impl Node {
         let me = self.inner.peer_id.to_bytes();
         let (mut read, mut effects) = Read::start(
             placement,
-            source_shards,
+            params.source_shards(),
             |peer| {
                 if peer == me.as_slice() {
                     Some(0)
@@ -1445,7 +1471,9 @@ impl Node {
                         let tx = tx.clone();
                         let id = *blob_id;
                         tokio::spawn(async move {
-                            let slivers = node.fetch_index(&peer, &id, index, first, count).await;
+                            let slivers = node
+                                .fetch_index(&peer, &id, index, &params, first, count)
+                                .await;
                             let _ = tx.send((index, slivers));
                         });
                     }
@@ -1477,7 +1505,28 @@ impl Node {
 
     /// Fetches and verifies sliver `index` of segments `[first, first + count)`; `None` if anything is missing or
     /// invalid.
+    /// Fetches and verifies sliver `index` of segments `[first, first + count)` from `peer` (or the local store),
+    /// in requests that each fit one network message.
     pub(crate) async fn fetch_index(
+        &self,
+        peer: &[u8],
+        blob_id: &BlobId,
+        index: u16,
+        params: &BlobParams,
+        first: u64,
+        count: u64,
+    ) -> Option<Vec<VerifiedSliver>> {
+        let mut all = Vec::new();
+        for range in read_chunks(params, first, count) {
+            let part = self
+                .fetch_range(peer, blob_id, index, range.start, range.end - range.start)
+                .await?;
+            all.extend(part);
+        }
+        Some(all)
+    }
+
+    async fn fetch_range(
         &self,
         peer: &[u8],
         blob_id: &BlobId,
@@ -1553,6 +1602,31 @@ impl Node {
 }
 
 /// Threads for hashing slivers in the consistency check: what the machine offers (results do not depend on it).
+/// Segment ranges of `[first, first + count)` whose slivers of one index fit one read response: at most
+/// `MAX_RUN_BYTES` of sliver bytes (one segment at least, which the frame limit always fits).
+fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Range<u64>> {
+    let end = first.saturating_add(count).min(params.segment_count());
+    let mut chunks = Vec::new();
+    let mut start = first;
+    let mut bytes = 0u64;
+    for segment in first..end {
+        let len = params
+            .sliver_len(segment)
+            .and_then(|l| u64::try_from(l).ok())
+            .unwrap_or(0);
+        if segment > start && bytes.saturating_add(len) > MAX_RUN_BYTES {
+            chunks.push(start..segment);
+            start = segment;
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(len);
+    }
+    if start < end {
+        chunks.push(start..end);
+    }
+    chunks
+}
+
 pub(crate) fn hash_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }

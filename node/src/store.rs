@@ -584,24 +584,43 @@ impl Store {
         first: u64,
         end: u64,
     ) -> Result<Vec<(u64, RunLocation)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SLIVERS)?;
-        let (low, high) = (
-            key(blob_id, index, 0),
-            key(blob_id, index, end.saturating_sub(1)),
-        );
         let mut runs = Vec::new();
-        if end == 0 {
+        if end <= first {
             return Ok(runs);
         }
-        for entry in table.range::<&[u8]>(&low[..]..=&high[..])? {
-            let (key, location) = entry?;
-            let Some(run_first) = first_segment(key.value()) else {
-                continue;
-            };
-            let location = location.value();
-            if run_first.saturating_add(location.3) > first {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SLIVERS)?;
+        let (zero, at, last) = (
+            key(blob_id, index, 0),
+            key(blob_id, index, first),
+            key(blob_id, index, end - 1),
+        );
+        // Runs do not overlap when they arrive in order, so the last run starting at or before `first` is the
+        // only earlier one that can cover it: seek to it instead of walking every run from segment 0. If it does
+        // not cover `first` (an overlap left by an older writer), walk them all.
+        let before = table
+            .range::<&[u8]>(&zero[..]..=&at[..])?
+            .next_back()
+            .transpose()?
+            .map(|(k, v)| (first_segment(k.value()), v.value()));
+        let from = match before {
+            Some((Some(run_first), location)) if run_first.saturating_add(location.3) > first => {
                 runs.push((run_first, location));
+                key(blob_id, index, first.saturating_add(1))
+            }
+            None => at,
+            Some(_) => zero,
+        };
+        if from <= last {
+            for entry in table.range::<&[u8]>(&from[..]..=&last[..])? {
+                let (key, location) = entry?;
+                let Some(run_first) = first_segment(key.value()) else {
+                    continue;
+                };
+                let location = location.value();
+                if run_first.saturating_add(location.3) > first {
+                    runs.push((run_first, location));
+                }
             }
         }
         Ok(runs)
@@ -635,9 +654,12 @@ impl Store {
                     attempts += 1;
                     let txn = self.db.begin_read()?;
                     let table = txn.open_table(SLIVERS)?;
+                    // The same run moved by compaction, not another one stored under its key since.
+                    let segments = location.3;
                     location = table
                         .get(&key(blob_id, index, run_first)[..])?
                         .map(|entry| entry.value())
+                        .filter(|moved| moved.3 == segments)
                         .ok_or(StoreError::Missing)?;
                     continue;
                 }
@@ -758,14 +780,15 @@ fn migrate_v1(db: &Database) -> Result<(), StoreError> {
         let mut by_log = txn.open_table(BY_LOG)?;
         let mut logs = txn.open_table(LOGS)?;
         for (old_key, (log, offset, len)) in old {
-            let segments = old_key
-                .get(..32)
-                .and_then(|id| BlobId::from_slice(id).ok())
-                .and_then(|id| {
-                    let entry = records.get(&id.as_bytes()[..]).ok()??;
-                    parse_record(&id, entry.value()).ok()
-                })
-                .map(|(metadata, _)| metadata.params().segment_count());
+            // An index error stops the migration (nothing is committed); only a record that is absent or
+            // unreadable drops its slivers.
+            let segments = match old_key.get(..32).map(BlobId::from_slice) {
+                Some(Ok(id)) => records
+                    .get(&id.as_bytes()[..])?
+                    .and_then(|entry| parse_record(&id, entry.value()).ok())
+                    .map(|(metadata, _)| metadata.params().segment_count()),
+                _ => None,
+            };
             match (segments, <[u8; 34]>::try_from(old_key.as_slice())) {
                 (Some(segments), Ok(old_prefix)) => {
                     let mut new_key = [0u8; 42];

@@ -32,19 +32,26 @@ use crate::service::{
 
 /// Runs encoded and held at once by a streamed write.
 const WINDOW: usize = 2;
+/// Streamed puts at once, from the first spooled byte to the end of delivery: each holds up to `--max-body` of
+/// disk and two runs of memory. Beyond it the gateway answers 503.
+pub const MAX_STREAMED_PUTS: usize = 4;
 
 /// A blob being received into a spool file; the file is deleted when this is dropped.
 pub struct Spool {
     path: PathBuf,
     file: Option<tokio::fs::File>,
     len: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 static SPOOL_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl Spool {
-    /// A new, empty spool file in `dir`.
-    pub async fn create(dir: &Path) -> std::io::Result<Self> {
+    /// A new, empty spool file in `dir`, holding `permit` (one of [`MAX_STREAMED_PUTS`]) until it is dropped.
+    pub async fn create(
+        dir: &Path,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> std::io::Result<Self> {
         tokio::fs::create_dir_all(dir).await?;
         let name = format!(
             "{}-{}.part",
@@ -61,6 +68,7 @@ impl Spool {
             path,
             file: Some(file),
             len: 0,
+            _permit: permit,
         })
     }
 
@@ -188,8 +196,11 @@ fn prepare_runs(
                     return Err(format!("runs asked out of order at segment {segment}"));
                 }
                 read_segment(&file, &params, segment, &mut buffer)?;
-                let encoded = encoder.encode_next(&buffer).map_err(|e| e.to_string())?;
-                if metadata.segment_root(segment) != Some(&encoded.root()) {
+                let tree = encoder
+                    .encode_next(&buffer)
+                    .map_err(|e| e.to_string())?
+                    .tree;
+                if metadata.segment_root(segment) != Some(&tree.root()) {
                     return Err(format!(
                         "the spool changed under the write at segment {segment}"
                     ));
@@ -197,17 +208,17 @@ fn prepare_runs(
                 let blob_path = metadata
                     .blob_path(segment)
                     .ok_or("segment outside the metadata")?;
-                for (index, (data, slivers)) in
-                    encoded.slivers.iter().zip(&mut by_index).enumerate()
-                {
+                // Moved, not copied: the encoder allocates fresh buffers for the next segment.
+                let encoded = encoder.take_slivers();
+                for (index, (data, slivers)) in encoded.into_iter().zip(&mut by_index).enumerate() {
                     let index = u16::try_from(index).map_err(|e| e.to_string())?;
                     slivers.push(Sliver {
                         header,
                         segment,
                         index,
-                        data: Bytes::copy_from_slice(data),
+                        data: Bytes::from(data),
                         proof: SliverProof {
-                            segment_path: encoded.segment_path(index).ok_or("no segment path")?,
+                            segment_path: tree.path(usize::from(index)).ok_or("no segment path")?,
                             blob_path: blob_path.clone(),
                         },
                     });

@@ -202,6 +202,12 @@ impl BlobEncoder {
         })
     }
 
+    /// Moves out the n slivers of the segment just encoded, in index order; the next segment gets fresh buffers.
+    /// For writers that hand slivers on without copying them.
+    pub fn take_slivers(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.slivers)
+    }
+
     /// The metadata, once every segment was encoded.
     pub fn finish(mut self) -> Result<BlobMetadata, EncodeError> {
         self.take_metadata()

@@ -241,13 +241,13 @@ impl StreamWrite {
     }
 
     /// The holder of `index` kept run `run` (any attempt) but its index is not complete yet. After the last run
-    /// that means the holder lacks earlier segments: it counts as a failure of the last run.
+    /// that means the holder lacks earlier segments, which may be released already: the index is given up.
     pub fn on_progress(
         &mut self,
         peer: &[u8],
         index: u16,
         run: usize,
-        attempt: u32,
+        _attempt: u32,
         now: Millis,
     ) -> Vec<StreamWriteEffect> {
         if self.done || !self.is_holder(peer, index) {
@@ -279,8 +279,10 @@ impl StreamWrite {
                 effects.extend(self.progress());
                 effects
             }
+            // The holder lacks earlier segments, which are released by now: resending the last run cannot help.
             Slot::Sending { run: current, .. } if current == run => {
-                self.on_failure(peer, index, run, attempt, now)
+                *slot = Slot::GaveUp;
+                self.progress()
             }
             _ => Vec::new(),
         }
@@ -620,25 +622,19 @@ mod tests {
     }
 
     #[test]
-    fn progress_after_the_last_run_is_a_failure() {
+    fn progress_after_the_last_run_gives_the_index_up() {
         let (mut write, _) = start(4, 4, 1, 1);
         let sends = write.on_prepared(0, 0);
         let Some(StreamWriteEffect::Send { peer, index, .. }) = sends.first().cloned() else {
             panic!("no send");
         };
-        let effects = write.on_progress(&peer, index, 0, 1, 5);
-        let retry = effects
-            .iter()
-            .find_map(|e| match e {
-                StreamWriteEffect::SetTimer(at) => Some(*at),
-                _ => None,
-            })
-            .expect("a retry is scheduled");
+        write.on_progress(&peer, index, 0, 1, 5);
+        assert_eq!(write.slots[usize::from(index)], Slot::GaveUp);
         assert!(
             write
-                .on_timer(retry)
+                .on_timer(1_000_000)
                 .iter()
-                .any(|e| matches!(e, StreamWriteEffect::Send { attempt: 2, .. }))
+                .all(|e| !matches!(e, StreamWriteEffect::Send { index: i, .. } if *i == index))
         );
     }
 
