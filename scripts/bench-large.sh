@@ -89,6 +89,10 @@ if [ "$(cat "$work/put.sha")" != "$(cat "$work/get.sha")" ]; then
   exit 1
 fi
 spooled=$(curl -sS "${gateways[0]}/metrics" | awk '/^floe_streamed_puts_total/ {print $2}')
+# Repairs or failed challenges during the run would mean the load was mistaken for lost data.
+total() { for g in "${gateways[@]}"; do curl -sS "$g/metrics"; done | awk -v m="$1" '$1 == m {s += $2} END {print s + 0}'; }
+echo "repairs started: $(total floe_repairs_started_total), challenges failed: $(total floe_challenges_failed_total), passed: $(total floe_challenges_passed_total)"
+
 python3 - "$bytes" "$put_secs" "$get_secs" "$nodes" <<PY
 import sys
 b, p, g, n = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]

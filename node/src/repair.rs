@@ -314,12 +314,17 @@ impl Node {
             let Some(leader) = plan_rules::leader(&record.holders, &gone).cloned() else {
                 continue;
             };
+            // Only a node holding a whole index of the blob challenges its holders: while a large blob is still
+            // being written, the segments not delivered yet would fail every challenge and send its holders to
+            // repair. Once this node's index is whole the others are at most a window of runs behind.
+            let settled = !local.is_empty();
             if leader != me {
                 // The deputy (the leader if the leader were gone) challenges the leader: a leader that lost its
                 // data leads nothing, and would otherwise never be found out.
                 let mut without_leader = gone.clone();
                 without_leader.insert(leader.clone());
-                if plan_rules::leader(&record.holders, &without_leader) == Some(&me)
+                if settled
+                    && plan_rules::leader(&record.holders, &without_leader) == Some(&me)
                     && !self.repair_view(&blob_id).in_progress
                     && self.due_for_challenge(&blob_id)
                 {
@@ -379,6 +384,7 @@ impl Node {
             }
             // A blob whose holder list just changed is not challenged: its new holders may still be receiving.
             if challenges < CHALLENGES_PER_SCAN
+                && settled
                 && !self.repair_view(&blob_id).in_progress
                 && self.due_for_challenge(&blob_id)
             {

@@ -45,7 +45,7 @@ pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), Stri
     Ok(())
 }
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
-const SEGMENTS_PER_ROUND: u64 = 2;
+const SEGMENTS_PER_ROUND: u64 = 1;
 /// Longest receipt note a writer heeds (a holder's own note is under 200 bytes).
 pub(crate) const MAX_NOTE_LEN: usize = 256;
 /// Streamed reads served at once; each holds about two rounds of segments.
