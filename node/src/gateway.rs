@@ -101,10 +101,25 @@ async fn receive_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
     if announced.is_some_and(|len| len > max) {
+        // A client that waits for `100 Continue` gets the answer before sending anything. Others send the body
+        // before they read the answer and would see a broken pipe: take (and drop) up to the limit first, no
+        // more than an accepted body would cost.
+        let waits = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits {
+            let mut taken = 0u64;
+            while let Some(Ok(chunk)) = stream.next().await {
+                taken = taken.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+                if taken > max {
+                    break;
+                }
+            }
+        }
         return Err(too_large(max));
     }
-    let mut stream = body.into_data_stream();
     let mut buffered: Vec<u8> = Vec::new();
     let mut spool: Option<Spool> = None;
     let mut received = 0u64;

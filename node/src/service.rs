@@ -19,7 +19,7 @@ use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
-use floe_protocol::stream_write::{MAX_RUN_BYTES, store_runs};
+use floe_protocol::stream_write::{MAX_RUN_BYTES, cut_segments, store_runs};
 use floe_protocol::wire::pb;
 use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
@@ -1605,26 +1605,7 @@ impl Node {
 /// Segment ranges of `[first, first + count)` whose slivers of one index fit one read response: at most
 /// `MAX_RUN_BYTES` of sliver bytes (one segment at least, which the frame limit always fits).
 fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Range<u64>> {
-    let end = first.saturating_add(count).min(params.segment_count());
-    let mut chunks = Vec::new();
-    let mut start = first;
-    let mut bytes = 0u64;
-    for segment in first..end {
-        let len = params
-            .sliver_len(segment)
-            .and_then(|l| u64::try_from(l).ok())
-            .unwrap_or(0);
-        if segment > start && bytes.saturating_add(len) > MAX_RUN_BYTES {
-            chunks.push(start..segment);
-            start = segment;
-            bytes = 0;
-        }
-        bytes = bytes.saturating_add(len);
-    }
-    if start < end {
-        chunks.push(start..end);
-    }
-    chunks
+    cut_segments(params, first..first.saturating_add(count), MAX_RUN_BYTES)
 }
 
 pub(crate) fn hash_threads() -> usize {

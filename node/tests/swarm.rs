@@ -428,6 +428,20 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
         ),
         413
     );
+    // The same without a length up front (chunked): counted as it arrives, refused past the limit, nothing kept.
+    let mut reader = &too_big[..];
+    assert_eq!(
+        status(
+            agent
+                .put(&format!("{}/v1/blobs", node.http))
+                .send(ureq::SendBody::from_reader(&mut reader))
+        ),
+        413
+    );
+    assert_eq!(
+        std::fs::read_dir(node.dir.join("spool")).unwrap().count(),
+        0
+    );
     let id = put(node, b"hello floe");
     let range = |value: &str| {
         agent

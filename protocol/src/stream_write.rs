@@ -33,10 +33,17 @@ pub const MAX_RUN_TOTAL_BYTES: u64 = 32 << 20;
 /// every segment in order. At the default 16 MiB segments that is one segment per run.
 pub fn store_runs(params: &BlobParams) -> Vec<Range<u64>> {
     let limit = MAX_RUN_BYTES.min(MAX_RUN_TOTAL_BYTES / u64::from(params.shards().max(1)));
+    cut_segments(params, 0..params.segment_count(), limit)
+}
+
+/// Cuts `segments` into consecutive ranges whose slivers of one index add up to at most `limit` bytes (one
+/// segment at least): the runs of a write, and the pieces a reader asks for so that each answer fits a message.
+pub fn cut_segments(params: &BlobParams, segments: Range<u64>, limit: u64) -> Vec<Range<u64>> {
+    let end = segments.end.min(params.segment_count());
     let mut runs = Vec::new();
-    let mut start = 0u64;
+    let mut start = segments.start;
     let mut bytes = 0u64;
-    for segment in 0..params.segment_count() {
+    for segment in segments.start..end {
         let len = params
             .sliver_len(segment)
             .and_then(|l| u64::try_from(l).ok())
@@ -48,7 +55,9 @@ pub fn store_runs(params: &BlobParams) -> Vec<Range<u64>> {
         }
         bytes = bytes.saturating_add(len);
     }
-    runs.push(start..params.segment_count());
+    if start < end {
+        runs.push(start..end);
+    }
     runs
 }
 
@@ -639,6 +648,30 @@ mod tests {
     }
 
     proptest! {
+        /// Pieces cover the range in order, and each stays under the limit unless it is a single segment.
+        #[test]
+        fn cut_segments_covers_and_bounds(
+            shards in 4u16..64,
+            segment_size in 256u64..100_000,
+            length in 0u64..2_000_000,
+            from in 0u64..50,
+            count in 0u64..200,
+            limit in 1u64..300_000,
+        ) {
+            let params = BlobParams::new(EncodingType::RsSimd, shards, segment_size, length).expect("params");
+            let end = (from + count).min(params.segment_count());
+            let pieces = cut_segments(&params, from..from + count, limit);
+            let mut next = from;
+            for piece in &pieces {
+                prop_assert_eq!(piece.start, next);
+                prop_assert!(piece.end > piece.start);
+                let bytes: u64 = piece.clone().filter_map(|s| params.sliver_len(s)).map(|l| u64::try_from(l).unwrap_or(u64::MAX)).sum();
+                prop_assert!(bytes <= limit || piece.end - piece.start == 1);
+                next = piece.end;
+            }
+            prop_assert_eq!(next.max(from), end.max(from));
+        }
+
         /// Whatever the holders answer and in whatever order, a run is sent only once prepared and not yet
         /// released, at most `window` runs are prepared at once, each holder's runs go in order, and the write
         /// certifies exactly when receipts reach the quorum.
