@@ -691,10 +691,13 @@ impl Node {
                     }
                     RepairEffect::Finished { delivered, failed } => {
                         let m = &self.inner.metrics;
-                        m.slivers_rebuilt.fetch_add(
-                            u64::try_from(delivered).unwrap_or(u64::MAX),
-                            Ordering::Relaxed,
-                        );
+                        // Only the last run completes an index at its new holder.
+                        if last {
+                            m.slivers_rebuilt.fetch_add(
+                                u64::try_from(delivered).unwrap_or(u64::MAX),
+                                Ordering::Relaxed,
+                            );
+                        }
                         if failed > 0 {
                             break 'repair Err(format!(
                                 "{failed} rebuilt slivers could not be delivered"
