@@ -23,7 +23,9 @@ use floe_protocol::write::Millis;
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
-use crate::service::{IndexSource, Node, StoreAnswer, check_holders, hash_threads, timer_fires};
+use crate::service::{
+    IndexSource, Node, StoreAnswer, check_holders, hash_threads, store_request, timer_fires,
+};
 use crate::store::HolderRecord;
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
@@ -648,17 +650,11 @@ impl Node {
                         let Some(slivers) = rebuilt.get(&index) else {
                             continue;
                         };
-                        let request = pb::StoreRequest {
-                            slivers: slivers.iter().map(pb::Sliver::from).collect(),
-                            metadata: Some(metadata.into()),
-                            holders: delivery
-                                .holders
-                                .iter()
-                                .map(|h| Bytes::from(h.clone()))
-                                .collect(),
-                            holders_epoch: delivery.epoch,
-                            holders_repairer: Bytes::from(delivery.repairer.clone()),
-                        };
+                        let request = store_request(
+                            slivers.iter().map(pb::Sliver::from).collect(),
+                            metadata,
+                            delivery,
+                        );
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
                         let (node, tx) = (self.clone(), sent_tx.clone());
                         let end = run.end;

@@ -832,29 +832,8 @@ impl Node {
                 shards,
             });
         }
-        let neighbourhood: Vec<PeerKey> = self
-            .neighbourhood(&blob_id)
-            .await
-            .into_iter()
-            .take(usize::from(shards))
-            .map(|p| p.to_bytes())
-            .collect();
-        let placement = Placement::new(&blob_id, shards, &neighbourhood)
-            .ok_or_else(|| PutError::Internal("no peers".into()))?;
-        let holders = placement.holder_list();
-        let store = self.clone();
-        let metadata = encoded.metadata.clone();
+        let (placement, holders) = self.place(&encoded.metadata).await?;
         let encoded_metadata = encoded.metadata.clone();
-        let holders_for_store = holders.clone();
-        tokio::task::spawn_blocking(move || {
-            store
-                .inner
-                .store
-                .put_metadata(&metadata, &holders_for_store)
-        })
-        .await
-        .map_err(|e| PutError::Internal(e.to_string()))?
-        .map_err(|e| PutError::Internal(e.to_string()))?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
         let node = self.clone();
@@ -876,6 +855,32 @@ impl Node {
             size: length,
             shards,
         })
+    }
+
+    /// A new blob's placement over its neighbourhood, with the writer's holder list recorded here.
+    pub(crate) async fn place(
+        &self,
+        metadata: &BlobMetadata,
+    ) -> Result<(Placement, Vec<PeerKey>), PutError> {
+        let blob_id = metadata.blob_id();
+        let shards = metadata.params().shards();
+        let neighbourhood: Vec<PeerKey> = self
+            .neighbourhood(&blob_id)
+            .await
+            .into_iter()
+            .take(usize::from(shards))
+            .map(|p| p.to_bytes())
+            .collect();
+        let placement = Placement::new(&blob_id, shards, &neighbourhood)
+            .ok_or_else(|| PutError::Internal("no peers".into()))?;
+        let holders = placement.holder_list();
+        let node = self.clone();
+        let (metadata, listed) = (metadata.clone(), holders.clone());
+        tokio::task::spawn_blocking(move || node.inner.store.put_metadata(&metadata, &listed))
+            .await
+            .map_err(|e| PutError::Internal(e.to_string()))?
+            .map_err(|e| PutError::Internal(e.to_string()))?;
+        Ok((placement, holders))
     }
 
     pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
@@ -1041,17 +1046,7 @@ impl Node {
                     .collect()
                 }
             };
-            let request = pb::StoreRequest {
-                slivers,
-                metadata: Some(metadata.into()),
-                holders: record
-                    .holders
-                    .iter()
-                    .map(|h| Bytes::from(h.clone()))
-                    .collect(),
-                holders_epoch: record.epoch,
-                holders_repairer: Bytes::from(record.repairer.clone()),
-            };
+            let request = store_request(slivers, metadata, record);
             match self.send_store(peer, blob_id, index, request).await? {
                 StoreAnswer::Receipt(receipt) => return Ok(receipt),
                 StoreAnswer::Progress { segments_held, .. }
@@ -1606,6 +1601,26 @@ impl Node {
 /// `MAX_RUN_BYTES` of sliver bytes (one segment at least, which the frame limit always fits).
 fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Range<u64>> {
     cut_segments(params, first..first.saturating_add(count), MAX_RUN_BYTES)
+}
+
+/// A store request carrying `slivers` (one run of one index) with the blob's metadata and `record` as the
+/// holder list.
+pub(crate) fn store_request(
+    slivers: Vec<pb::Sliver>,
+    metadata: &BlobMetadata,
+    record: &HolderRecord,
+) -> pb::StoreRequest {
+    pb::StoreRequest {
+        slivers,
+        metadata: Some(metadata.into()),
+        holders: record
+            .holders
+            .iter()
+            .map(|h| Bytes::from(h.clone()))
+            .collect(),
+        holders_epoch: record.epoch,
+        holders_repairer: Bytes::from(record.repairer.clone()),
+    }
 }
 
 pub(crate) fn hash_threads() -> usize {

@@ -273,26 +273,7 @@ impl Node {
                 shards,
             });
         }
-        let neighbourhood: Vec<PeerKey> = self
-            .neighbourhood(&blob_id)
-            .await
-            .into_iter()
-            .take(usize::from(shards))
-            .map(|p| p.to_bytes())
-            .collect();
-        let placement = Placement::new(&blob_id, shards, &neighbourhood)
-            .ok_or_else(|| PutError::Internal("no peers".into()))?;
-        let holders = placement.holder_list();
-        let node = self.clone();
-        let (stored_metadata, stored_holders) = (metadata.clone(), holders.clone());
-        tokio::task::spawn_blocking(move || {
-            node.inner
-                .store
-                .put_metadata(&stored_metadata, &stored_holders)
-        })
-        .await
-        .map_err(|e| PutError::Internal(e.to_string()))?
-        .map_err(|e| PutError::Internal(e.to_string()))?;
+        let (placement, holders) = self.place(&metadata).await?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
         let node = self.clone();
