@@ -296,6 +296,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         &mut registry,
     )?;
     tokio::spawn(event_loop.run());
+    // Built while the swarm forms, so the first put or repair does not wait for the codec tables.
+    let codecs = tokio::task::spawn_blocking(floe_protocol::encoding::prepare_codecs);
     let node = Node::new(
         store,
         data_dir.join("spool"),
@@ -306,6 +308,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         cache_size,
         repair,
     );
+    codecs
+        .await
+        .context("preparing the erasure codecs")?
+        .context("preparing the erasure codecs")?;
     tokio::spawn(node.clone().serve(inbound));
     tokio::spawn(node.clone().listen_gossip(gossip));
     tokio::spawn(node.clone().repair_loop());

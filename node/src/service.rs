@@ -462,14 +462,23 @@ impl Node {
     }
 
     async fn handle(&self, peer: PeerId, request: pb::Request) -> pb::Response {
+        let started = Instant::now();
         let outside = match &request.kind {
             Some(pb::request::Kind::Store(store)) => self.outside_own_view(store).await,
             _ => None,
         };
+        let viewed_at = started.elapsed();
         let node = self.clone();
         let result = tokio::task::spawn_blocking(move || match request.kind {
             Some(pb::request::Kind::Store(store)) => {
+                let blocking_at = started.elapsed();
                 let mut response = node.handle_store(store, &peer);
+                tracing::debug!(
+                    view_us = viewed_at.as_micros(),
+                    queue_us = blocking_at.saturating_sub(viewed_at).as_micros(),
+                    store_us = started.elapsed().saturating_sub(blocking_at).as_micros(),
+                    "store request handled"
+                );
                 if let (Some(note), Some(pb::response::Kind::Receipt(receipt))) =
                     (outside, response.kind.as_mut())
                 {
@@ -818,6 +827,7 @@ impl Node {
         let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
         let whole = data.clone();
+        let started = Instant::now();
         let encoded = tokio::task::spawn_blocking(move || EncodedBlob::encode(params, &data))
             .await
             .map_err(|e| PutError::Internal(e.to_string()))?
@@ -832,7 +842,9 @@ impl Node {
                 shards,
             });
         }
-        let (placement, holders) = self.place(&encoded.metadata).await?;
+        let encoded_at = started.elapsed();
+        let (placement, holders, recording) = self.place(&encoded.metadata).await?;
+        let placed_at = started.elapsed();
         let encoded_metadata = encoded.metadata.clone();
 
         let (certified_tx, certified_rx) = oneshot::channel();
@@ -845,6 +857,14 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
+        recording.done().await?;
+        tracing::debug!(
+            %blob_id,
+            encode_us = encoded_at.as_micros(),
+            place_us = placed_at.saturating_sub(encoded_at).as_micros(),
+            certify_us = started.elapsed().saturating_sub(placed_at).as_micros(),
+            "put certified"
+        );
         self.remember_certificate(blob_id, certificate.clone())?;
         // Just written, likely read soon: serve it from memory.
         self.inner.cache.insert(&encoded_metadata, whole);
@@ -857,11 +877,12 @@ impl Node {
         })
     }
 
-    /// A new blob's placement over its neighbourhood, with the writer's holder list recorded here.
+    /// A new blob's placement over its neighbourhood, and the recording of the writer's holder list here, which
+    /// runs while the slivers go out: await it before answering the put.
     pub(crate) async fn place(
         &self,
         metadata: &BlobMetadata,
-    ) -> Result<(Placement, Vec<PeerKey>), PutError> {
+    ) -> Result<(Placement, Vec<PeerKey>, Recording), PutError> {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
         let neighbourhood: Vec<PeerKey> = self
@@ -876,11 +897,10 @@ impl Node {
         let holders = placement.holder_list();
         let node = self.clone();
         let (metadata, listed) = (metadata.clone(), holders.clone());
-        tokio::task::spawn_blocking(move || node.inner.store.put_metadata(&metadata, &listed))
-            .await
-            .map_err(|e| PutError::Internal(e.to_string()))?
-            .map_err(|e| PutError::Internal(e.to_string()))?;
-        Ok((placement, holders))
+        let recording = Recording(tokio::task::spawn_blocking(move || {
+            node.inner.store.put_metadata(&metadata, &listed)
+        }));
+        Ok((placement, holders, recording))
     }
 
     pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
@@ -1601,6 +1621,19 @@ impl Node {
 /// `MAX_RUN_BYTES` of sliver bytes (one segment at least, which the frame limit always fits).
 fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Range<u64>> {
     cut_segments(params, first..first.saturating_add(count), MAX_RUN_BYTES)
+}
+
+/// The writer's record of a new blob (metadata and holder list) being stored; see [`Node::place`].
+pub(crate) struct Recording(tokio::task::JoinHandle<Result<(), crate::store::StoreError>>);
+
+impl Recording {
+    /// Waits until the record is durable.
+    pub(crate) async fn done(self) -> Result<(), PutError> {
+        self.0
+            .await
+            .map_err(|e| PutError::Internal(e.to_string()))?
+            .map_err(|e| PutError::Internal(format!("recording the blob: {e}")))
+    }
 }
 
 /// A store request carrying `slivers` (one run of one index) with the blob's metadata and `record` as the

@@ -273,7 +273,7 @@ impl Node {
                 shards,
             });
         }
-        let (placement, holders) = self.place(&metadata).await?;
+        let (placement, holders, recording) = self.place(&metadata).await?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
         let node = self.clone();
@@ -284,6 +284,7 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
+        recording.done().await?;
         self.remember_certificate(blob_id, certificate.clone())?;
         Ok(PutOutcome {
             blob_id,
