@@ -5,6 +5,9 @@
 //! encoded here when it was written), and nothing is checked again. The cache owns only memory, bounded by its
 //! byte budget; it evicts the least recently used blobs first and never holds one larger than an eighth of the
 //! budget, so one large read cannot flush everything that is hot.
+//!
+//! Beside it, [`CheckedSegments`] remembers which segments this node has already found consistently encoded
+//! (the re-encode check of a read), so a blob that is read again, or range by range, is not checked again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -119,6 +122,64 @@ impl BlobCache {
     }
 }
 
+/// Segments (blob ID, segment index) whose encoding this node has checked: k slivers decoded, re-encoded, and
+/// every sliver's leaf reproduced the segment root. That verdict is a fact about the blob ID, so it never goes
+/// stale; reads of a checked segment decode from verified slivers without the re-encode. Bounded: the oldest
+/// entries are forgotten first (which costs only a repeated check).
+pub struct CheckedSegments {
+    capacity: usize,
+    inner: Mutex<CheckedInner>,
+}
+
+#[derive(Default)]
+struct CheckedInner {
+    set: std::collections::HashSet<(BlobId, u64)>,
+    order: std::collections::VecDeque<(BlobId, u64)>,
+}
+
+impl CheckedSegments {
+    /// Remembers up to `capacity` segments (about 80 bytes each).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(CheckedInner::default()),
+        }
+    }
+
+    /// Whether `segment` of `blob_id` was found consistent here.
+    pub fn contains(&self, blob_id: &BlobId, segment: u64) -> bool {
+        self.inner
+            .lock()
+            .is_ok_and(|inner| inner.set.contains(&(*blob_id, segment)))
+    }
+
+    /// Records that `segment` of `blob_id` passed the re-encode check.
+    pub fn insert(&self, blob_id: &BlobId, segment: u64) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if self.capacity == 0 || !inner.set.insert((*blob_id, segment)) {
+            return;
+        }
+        inner.order.push_back((*blob_id, segment));
+        while inner.order.len() > self.capacity {
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.set.remove(&oldest);
+            }
+        }
+    }
+
+    /// Segments remembered.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |inner| inner.set.len())
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 mod tests {
@@ -163,5 +224,26 @@ mod tests {
         cache.insert(&a.0, Bytes::from_static(b"short"));
         assert!(cache.hits.load(Ordering::Relaxed) >= 2);
         assert!(BlobCache::new(0).get(&a.0.blob_id()).is_none());
+    }
+
+    #[test]
+    fn checked_segments_are_remembered_up_to_their_capacity_oldest_forgotten_first() {
+        let checked = CheckedSegments::new(3);
+        let (a, b) = (blob(1, 10).0.blob_id(), blob(2, 10).0.blob_id());
+        assert!(checked.is_empty() && !checked.contains(&a, 0));
+        checked.insert(&a, 0);
+        checked.insert(&a, 1);
+        checked.insert(&a, 0); // already there: not a second entry
+        checked.insert(&b, 0);
+        assert_eq!(checked.len(), 3);
+        assert!(checked.contains(&a, 0) && checked.contains(&a, 1) && checked.contains(&b, 0));
+        assert!(!checked.contains(&b, 1));
+        checked.insert(&b, 1);
+        assert_eq!(checked.len(), 3);
+        assert!(!checked.contains(&a, 0), "the oldest goes first");
+        assert!(checked.contains(&a, 1) && checked.contains(&b, 1));
+        let none = CheckedSegments::new(0);
+        none.insert(&a, 0);
+        assert!(none.is_empty());
     }
 }

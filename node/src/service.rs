@@ -46,6 +46,9 @@ pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), Stri
 }
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
 const SEGMENTS_PER_ROUND: u64 = 1;
+/// Segments whose re-encode check is remembered ([`crate::cache::CheckedSegments`]): about 3 MiB, and 512 GiB of
+/// blobs at the default segment size.
+const CHECKED_SEGMENTS: usize = 32 << 10;
 /// Longest receipt note a writer heeds (a holder's own note is under 200 bytes).
 pub(crate) const MAX_NOTE_LEN: usize = 256;
 /// Streamed reads served at once; each holds about two rounds of segments.
@@ -98,6 +101,8 @@ pub struct Metrics {
     pub invalid_slivers_received: AtomicU64,
     /// Segments rebuilt by decoding (not from source slivers).
     pub segments_decoded: AtomicU64,
+    /// Segments read without the re-encode check because this node had checked them before.
+    pub segment_checks_skipped: AtomicU64,
     /// Outbound requests sent by puts.
     pub write_requests: AtomicU64,
     /// Puts spooled to disk and written run by run (bodies over 16 MiB).
@@ -309,6 +314,7 @@ pub(crate) struct Inner {
     capacity: Option<u64>,
     max_get: u64,
     cache: crate::cache::BlobCache,
+    checked: crate::cache::CheckedSegments,
     stream_permits: Arc<tokio::sync::Semaphore>,
     put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
@@ -394,6 +400,7 @@ impl Node {
                 capacity,
                 max_get,
                 cache: crate::cache::BlobCache::new(cache_bytes),
+                checked: crate::cache::CheckedSegments::new(CHECKED_SEGMENTS),
                 stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
                 put_permits: Arc::new(tokio::sync::Semaphore::new(
                     crate::stream_put::MAX_STREAMED_PUTS,
@@ -1238,14 +1245,22 @@ impl Node {
         let mut tried: Vec<Vec<PeerKey>> = Vec::new();
         let mut last_error = None;
         while tried.len() < 3 {
+            let started = Instant::now();
             let (metadata, holders) = match self.find_metadata_excluding(blob_id, &tried).await {
                 Ok(found) => found,
                 Err(error) => return Err(last_error.unwrap_or(error)),
             };
-            match self
+            let found_at = started.elapsed();
+            let result = self
                 .read_with(blob_id, metadata, holders.clone(), range)
-                .await
-            {
+                .await;
+            tracing::debug!(
+                %blob_id,
+                metadata_us = found_at.as_micros(),
+                read_us = started.elapsed().saturating_sub(found_at).as_micros(),
+                "read with a holder list"
+            );
+            match result {
                 Err(error @ GetError::NotEnoughSlivers { .. }) => {
                     tracing::info!(%blob_id, %error, "read failed with this holder list; trying another");
                     tried.push(holders);
@@ -1314,13 +1329,16 @@ impl Node {
         let mut first = segments.start;
         while first < segments.end {
             let count = (segments.end - first).min(SEGMENTS_PER_ROUND);
+            let round_started = Instant::now();
             let slivers = self
                 .fetch_segments(blob_id, &placement, params, first, count)
                 .await?;
+            let fetched_at = round_started.elapsed();
             let mut dec = decoder
                 .take()
                 .ok_or_else(|| GetError::Internal("decoder lost".into()))?;
             let metrics_node = self.clone();
+            let id = *blob_id;
             let (dec, decoded) = tokio::task::spawn_blocking(move || {
                 let mut decoded = Vec::new();
                 for segment in first..first + count {
@@ -1340,8 +1358,24 @@ impl Node {
                             .segments_decoded
                             .fetch_add(1, Ordering::Relaxed);
                     }
-                    match dec.decode(segment, &these, Consistency::Full) {
-                        Ok(bytes) => decoded.push((segment, bytes)),
+                    let checked = &metrics_node.inner.checked;
+                    let consistency = if checked.contains(&id, segment) {
+                        metrics_node
+                            .inner
+                            .metrics
+                            .segment_checks_skipped
+                            .fetch_add(1, Ordering::Relaxed);
+                        Consistency::SliversOnly
+                    } else {
+                        Consistency::Full
+                    };
+                    match dec.decode(segment, &these, consistency) {
+                        Ok(bytes) => {
+                            if consistency == Consistency::Full {
+                                checked.insert(&id, segment);
+                            }
+                            decoded.push((segment, bytes));
+                        }
                         Err(error) => return (dec, Err(error)),
                     }
                 }
@@ -1350,6 +1384,14 @@ impl Node {
             .await
             .map_err(|e| GetError::Internal(e.to_string()))?;
             decoder = Some(dec);
+            tracing::debug!(
+                %blob_id,
+                first,
+                count,
+                fetch_us = fetched_at.as_micros(),
+                decode_us = round_started.elapsed().saturating_sub(fetched_at).as_micros(),
+                "read round"
+            );
             let decoded = decoded.map_err(|error| match error {
                 DecodeError::Inconsistent(_) => GetError::Inconsistent(*blob_id),
                 other => GetError::Internal(other.to_string()),
@@ -1518,10 +1560,8 @@ impl Node {
         }
     }
 
-    /// Fetches and verifies sliver `index` of segments `[first, first + count)`; `None` if anything is missing or
-    /// invalid.
     /// Fetches and verifies sliver `index` of segments `[first, first + count)` from `peer` (or the local store),
-    /// in requests that each fit one network message.
+    /// in requests that each fit one network message; `None` if anything is missing or invalid.
     pub(crate) async fn fetch_index(
         &self,
         peer: &[u8],
