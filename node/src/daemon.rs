@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub challenge_interval: Option<String>,
     /// How long a leaving node spends handing its slivers off before it exits, e.g. "60s".
     pub handoff_timeout: Option<String>,
+    /// How long part of a sliver index may sit without growing before it is deleted, e.g. "1h".
+    pub partial_ttl: Option<String>,
     /// Ask the local router for a port mapping with UPnP (default true).
     pub upnp: Option<bool>,
     /// Established connections at most (default 512).
@@ -109,6 +111,7 @@ impl NodeConfig {
             (&mut self.repair_interval, other.repair_interval),
             (&mut self.challenge_interval, other.challenge_interval),
             (&mut self.handoff_timeout, other.handoff_timeout),
+            (&mut self.partial_ttl, other.partial_ttl),
         ] {
             if theirs.is_some() {
                 *mine = theirs;
@@ -280,6 +283,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         interval: duration(&config.repair_interval, defaults.interval)?,
         challenge_interval: duration(&config.challenge_interval, defaults.challenge_interval)?,
         handoff_timeout: duration(&config.handoff_timeout, defaults.handoff_timeout)?,
+        partial_ttl: duration(&config.partial_ttl, defaults.partial_ttl)?,
         min_lost: config.repair_min_lost.unwrap_or(defaults.min_lost),
         ..defaults
     };

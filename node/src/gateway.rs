@@ -523,6 +523,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
             m.segments_decoded.load(Ordering::Relaxed),
         ),
         (
+            "floe_partial_indexes_reclaimed_total",
+            "partial sliver indexes deleted after --partial-ttl without growing",
+            m.partial_indexes_reclaimed.load(Ordering::Relaxed),
+        ),
+        (
             "floe_segment_checks_skipped_total",
             "segments read without the re-encode check, checked here before",
             m.segment_checks_skipped.load(Ordering::Relaxed),

@@ -160,6 +160,10 @@ struct NodeArgs {
     /// Time allowed for handing slivers off on SIGTERM or Ctrl-C (default 60s; 0s keeps them for a restart).
     #[arg(long, value_name = "DURATION")]
     handoff_timeout: Option<String>,
+    /// How long part of a sliver index (left by a write, repair or hand-off that stopped midway) may sit without
+    /// growing before it is deleted (default 1h).
+    #[arg(long, value_name = "DURATION")]
+    partial_ttl: Option<String>,
     /// Do not ask the local router for a port mapping (UPnP).
     #[arg(long)]
     no_upnp: bool,
@@ -241,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 repair_interval: args.repair_interval,
                 challenge_interval: args.challenge_interval,
                 handoff_timeout: args.handoff_timeout,
+                partial_ttl: args.partial_ttl,
                 upnp: args.no_upnp.then_some(false),
                 max_connections: args.max_connections,
                 repair_min_lost: args.repair_min_lost,

@@ -52,7 +52,45 @@ pub struct RepairState {
     reported_gone: BTreeSet<PeerId>,
     /// Peers that announced their own departure (a hand-off list without themselves), and when.
     departed: BTreeMap<PeerKey, Instant>,
+    /// Partial sliver indexes held here: segments held when last seen to grow, and since when.
+    partial: BTreeMap<(BlobId, u16), (u64, Instant)>,
     leaving: bool,
+}
+
+/// Tracks the partial sliver indexes seen in one scan (`seen`: index → segments held) in `tracked`, and returns
+/// those that have not grown for `ttl`. A part that grows starts its wait again; one no longer partial (whole, or
+/// gone) is forgotten.
+fn stalled_partials(
+    tracked: &mut BTreeMap<(BlobId, u16), (u64, Instant)>,
+    seen: &BTreeMap<(BlobId, u16), u64>,
+    now: Instant,
+    ttl: std::time::Duration,
+) -> Vec<(BlobId, u16)> {
+    tracked.retain(|key, _| seen.contains_key(key));
+    let mut stalled = Vec::new();
+    for (key, &held) in seen {
+        match tracked.get_mut(key) {
+            Some((was, since)) if *was == held => {
+                if now.saturating_duration_since(*since) >= ttl {
+                    stalled.push(*key);
+                }
+            }
+            Some(entry) => *entry = (held, now),
+            None => {
+                tracked.insert(*key, (held, now));
+            }
+        }
+    }
+    stalled
+}
+
+/// The sliver indexes of one blob held here.
+#[derive(Debug, Default)]
+struct Held {
+    /// Indexes with every segment.
+    whole: Vec<u16>,
+    /// Indexes with only their first segments, and how many.
+    partial: Vec<(u16, u64)>,
 }
 
 /// What a graceful leave did.
@@ -171,20 +209,23 @@ impl Node {
         (gone, pending)
     }
 
-    /// A blob's metadata, holder record and the sliver indexes held here whole (every segment; a write that
-    /// stopped midway leaves a part that does not count); `None` without a readable record.
-    async fn held(&self, blob_id: BlobId) -> Option<(BlobMetadata, HolderRecord, Vec<u16>)> {
+    /// A blob's metadata, holder record, the sliver indexes held here whole (every segment; a write that
+    /// stopped midway leaves a part that does not count) and the partial ones with the segments they hold;
+    /// `None` without a readable record.
+    async fn held(&self, blob_id: BlobId) -> Option<(BlobMetadata, HolderRecord, Held)> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
             let store = &node.inner.store;
             let (metadata, record) = store.metadata_record(&blob_id).ok()?;
             let segments = metadata.params().segment_count();
-            let whole = store
-                .indexes(&blob_id)
-                .into_iter()
-                .filter(|&index| store.segments_held(&blob_id, index) >= segments)
-                .collect();
-            Some((metadata, record, whole))
+            let mut held = Held::default();
+            for index in store.indexes(&blob_id) {
+                match store.segments_held(&blob_id, index) {
+                    count if count >= segments => held.whole.push(index),
+                    count => held.partial.push((index, count)),
+                }
+            }
+            Some((metadata, record, held))
         })
         .await
         .ok()
@@ -286,10 +327,17 @@ impl Node {
         };
         let mut challenges = 0;
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
+        let mut partial: BTreeMap<(BlobId, u16), u64> = BTreeMap::new();
         for blob_id in blobs {
-            let Some((metadata, record, local)) = self.held(blob_id).await else {
+            let Some((metadata, record, held)) = self.held(blob_id).await else {
                 continue;
             };
+            partial.extend(
+                held.partial
+                    .iter()
+                    .map(|&(index, count)| ((blob_id, index), count)),
+            );
+            let local = held.whole;
             if record.holders.is_empty() {
                 continue;
             }
@@ -398,6 +446,39 @@ impl Node {
         // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
         for peer in to_dial.into_iter().take(64) {
             self.inner.net.dial(peer).await;
+        }
+        self.reclaim_stalled_partials(&partial).await;
+    }
+
+    /// Deletes the partial sliver indexes that have not grown for `partial_ttl`: what a write, repair or
+    /// hand-off that stopped midway left behind. No receipt covers them, and a later repair sends the index
+    /// again from its first run.
+    async fn reclaim_stalled_partials(&self, seen: &BTreeMap<(BlobId, u16), u64>) {
+        let ttl = self.inner.repair.partial_ttl;
+        let stalled = stalled_partials(&mut self.state().partial, seen, Instant::now(), ttl);
+        for (blob_id, index) in stalled {
+            let node = self.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                node.inner.store.remove_sliver(&blob_id, index)
+            })
+            .await;
+            match removed {
+                Ok(Ok(())) => {
+                    self.state().partial.remove(&(blob_id, index));
+                    self.inner
+                        .metrics
+                        .partial_indexes_reclaimed
+                        .fetch_add(1, Ordering::Relaxed);
+                    let segments = seen.get(&(blob_id, index)).copied().unwrap_or(0);
+                    tracing::info!(%blob_id, index, segments, ?ttl, "deleted part of a sliver index that stopped growing");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%blob_id, index, %error, "could not delete a stalled partial index");
+                }
+                Err(error) => {
+                    tracing::warn!(%blob_id, index, %error, "could not delete a stalled partial index");
+                }
+            }
         }
     }
 
@@ -938,9 +1019,10 @@ impl Node {
         let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(HANDOFF_CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         for blob_id in blobs {
-            let Some((metadata, record, local)) = self.held(blob_id).await else {
+            let Some((metadata, record, held)) = self.held(blob_id).await else {
                 continue;
             };
+            let local = held.whole;
             if local.is_empty() || record.holders.is_empty() {
                 continue;
             }
@@ -1098,4 +1180,47 @@ fn check_answer(
     }
     sliver.verify(blob_id).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_partial_index_is_reclaimed_only_after_the_ttl_without_growing() {
+        let ttl = Duration::from_secs(3600);
+        let t0 = Instant::now();
+        let (a, b) = (
+            BlobId::from_slice(&[1; 32]).unwrap(),
+            BlobId::from_slice(&[2; 32]).unwrap(),
+        );
+        let mut tracked = BTreeMap::new();
+        let seen: BTreeMap<_, _> = [((a, 0), 3), ((b, 5), 1)].into_iter().collect();
+        assert!(stalled_partials(&mut tracked, &seen, t0, ttl).is_empty());
+        // Just before the TTL: nothing yet.
+        let almost = t0 + ttl - Duration::from_secs(1);
+        assert!(stalled_partials(&mut tracked, &seen, almost, ttl).is_empty());
+        // a grew meanwhile: its wait starts again; b did not and goes.
+        let seen: BTreeMap<_, _> = [((a, 0), 4), ((b, 5), 1)].into_iter().collect();
+        assert_eq!(
+            stalled_partials(&mut tracked, &seen, t0 + ttl, ttl),
+            vec![(b, 5)]
+        );
+        assert!(stalled_partials(&mut tracked, &seen, t0 + ttl + ttl / 2, ttl) == vec![(b, 5)]);
+        assert_eq!(
+            stalled_partials(&mut tracked, &seen, t0 + 2 * ttl, ttl),
+            vec![(a, 0), (b, 5)]
+        );
+        // An index that became whole (or was removed) is forgotten: seen again later, it waits a full TTL.
+        let seen: BTreeMap<_, _> = [((b, 5), 1)].into_iter().collect();
+        assert_eq!(
+            stalled_partials(&mut tracked, &seen, t0 + 2 * ttl, ttl),
+            vec![(b, 5)]
+        );
+        assert!(!tracked.contains_key(&(a, 0)));
+        let seen: BTreeMap<_, _> = [((a, 0), 4)].into_iter().collect();
+        assert!(stalled_partials(&mut tracked, &seen, t0 + 2 * ttl, ttl).is_empty());
+    }
 }

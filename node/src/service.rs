@@ -101,6 +101,8 @@ pub struct Metrics {
     pub invalid_slivers_received: AtomicU64,
     /// Segments rebuilt by decoding (not from source slivers).
     pub segments_decoded: AtomicU64,
+    /// Partial sliver indexes deleted after `partial_ttl` without growing.
+    pub partial_indexes_reclaimed: AtomicU64,
     /// Segments read without the re-encode check because this node had checked them before.
     pub segment_checks_skipped: AtomicU64,
     /// Outbound requests sent by puts.
@@ -166,6 +168,9 @@ pub struct RepairConfig {
     pub handoff_timeout: Duration,
     /// Lazy-repair threshold (`protocol::repair::repair_due`): 1 repairs every loss at once.
     pub min_lost: u16,
+    /// How long part of a sliver index (the runs of a write, repair or hand-off that stopped midway) may sit
+    /// here without growing before it is deleted.
+    pub partial_ttl: Duration,
 }
 
 impl Default for RepairConfig {
@@ -178,6 +183,7 @@ impl Default for RepairConfig {
             max_concurrent: 4,
             handoff_timeout: Duration::from_secs(60),
             min_lost: 1,
+            partial_ttl: Duration::from_secs(3600),
         }
     }
 }

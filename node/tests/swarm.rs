@@ -393,7 +393,8 @@ fn twelve_nodes_survive_corruption_restarts_and_losing_two_thirds() {
 
 #[test]
 fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running() {
-    let swarm = TestSwarm::start(4);
+    // Scans every second, and a partial sliver index that does not grow for 2 s is deleted.
+    let swarm = TestSwarm::start_with(4, &["--repair-interval", "1s", "--partial-ttl", "2s"]);
     let node = &swarm.nodes[0];
     let agent = agent();
     let status =
@@ -657,6 +658,43 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             )
             .await
             .unwrap();
+
+        // A write that stops after its first run: a blob of two segments, of which only segment 0 of one index
+        // reaches the node. The node keeps it as progress, never receipts it, and deletes it once it stalls.
+        let params = floe_protocol::BlobParams::new(
+            floe_protocol::encoding::EncodingType::RsSimd,
+            4,
+            1024,
+            2048,
+        )
+        .unwrap();
+        let encoded = floe_protocol::encoder::EncodedBlob::encode(params, &[0x33u8; 2048]).unwrap();
+        let holders: Vec<bytes::Bytes> = std::iter::once(peer.to_bytes().into())
+            .chain(std::iter::repeat_n(me.clone().into(), 3))
+            .collect();
+        let first_run = pb::StoreRequest {
+            slivers: vec![(&encoded.sliver(0, 0).unwrap()).into()],
+            metadata: Some((&encoded.metadata).into()),
+            holders,
+            ..Default::default()
+        };
+        match client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Store(first_run)),
+                },
+            )
+            .await
+            .unwrap()
+            .kind
+        {
+            Some(pb::response::Kind::Progress(progress)) => {
+                assert_eq!((progress.index, progress.segments_held), (0, 1))
+            }
+            other => panic!("a first run got {other:?}"),
+        }
+
         tokio::time::sleep(Duration::from_secs(2)).await; // let the gossip subscription reach the node
         client.publish(vec![0xff; 300]).await;
         client
@@ -673,6 +711,11 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
         || metric(node, "floe_announcements_refused_total") >= 3,
     );
     assert_eq!(metric(node, "floe_holder_lists_adopted_total"), 0);
+    wait_until(
+        "the stalled partial index to be deleted",
+        Duration::from_secs(20),
+        || metric(node, "floe_partial_indexes_reclaimed_total") >= 1,
+    );
     let status = blob_status(node, &id);
     assert_eq!(status["holders"].as_u64(), Some(4), "{status}");
     assert_eq!(metric(node, "floe_corrupt_slivers_found_total"), 0);
