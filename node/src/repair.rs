@@ -14,6 +14,7 @@ use bytes::Bytes;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
+use floe_protocol::challenge::{self, Challenge, Role};
 use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
@@ -34,8 +35,6 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const CHALLENGES_PER_SCAN: usize = 16;
 /// How long a peer that announced its departure stays out of new holder lists.
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-/// Holders challenged per blob and round.
-const HOLDERS_CHALLENGED_PER_ROUND: usize = 3;
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
 
@@ -45,7 +44,7 @@ pub struct RepairState {
     running: BTreeSet<BlobId>,
     handing_off: BTreeSet<(BlobId, u16)>,
     recent: BTreeMap<BlobId, Instant>,
-    challenge_failures: BTreeMap<PeerId, u32>,
+    challenge_failures: challenge::Tally<PeerId>,
     last_challenged: BTreeMap<BlobId, Instant>,
     /// Holders found not connected, and since when (cleared when they are seen connected again).
     missing_since: BTreeMap<PeerId, Instant>,
@@ -139,17 +138,19 @@ impl Node {
 
     /// Consecutive failed challenges per peer, for status.
     pub fn challenge_failures(&self) -> BTreeMap<PeerId, u32> {
-        self.state().challenge_failures.clone()
+        self.state().challenge_failures.failures().clone()
     }
 
     /// Peers that failed their last challenges: gone for placement, and their slivers are rebuilt.
     fn failing_peers(&self) -> BTreeSet<PeerKey> {
         let threshold = self.inner.repair.challenge_failures;
-        self.state()
+        let state = self.state();
+        state
             .challenge_failures
-            .iter()
-            .filter(|(_, n)| **n >= threshold)
-            .map(|(p, _)| peer_key(p))
+            .failures()
+            .keys()
+            .filter(|p| state.challenge_failures.is_failing(p, threshold))
+            .map(peer_key)
             .collect()
     }
 
@@ -364,24 +365,16 @@ impl Node {
             let Some(leader) = plan_rules::leader(&record.holders, &gone).cloned() else {
                 continue;
             };
-            // Only a node holding a whole index of the blob challenges its holders: while a large blob is still
-            // being written, the segments not delivered yet would fail every challenge and send its holders to
-            // repair. Once this node's index is whole the others are at most a window of runs behind.
-            let settled = !local.is_empty();
+            // Only a node holding a whole index of the blob challenges (see `challenge::role`); once this node's
+            // index is whole the others are at most a window of runs behind.
+            let role = challenge::role(&record.holders, &gone, &me, !local.is_empty());
             if leader != me {
-                // The deputy (the leader if the leader were gone) challenges the leader: a leader that lost its
-                // data leads nothing, and would otherwise never be found out.
-                let mut without_leader = gone.clone();
-                without_leader.insert(leader.clone());
-                if settled
-                    && plan_rules::leader(&record.holders, &without_leader) == Some(&me)
+                if matches!(role, Role::Deputy { .. })
                     && !self.repair_view(&blob_id).in_progress
                     && self.due_for_challenge(&blob_id)
                 {
                     let node = self.clone();
-                    tokio::spawn(async move {
-                        node.challenge(blob_id, record, gone, Some(leader)).await
-                    });
+                    tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
                 }
                 continue;
             }
@@ -434,13 +427,13 @@ impl Node {
             }
             // A blob whose holder list just changed is not challenged: its new holders may still be receiving.
             if challenges < CHALLENGES_PER_SCAN
-                && settled
+                && role == Role::Leader
                 && !self.repair_view(&blob_id).in_progress
                 && self.due_for_challenge(&blob_id)
             {
                 challenges += 1;
                 let node = self.clone();
-                tokio::spawn(async move { node.challenge(blob_id, record, gone, None).await });
+                tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
             }
         }
         // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
@@ -1076,60 +1069,35 @@ impl Node {
         report
     }
 
-    /// Challenges one random other live holder of a blob this node leads to produce a random segment of its
-    /// sliver, and counts the outcome for that peer.
-    /// `only` restricts the challenge to one holder (a deputy challenging the leader).
+    /// Runs one round of challenges (`challenge::round`) for a blob, as `role`, and counts each outcome for its
+    /// holder.
     async fn challenge(
         &self,
         blob_id: BlobId,
         record: HolderRecord,
         gone: BTreeSet<PeerKey>,
-        only: Option<PeerKey>,
+        role: Role,
     ) {
         let me = peer_key(&self.inner.peer_id);
-        let mut targets: Vec<(usize, &PeerKey)> = record
-            .holders
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| **h != me && !gone.contains(*h))
-            .filter(|(_, h)| only.as_ref().is_none_or(|o| o == *h))
-            .collect();
         let node = self.clone();
         let Ok(Ok((metadata, _))) =
             tokio::task::spawn_blocking(move || node.inner.store.metadata(&blob_id)).await
         else {
             return;
         };
-        // A few distinct holders per round: a holder that lost its data is caught in a few rounds, while the
-        // cost stays bounded for large n.
-        for _ in 0..HOLDERS_CHALLENGED_PER_ROUND {
-            if targets.is_empty() {
-                return;
-            }
-            let (index, holder) = targets.swap_remove(rand::random_range(0..targets.len()));
-            let (Ok(index), Ok(peer)) = (u16::try_from(index), PeerId::from_bytes(holder)) else {
+        let segments = metadata.params().segment_count();
+        let round = challenge::round(&record.holders, &gone, &me, &role, segments, rand::random());
+        for challenge in round {
+            let Ok(peer) = PeerId::from_bytes(&challenge.holder) else {
                 continue;
             };
-            self.challenge_one(blob_id, &metadata, index, peer).await;
+            self.challenge_one(blob_id, &challenge, peer).await;
         }
     }
 
-    async fn challenge_one(
-        &self,
-        blob_id: BlobId,
-        metadata: &BlobMetadata,
-        index: u16,
-        peer: PeerId,
-    ) {
-        let segment = rand::random_range(0..metadata.params().segment_count().max(1));
-        let nonce: [u8; 16] = rand::random();
+    async fn challenge_one(&self, blob_id: BlobId, challenge: &Challenge, peer: PeerId) {
         let request = pb::Request {
-            kind: Some(pb::request::Kind::Challenge(pb::StorageChallenge {
-                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-                segment,
-                index: u32::from(index),
-                nonce: Bytes::copy_from_slice(&nonce),
-            })),
+            kind: Some(pb::request::Kind::Challenge(challenge.request(&blob_id))),
         };
         let verdict = match self.inner.net.request(peer, request).await {
             // Unreachable is the liveness check's business, not a failed proof.
@@ -1139,47 +1107,28 @@ impl Node {
             }
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Challenge(answer)),
-            }) => check_answer(&answer, &blob_id, index, segment, &nonce),
+            }) => challenge.judge(&blob_id, &answer),
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Error(why)),
-            }) => Err(why),
-            Ok(_) => Err("unexpected answer".into()),
+            }) => Err(challenge::ChallengeFailure::Refused(why)),
+            Ok(_) => Err(challenge::ChallengeFailure::Refused(
+                "unexpected answer".into(),
+            )),
         };
         let m = &self.inner.metrics;
         let mut state = self.state();
         match verdict {
             Ok(()) => {
                 m.challenges_passed.fetch_add(1, Ordering::Relaxed);
-                state.challenge_failures.remove(&peer);
+                state.challenge_failures.passed(&peer);
             }
             Err(why) => {
                 m.challenges_failed.fetch_add(1, Ordering::Relaxed);
-                let failures = state.challenge_failures.entry(peer).or_insert(0);
-                *failures = failures.saturating_add(1);
-                tracing::warn!(%peer, %blob_id, index, segment, why, failures = *failures, "holder failed a storage challenge");
+                let failures = state.challenge_failures.failed(&peer);
+                tracing::warn!(%peer, %blob_id, index = challenge.index, segment = challenge.segment, %why, failures, "holder failed a storage challenge");
             }
         }
     }
-}
-
-/// Checks a challenge answer: the nonce echoed, the sliver asked for, valid against the blob ID.
-fn check_answer(
-    answer: &pb::ChallengeAnswer,
-    blob_id: &BlobId,
-    index: u16,
-    segment: u64,
-    nonce: &[u8],
-) -> Result<(), String> {
-    if answer.nonce.as_ref() != nonce {
-        return Err("answer to another challenge".into());
-    }
-    let message = answer.sliver.clone().ok_or("answer without a sliver")?;
-    let (id, sliver) = <(BlobId, Sliver)>::try_from(message).map_err(|e| e.to_string())?;
-    if id != *blob_id || sliver.index != index || sliver.segment != segment {
-        return Err("answer holds another sliver".into());
-    }
-    sliver.verify(blob_id).map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -765,8 +765,11 @@ impl Node {
         let Ok(index) = u16::try_from(challenge.index) else {
             return error_response("bad sliver index");
         };
-        if challenge.nonce.len() > 64 {
-            return error_response("nonce longer than 64 bytes");
+        if challenge.nonce.len() > floe_protocol::challenge::MAX_NONCE_LEN {
+            return error_response(format!(
+                "nonce longer than {} bytes",
+                floe_protocol::challenge::MAX_NONCE_LEN
+            ));
         }
         match self.inner.store.metadata(&blob_id) {
             Ok((metadata, _)) if challenge.segment < metadata.params().segment_count() => {}

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod blob_id;
+pub mod challenge;
 pub mod copy;
 pub mod decoder;
 pub mod encoder;
