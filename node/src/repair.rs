@@ -83,6 +83,15 @@ fn stalled_partials(
     stalled
 }
 
+/// The holder list as the challenge tally reads it: index → peer.
+fn holder_at(holders: &[PeerKey]) -> impl Fn(u16) -> Option<PeerId> + '_ {
+    |index| {
+        holders
+            .get(usize::from(index))
+            .and_then(|h| PeerId::from_bytes(h).ok())
+    }
+}
+
 /// The sliver indexes of one blob held here.
 #[derive(Debug, Default)]
 struct Held {
@@ -326,6 +335,13 @@ impl Node {
         let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
             return;
         };
+        // Per-sliver challenge counts matter only for blobs still held here.
+        {
+            let held: BTreeSet<&BlobId> = blobs.iter().collect();
+            self.state()
+                .challenge_failures
+                .retain_slivers(|blob_id, _, _| held.contains(blob_id));
+        }
         let mut challenges = 0;
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
         let mut partial: BTreeMap<(BlobId, u16), u64> = BTreeMap::new();
@@ -342,7 +358,9 @@ impl Node {
             if record.holders.is_empty() {
                 continue;
             }
-            let (gone, pending) = self.gone_holders(&view, &record.holders);
+            let (mut gone, pending) = self.gone_holders(&view, &record.holders);
+            // A holder whose sliver of this blob failed its challenges lost it: gone for this blob.
+            gone.extend(self.lost_holders(&blob_id, &record.holders));
             for holder in &record.holders {
                 if let Ok(peer) = PeerId::from_bytes(holder)
                     && peer != self.inner.peer_id
@@ -473,6 +491,17 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Holders of `blob_id` whose sliver failed this node's challenges `challenge_failures` times in a row.
+    fn lost_holders(&self, blob_id: &BlobId, holders: &[PeerKey]) -> BTreeSet<PeerKey> {
+        let threshold = self.inner.repair.challenge_failures;
+        self.state()
+            .challenge_failures
+            .lost_holders(blob_id, threshold, holder_at(holders))
+            .iter()
+            .map(peer_key)
+            .collect()
     }
 
     fn due_for_challenge(&self, blob_id: &BlobId) -> bool {
@@ -1086,7 +1115,19 @@ impl Node {
             return;
         };
         let segments = metadata.params().segment_count();
-        let round = challenge::round(&record.holders, &gone, &me, &role, segments, rand::random());
+        let suspects = self
+            .state()
+            .challenge_failures
+            .suspects(&blob_id, holder_at(&record.holders));
+        let round = challenge::round(
+            &record.holders,
+            &gone,
+            &me,
+            &role,
+            segments,
+            &suspects,
+            rand::random(),
+        );
         for challenge in round {
             let Ok(peer) = PeerId::from_bytes(&challenge.holder) else {
                 continue;
@@ -1120,12 +1161,17 @@ impl Node {
         match verdict {
             Ok(()) => {
                 m.challenges_passed.fetch_add(1, Ordering::Relaxed);
-                state.challenge_failures.passed(&peer);
+                state
+                    .challenge_failures
+                    .passed(&peer, &blob_id, challenge.index);
             }
             Err(why) => {
                 m.challenges_failed.fetch_add(1, Ordering::Relaxed);
-                let failures = state.challenge_failures.failed(&peer);
-                tracing::warn!(%peer, %blob_id, index = challenge.index, segment = challenge.segment, %why, failures, "holder failed a storage challenge");
+                let (failures, sliver_failures) =
+                    state
+                        .challenge_failures
+                        .failed(&peer, &blob_id, challenge.index);
+                tracing::warn!(%peer, %blob_id, index = challenge.index, segment = challenge.segment, %why, failures, sliver_failures, "holder failed a storage challenge");
             }
         }
     }

@@ -155,14 +155,17 @@ impl Stream {
 
 /// One round of challenges for a blob of `segments` segments, by a node of `role`: up to
 /// [`HOLDERS_PER_ROUND`] distinct live holders other than `me` (the leader alone for a deputy), each asked for
-/// a random segment with a fresh nonce. `seed` must be unpredictable to the holders (the node draws it from the
-/// OS); the same inputs give the same round.
+/// a random segment with a fresh nonce. The indexes in `suspects` (slivers that failed since they last passed,
+/// [`Tally::suspects`]) are asked first, so a lost sliver is confirmed in a few rounds rather than whenever the
+/// draw comes back to it; the rest are drawn at random. `seed` must be unpredictable to the holders (the node
+/// draws it from the OS); the same inputs give the same round.
 pub fn round(
     holders: &[PeerKey],
     gone: &BTreeSet<PeerKey>,
     me: &PeerKey,
     role: &Role,
     segments: u64,
+    suspects: &BTreeSet<u16>,
     seed: u64,
 ) -> Vec<Challenge> {
     let mut targets: Vec<(u16, &PeerKey)> = holders
@@ -179,9 +182,15 @@ pub fn round(
     let mut stream = Stream(seed);
     let mut round = Vec::new();
     while round.len() < HOLDERS_PER_ROUND && !targets.is_empty() {
-        let len = u64::try_from(targets.len()).unwrap_or(u64::MAX);
-        let pick = usize::try_from(stream.below(len)).unwrap_or(0);
-        let (index, holder) = targets.swap_remove(pick.min(targets.len() - 1));
+        let pick = match targets.iter().position(|(i, _)| suspects.contains(i)) {
+            Some(suspect) => suspect,
+            None => {
+                let len = u64::try_from(targets.len()).unwrap_or(u64::MAX);
+                usize::try_from(stream.below(len)).unwrap_or(0)
+            }
+        };
+        // `remove`, not `swap_remove`: the suspects ahead keep their index order.
+        let (index, holder) = targets.remove(pick.min(targets.len() - 1));
         let segment = stream.below(segments.max(1));
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..8].copy_from_slice(&stream.next().to_le_bytes());
@@ -196,31 +205,53 @@ pub fn round(
     round
 }
 
-/// Consecutive failed challenges per holder.
+/// Consecutive failed challenges, counted two ways by one challenger:
+/// - per holder: a holder that failed `threshold` challenges in a row lost its data wholesale, and counts as
+///   gone for every blob (no new slivers, its slivers rebuilt elsewhere);
+/// - per sliver (blob, index): a sliver that failed `threshold` challenges in a row is lost even if its holder
+///   passes others (a rotted or unwritten sliver among good ones); its holder counts as gone for that blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally<P: Ord> {
     failures: BTreeMap<P, u32>,
+    slivers: BTreeMap<(BlobId, u16), (P, u32)>,
 }
 
 impl<P: Ord> Default for Tally<P> {
     fn default() -> Self {
         Self {
             failures: BTreeMap::new(),
+            slivers: BTreeMap::new(),
         }
     }
 }
 
 impl<P: Ord + Clone> Tally<P> {
-    /// A passed challenge clears the holder's record.
-    pub fn passed(&mut self, holder: &P) {
+    /// `holder` answered for sliver `index` of `blob_id`: both its counts start again.
+    pub fn passed(&mut self, holder: &P, blob_id: &BlobId, index: u16) {
         self.failures.remove(holder);
+        self.slivers.remove(&(*blob_id, index));
     }
 
-    /// A failed challenge; returns the holder's consecutive failures.
-    pub fn failed(&mut self, holder: &P) -> u32 {
+    /// `holder` failed for sliver `index` of `blob_id`; returns its consecutive failures and the sliver's (a
+    /// sliver that changed holder starts again). The holder's count grows only with a sliver that had not
+    /// failed yet: asking a suspect again (as [`round`] does) confirms that one sliver is lost, and must not
+    /// make a holder with one bad sliver look as if it had lost everything.
+    pub fn failed(&mut self, holder: &P, blob_id: &BlobId, index: u16) -> (u32, u32) {
+        let sliver = self
+            .slivers
+            .entry((*blob_id, index))
+            .or_insert_with(|| (holder.clone(), 0));
+        if sliver.0 != *holder {
+            *sliver = (holder.clone(), 0);
+        }
+        let repeat = sliver.1 > 0;
+        sliver.1 = sliver.1.saturating_add(1);
+        let sliver_failures = sliver.1;
         let failures = self.failures.entry(holder.clone()).or_insert(0);
-        *failures = failures.saturating_add(1);
-        *failures
+        if !repeat {
+            *failures = failures.saturating_add(1);
+        }
+        (*failures, sliver_failures)
     }
 
     /// Whether the holder failed at least `threshold` challenges in a row, and so counts as gone.
@@ -231,6 +262,52 @@ impl<P: Ord + Clone> Tally<P> {
     /// Holders with at least one failure since their last pass, and how many.
     pub fn failures(&self) -> &BTreeMap<P, u32> {
         &self.failures
+    }
+
+    /// The slivers of `blob_id` that failed since they last passed (to ask first next round), if `holder_of`
+    /// (the current holder list) still gives them to the holder that failed.
+    pub fn suspects(
+        &self,
+        blob_id: &BlobId,
+        holder_of: impl Fn(u16) -> Option<P>,
+    ) -> BTreeSet<u16> {
+        self.slivers_of(blob_id, &holder_of)
+            .map(|(index, _, _)| index)
+            .collect()
+    }
+
+    /// The holders of `blob_id` that lost a sliver: it failed `threshold` challenges in a row, and
+    /// `holder_of` (the current holder list) still gives it to them. They count as gone for this blob.
+    pub fn lost_holders(
+        &self,
+        blob_id: &BlobId,
+        threshold: u32,
+        holder_of: impl Fn(u16) -> Option<P>,
+    ) -> BTreeSet<P> {
+        self.slivers_of(blob_id, &holder_of)
+            .filter(|(_, _, failures)| *failures >= threshold)
+            .map(|(_, holder, _)| holder.clone())
+            .collect()
+    }
+
+    fn slivers_of<'a, F: Fn(u16) -> Option<P>>(
+        &'a self,
+        blob_id: &BlobId,
+        holder_of: &'a F,
+    ) -> impl Iterator<Item = (u16, &'a P, u32)> + 'a {
+        let low = (*blob_id, 0u16);
+        let high = (*blob_id, u16::MAX);
+        self.slivers
+            .range(low..=high)
+            .filter(move |((_, index), (holder, _))| holder_of(*index).as_ref() == Some(holder))
+            .map(|((_, index), (holder, failures))| (*index, holder, *failures))
+    }
+
+    /// Forgets the per-sliver counts `keep` rejects (a blob no longer held here, say), so the tally stays as
+    /// small as the failures that matter.
+    pub fn retain_slivers(&mut self, mut keep: impl FnMut(&BlobId, u16, &P) -> bool) {
+        self.slivers
+            .retain(|(blob_id, index), (holder, _)| keep(blob_id, *index, holder));
     }
 }
 
@@ -279,15 +356,17 @@ mod tests {
         let deputy = Role::Deputy {
             leader: holders[0].clone(),
         };
+        let no = BTreeSet::new();
         for seed in 0..50 {
-            let round = round(&holders, &none, &holders[1], &deputy, 4, seed);
+            let round = round(&holders, &none, &holders[1], &deputy, 4, &no, seed);
             assert_eq!(round.len(), 1);
             assert_eq!(
                 (round[0].holder.clone(), round[0].index),
                 (holders[0].clone(), 0)
             );
             assert!(
-                super::round(&holders, &none, &holders[2], &Role::Bystander, 4, seed).is_empty()
+                super::round(&holders, &none, &holders[2], &Role::Bystander, 4, &no, seed)
+                    .is_empty()
             );
         }
     }
@@ -350,15 +429,80 @@ mod tests {
     #[test]
     fn failures_count_in_a_row_and_a_pass_clears_them() {
         let mut tally = Tally::default();
+        let blob = BlobId::from_slice(&[1; 32]).unwrap();
         let (a, b) = ("a", "b");
-        assert_eq!(tally.failed(&a), 1);
-        assert_eq!(tally.failed(&a), 2);
+        assert_eq!(tally.failed(&a, &blob, 0), (1, 1));
+        assert_eq!(tally.failed(&a, &blob, 1), (2, 1));
         assert!(!tally.is_failing(&a, 3));
-        assert_eq!(tally.failed(&a), 3);
+        // Sliver 0 again: the sliver's count grows, the holder's does not.
+        assert_eq!(tally.failed(&a, &blob, 0), (2, 2));
+        assert_eq!(tally.failed(&a, &blob, 2), (3, 1));
         assert!(tally.is_failing(&a, 3) && !tally.is_failing(&b, 3));
-        tally.passed(&a);
+        tally.passed(&a, &blob, 1);
         assert!(!tally.is_failing(&a, 1));
         assert!(tally.failures().is_empty());
+        // The pass was for sliver 1: slivers 0 and 2 are still suspect.
+        let holder_of = |index: u16| (index < 4).then_some("a");
+        assert_eq!(
+            tally.suspects(&blob, holder_of),
+            [0, 2].into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn a_sliver_lost_among_good_ones_is_found_although_its_holder_passes() {
+        let mut tally = Tally::default();
+        let (blob, other) = (
+            BlobId::from_slice(&[1; 32]).unwrap(),
+            BlobId::from_slice(&[2; 32]).unwrap(),
+        );
+        let list = |index: u16| match index {
+            3 => Some("rotted"),
+            _ => Some("fine"),
+        };
+        for _ in 0..3 {
+            tally.failed(&"rotted", &blob, 3);
+            // The same holder keeps passing for another blob's sliver: it never strikes out as a peer.
+            tally.passed(&"rotted", &other, 0);
+        }
+        assert!(!tally.is_failing(&"rotted", 3));
+        assert_eq!(
+            tally.lost_holders(&blob, 3, list),
+            ["rotted"].into_iter().collect()
+        );
+        assert!(tally.lost_holders(&other, 3, list).is_empty());
+        // Once the list gives index 3 to someone else (the repair moved it), the old count no longer applies.
+        let moved = |index: u16| match index {
+            3 => Some("new"),
+            _ => Some("fine"),
+        };
+        assert!(tally.lost_holders(&blob, 3, moved).is_empty());
+        assert!(tally.suspects(&blob, moved).is_empty());
+        // A failure by the new holder starts the sliver's count again.
+        assert_eq!(tally.failed(&"new", &blob, 3), (1, 1));
+        tally.retain_slivers(|b, _, _| *b != blob);
+        assert!(tally.suspects(&blob, |_| Some("new")).is_empty());
+    }
+
+    #[test]
+    fn suspects_are_asked_first() {
+        let holders = peers(30);
+        let none = BTreeSet::new();
+        let suspects: BTreeSet<u16> = [7, 21].into_iter().collect();
+        for seed in 0..50 {
+            let round = round(
+                &holders,
+                &none,
+                &holders[0],
+                &Role::Leader,
+                1,
+                &suspects,
+                seed,
+            );
+            assert_eq!(round.len(), HOLDERS_PER_ROUND);
+            assert_eq!((round[0].index, round[1].index), (7, 21));
+            assert!(!suspects.contains(&round[2].index));
+        }
     }
 
     proptest! {
@@ -378,7 +522,8 @@ mod tests {
                 .filter(|(i, _)| gone_mask >> i & 1 == 1)
                 .map(|(_, h)| h.clone())
                 .collect();
-            let round = round(&holders, &gone, &me, &Role::Leader, segments, seed);
+            let no = BTreeSet::new();
+            let round = round(&holders, &gone, &me, &Role::Leader, segments, &no, seed);
             let eligible = holders.iter().filter(|h| **h != me && !gone.contains(*h)).count();
             prop_assert_eq!(round.len(), eligible.min(HOLDERS_PER_ROUND));
             let distinct: BTreeSet<u16> = round.iter().map(|c| c.index).collect();
@@ -389,7 +534,7 @@ mod tests {
                 prop_assert!(challenge.segment < segments.max(1));
             }
             // Deterministic in its inputs.
-            prop_assert_eq!(&round, &super::round(&holders, &gone, &me, &Role::Leader, segments, seed));
+            prop_assert_eq!(&round, &super::round(&holders, &gone, &me, &Role::Leader, segments, &no, seed));
         }
     }
 }

@@ -146,6 +146,15 @@ pub struct Summary {
     pub crashes: u64,
     /// Slivers that rotted.
     pub bitrot_events: u64,
+    /// Storage challenges answered with the right sliver.
+    pub challenges_passed: u64,
+    /// Storage challenges failed (sliver missing, rotted, or withheld).
+    pub challenges_failed: u64,
+    /// Times a challenger began counting a holder as gone (its failures reached the threshold).
+    pub holders_failing: u64,
+    /// Times a challenger found one sliver lost (its failures reached the threshold) while its holder still
+    /// passed others.
+    pub slivers_found_lost: u64,
     /// Stores acknowledged but never written.
     pub lost_writes: u64,
     /// Reads started.

@@ -244,6 +244,12 @@ pub struct RepairConfig {
     pub decode_mb_per_s: f64,
     /// Repair a blob only when at least this many sliver indexes have gone holders (lazy repair; 1 = eager).
     pub min_lost: u16,
+    /// How often each blob's leader (and its deputy, which challenges the leader) runs a round of storage
+    /// challenges (`floe_protocol::challenge`); 0 = never. Rounds cost a request and one segment's sliver per
+    /// challenged holder, and are judged when they are sent (no transfer delay).
+    pub challenge_interval_ms: Millis,
+    /// Consecutive failed challenges after which a challenger counts a holder as gone.
+    pub challenge_failures: u32,
 }
 
 impl Default for RepairConfig {
@@ -253,6 +259,8 @@ impl Default for RepairConfig {
             grace_ms: 900_000,
             decode_mb_per_s: 300.0,
             min_lost: 1,
+            challenge_interval_ms: 0,
+            challenge_failures: 3,
         }
     }
 }
