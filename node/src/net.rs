@@ -30,6 +30,8 @@ use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
 /// floe's own Kademlia protocol name, so a floe swarm never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
+/// What a node answers when its queue of inbound requests is full.
+pub const BUSY: &str = "node busy; try again";
 /// The gossipsub topic of repair announcements.
 pub const REPAIR_TOPIC: &str = "floe/repair/1";
 /// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.
@@ -610,7 +612,7 @@ impl EventLoop {
                         self.inbound.try_send(inbound)
                     {
                         let busy = pb::Response {
-                            kind: Some(pb::response::Kind::Error("node busy; try again".into())),
+                            kind: Some(pb::response::Kind::Error(BUSY.into())),
                         };
                         let _ = self
                             .swarm

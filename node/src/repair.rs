@@ -359,7 +359,11 @@ impl Node {
                 continue;
             }
             let (mut gone, pending) = self.gone_holders(&view, &record.holders);
-            // A holder whose sliver of this blob failed its challenges lost it: gone for this blob.
+            // A holder whose sliver of this blob failed its challenges lost it: gone for this blob. Counts of
+            // slivers that moved since are dropped first.
+            self.state()
+                .challenge_failures
+                .forget_moved(&blob_id, holder_at(&record.holders));
             gone.extend(self.lost_holders(&blob_id, &record.holders));
             for holder in &record.holders {
                 if let Ok(peer) = PeerId::from_bytes(holder)
@@ -466,22 +470,29 @@ impl Node {
     /// again from its first run.
     async fn reclaim_stalled_partials(&self, seen: &BTreeMap<(BlobId, u16), u64>) {
         let ttl = self.inner.repair.partial_ttl;
+        if ttl.is_zero() {
+            return; // reclaiming is off
+        }
         let stalled = stalled_partials(&mut self.state().partial, seen, Instant::now(), ttl);
         for (blob_id, index) in stalled {
             let node = self.clone();
+            let segments = seen.get(&(blob_id, index)).copied().unwrap_or(0);
+            // Deleted only if it still holds what the scan saw, checked in the deleting commit: a run stored
+            // meanwhile (a delivery that resumed) keeps it.
             let removed = tokio::task::spawn_blocking(move || {
-                node.inner.store.remove_sliver(&blob_id, index)
+                node.inner.store.remove_partial(&blob_id, index, segments)
             })
             .await;
             match removed {
-                Ok(Ok(())) => {
+                Ok(Ok(deleted)) => {
                     self.state().partial.remove(&(blob_id, index));
-                    self.inner
-                        .metrics
-                        .partial_indexes_reclaimed
-                        .fetch_add(1, Ordering::Relaxed);
-                    let segments = seen.get(&(blob_id, index)).copied().unwrap_or(0);
-                    tracing::info!(%blob_id, index, segments, ?ttl, "deleted part of a sliver index that stopped growing");
+                    if deleted {
+                        self.inner
+                            .metrics
+                            .partial_indexes_reclaimed
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%blob_id, index, segments, ?ttl, "deleted part of a sliver index that stopped growing");
+                    }
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(%blob_id, index, %error, "could not delete a stalled partial index");
@@ -1149,6 +1160,13 @@ impl Node {
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Challenge(answer)),
             }) => challenge.judge(&blob_id, &answer),
+            // A holder too busy to answer proved nothing either way.
+            Ok(pb::Response {
+                kind: Some(pb::response::Kind::Error(why)),
+            }) if why == crate::net::BUSY => {
+                tracing::debug!(%peer, "challenged holder busy");
+                return;
+            }
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Error(why)),
             }) => Err(challenge::ChallengeFailure::Refused(why)),
@@ -1167,10 +1185,12 @@ impl Node {
             }
             Err(why) => {
                 m.challenges_failed.fetch_add(1, Ordering::Relaxed);
-                let (failures, sliver_failures) =
-                    state
-                        .challenge_failures
-                        .failed(&peer, &blob_id, challenge.index);
+                let (failures, sliver_failures) = state.challenge_failures.failed(
+                    &peer,
+                    &blob_id,
+                    challenge.index,
+                    challenge.segment,
+                );
                 tracing::warn!(%peer, %blob_id, index = challenge.index, segment = challenge.segment, %why, failures, sliver_failures, "holder failed a storage challenge");
             }
         }

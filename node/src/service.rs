@@ -873,7 +873,7 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
-        recording.done().await?;
+        recording.done(&blob_id).await;
         tracing::debug!(
             %blob_id,
             encode_us = encoded_at.as_micros(),
@@ -1676,12 +1676,16 @@ fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Ran
 pub(crate) struct Recording(tokio::task::JoinHandle<Result<(), crate::store::StoreError>>);
 
 impl Recording {
-    /// Waits until the record is durable.
-    pub(crate) async fn done(self) -> Result<(), PutError> {
-        self.0
-            .await
-            .map_err(|e| PutError::Internal(e.to_string()))?
-            .map_err(|e| PutError::Internal(format!("recording the blob: {e}")))
+    /// Waits until the record is stored. By then the blob is certified on its holders, so a failure here does
+    /// not fail the put: it costs only this node's own record of the blob (the holders keep theirs, and reads
+    /// find the metadata there), and is logged.
+    pub(crate) async fn done(self, blob_id: &BlobId) {
+        let error = match self.0.await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(%blob_id, error, "could not store this writer's record of a certified blob");
     }
 }
 

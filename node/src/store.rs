@@ -237,8 +237,13 @@ enum Job {
         payload: Vec<u8>,
         reply: Reply,
     },
-    /// Every run of one sliver index.
-    Remove { prefix: IndexPrefix, reply: Reply },
+    /// Every run of one sliver index; with `only_if_segments`, only while exactly that many segments (from the
+    /// first) are held, checked inside the commit.
+    Remove {
+        prefix: IndexPrefix,
+        only_if_segments: Option<u64>,
+        reply: Reply,
+    },
 }
 
 impl Job {
@@ -492,9 +497,26 @@ impl Store {
     pub fn remove_sliver(&self, blob_id: &BlobId, index: u16) -> Result<(), StoreError> {
         self.run_job(|reply| Job::Remove {
             prefix: prefix(blob_id, index),
+            only_if_segments: None,
             reply,
         })
         .map(|_| ())
+    }
+
+    /// Deletes a partial sliver index (every run of it) only if it still holds exactly `segments` segments from
+    /// the first, checked in the same commit as the deletion: a run stored meanwhile (a delivery that resumed)
+    /// keeps it. Returns whether it was deleted.
+    pub fn remove_partial(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+        segments: u64,
+    ) -> Result<bool, StoreError> {
+        self.run_job(|reply| Job::Remove {
+            prefix: prefix(blob_id, index),
+            only_if_segments: Some(segments),
+            reply,
+        })
     }
 
     /// The blobs this node has a record of, in blob ID order.
@@ -1173,7 +1195,14 @@ impl Committer {
                         info.live = info.live.saturating_add(location.2);
                         answers.push(Ok(true));
                     }
-                    (Job::Remove { prefix, .. }, _) => {
+                    (
+                        Job::Remove {
+                            prefix,
+                            only_if_segments,
+                            ..
+                        },
+                        _,
+                    ) => {
                         let mut low = [0u8; 42];
                         low[..34].copy_from_slice(prefix);
                         let mut high = [0xffu8; 42];
@@ -1182,6 +1211,21 @@ impl Committer {
                             .range::<&[u8]>(&low[..]..=&high[..])?
                             .map(|entry| entry.map(|(k, v)| (k.value().to_vec(), v.value())))
                             .collect::<Result<_, _>>()?;
+                        if let Some(expected) = only_if_segments {
+                            let mut held = 0u64;
+                            for (key, (_, _, _, segments)) in &runs {
+                                match first_segment(key) {
+                                    Some(first) if first <= held => {
+                                        held = held.max(first.saturating_add(*segments));
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            if held != *expected {
+                                answers.push(Ok(false));
+                                continue;
+                            }
+                        }
                         for (key, (log, offset, len, _)) in runs {
                             slivers.remove(&key[..])?;
                             release(&mut logs, &mut by_log, (log, offset, len))?;
@@ -1706,6 +1750,31 @@ mod tests {
         )
         .unwrap();
         EncodedBlob::encode(params, &data).unwrap()
+    }
+
+    #[test]
+    fn a_partial_index_is_removed_only_while_it_holds_what_was_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let encoded = segmented_blob(9, 100_000, 4);
+        let id = encoded.metadata.blob_id();
+        let all = slivers_of(&encoded, 1);
+        let record = HolderRecord::initial(holders(4));
+        store
+            .put_record_and_slivers(&encoded.metadata, &record, 1, &all[..3])
+            .unwrap();
+        // The delivery resumed since the scan saw 2 segments: the part stays.
+        assert!(!store.remove_partial(&id, 1, 2).unwrap());
+        assert_eq!(store.segments_held(&id, 1), 3);
+        // Still what was seen: it goes, every run of it.
+        store.put_slivers(&id, 1, &all[3..5]).unwrap();
+        assert!(store.remove_partial(&id, 1, 5).unwrap());
+        assert!(!store.has(&id, 1));
+        // A part that does not start at segment 0 holds 0 segments and goes as such.
+        store.put_slivers(&id, 1, &all[4..6]).unwrap();
+        assert_eq!(store.segments_held(&id, 1), 0);
+        assert!(store.remove_partial(&id, 1, 0).unwrap());
+        assert!(store.indexes(&id).is_empty());
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
-        recording.done().await?;
+        recording.done(&blob_id).await;
         self.remember_certificate(blob_id, certificate.clone())?;
         Ok(PutOutcome {
             blob_id,

@@ -155,9 +155,10 @@ impl Stream {
 
 /// One round of challenges for a blob of `segments` segments, by a node of `role`: up to
 /// [`HOLDERS_PER_ROUND`] distinct live holders other than `me` (the leader alone for a deputy), each asked for
-/// a random segment with a fresh nonce. The indexes in `suspects` (slivers that failed since they last passed,
-/// [`Tally::suspects`]) are asked first, so a lost sliver is confirmed in a few rounds rather than whenever the
-/// draw comes back to it; the rest are drawn at random. `seed` must be unpredictable to the holders (the node
+/// a random segment with a fresh nonce. The slivers in `suspects` (index → the segment that failed, from
+/// [`Tally::suspects`]) are asked first and for that same segment, so a lost sliver (or a lost part of one) is
+/// confirmed in a few rounds rather than whenever the draw comes back to it; the rest are drawn at random.
+/// Targets are distinct sliver indexes (a holder of several may be asked for more than one). `seed` must be unpredictable to the holders (the node
 /// draws it from the OS); the same inputs give the same round.
 pub fn round(
     holders: &[PeerKey],
@@ -165,7 +166,7 @@ pub fn round(
     me: &PeerKey,
     role: &Role,
     segments: u64,
-    suspects: &BTreeSet<u16>,
+    suspects: &BTreeMap<u16, u64>,
     seed: u64,
 ) -> Vec<Challenge> {
     let mut targets: Vec<(u16, &PeerKey)> = holders
@@ -182,7 +183,7 @@ pub fn round(
     let mut stream = Stream(seed);
     let mut round = Vec::new();
     while round.len() < HOLDERS_PER_ROUND && !targets.is_empty() {
-        let pick = match targets.iter().position(|(i, _)| suspects.contains(i)) {
+        let pick = match targets.iter().position(|(i, _)| suspects.contains_key(i)) {
             Some(suspect) => suspect,
             None => {
                 let len = u64::try_from(targets.len()).unwrap_or(u64::MAX);
@@ -191,7 +192,10 @@ pub fn round(
         };
         // `remove`, not `swap_remove`: the suspects ahead keep their index order.
         let (index, holder) = targets.remove(pick.min(targets.len() - 1));
-        let segment = stream.below(segments.max(1));
+        let segment = match suspects.get(&index) {
+            Some(&segment) if segment < segments => segment,
+            _ => stream.below(segments.max(1)),
+        };
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..8].copy_from_slice(&stream.next().to_le_bytes());
         nonce[8..].copy_from_slice(&stream.next().to_le_bytes());
@@ -213,7 +217,8 @@ pub fn round(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally<P: Ord> {
     failures: BTreeMap<P, u32>,
-    slivers: BTreeMap<(BlobId, u16), (P, u32)>,
+    /// (blob, index) → (the holder that failed, failures in a row, the segment it failed last).
+    slivers: BTreeMap<(BlobId, u16), (P, u32, u64)>,
 }
 
 impl<P: Ord> Default for Tally<P> {
@@ -232,26 +237,36 @@ impl<P: Ord + Clone> Tally<P> {
         self.slivers.remove(&(*blob_id, index));
     }
 
-    /// `holder` failed for sliver `index` of `blob_id`; returns its consecutive failures and the sliver's (a
-    /// sliver that changed holder starts again). The holder's count grows only with a sliver that had not
-    /// failed yet: asking a suspect again (as [`round`] does) confirms that one sliver is lost, and must not
-    /// make a holder with one bad sliver look as if it had lost everything.
-    pub fn failed(&mut self, holder: &P, blob_id: &BlobId, index: u16) -> (u32, u32) {
+    /// `holder` failed for `segment` of sliver `index` of `blob_id`; returns its consecutive failures and the
+    /// sliver's (a sliver that changed holder starts again). The holder's count grows only with a sliver that
+    /// had not failed yet: asking a suspect again (as [`round`] does) confirms that one sliver is lost, and must
+    /// not make a holder with one bad sliver look as if it had lost everything.
+    pub fn failed(&mut self, holder: &P, blob_id: &BlobId, index: u16, segment: u64) -> (u32, u32) {
         let sliver = self
             .slivers
             .entry((*blob_id, index))
-            .or_insert_with(|| (holder.clone(), 0));
+            .or_insert_with(|| (holder.clone(), 0, segment));
         if sliver.0 != *holder {
-            *sliver = (holder.clone(), 0);
+            *sliver = (holder.clone(), 0, segment);
         }
         let repeat = sliver.1 > 0;
         sliver.1 = sliver.1.saturating_add(1);
+        sliver.2 = segment;
         let sliver_failures = sliver.1;
-        let failures = self.failures.entry(holder.clone()).or_insert(0);
-        if !repeat {
-            *failures = failures.saturating_add(1);
-        }
-        (*failures, sliver_failures)
+        let failures = match self.failures.get_mut(holder) {
+            Some(failures) if repeat => *failures,
+            Some(failures) => {
+                *failures = failures.saturating_add(1);
+                *failures
+            }
+            // A repeat after a pass elsewhere cleared the holder's count: it stays clear.
+            None if repeat => 0,
+            None => {
+                self.failures.insert(holder.clone(), 1);
+                1
+            }
+        };
+        (failures, sliver_failures)
     }
 
     /// Whether the holder failed at least `threshold` challenges in a row, and so counts as gone.
@@ -264,16 +279,36 @@ impl<P: Ord + Clone> Tally<P> {
         &self.failures
     }
 
-    /// The slivers of `blob_id` that failed since they last passed (to ask first next round), if `holder_of`
-    /// (the current holder list) still gives them to the holder that failed.
+    /// The slivers of `blob_id` that failed since they last passed, with the segment that failed (to ask first
+    /// next round), if `holder_of` (the current holder list) still gives them to the holder that failed.
     pub fn suspects(
         &self,
         blob_id: &BlobId,
         holder_of: impl Fn(u16) -> Option<P>,
-    ) -> BTreeSet<u16> {
-        self.slivers_of(blob_id, &holder_of)
-            .map(|(index, _, _)| index)
+    ) -> BTreeMap<u16, u64> {
+        let low = (*blob_id, 0u16);
+        let high = (*blob_id, u16::MAX);
+        self.slivers
+            .range(low..=high)
+            .filter(|((_, index), (holder, _, _))| holder_of(*index).as_ref() == Some(holder))
+            .map(|((_, index), (_, _, segment))| (*index, *segment))
             .collect()
+    }
+
+    /// Forgets the counts of `blob_id`'s slivers that `holder_of` (the current holder list) no longer gives to
+    /// the holder that failed: a sliver that moved starts clean if it ever comes back.
+    pub fn forget_moved(&mut self, blob_id: &BlobId, holder_of: impl Fn(u16) -> Option<P>) {
+        let low = (*blob_id, 0u16);
+        let high = (*blob_id, u16::MAX);
+        let moved: Vec<(BlobId, u16)> = self
+            .slivers
+            .range(low..=high)
+            .filter(|((_, index), (holder, _, _))| holder_of(*index).as_ref() != Some(holder))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in moved {
+            self.slivers.remove(&key);
+        }
     }
 
     /// The holders of `blob_id` that lost a sliver: it failed `threshold` challenges in a row, and
@@ -299,15 +334,15 @@ impl<P: Ord + Clone> Tally<P> {
         let high = (*blob_id, u16::MAX);
         self.slivers
             .range(low..=high)
-            .filter(move |((_, index), (holder, _))| holder_of(*index).as_ref() == Some(holder))
-            .map(|((_, index), (holder, failures))| (*index, holder, *failures))
+            .filter(move |((_, index), (holder, _, _))| holder_of(*index).as_ref() == Some(holder))
+            .map(|((_, index), (holder, failures, _))| (*index, holder, *failures))
     }
 
     /// Forgets the per-sliver counts `keep` rejects (a blob no longer held here, say), so the tally stays as
     /// small as the failures that matter.
     pub fn retain_slivers(&mut self, mut keep: impl FnMut(&BlobId, u16, &P) -> bool) {
         self.slivers
-            .retain(|(blob_id, index), (holder, _)| keep(blob_id, *index, holder));
+            .retain(|(blob_id, index), (holder, _, _)| keep(blob_id, *index, holder));
     }
 }
 
@@ -356,7 +391,7 @@ mod tests {
         let deputy = Role::Deputy {
             leader: holders[0].clone(),
         };
-        let no = BTreeSet::new();
+        let no = BTreeMap::new();
         for seed in 0..50 {
             let round = round(&holders, &none, &holders[1], &deputy, 4, &no, seed);
             assert_eq!(round.len(), 1);
@@ -431,22 +466,25 @@ mod tests {
         let mut tally = Tally::default();
         let blob = BlobId::from_slice(&[1; 32]).unwrap();
         let (a, b) = ("a", "b");
-        assert_eq!(tally.failed(&a, &blob, 0), (1, 1));
-        assert_eq!(tally.failed(&a, &blob, 1), (2, 1));
+        assert_eq!(tally.failed(&a, &blob, 0, 5), (1, 1));
+        assert_eq!(tally.failed(&a, &blob, 1, 0), (2, 1));
         assert!(!tally.is_failing(&a, 3));
         // Sliver 0 again: the sliver's count grows, the holder's does not.
-        assert_eq!(tally.failed(&a, &blob, 0), (2, 2));
-        assert_eq!(tally.failed(&a, &blob, 2), (3, 1));
+        assert_eq!(tally.failed(&a, &blob, 0, 5), (2, 2));
+        assert_eq!(tally.failed(&a, &blob, 2, 1), (3, 1));
         assert!(tally.is_failing(&a, 3) && !tally.is_failing(&b, 3));
         tally.passed(&a, &blob, 1);
         assert!(!tally.is_failing(&a, 1));
         assert!(tally.failures().is_empty());
-        // The pass was for sliver 1: slivers 0 and 2 are still suspect.
+        // The pass was for sliver 1: slivers 0 and 2 are still suspect, each with the segment that failed.
         let holder_of = |index: u16| (index < 4).then_some("a");
         assert_eq!(
             tally.suspects(&blob, holder_of),
-            [0, 2].into_iter().collect()
+            [(0, 5), (2, 1)].into_iter().collect()
         );
+        // A repeat failure after that pass: the holder's count stays clear (and it is not listed with 0).
+        assert_eq!(tally.failed(&a, &blob, 0, 5), (0, 3));
+        assert!(tally.failures().is_empty());
     }
 
     #[test]
@@ -461,7 +499,7 @@ mod tests {
             _ => Some("fine"),
         };
         for _ in 0..3 {
-            tally.failed(&"rotted", &blob, 3);
+            tally.failed(&"rotted", &blob, 3, 0);
             // The same holder keeps passing for another blob's sliver: it never strikes out as a peer.
             tally.passed(&"rotted", &other, 0);
         }
@@ -478,30 +516,34 @@ mod tests {
         };
         assert!(tally.lost_holders(&blob, 3, moved).is_empty());
         assert!(tally.suspects(&blob, moved).is_empty());
+        // Forgotten once moved: if the sliver comes back to its old holder, its count starts clean.
+        tally.forget_moved(&blob, moved);
+        assert!(tally.lost_holders(&blob, 3, list).is_empty());
         // A failure by the new holder starts the sliver's count again.
-        assert_eq!(tally.failed(&"new", &blob, 3), (1, 1));
+        assert_eq!(tally.failed(&"new", &blob, 3, 0), (1, 1));
         tally.retain_slivers(|b, _, _| *b != blob);
         assert!(tally.suspects(&blob, |_| Some("new")).is_empty());
     }
 
     #[test]
-    fn suspects_are_asked_first() {
+    fn suspects_are_asked_first_for_the_segment_that_failed() {
         let holders = peers(30);
         let none = BTreeSet::new();
-        let suspects: BTreeSet<u16> = [7, 21].into_iter().collect();
+        let suspects: BTreeMap<u16, u64> = [(7, 40), (21, 3)].into_iter().collect();
         for seed in 0..50 {
             let round = round(
                 &holders,
                 &none,
                 &holders[0],
                 &Role::Leader,
-                1,
+                64,
                 &suspects,
                 seed,
             );
             assert_eq!(round.len(), HOLDERS_PER_ROUND);
-            assert_eq!((round[0].index, round[1].index), (7, 21));
-            assert!(!suspects.contains(&round[2].index));
+            assert_eq!((round[0].index, round[0].segment), (7, 40));
+            assert_eq!((round[1].index, round[1].segment), (21, 3));
+            assert!(!suspects.contains_key(&round[2].index));
         }
     }
 
@@ -522,7 +564,7 @@ mod tests {
                 .filter(|(i, _)| gone_mask >> i & 1 == 1)
                 .map(|(_, h)| h.clone())
                 .collect();
-            let no = BTreeSet::new();
+            let no = BTreeMap::new();
             let round = round(&holders, &gone, &me, &Role::Leader, segments, &no, seed);
             let eligible = holders.iter().filter(|h| **h != me && !gone.contains(*h)).count();
             prop_assert_eq!(round.len(), eligible.min(HOLDERS_PER_ROUND));

