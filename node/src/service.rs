@@ -986,10 +986,7 @@ impl Node {
                     WriteEffect::SetTimer(at) => timer = Some(timer.map_or(at, |t| t.min(at))),
                     WriteEffect::Certified => {
                         if let Some(sender) = certified_tx.take() {
-                            let _ = sender.send(Ok(pb::Certificate {
-                                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-                                receipts: receipts.values().cloned().collect(),
-                            }));
+                            let _ = sender.send(Ok(certificate_of(&blob_id, &receipts)));
                         }
                     }
                     WriteEffect::Failed {
@@ -1018,16 +1015,10 @@ impl Node {
                     let now = self.now();
                     effects = match result {
                         Ok(receipt) => {
-                            let mut receipt = receipt;
-                            // Unsigned and peer-supplied: only a short note is heeded, logged escaped, and
-                            // never kept in the certificate.
-                            let note = std::mem::take(&mut receipt.note);
-                            if !note.is_empty() && note.len() <= MAX_NOTE_LEN {
-                                self.inner.metrics.placement_disagreements.fetch_add(1, Ordering::Relaxed);
-                                tracing::info!(%blob_id, index, holder = %peer_label(&peer), ?note, "a holder's view of the blob's neighbourhood differs from ours");
-                            }
-                            receipts.insert(index, receipt.clone());
-                            write.on_receipt(&peer, index, receipt.signature.to_vec())
+                            let receipt = self.heed_receipt(&blob_id, index, &peer, receipt);
+                            let signature = receipt.signature.to_vec();
+                            receipts.insert(index, receipt);
+                            write.on_receipt(&peer, index, signature)
                         }
                         Err(why) => {
                             tracing::debug!(%blob_id, index, attempt, why, "store request failed");
@@ -1041,6 +1032,26 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// A holder's receipt as a writer keeps it. Its note is unsigned and peer-supplied: only a short one is heeded
+    /// (counted and logged escaped), and it is never kept in the certificate.
+    pub(crate) fn heed_receipt(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+        peer: &[u8],
+        mut receipt: pb::StorageReceipt,
+    ) -> pb::StorageReceipt {
+        let note = std::mem::take(&mut receipt.note);
+        if !note.is_empty() && note.len() <= MAX_NOTE_LEN {
+            self.inner
+                .metrics
+                .placement_disagreements
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%blob_id, index, holder = %peer_label(peer), ?note, "a holder's view of the blob's neighbourhood differs from ours");
+        }
+        receipt
     }
 
     /// Sends sliver `index` to `peer` run by run ([`store_runs`]), each request made by `request_for` when its
@@ -1670,6 +1681,17 @@ impl Node {
 /// `MAX_RUN_BYTES` of sliver bytes (one segment at least, which the frame limit always fits).
 fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Range<u64>> {
     cut_segments(params, first..first.saturating_add(count), MAX_RUN_BYTES)
+}
+
+/// The certificate of a write: the receipts collected, by sliver index.
+pub(crate) fn certificate_of(
+    blob_id: &BlobId,
+    receipts: &BTreeMap<u16, pb::StorageReceipt>,
+) -> pb::Certificate {
+    pb::Certificate {
+        blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+        receipts: receipts.values().cloned().collect(),
+    }
 }
 
 /// The writer's record of a new blob (metadata and holder list) being stored; see [`Node::place`].

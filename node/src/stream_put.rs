@@ -26,9 +26,7 @@ use floe_protocol::wire::pb;
 use floe_protocol::write::Millis;
 use floe_protocol::{BlobEncoder, BlobMetadata, BlobParams, EncodingType, Sliver, SliverProof};
 
-use crate::service::{
-    MAX_NOTE_LEN, Node, PutError, PutOutcome, StoreAnswer, peer_label, timer_fires,
-};
+use crate::service::{Node, PutError, PutOutcome, StoreAnswer, certificate_of, timer_fires};
 
 /// Runs encoded and held at once by a streamed write.
 const WINDOW: usize = 2;
@@ -384,10 +382,7 @@ impl Node {
                     }
                     StreamWriteEffect::Certified => {
                         if let Some(sender) = certified_tx.take() {
-                            let _ = sender.send(Ok(pb::Certificate {
-                                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-                                receipts: receipts.values().cloned().collect(),
-                            }));
+                            let _ = sender.send(Ok(certificate_of(&blob_id, &receipts)));
                         }
                     }
                     StreamWriteEffect::Failed {
@@ -430,14 +425,11 @@ impl Node {
                     let now = self.now();
                     let run_end = runs.get(run).map_or(u64::MAX, |r| r.end);
                     effects = match result {
-                        Ok(StoreAnswer::Receipt(mut receipt)) => {
-                            let note = std::mem::take(&mut receipt.note);
-                            if !note.is_empty() && note.len() <= MAX_NOTE_LEN {
-                                self.inner.metrics.placement_disagreements.fetch_add(1, Ordering::Relaxed);
-                                tracing::info!(%blob_id, index, holder = %peer_label(&peer), ?note, "a holder's view of the blob's neighbourhood differs from ours");
-                            }
-                            receipts.insert(index, receipt.clone());
-                            write.on_receipt(&peer, index, receipt.signature.to_vec())
+                        Ok(StoreAnswer::Receipt(receipt)) => {
+                            let receipt = self.heed_receipt(&blob_id, index, &peer, receipt);
+                            let signature = receipt.signature.to_vec();
+                            receipts.insert(index, receipt);
+                            write.on_receipt(&peer, index, signature)
                         }
                         Ok(StoreAnswer::Progress { segments_held, .. }) if segments_held >= run_end => {
                             write.on_progress(&peer, index, run, attempt, now)
