@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub repair_interval: Option<String>,
     /// How often the node challenges each holder of the blobs it leads, e.g. "60s".
     pub challenge_interval: Option<String>,
+    /// How long a blob's holders go unchallenged after this node's sliver arrived or its holder list changed,
+    /// e.g. "60s".
+    pub challenge_settle: Option<String>,
     /// How long a leaving node spends handing its slivers off before it exits, e.g. "60s".
     pub handoff_timeout: Option<String>,
     /// How long part of a sliver index may sit without growing before it is deleted, e.g. "1h".
@@ -110,6 +113,7 @@ impl NodeConfig {
             (&mut self.repair_grace, other.repair_grace),
             (&mut self.repair_interval, other.repair_interval),
             (&mut self.challenge_interval, other.challenge_interval),
+            (&mut self.challenge_settle, other.challenge_settle),
             (&mut self.handoff_timeout, other.handoff_timeout),
             (&mut self.partial_ttl, other.partial_ttl),
         ] {
@@ -282,6 +286,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         grace: duration(&config.repair_grace, defaults.grace)?,
         interval: duration(&config.repair_interval, defaults.interval)?,
         challenge_interval: duration(&config.challenge_interval, defaults.challenge_interval)?,
+        challenge_settle: duration(&config.challenge_settle, defaults.challenge_settle)?,
         handoff_timeout: duration(&config.handoff_timeout, defaults.handoff_timeout)?,
         partial_ttl: duration(&config.partial_ttl, defaults.partial_ttl)?,
         min_lost: config.repair_min_lost.unwrap_or(defaults.min_lost),

@@ -157,6 +157,10 @@ struct NodeArgs {
     /// How often the holders of the blobs this node leads are challenged (default 60s).
     #[arg(long, value_name = "DURATION")]
     challenge_interval: Option<String>,
+    /// How long a blob's holders go unchallenged after this node's sliver of it arrived or its holder list
+    /// changed, so slivers still on their way are not counted as lost (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    challenge_settle: Option<String>,
     /// Time allowed for handing slivers off on SIGTERM or Ctrl-C (default 60s; 0s keeps them for a restart).
     #[arg(long, value_name = "DURATION")]
     handoff_timeout: Option<String>,
@@ -244,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 repair_grace: args.repair_grace,
                 repair_interval: args.repair_interval,
                 challenge_interval: args.challenge_interval,
+                challenge_settle: args.challenge_settle,
                 handoff_timeout: args.handoff_timeout,
                 partial_ttl: args.partial_ttl,
                 upnp: args.no_upnp.then_some(false),

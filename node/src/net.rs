@@ -32,6 +32,8 @@ pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
 /// What a node answers when its queue of inbound requests is full.
 pub const BUSY: &str = "node busy; try again";
+/// How a challenge answer starts when the challenged segment of a sliver has not arrived yet.
+pub const RECEIVING: &str = "still receiving this sliver";
 /// The gossipsub topic of repair announcements.
 pub const REPAIR_TOPIC: &str = "floe/repair/1";
 /// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.

@@ -46,6 +46,9 @@ pub struct RepairState {
     recent: BTreeMap<BlobId, Instant>,
     challenge_failures: challenge::Tally<PeerId>,
     last_challenged: BTreeMap<BlobId, Instant>,
+    /// Per blob held whole here: a fingerprint of its holder list, and since when this node has held its sliver
+    /// whole under that list. Challenges wait `challenge_settle` from then.
+    settling: BTreeMap<BlobId, (u64, Instant)>,
     /// Holders found not connected, and since when (cleared when they are seen connected again).
     missing_since: BTreeMap<PeerId, Instant>,
     reported_gone: BTreeSet<PeerId>,
@@ -81,6 +84,45 @@ fn stalled_partials(
         }
     }
     stalled
+}
+
+/// A short fingerprint of a holder list, so a change of list (another repair, a competing list at the same
+/// epoch) restarts the blob's settle time without keeping a copy of every list.
+fn holders_fingerprint(record: &HolderRecord) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // In memory only, so the std hasher (fixed keys) is enough.
+    let mut hasher = std::hash::DefaultHasher::new();
+    record.epoch.hash(&mut hasher);
+    record.holders.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether a blob's holders may be challenged yet: `settling` tracks, per blob, the holder list this node last
+/// saw and since when it has held its own sliver whole under it (`held_whole`); a new list or a sliver that
+/// became whole starts the wait again. Until `settle` has passed the holders may legitimately lack their
+/// slivers: the writer delivers the remaining ones after the certificate, and a repair or hand-off delivers
+/// a new holder's sliver run by run.
+fn settled(
+    settling: &mut BTreeMap<BlobId, (u64, Instant)>,
+    blob_id: BlobId,
+    fingerprint: u64,
+    held_whole: bool,
+    now: Instant,
+    settle: std::time::Duration,
+) -> bool {
+    if !held_whole {
+        settling.remove(&blob_id);
+        return false;
+    }
+    match settling.get(&blob_id) {
+        Some(&(seen, since)) if seen == fingerprint => {
+            now.saturating_duration_since(since) >= settle
+        }
+        _ => {
+            settling.insert(blob_id, (fingerprint, now));
+            settle.is_zero()
+        }
+    }
 }
 
 /// The holder list as the challenge tally reads it: index → peer.
@@ -338,9 +380,11 @@ impl Node {
         // Per-sliver challenge counts matter only for blobs still held here.
         {
             let held: BTreeSet<&BlobId> = blobs.iter().collect();
-            self.state()
+            let mut state = self.state();
+            state
                 .challenge_failures
                 .retain_slivers(|blob_id, _, _| held.contains(blob_id));
+            state.settling.retain(|blob_id, _| held.contains(blob_id));
         }
         let mut challenges = 0;
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
@@ -390,8 +434,17 @@ impl Node {
             // Only a node holding a whole index of the blob challenges (see `challenge::role`); once this node's
             // index is whole the others are at most a window of runs behind.
             let role = challenge::role(&record.holders, &gone, &me, !local.is_empty());
+            let settled = settled(
+                &mut self.state().settling,
+                blob_id,
+                holders_fingerprint(&record),
+                !local.is_empty(),
+                Instant::now(),
+                self.inner.repair.challenge_settle,
+            );
             if leader != me {
                 if matches!(role, Role::Deputy { .. })
+                    && settled
                     && !self.repair_view(&blob_id).in_progress
                     && self.due_for_challenge(&blob_id)
                 {
@@ -450,6 +503,7 @@ impl Node {
             // A blob whose holder list just changed is not challenged: its new holders may still be receiving.
             if challenges < CHALLENGES_PER_SCAN
                 && role == Role::Leader
+                && settled
                 && !self.repair_view(&blob_id).in_progress
                 && self.due_for_challenge(&blob_id)
             {
@@ -1167,6 +1221,13 @@ impl Node {
                 tracing::debug!(%peer, "challenged holder busy");
                 return;
             }
+            // Still receiving the sliver (a repair or hand-off under way): it proves nothing yet.
+            Ok(pb::Response {
+                kind: Some(pb::response::Kind::Error(why)),
+            }) if why.starts_with(crate::net::RECEIVING) => {
+                tracing::debug!(%peer, why, "challenged holder still receiving the sliver");
+                return;
+            }
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Error(why)),
             }) => Err(challenge::ChallengeFailure::Refused(why)),
@@ -1202,6 +1263,83 @@ impl Node {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn challenges_wait_for_a_blob_to_settle_after_its_sliver_or_list_changes() {
+        let settle = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let blob = BlobId::from_slice(&[3; 32]).unwrap();
+        let mut settling = BTreeMap::new();
+        // Not held whole here: never challenged, nothing tracked.
+        assert!(!settled(&mut settling, blob, 1, false, t0, settle));
+        assert!(settling.is_empty());
+        // Held from t0: not before the settle time, then yes.
+        assert!(!settled(&mut settling, blob, 1, true, t0, settle));
+        assert!(!settled(
+            &mut settling,
+            blob,
+            1,
+            true,
+            t0 + settle / 2,
+            settle
+        ));
+        assert!(settled(&mut settling, blob, 1, true, t0 + settle, settle));
+        // A new holder list starts the wait again.
+        assert!(!settled(&mut settling, blob, 2, true, t0 + settle, settle));
+        assert!(!settled(
+            &mut settling,
+            blob,
+            2,
+            true,
+            t0 + settle * 3 / 2,
+            settle
+        ));
+        assert!(settled(
+            &mut settling,
+            blob,
+            2,
+            true,
+            t0 + settle * 2,
+            settle
+        ));
+        // So does losing the local sliver and getting it back.
+        assert!(!settled(
+            &mut settling,
+            blob,
+            2,
+            false,
+            t0 + settle * 2,
+            settle
+        ));
+        assert!(!settled(
+            &mut settling,
+            blob,
+            2,
+            true,
+            t0 + settle * 2,
+            settle
+        ));
+        // A zero settle time challenges at once.
+        let other = BlobId::from_slice(&[4; 32]).unwrap();
+        assert!(settled(&mut settling, other, 1, true, t0, Duration::ZERO));
+    }
+
+    #[test]
+    fn holder_list_fingerprints_change_with_the_list() {
+        let record = HolderRecord {
+            holders: vec![vec![1, 2], vec![3]],
+            epoch: 4,
+            repairer: vec![1, 2],
+        };
+        let same = record.clone();
+        let mut moved = record.clone();
+        moved.holders.swap(0, 1);
+        let mut newer = record.clone();
+        newer.epoch = 5;
+        assert_eq!(holders_fingerprint(&record), holders_fingerprint(&same));
+        assert_ne!(holders_fingerprint(&record), holders_fingerprint(&moved));
+        assert_ne!(holders_fingerprint(&record), holders_fingerprint(&newer));
+    }
 
     #[test]
     fn a_partial_index_is_reclaimed_only_after_the_ttl_without_growing() {

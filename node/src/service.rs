@@ -162,6 +162,9 @@ pub struct RepairConfig {
     pub challenge_interval: Duration,
     /// Consecutive failed challenges after which a peer is treated as gone.
     pub challenge_failures: u32,
+    /// How long a blob's holders go unchallenged after this node's sliver of it became whole or its holder list
+    /// changed: time for the writer's background delivery, a repair or a hand-off to reach every holder.
+    pub challenge_settle: Duration,
     /// Repairs run at once: a mass departure becomes a queue, not a storm.
     pub max_concurrent: usize,
     /// Time a leaving node spends handing off.
@@ -180,6 +183,7 @@ impl Default for RepairConfig {
             interval: Duration::from_secs(10),
             challenge_interval: Duration::from_secs(60),
             challenge_failures: 3,
+            challenge_settle: Duration::from_secs(60),
             max_concurrent: 4,
             handoff_timeout: Duration::from_secs(60),
             min_lost: 1,
@@ -771,15 +775,26 @@ impl Node {
                 floe_protocol::challenge::MAX_NONCE_LEN
             ));
         }
-        match self.inner.store.metadata(&blob_id) {
-            Ok((metadata, _)) if challenge.segment < metadata.params().segment_count() => {}
+        let segment_count = match self.inner.store.metadata(&blob_id) {
+            Ok((metadata, _)) if challenge.segment < metadata.params().segment_count() => {
+                metadata.params().segment_count()
+            }
             Ok(_) => return error_response("no such segment"),
             Err(error) => return error_response(format!("sliver not held: {error}")),
-        }
+        };
         self.inner
             .metrics
             .challenges_answered
             .fetch_add(1, Ordering::Relaxed);
+        // Part of the index is here and the rest is on its way (a repair, hand-off or write that delivers run by
+        // run): a segment not there yet is no sign of loss. A segment already held must be produced.
+        let held = self.inner.store.segments_held(&blob_id, index);
+        if held > 0 && challenge.segment >= held && held < segment_count {
+            return error_response(format!(
+                "{}: {held} of {segment_count} segments held",
+                crate::net::RECEIVING
+            ));
+        }
         match self
             .inner
             .store

@@ -37,8 +37,8 @@ impl Drop for TestSwarm {
                 let _ = child.wait();
             }
         }
-        // A failed test keeps its nodes' data and logs for a post-mortem.
-        if std::thread::panicking()
+        // A failed test keeps its nodes' data and logs for a post-mortem (any test does with FLOE_TEST_KEEP=1).
+        if (std::thread::panicking() || std::env::var_os("FLOE_TEST_KEEP").is_some())
             && let Some(root) = self.root.take()
         {
             eprintln!("node data and logs kept in {}", root.keep().display());
@@ -694,6 +694,29 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             }
             other => panic!("a first run got {other:?}"),
         }
+        // Challenged meanwhile, the node produces the segment it holds and says it is still receiving the other:
+        // a sliver on its way is not a lost one.
+        let challenge = |segment: u64| pb::Request {
+            kind: Some(pb::request::Kind::Challenge(pb::StorageChallenge {
+                blob_id: encoded.metadata.blob_id().as_bytes().to_vec().into(),
+                index: 0,
+                segment,
+                nonce: vec![9u8; 16].into(),
+            })),
+        };
+        match client.request(peer, challenge(0)).await.unwrap().kind {
+            Some(pb::response::Kind::Challenge(answer)) => {
+                assert_eq!(answer.sliver.unwrap().segment, 0)
+            }
+            other => panic!("a challenge of a held segment got {other:?}"),
+        }
+        match client.request(peer, challenge(1)).await.unwrap().kind {
+            Some(pb::response::Kind::Error(why)) => assert!(
+                why.starts_with("still receiving this sliver: 1 of 2 segments held"),
+                "{why}"
+            ),
+            other => panic!("a challenge of a segment on its way got {other:?}"),
+        }
 
         tokio::time::sleep(Duration::from_secs(2)).await; // let the gossip subscription reach the node
         client.publish(vec![0xff; 300]).await;
@@ -729,14 +752,17 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
     );
 }
 
-/// Repair timings short enough for tests: a peer is gone after 3 s out of reach; checks every second.
-const REPAIR_FLAGS: [&str; 6] = [
+/// Repair timings short enough for tests: a peer is gone after 3 s out of reach; checks and challenges every
+/// second, 5 s after a blob's sliver arrived or its holder list changed.
+const REPAIR_FLAGS: [&str; 8] = [
     "--repair-grace",
     "3s",
     "--repair-interval",
     "1s",
     "--challenge-interval",
     "1s",
+    "--challenge-settle",
+    "5s",
 ];
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
