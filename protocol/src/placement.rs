@@ -17,6 +17,8 @@
 //! Holders are distinct when N ≥ n, and hold ⌊n/N⌋ or ⌈n/N⌉ slivers otherwise. A join or leave changes the
 //! holder of the leaving or joining peer's slivers and, through capacity, of a few others; `moves` measures it.
 
+use std::sync::LazyLock;
+
 use crate::blob_id::BlobId;
 
 pub(crate) const PEER_CONTEXT: &str = "floe 2026-11 placement peer v1";
@@ -27,8 +29,19 @@ const CANDIDATES: usize = 64;
 /// A peer as placement sees it: opaque bytes (the libp2p peer ID's bytes), ordered bytewise.
 pub type PeerKey = Vec<u8>;
 
+/// The placement contexts' derived-key hashers, made once: cloning one skips re-deriving the key from the context
+/// string on every score (the output is the same as `Hasher::new_derive_key(context)`).
+static PEER_HASHER: LazyLock<blake3::Hasher> =
+    LazyLock::new(|| blake3::Hasher::new_derive_key(PEER_CONTEXT));
+static INDEX_HASHER: LazyLock<blake3::Hasher> =
+    LazyLock::new(|| blake3::Hasher::new_derive_key(INDEX_CONTEXT));
+
 pub(crate) fn score64(context: &str, blob_id: &BlobId, tail: &[u8]) -> u64 {
-    let mut hasher = blake3::Hasher::new_derive_key(context);
+    let mut hasher = match context {
+        PEER_CONTEXT => PEER_HASHER.clone(),
+        INDEX_CONTEXT => INDEX_HASHER.clone(),
+        other => blake3::Hasher::new_derive_key(other),
+    };
     hasher.update(blob_id.as_bytes());
     hasher.update(tail);
     let hash = hasher.finalize();
@@ -182,10 +195,18 @@ impl Placement {
     /// The score that ranks `peer` for sliver `index` of `blob_id`, higher first: the pair score the rule above
     /// uses, also used by repair to pick new holders.
     pub fn pair_score(blob_id: &BlobId, peer: &[u8], index: u16) -> u64 {
-        splitmix64(
-            score64(PEER_CONTEXT, blob_id, peer)
-                ^ score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes()),
-        )
+        splitmix64(Self::peer_score(blob_id, peer) ^ Self::index_score(blob_id, index))
+    }
+
+    /// The peer half of [`Self::pair_score`]: `pair_score = splitmix64(peer_score ^ index_score)`, so a caller
+    /// scoring many pairs hashes each peer and each index once.
+    pub fn peer_score(blob_id: &BlobId, peer: &[u8]) -> u64 {
+        score64(PEER_CONTEXT, blob_id, peer)
+    }
+
+    /// The index half of [`Self::pair_score`].
+    pub fn index_score(blob_id: &BlobId, index: u16) -> u64 {
+        score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes())
     }
 
     /// Number of sliver indexes.
@@ -219,6 +240,32 @@ mod tests {
         (0..count)
             .map(|i| vec![salt, (i >> 8) as u8, i as u8, 7])
             .collect()
+    }
+
+    #[test]
+    fn scores_are_blake3_derived_keys_of_the_documented_contexts() {
+        // The cached hashers must give exactly what protocol.md specifies: BLAKE3 in derive-key mode.
+        let id = BlobId([42; 32]);
+        let expect = |context: &str, tail: &[u8]| {
+            let mut hasher = blake3::Hasher::new_derive_key(context);
+            hasher.update(id.as_bytes());
+            hasher.update(tail);
+            u64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().unwrap())
+        };
+        let peer = b"some peer".to_vec();
+        assert_eq!(
+            Placement::peer_score(&id, &peer),
+            expect(PEER_CONTEXT, &peer)
+        );
+        assert_eq!(
+            Placement::index_score(&id, 7),
+            expect(INDEX_CONTEXT, &7u16.to_le_bytes())
+        );
+        assert_eq!(
+            Placement::pair_score(&id, &peer, 7),
+            splitmix64(expect(PEER_CONTEXT, &peer) ^ expect(INDEX_CONTEXT, &7u16.to_le_bytes()))
+        );
+        assert_eq!(score64("other", &id, b"x"), expect("other", b"x"));
     }
 
     proptest! {

@@ -10,10 +10,10 @@
 //! The holder list of a blob carries an epoch. A plan makes epoch + 1; every holder adopts the list with the
 //! highest epoch (ties: the announcement from the lowest repairer wins), so competing views settle on one list.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::blob_id::BlobId;
-use crate::placement::{PeerKey, Placement};
+use crate::placement::{PeerKey, Placement, splitmix64};
 use crate::read::{Read, ReadConfig, ReadEffect};
 use crate::write::{Millis, Write, WriteConfig, WriteEffect};
 
@@ -89,91 +89,106 @@ pub fn plan(
         return None;
     }
     // The live pool: live holders, then the best-scored candidates up to n peers in all.
-    let mut pool: BTreeSet<PeerKey> = holders
+    let mut pool: BTreeSet<&PeerKey> = holders.iter().filter(|h| !gone.contains(*h)).collect();
+    let mut extra: Vec<(u64, &PeerKey)> = candidates
         .iter()
-        .filter(|h| !gone.contains(*h))
-        .cloned()
+        .filter(|c| !gone.contains(*c) && !pool.contains(c))
+        .map(|c| (Placement::pair_score(blob_id, c, u16::MAX), c))
         .collect();
-    let placement_rank = |peer: &PeerKey| Placement::pair_score(blob_id, peer, u16::MAX);
-    let mut extra: Vec<&PeerKey> = candidates
-        .iter()
-        .filter(|c| !gone.contains(*c) && !pool.contains(*c))
-        .collect();
-    extra.sort_by(|a, b| placement_rank(b).cmp(&placement_rank(a)).then(a.cmp(b)));
-    extra.dedup();
-    for peer in extra {
+    extra.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    extra.dedup_by(|a, b| a.1 == b.1);
+    for (_, peer) in extra {
         if pool.len() >= n {
             break;
         }
-        pool.insert(peer.clone());
+        pool.insert(peer);
     }
     if pool.is_empty() {
         return None;
     }
-    let mut load: BTreeMap<PeerKey, usize> = pool.iter().map(|p| (p.clone(), 0)).collect();
-    let mut new_holders: Vec<Option<PeerKey>> = holders
-        .iter()
-        .map(|h| (!gone.contains(h)).then(|| h.clone()))
+    // The scores are computed once per peer and once per index (the pair score combines them), not per
+    // comparison: this runs for every blob a departure touches.
+    let index_scores: Vec<u64> = (0..n)
+        .map(|i| Placement::index_score(blob_id, u16::try_from(i).unwrap_or(u16::MAX)))
         .collect();
-    for holder in new_holders.iter().flatten() {
-        if let Some(count) = load.get_mut(holder) {
-            *count += 1;
-        }
+    // The live peers in key order, each with its load and peer score.
+    let mut live: Vec<LivePeer<'_>> = pool
+        .into_iter()
+        .map(|peer| LivePeer {
+            peer,
+            load: 0,
+            score: Placement::peer_score(blob_id, peer),
+        })
+        .collect();
+    let position =
+        |live: &[LivePeer<'_>], peer: &PeerKey| live.binary_search_by(|p| p.peer.cmp(peer)).ok();
+    // new_holders[i]: a position in `live`, None for an index held by a gone peer.
+    let mut new_holders: Vec<Option<usize>> = holders
+        .iter()
+        .map(|h| {
+            if gone.contains(h) {
+                None
+            } else {
+                position(&live, h)
+            }
+        })
+        .collect();
+    for &at in new_holders.iter().flatten() {
+        live[at].load += 1;
     }
-    let score = |peer: &PeerKey, index: usize| {
-        Placement::pair_score(blob_id, peer, u16::try_from(index).unwrap_or(u16::MAX))
-    };
+    let pair = |live: &LivePeer<'_>, index: usize| splitmix64(live.score ^ index_scores[index]);
     for (index, slot) in new_holders.iter_mut().enumerate() {
         if slot.is_some() {
             continue;
         }
-        let best = load
-            .iter()
-            .min_by(|(pa, la), (pb, lb)| {
-                la.cmp(lb)
-                    .then_with(|| score(pb, index).cmp(&score(pa, index)))
-                    .then_with(|| pa.cmp(pb))
-            })
-            .map(|(p, _)| p.clone())?;
-        if let Some(count) = load.get_mut(&best) {
-            *count += 1;
-        }
+        let best = (0..live.len()).min_by(|&a, &b| {
+            let (pa, pb) = (&live[a], &live[b]);
+            pa.load
+                .cmp(&pb.load)
+                .then_with(|| pair(pb, index).cmp(&pair(pa, index)))
+                .then_with(|| pa.peer.cmp(pb.peer))
+        })?;
+        live[best].load += 1;
         *slot = Some(best);
     }
-    let mut new_holders: Vec<PeerKey> = new_holders.into_iter().collect::<Option<_>>()?;
+    let mut new_holders: Vec<usize> = new_holders.into_iter().collect::<Option<_>>()?;
     // Rebalance: each move lowers the sum of squared loads, so this ends; at most n moves.
-    let live = load.len();
-    let (floor, ceil) = (n / live, n.div_ceil(live));
+    let (floor, ceil) = (n / live.len(), n.div_ceil(live.len()));
     for _ in 0..n {
-        let most = load
-            .iter()
-            .max_by(|(pa, la), (pb, lb)| la.cmp(lb).then_with(|| pb.cmp(pa)))
-            .map(|(p, l)| (p.clone(), *l));
-        let least = load
-            .iter()
-            .min_by(|(pa, la), (pb, lb)| la.cmp(lb).then_with(|| pa.cmp(pb)))
-            .map(|(p, l)| (p.clone(), *l));
-        let (Some((most, most_load)), Some((least, least_load))) = (most, least) else {
+        let most = (0..live.len()).max_by(|&a, &b| {
+            live[a]
+                .load
+                .cmp(&live[b].load)
+                .then_with(|| live[b].peer.cmp(live[a].peer))
+        });
+        let least = (0..live.len()).min_by(|&a, &b| {
+            live[a]
+                .load
+                .cmp(&live[b].load)
+                .then_with(|| live[a].peer.cmp(live[b].peer))
+        });
+        let (Some(most), Some(least)) = (most, least) else {
             break;
         };
+        let (most_load, least_load) = (live[most].load, live[least].load);
         if !(most_load > ceil || least_load < floor) || most_load <= least_load + 1 {
             break;
         }
         // The donor gives the index that scores lowest for it and highest for the receiver.
         let Some(index) = (0..n).filter(|&i| new_holders[i] == most).max_by(|&a, &b| {
-            let gain = |i| i128::from(score(&least, i)) - i128::from(score(&most, i));
+            let gain = |i| i128::from(pair(&live[least], i)) - i128::from(pair(&live[most], i));
             gain(a).cmp(&gain(b)).then(b.cmp(&a))
         }) else {
             break;
         };
-        new_holders[index] = least.clone();
-        if let Some(count) = load.get_mut(&most) {
-            *count -= 1;
-        }
-        if let Some(count) = load.get_mut(&least) {
-            *count += 1;
-        }
+        new_holders[index] = least;
+        live[most].load -= 1;
+        live[least].load += 1;
     }
+    let new_holders: Vec<PeerKey> = new_holders
+        .into_iter()
+        .map(|at| live[at].peer.clone())
+        .collect();
     let moves = holders
         .iter()
         .zip(&new_holders)
@@ -191,6 +206,15 @@ pub fn plan(
         holders: new_holders,
         moves,
     })
+}
+
+/// A live peer while a repair is planned.
+struct LivePeer<'a> {
+    peer: &'a PeerKey,
+    /// Sliver indexes it holds in the plan so far.
+    load: usize,
+    /// Its placement score for the blob ([`Placement::peer_score`]).
+    score: u64,
 }
 
 /// Whether a blob whose `lost` sliver indexes (of `n`) sit on gone holders is repaired now. `min_lost` is the
@@ -461,6 +485,123 @@ impl Repair {
 #[cfg(test)]
 mod tests {
 
+    /// The plan as first written (scores recomputed in every comparison): the reference the faster [`plan`]
+    /// must match exactly.
+    fn reference_plan(
+        blob_id: &BlobId,
+        holders: &[PeerKey],
+        gone: &BTreeSet<PeerKey>,
+        candidates: &[PeerKey],
+    ) -> Option<RepairPlan> {
+        let n = holders.len();
+        if n == 0 {
+            return None;
+        }
+        // The live pool: live holders, then the best-scored candidates up to n peers in all.
+        let mut pool: BTreeSet<PeerKey> = holders
+            .iter()
+            .filter(|h| !gone.contains(*h))
+            .cloned()
+            .collect();
+        let placement_rank = |peer: &PeerKey| Placement::pair_score(blob_id, peer, u16::MAX);
+        let mut extra: Vec<&PeerKey> = candidates
+            .iter()
+            .filter(|c| !gone.contains(*c) && !pool.contains(*c))
+            .collect();
+        extra.sort_by(|a, b| placement_rank(b).cmp(&placement_rank(a)).then(a.cmp(b)));
+        extra.dedup();
+        for peer in extra {
+            if pool.len() >= n {
+                break;
+            }
+            pool.insert(peer.clone());
+        }
+        if pool.is_empty() {
+            return None;
+        }
+        let mut load: BTreeMap<PeerKey, usize> = pool.iter().map(|p| (p.clone(), 0)).collect();
+        let mut new_holders: Vec<Option<PeerKey>> = holders
+            .iter()
+            .map(|h| (!gone.contains(h)).then(|| h.clone()))
+            .collect();
+        for holder in new_holders.iter().flatten() {
+            if let Some(count) = load.get_mut(holder) {
+                *count += 1;
+            }
+        }
+        let score = |peer: &PeerKey, index: usize| {
+            Placement::pair_score(blob_id, peer, u16::try_from(index).unwrap_or(u16::MAX))
+        };
+        for (index, slot) in new_holders.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let best = load
+                .iter()
+                .min_by(|(pa, la), (pb, lb)| {
+                    la.cmp(lb)
+                        .then_with(|| score(pb, index).cmp(&score(pa, index)))
+                        .then_with(|| pa.cmp(pb))
+                })
+                .map(|(p, _)| p.clone())?;
+            if let Some(count) = load.get_mut(&best) {
+                *count += 1;
+            }
+            *slot = Some(best);
+        }
+        let mut new_holders: Vec<PeerKey> = new_holders.into_iter().collect::<Option<_>>()?;
+        // Rebalance: each move lowers the sum of squared loads, so this ends; at most n moves.
+        let live = load.len();
+        let (floor, ceil) = (n / live, n.div_ceil(live));
+        for _ in 0..n {
+            let most = load
+                .iter()
+                .max_by(|(pa, la), (pb, lb)| la.cmp(lb).then_with(|| pb.cmp(pa)))
+                .map(|(p, l)| (p.clone(), *l));
+            let least = load
+                .iter()
+                .min_by(|(pa, la), (pb, lb)| la.cmp(lb).then_with(|| pa.cmp(pb)))
+                .map(|(p, l)| (p.clone(), *l));
+            let (Some((most, most_load)), Some((least, least_load))) = (most, least) else {
+                break;
+            };
+            if !(most_load > ceil || least_load < floor) || most_load <= least_load + 1 {
+                break;
+            }
+            // The donor gives the index that scores lowest for it and highest for the receiver.
+            let Some(index) = (0..n).filter(|&i| new_holders[i] == most).max_by(|&a, &b| {
+                let gain = |i| i128::from(score(&least, i)) - i128::from(score(&most, i));
+                gain(a).cmp(&gain(b)).then(b.cmp(&a))
+            }) else {
+                break;
+            };
+            new_holders[index] = least.clone();
+            if let Some(count) = load.get_mut(&most) {
+                *count -= 1;
+            }
+            if let Some(count) = load.get_mut(&least) {
+                *count += 1;
+            }
+        }
+        let moves = holders
+            .iter()
+            .zip(&new_holders)
+            .enumerate()
+            .filter(|(_, (old, new))| old != new)
+            .filter_map(|(index, (old, new))| {
+                Some(Move {
+                    index: u16::try_from(index).ok()?,
+                    from: old.clone(),
+                    to: new.clone(),
+                })
+            })
+            .collect();
+        Some(RepairPlan {
+            holders: new_holders,
+            moves,
+        })
+    }
+
     #[test]
     fn lazy_repair_waits_for_its_threshold_but_never_past_half_the_margin() {
         // n = 12, k = 4: 8 losses tolerated, so a threshold caps at 4.
@@ -481,6 +622,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn peers(range: std::ops::Range<u8>) -> Vec<PeerKey> {
         range.map(|i| vec![i; 4]).collect()
@@ -694,6 +836,23 @@ mod tests {
                     prop_assert!(again.is_empty(), "a plan is stable: {:?}", again.moves);
                 }
             }
+        }
+
+        #[test]
+        fn plans_match_the_reference_rule_exactly(
+            seed in any::<[u8; 32]>(), shards in 1u16..60, holder_picks in proptest::collection::vec(0u8..40, 60),
+            gone_picks in proptest::collection::btree_set(0u8..40, 0..30),
+            candidate_picks in proptest::collection::vec(0u8..60, 0..70),
+        ) {
+            // Any holder list (repeats, strangers), any gone set, any candidates (duplicates, gone ones).
+            let id = BlobId(seed);
+            let holders: Vec<PeerKey> = holder_picks[..usize::from(shards)].iter().map(|&p| vec![p; 4]).collect();
+            let gone: BTreeSet<PeerKey> = gone_picks.iter().map(|&p| vec![p; 4]).collect();
+            let candidates: Vec<PeerKey> = candidate_picks.iter().map(|&p| vec![p; 4]).collect();
+            prop_assert_eq!(
+                plan(&id, &holders, &gone, &candidates),
+                reference_plan(&id, &holders, &gone, &candidates)
+            );
         }
     }
 }
