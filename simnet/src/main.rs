@@ -8,6 +8,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use floe_simnet::{RunOptions, Scenario, output, run, sweep};
 
+/// jemalloc: the simulator's hot loop is dominated by small short-lived allocations, which glibc's malloc served
+/// slower (docs/performance.md, the simulator section).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Deterministic discrete-event simulator for floe.
 #[derive(Debug, Parser)]
 #[command(name = "floe-simnet", version, about)]
