@@ -26,6 +26,24 @@ pub(crate) const INDEX_CONTEXT: &str = "floe 2026-11 placement index v1";
 /// Candidate peers per sliver index in the greedy matching.
 const CANDIDATES: usize = 64;
 
+/// A (pair score, sliver index, peer rank) candidate pair, ordered so that the greatest is the one the greedy
+/// matching takes first: highest score, then lowest index, then lowest rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pair((u64, u16, usize));
+
+impl Ord for Pair {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.0, other.0);
+        a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2))
+    }
+}
+
+impl PartialOrd for Pair {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// A peer as placement sees it: opaque bytes (the libp2p peer ID's bytes), ordered bytewise.
 pub type PeerKey = Vec<u8>;
 
@@ -97,7 +115,11 @@ impl Placement {
         let order = |a: &(u64, u16, usize), b: &(u64, u16, usize)| {
             b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
         };
-        let mut pairs: Vec<(u64, u16, usize)> = Vec::with_capacity(n * CANDIDATES.min(count));
+        // Each index's candidate row, kept as a max-heap in `order`'s sense; the rows' heads merge into one
+        // max-heap, so pairs come out in the same order as sorting them all would give. An index that got its
+        // holder drops the rest of its row (those pairs would be skipped anyway), so the merge touches a few pairs
+        // per index instead of sorting all n × CANDIDATES.
+        let mut rows: Vec<std::collections::BinaryHeap<Pair>> = Vec::with_capacity(n);
         let mut row: Vec<(u64, u16, usize)> = Vec::with_capacity(count);
         for (index, &index_score) in (0..shards).zip(&index_scores) {
             row.clear();
@@ -106,15 +128,18 @@ impl Placement {
                 row.select_nth_unstable_by(CANDIDATES - 1, order);
                 row.truncate(CANDIDATES);
             }
-            pairs.extend_from_slice(&row);
+            rows.push(row.iter().map(|&p| Pair(p)).collect());
         }
-        pairs.sort_unstable_by(order);
+        let mut heads: std::collections::BinaryHeap<Pair> =
+            rows.iter_mut().filter_map(|r| r.pop()).collect();
         let mut holder_rank: Vec<Option<usize>> = vec![None; n];
-        for (_, index, rank) in pairs {
+        while let Some(Pair((_, index, rank))) = heads.pop() {
             let slot = &mut holder_rank[usize::from(index)];
             if slot.is_none() && room[rank] > 0 {
                 *slot = Some(rank);
                 room[rank] -= 1;
+            } else if let Some(next) = rows[usize::from(index)].pop() {
+                heads.push(next);
             }
         }
         // An index whose candidates all filled up takes the best-scored peer with room left, in index order.
@@ -242,6 +267,89 @@ mod tests {
             .collect()
     }
 
+    /// The greedy matching as first written (all pairs sorted, then taken in order): the reference the merged
+    /// version in [`Placement::new`] must match exactly.
+    fn reference_holder_ranks(
+        index_scores: &[u64],
+        peer_scores: &[u64],
+        room: &mut [usize],
+    ) -> Vec<Option<usize>> {
+        let order = |a: &(u64, u16, usize), b: &(u64, u16, usize)| {
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+        };
+        let count = peer_scores.len();
+        let mut pairs = Vec::new();
+        for (index, &index_score) in index_scores.iter().enumerate() {
+            let mut row: Vec<(u64, u16, usize)> = (0..count)
+                .map(|rank| {
+                    (
+                        splitmix64(peer_scores[rank] ^ index_score),
+                        index as u16,
+                        rank,
+                    )
+                })
+                .collect();
+            if row.len() > CANDIDATES {
+                row.select_nth_unstable_by(CANDIDATES - 1, order);
+                row.truncate(CANDIDATES);
+            }
+            pairs.extend_from_slice(&row);
+        }
+        pairs.sort_unstable_by(order);
+        let mut holder_rank = vec![None; index_scores.len()];
+        for (_, index, rank) in pairs {
+            let slot = &mut holder_rank[usize::from(index)];
+            if slot.is_none() && room[rank] > 0 {
+                *slot = Some(rank);
+                room[rank] -= 1;
+            }
+        }
+        holder_rank
+    }
+
+    /// The reference placement's holder list: [`Placement::new`]'s rule with [`reference_holder_ranks`].
+    fn reference_placement(
+        blob_id: &BlobId,
+        shards: u16,
+        peers: &[PeerKey],
+    ) -> Option<Vec<PeerKey>> {
+        let mut scored: Vec<(u64, &PeerKey)> = peers
+            .iter()
+            .map(|peer| (score64(PEER_CONTEXT, blob_id, peer), peer))
+            .collect();
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        scored.dedup_by(|a, b| a.1 == b.1);
+        let n = usize::from(shards);
+        scored.truncate(n);
+        if scored.is_empty() || n == 0 {
+            return None;
+        }
+        let count = scored.len();
+        let (base, extra) = (n / count, n % count);
+        let mut room: Vec<usize> = (0..count)
+            .map(|rank| base + usize::from(rank < extra))
+            .collect();
+        let index_scores: Vec<u64> = (0..shards)
+            .map(|index| score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes()))
+            .collect();
+        let peer_scores: Vec<u64> = scored.iter().map(|(s, _)| *s).collect();
+        let mut holder_rank = reference_holder_ranks(&index_scores, &peer_scores, &mut room);
+        for (index, slot) in holder_rank.iter_mut().enumerate() {
+            if slot.is_none() {
+                let pair = |rank: usize| splitmix64(peer_scores[rank] ^ index_scores[index]);
+                let best = (0..count)
+                    .filter(|&rank| room[rank] > 0)
+                    .max_by(|&a, &b| pair(a).cmp(&pair(b)).then(b.cmp(&a)))?;
+                room[best] -= 1;
+                *slot = Some(best);
+            }
+        }
+        holder_rank
+            .into_iter()
+            .map(|rank| rank.map(|r| scored[r].1.clone()))
+            .collect()
+    }
+
     #[test]
     fn scores_are_blake3_derived_keys_of_the_documented_contexts() {
         // The cached hashers must give exactly what protocol.md specifies: BLAKE3 in derive-key mode.
@@ -269,6 +377,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn placements_match_the_reference_matching_exactly(
+            blob in any::<[u8; 32]>(), shards in 1u16..300, count in 1usize..200, salt in any::<u8>(),
+        ) {
+            let peers = peers(count, salt);
+            let id = BlobId(blob);
+            prop_assert_eq!(
+                Placement::new(&id, shards, &peers).map(|p| p.holder_list()),
+                reference_placement(&id, shards, &peers)
+            );
+        }
+
         #[test]
         fn balance_rule_holds(blob in any::<[u8; 32]>(), shards in 4u16..200, count in 1usize..300) {
             let peers = peers(count, 1);
