@@ -90,10 +90,17 @@ pub fn plan(
     }
     // The live pool: live holders, then the best-scored candidates up to n peers in all.
     let mut pool: BTreeSet<&PeerKey> = holders.iter().filter(|h| !gone.contains(*h)).collect();
+    // Candidates rank by their pair score for index u16::MAX (Placement::pair_score), its index half hashed once.
+    let rank_index = Placement::index_score(blob_id, u16::MAX);
     let mut extra: Vec<(u64, &PeerKey)> = candidates
         .iter()
         .filter(|c| !gone.contains(*c) && !pool.contains(c))
-        .map(|c| (Placement::pair_score(blob_id, c, u16::MAX), c))
+        .map(|c| {
+            (
+                splitmix64(Placement::peer_score(blob_id, c) ^ rank_index),
+                c,
+            )
+        })
         .collect();
     extra.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     extra.dedup_by(|a, b| a.1 == b.1);
