@@ -31,7 +31,7 @@
 //!   below k.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Instant;
 
 use floe_protocol::blob_id::BlobId;
@@ -240,6 +240,45 @@ impl TraceHash {
         self.hasher.update(&self.pending);
         self.pending.clear();
         self.hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// The event queue: pops events in (time, sequence number) order. Events due before `horizon` sit in a small
+/// heap; later ones wait in buckets of `BUCKET_MS` and enter the heap a bucket at a time. The heap thus holds
+/// only the near future (messages in flight, timers), not every departure and retry scheduled hours ahead, and
+/// popping stays cheap. The order is exactly that of one heap over everything: every event in the heap is due
+/// before every event in a bucket.
+#[derive(Default)]
+struct EventQueue {
+    near: BinaryHeap<Queued>,
+    far: BTreeMap<Millis, Vec<Queued>>,
+    /// Events due before this are in `near`; the others in `far`.
+    horizon: Millis,
+}
+
+impl EventQueue {
+    const BUCKET_MS: Millis = 10_000;
+
+    fn push(&mut self, queued: Queued) {
+        if queued.at < self.horizon {
+            self.near.push(queued);
+        } else {
+            self.far
+                .entry(queued.at / Self::BUCKET_MS)
+                .or_default()
+                .push(queued);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Queued> {
+        loop {
+            if let Some(queued) = self.near.pop() {
+                return Some(queued);
+            }
+            let (bucket, events) = self.far.pop_first()?;
+            self.horizon = bucket.saturating_add(1).saturating_mul(Self::BUCKET_MS);
+            self.near.extend(events);
+        }
     }
 }
 
@@ -488,7 +527,7 @@ pub struct Sim {
     seed: u64,
     now: Millis,
     seq: u64,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue,
     trace: TraceHash,
     regions: Regions,
     region_weights: Vec<f64>,
@@ -573,7 +612,7 @@ impl Sim {
             seed,
             now: 0,
             seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             trace: TraceHash::new(),
             regions,
             region_weights,
@@ -2514,6 +2553,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bucketed_event_queue_pops_in_the_order_of_one_heap() {
+        let mut queue = EventQueue::default();
+        let mut heap = BinaryHeap::new();
+        let (mut now, mut seq, mut x) = (0u64, 0u64, 7u64);
+        for step in 0..200_000u64 {
+            x = rng::splitmix64(x);
+            // Mostly pushes early on, then mostly pops; delays from 0 ms to hours, many equal times.
+            if x % 3 != 0 || step < 1000 {
+                seq += 1;
+                let delay = match x % 5 {
+                    0 => 0,
+                    1 => (x >> 8) % 50,
+                    2 => (x >> 8) % 20_000,
+                    3 => (x >> 8) % 3_600_000,
+                    _ => 10_000 * ((x >> 8) % 4),
+                };
+                let at = now + delay;
+                queue.push(Queued {
+                    at,
+                    seq,
+                    ev: Ev::Reevaluate(0),
+                });
+                heap.push(Queued {
+                    at,
+                    seq,
+                    ev: Ev::Reevaluate(0),
+                });
+            } else {
+                let (a, b) = (queue.pop(), heap.pop());
+                assert_eq!(
+                    a.as_ref().map(|q| (q.at, q.seq)),
+                    b.as_ref().map(|q| (q.at, q.seq))
+                );
+                if let Some(q) = a {
+                    now = q.at;
+                }
+            }
+        }
+        while let Some(b) = heap.pop() {
+            let a = queue.pop().unwrap();
+            assert_eq!((a.at, a.seq), (b.at, b.seq));
+        }
+        assert!(queue.pop().is_none());
+    }
+
+    #[test]
     fn batched_trace_hash_equals_hashing_each_record() {
         // Batching is only a speed-up: the hash must be BLAKE3 over the records as if fed one by one.
         for records in [0usize, 1, 1598, 1599, 1600, 5000] {
@@ -2602,10 +2687,10 @@ mod tests {
                 generation: 9,
             },
         };
-        sim.queue.clear();
+        sim.queue = EventQueue::default();
         sim.send(msg, 1_250_000);
         sim.send(Msg { to: 2, ..msg }, 1_250_000);
-        let mut times: Vec<u64> = sim.queue.iter().map(|q| q.at).collect();
+        let mut times: Vec<u64> = std::iter::from_fn(|| sim.queue.pop()).map(|q| q.at).collect();
         times.sort_unstable();
         assert!(times[0] >= 100 && times[0] < 110, "{times:?}");
         assert!(times[1] >= 200 && times[1] < 210, "{times:?}");
