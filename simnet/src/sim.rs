@@ -533,6 +533,10 @@ pub struct Sim {
     region_weights: Vec<f64>,
     world: SimRng,
     nodes: Vec<Node>,
+    /// Per node, the time from which it counts as gone by liveness (down for the grace period; `Millis::MAX`
+    /// while alive): `gone_from` checks each holder of every blob it evaluates, and this array stays in cache
+    /// where the nodes themselves do not. Kept by `set_alive` and `crash`.
+    gone_at: Vec<Millis>,
     alive_count: u64,
     /// (kad key, node) sorted: the keyspace for lookups.
     kad: Vec<(u64, u32)>,
@@ -618,6 +622,7 @@ impl Sim {
             region_weights,
             world: rng::stream(seed, "world", 0),
             nodes: Vec::new(),
+            gone_at: Vec::new(),
             alive_count: 0,
             kad: Vec::new(),
             kad_departed: 0,
@@ -810,6 +815,7 @@ impl Sim {
             rng: rng::stream(self.seed, "node", u64::from(id)),
             held: Vec::new(),
         });
+        self.gone_at.push(Millis::MAX);
         let at = self.kad.partition_point(|e| *e < (kad, id));
         self.kad.insert(at, (kad, id));
         self.alive_count += 1;
@@ -948,8 +954,7 @@ impl Sim {
             return false;
         }
         let grace = self.sc.repair.grace_ms;
-        let node = &self.nodes[ix(x)];
-        (!node.alive && self.now.saturating_sub(node.down_since) >= grace)
+        self.gone_at.get(ix(x)).is_some_and(|&at| self.now >= at)
             || self
                 .unreachable_since(viewer, x)
                 .is_some_and(|since| self.now.saturating_sub(since) >= grace)
@@ -1359,6 +1364,19 @@ impl Sim {
             }
         }
         self.nodes[ix(node)].held = held;
+        self.refresh_gone_at(node);
+    }
+
+    fn refresh_gone_at(&mut self, node: u32) {
+        let n = &self.nodes[ix(node)];
+        let at = if n.alive {
+            Millis::MAX
+        } else {
+            n.down_since.saturating_add(self.sc.repair.grace_ms)
+        };
+        if let Some(slot) = self.gone_at.get_mut(ix(node)) {
+            *slot = at;
+        }
     }
 
     fn wipe(&mut self, node: u32) {
@@ -2274,6 +2292,7 @@ impl Sim {
         n.down_since = self.now;
         n.incarnation = n.incarnation.wrapping_add(1);
         let incarnation = n.incarnation;
+        self.refresh_gone_at(node);
         self.s.crashes += 1;
         if wipe {
             self.wipe(node);
@@ -2690,7 +2709,9 @@ mod tests {
         sim.queue = EventQueue::default();
         sim.send(msg, 1_250_000);
         sim.send(Msg { to: 2, ..msg }, 1_250_000);
-        let mut times: Vec<u64> = std::iter::from_fn(|| sim.queue.pop()).map(|q| q.at).collect();
+        let mut times: Vec<u64> = std::iter::from_fn(|| sim.queue.pop())
+            .map(|q| q.at)
+            .collect();
         times.sort_unstable();
         assert!(times[0] >= 100 && times[0] < 110, "{times:?}");
         assert!(times[1] >= 200 && times[1] < 210, "{times:?}");
