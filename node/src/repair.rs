@@ -125,6 +125,26 @@ fn settled(
     }
 }
 
+/// Whether a "still receiving" challenge answer (`net::RECEIVING`, then ": H of S segments held") is one an
+/// honest holder gives for `segment`: it holds some first segments (H > 0), not all (H < S), and not the one
+/// asked for (H ≤ segment). Anything else is a refusal, counted as a failure.
+fn receiving_is_plausible(answer: &str, segment: u64) -> bool {
+    let Some(rest) = answer
+        .strip_prefix(crate::net::RECEIVING)
+        .and_then(|r| r.strip_prefix(": "))
+        .and_then(|r| r.strip_suffix(" segments held"))
+    else {
+        return false;
+    };
+    let Some((held, total)) = rest.split_once(" of ") else {
+        return false;
+    };
+    match (held.parse::<u64>(), total.parse::<u64>()) {
+        (Ok(held), Ok(total)) => held > 0 && held < total && segment >= held,
+        _ => false,
+    }
+}
+
 /// The holder list as the challenge tally reads it: index → peer.
 fn holder_at(holders: &[PeerKey]) -> impl Fn(u16) -> Option<PeerId> + '_ {
     |index| {
@@ -524,10 +544,20 @@ impl Node {
     /// again from its first run.
     async fn reclaim_stalled_partials(&self, seen: &BTreeMap<(BlobId, u16), u64>) {
         let ttl = self.inner.repair.partial_ttl;
+        // Parts are tracked even with reclaiming off (TTL 0): challenges need to know which ones stopped growing.
+        let stalled = stalled_partials(
+            &mut self.state().partial,
+            seen,
+            Instant::now(),
+            if ttl.is_zero() {
+                std::time::Duration::MAX
+            } else {
+                ttl
+            },
+        );
         if ttl.is_zero() {
             return; // reclaiming is off
         }
-        let stalled = stalled_partials(&mut self.state().partial, seen, Instant::now(), ttl);
         for (blob_id, index) in stalled {
             let node = self.clone();
             let segments = seen.get(&(blob_id, index)).copied().unwrap_or(0);
@@ -554,6 +584,18 @@ impl Node {
                 Err(error) => {
                     tracing::warn!(%blob_id, index, %error, "could not delete a stalled partial index");
                 }
+            }
+        }
+    }
+
+    /// Whether the partial index `(blob_id, index)`, holding its first `held` segments, may still be on its way:
+    /// not yet seen by a scan, grown since the last one, or grown within the challenge settle time. A part that
+    /// stopped growing longer ago than that was abandoned, and challenges must be able to find the loss.
+    pub(crate) fn partial_still_growing(&self, blob_id: &BlobId, index: u16, held: u64) -> bool {
+        match self.state().partial.get(&(*blob_id, index)) {
+            None => true,
+            Some(&(seen, since)) => {
+                seen != held || since.elapsed() < self.inner.repair.challenge_settle
             }
         }
     }
@@ -1221,10 +1263,11 @@ impl Node {
                 tracing::debug!(%peer, "challenged holder busy");
                 return;
             }
-            // Still receiving the sliver (a repair or hand-off under way): it proves nothing yet.
+            // Still receiving the sliver (a repair or hand-off under way): it proves nothing yet, if the answer is
+            // one an honest holder can give — some first segments held, the one asked for not among them.
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Error(why)),
-            }) if why.starts_with(crate::net::RECEIVING) => {
+            }) if receiving_is_plausible(&why, challenge.segment) => {
                 tracing::debug!(%peer, why, "challenged holder still receiving the sliver");
                 return;
             }
@@ -1322,6 +1365,27 @@ mod tests {
         // A zero settle time challenges at once.
         let other = BlobId::from_slice(&[4; 32]).unwrap();
         assert!(settled(&mut settling, other, 1, true, t0, Duration::ZERO));
+    }
+
+    #[test]
+    fn only_plausible_still_receiving_answers_are_no_verdict() {
+        let answer = |held: u64, total: u64| {
+            format!("{}: {held} of {total} segments held", crate::net::RECEIVING)
+        };
+        assert!(receiving_is_plausible(&answer(1, 2), 1));
+        assert!(receiving_is_plausible(&answer(3, 10), 9));
+        // The segment asked for is one it says it holds: it must produce it.
+        assert!(!receiving_is_plausible(&answer(3, 10), 2));
+        // Nothing held, or everything: not a delivery under way.
+        assert!(!receiving_is_plausible(&answer(0, 10), 5));
+        assert!(!receiving_is_plausible(&answer(10, 10), 10));
+        // Malformed.
+        assert!(!receiving_is_plausible(crate::net::RECEIVING, 5));
+        assert!(!receiving_is_plausible(
+            "still receiving this sliver: x of 2 segments held",
+            5
+        ));
+        assert!(!receiving_is_plausible("node busy; try again", 5));
     }
 
     #[test]

@@ -787,9 +787,14 @@ impl Node {
             .challenges_answered
             .fetch_add(1, Ordering::Relaxed);
         // Part of the index is here and the rest is on its way (a repair, hand-off or write that delivers run by
-        // run): a segment not there yet is no sign of loss. A segment already held must be produced.
+        // run): a segment not there yet is no sign of loss. A segment already held must be produced, and a part
+        // that stopped growing (its delivery was abandoned) is answered as what it is: not held.
         let held = self.inner.store.segments_held(&blob_id, index);
-        if held > 0 && challenge.segment >= held && held < segment_count {
+        if held > 0
+            && challenge.segment >= held
+            && held < segment_count
+            && self.partial_still_growing(&blob_id, index, held)
+        {
             return error_response(format!(
                 "{}: {held} of {segment_count} segments held",
                 crate::net::RECEIVING
