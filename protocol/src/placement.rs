@@ -29,7 +29,7 @@ const CANDIDATES: usize = 64;
 /// A (pair score, sliver index, peer rank) candidate pair, ordered so that the greatest is the one the greedy
 /// matching takes first: highest score, then lowest index, then lowest rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pair((u64, u16, usize));
+struct Pair((u64, usize, usize));
 
 impl Ord for Pair {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -75,6 +75,51 @@ pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The greedy matching of sliver indexes to scored peers (`peer_scores` by rank, best first): every index's
+/// CANDIDATES best-scored peers, as (pair score, index, rank) pairs, are taken in score order while the peer has
+/// `room` left. Returns each index's rank, `None` for an index whose candidates all filled up.
+///
+/// Each index's candidate row is kept as a max-heap and the rows' heads merge into one max-heap, so pairs come out
+/// in the order sorting them all would give. An index that got its holder drops the rest of its row (those pairs
+/// would be skipped anyway), so the merge touches a few pairs per index instead of sorting all n × CANDIDATES.
+fn candidate_matching(
+    index_scores: &[u64],
+    peer_scores: &[u64],
+    room: &mut [usize],
+) -> Vec<Option<usize>> {
+    let order = |a: &Pair, b: &Pair| b.cmp(a);
+    let mut rows: Vec<std::collections::BinaryHeap<Pair>> = Vec::with_capacity(index_scores.len());
+    let mut row: Vec<Pair> = Vec::with_capacity(peer_scores.len());
+    for (index, &index_score) in index_scores.iter().enumerate() {
+        row.clear();
+        row.extend(
+            peer_scores.iter().enumerate().map(|(rank, &peer_score)| {
+                Pair((splitmix64(peer_score ^ index_score), index, rank))
+            }),
+        );
+        if row.len() > CANDIDATES {
+            row.select_nth_unstable_by(CANDIDATES - 1, order);
+            row.truncate(CANDIDATES);
+        }
+        rows.push(row.drain(..).collect());
+    }
+    let mut heads: std::collections::BinaryHeap<Pair> =
+        rows.iter_mut().filter_map(|r| r.pop()).collect();
+    let mut holder_rank: Vec<Option<usize>> = vec![None; index_scores.len()];
+    while let Some(Pair((_, index, rank))) = heads.pop() {
+        let (Some(slot), Some(left)) = (holder_rank.get_mut(index), room.get_mut(rank)) else {
+            continue;
+        };
+        if slot.is_none() && *left > 0 {
+            *slot = Some(rank);
+            *left -= 1;
+        } else if let Some(next) = rows.get_mut(index).and_then(|r| r.pop()) {
+            heads.push(next);
+        }
+    }
+    holder_rank
+}
+
 /// The holders of a blob's sliver indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -112,36 +157,8 @@ impl Placement {
         let index_scores: Vec<u64> = (0..shards)
             .map(|index| score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes()))
             .collect();
-        let order = |a: &(u64, u16, usize), b: &(u64, u16, usize)| {
-            b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
-        };
-        // Each index's candidate row, kept as a max-heap in `order`'s sense; the rows' heads merge into one
-        // max-heap, so pairs come out in the same order as sorting them all would give. An index that got its
-        // holder drops the rest of its row (those pairs would be skipped anyway), so the merge touches a few pairs
-        // per index instead of sorting all n × CANDIDATES.
-        let mut rows: Vec<std::collections::BinaryHeap<Pair>> = Vec::with_capacity(n);
-        let mut row: Vec<(u64, u16, usize)> = Vec::with_capacity(count);
-        for (index, &index_score) in (0..shards).zip(&index_scores) {
-            row.clear();
-            row.extend((0..count).map(|rank| (pair_score(index_score, rank), index, rank)));
-            if row.len() > CANDIDATES {
-                row.select_nth_unstable_by(CANDIDATES - 1, order);
-                row.truncate(CANDIDATES);
-            }
-            rows.push(row.iter().map(|&p| Pair(p)).collect());
-        }
-        let mut heads: std::collections::BinaryHeap<Pair> =
-            rows.iter_mut().filter_map(|r| r.pop()).collect();
-        let mut holder_rank: Vec<Option<usize>> = vec![None; n];
-        while let Some(Pair((_, index, rank))) = heads.pop() {
-            let slot = &mut holder_rank[usize::from(index)];
-            if slot.is_none() && room[rank] > 0 {
-                *slot = Some(rank);
-                room[rank] -= 1;
-            } else if let Some(next) = rows[usize::from(index)].pop() {
-                heads.push(next);
-            }
-        }
+        let peer_scores: Vec<u64> = scored.iter().map(|(score, _)| *score).collect();
+        let mut holder_rank = candidate_matching(&index_scores, &peer_scores, &mut room);
         // An index whose candidates all filled up takes the best-scored peer with room left, in index order.
         for (index, slot) in holder_rank.iter_mut().enumerate() {
             if slot.is_none() {
@@ -268,7 +285,7 @@ mod tests {
     }
 
     /// The greedy matching as first written (all pairs sorted, then taken in order): the reference the merged
-    /// version in [`Placement::new`] must match exactly.
+    /// [`candidate_matching`] must match exactly.
     fn reference_holder_ranks(
         index_scores: &[u64],
         peer_scores: &[u64],
@@ -307,49 +324,6 @@ mod tests {
         holder_rank
     }
 
-    /// The reference placement's holder list: [`Placement::new`]'s rule with [`reference_holder_ranks`].
-    fn reference_placement(
-        blob_id: &BlobId,
-        shards: u16,
-        peers: &[PeerKey],
-    ) -> Option<Vec<PeerKey>> {
-        let mut scored: Vec<(u64, &PeerKey)> = peers
-            .iter()
-            .map(|peer| (score64(PEER_CONTEXT, blob_id, peer), peer))
-            .collect();
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        scored.dedup_by(|a, b| a.1 == b.1);
-        let n = usize::from(shards);
-        scored.truncate(n);
-        if scored.is_empty() || n == 0 {
-            return None;
-        }
-        let count = scored.len();
-        let (base, extra) = (n / count, n % count);
-        let mut room: Vec<usize> = (0..count)
-            .map(|rank| base + usize::from(rank < extra))
-            .collect();
-        let index_scores: Vec<u64> = (0..shards)
-            .map(|index| score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes()))
-            .collect();
-        let peer_scores: Vec<u64> = scored.iter().map(|(s, _)| *s).collect();
-        let mut holder_rank = reference_holder_ranks(&index_scores, &peer_scores, &mut room);
-        for (index, slot) in holder_rank.iter_mut().enumerate() {
-            if slot.is_none() {
-                let pair = |rank: usize| splitmix64(peer_scores[rank] ^ index_scores[index]);
-                let best = (0..count)
-                    .filter(|&rank| room[rank] > 0)
-                    .max_by(|&a, &b| pair(a).cmp(&pair(b)).then(b.cmp(&a)))?;
-                room[best] -= 1;
-                *slot = Some(best);
-            }
-        }
-        holder_rank
-            .into_iter()
-            .map(|rank| rank.map(|r| scored[r].1.clone()))
-            .collect()
-    }
-
     #[test]
     fn scores_are_blake3_derived_keys_of_the_documented_contexts() {
         // The cached hashers must give exactly what protocol.md specifies: BLAKE3 in derive-key mode.
@@ -379,14 +353,24 @@ mod tests {
     proptest! {
         #[test]
         fn placements_match_the_reference_matching_exactly(
-            blob in any::<[u8; 32]>(), shards in 1u16..300, count in 1usize..200, salt in any::<u8>(),
+            index_scores in proptest::collection::vec(any::<u64>(), 1..300),
+            peer_scores in proptest::collection::vec(any::<u64>(), 1..200),
+            tied in any::<bool>(),
         ) {
-            let peers = peers(count, salt);
-            let id = BlobId(blob);
+            // Any scores, and with `tied` only four distinct values each, so that equal pair scores are common.
+            let fold = |scores: Vec<u64>| if tied { scores.into_iter().map(|s| s % 4).collect() } else { scores };
+            let (index_scores, peer_scores): (Vec<u64>, Vec<u64>) = (fold(index_scores), fold(peer_scores));
+            let n = index_scores.len();
+            let count = peer_scores.len().min(n);
+            let peer_scores = &peer_scores[..count];
+            let (base, extra) = (n / count, n % count);
+            let room: Vec<usize> = (0..count).map(|rank| base + usize::from(rank < extra)).collect();
+            let (mut merged_room, mut sorted_room) = (room.clone(), room);
             prop_assert_eq!(
-                Placement::new(&id, shards, &peers).map(|p| p.holder_list()),
-                reference_placement(&id, shards, &peers)
+                candidate_matching(&index_scores, peer_scores, &mut merged_room),
+                reference_holder_ranks(&index_scores, peer_scores, &mut sorted_room)
             );
+            prop_assert_eq!(merged_room, sorted_room);
         }
 
         #[test]
