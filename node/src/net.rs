@@ -34,6 +34,12 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
 pub const BUSY: &str = "node busy; try again";
 /// How a challenge answer starts when the challenged segment of a sliver has not arrived yet.
 pub const RECEIVING: &str = "still receiving this sliver";
+
+/// The "still receiving" challenge answer of a holder with the first `held` of `total` segments of an index;
+/// the challenger reads it back with `repair`'s plausibility check.
+pub fn receiving_answer(held: u64, total: u64) -> String {
+    format!("{RECEIVING}: {held} of {total} segments held")
+}
 /// The gossipsub topic of repair announcements.
 pub const REPAIR_TOPIC: &str = "floe/repair/1";
 /// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.

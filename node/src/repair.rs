@@ -1369,9 +1369,7 @@ mod tests {
 
     #[test]
     fn only_plausible_still_receiving_answers_are_no_verdict() {
-        let answer = |held: u64, total: u64| {
-            format!("{}: {held} of {total} segments held", crate::net::RECEIVING)
-        };
+        let answer = crate::net::receiving_answer;
         assert!(receiving_is_plausible(&answer(1, 2), 1));
         assert!(receiving_is_plausible(&answer(3, 10), 9));
         // The segment asked for is one it says it holds: it must produce it.

@@ -795,10 +795,7 @@ impl Node {
             && held < segment_count
             && self.partial_still_growing(&blob_id, index, held)
         {
-            return error_response(format!(
-                "{}: {held} of {segment_count} segments held",
-                crate::net::RECEIVING
-            ));
+            return error_response(crate::net::receiving_answer(held, segment_count));
         }
         match self
             .inner
