@@ -88,73 +88,79 @@ pub fn plan(
     if n == 0 {
         return None;
     }
-    // The live pool: live holders, then the best-scored candidates up to n peers in all.
-    let mut pool: BTreeSet<&PeerKey> = holders.iter().filter(|h| !gone.contains(*h)).collect();
+    // This runs for every blob a departure touches, so the work is kept to what the answer needs: each key is
+    // looked up in `gone` once, peers are compared by their position in the key-ordered pool instead of by their
+    // bytes, and peer and index scores are hashed only when a decision reads them, at most once each.
+    let holder_gone: Vec<bool> = holders.iter().map(|h| gone.contains(h)).collect();
+    // The live pool in key order: live holders, then the best-scored candidates up to n peers in all.
+    let mut pool: Vec<LivePeer<'_>> = holders
+        .iter()
+        .zip(&holder_gone)
+        .filter(|&(_, &is_gone)| !is_gone)
+        .map(|(peer, _)| LivePeer::new(peer, None))
+        .collect();
+    pool.sort_unstable_by(|a, b| a.peer.cmp(b.peer));
+    pool.dedup_by(|a, b| a.peer == b.peer);
     // Candidates rank by their pair score for index u16::MAX (Placement::pair_score), its index half hashed once.
     let rank_index = Placement::index_score(blob_id, u16::MAX);
-    let mut extra: Vec<(u64, &PeerKey)> = candidates
+    let mut extra: Vec<(u64, &PeerKey, u64)> = candidates
         .iter()
-        .filter(|c| !gone.contains(*c) && !pool.contains(c))
+        .filter(|c| !gone.contains(*c) && pool.binary_search_by(|p| p.peer.cmp(c)).is_err())
         .map(|c| {
-            (
-                splitmix64(Placement::peer_score(blob_id, c) ^ rank_index),
-                c,
-            )
+            let score = Placement::peer_score(blob_id, c);
+            (splitmix64(score ^ rank_index), c, score)
         })
         .collect();
     extra.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     extra.dedup_by(|a, b| a.1 == b.1);
-    for (_, peer) in extra {
-        if pool.len() >= n {
-            break;
-        }
-        pool.insert(peer);
-    }
+    let room = n.saturating_sub(pool.len());
+    pool.extend(
+        extra
+            .into_iter()
+            .take(room)
+            .map(|(_, peer, score)| LivePeer::new(peer, Some(score))),
+    );
+    pool.sort_unstable_by(|a, b| a.peer.cmp(b.peer));
     if pool.is_empty() {
         return None;
     }
-    // The scores are computed once per peer and once per index (the pair score combines them), not per
-    // comparison: this runs for every blob a departure touches.
-    let index_scores: Vec<u64> = (0..n)
-        .map(|i| Placement::index_score(blob_id, u16::try_from(i).unwrap_or(u16::MAX)))
-        .collect();
-    // The live peers in key order, each with its load and peer score.
-    let mut live: Vec<LivePeer<'_>> = pool
-        .into_iter()
-        .map(|peer| LivePeer {
-            peer,
-            load: 0,
-            score: Placement::peer_score(blob_id, peer),
-        })
-        .collect();
-    let position =
-        |live: &[LivePeer<'_>], peer: &PeerKey| live.binary_search_by(|p| p.peer.cmp(peer)).ok();
-    // new_holders[i]: a position in `live`, None for an index held by a gone peer.
-    let mut new_holders: Vec<Option<usize>> = holders
+    let mut live = pool;
+    let mut index_scores: Vec<Option<u64>> = vec![None; n];
+    // holder_at[i]: the position in `live` of index i's current holder, None for an index held by a gone peer.
+    let holder_at: Vec<Option<usize>> = holders
         .iter()
-        .map(|h| {
-            if gone.contains(h) {
+        .zip(&holder_gone)
+        .map(|(h, &is_gone)| {
+            if is_gone {
                 None
             } else {
-                position(&live, h)
+                live.binary_search_by(|p| p.peer.cmp(h)).ok()
             }
         })
         .collect();
+    let mut new_holders = holder_at.clone();
     for &at in new_holders.iter().flatten() {
         live[at].load += 1;
     }
-    let pair = |live: &LivePeer<'_>, index: usize| splitmix64(live.score ^ index_scores[index]);
+    // Each orphaned index goes to the least loaded peer, ties broken by the highest pair score, then by key (the
+    // lowest position: `live` is in key order and has no duplicates).
     for (index, slot) in new_holders.iter_mut().enumerate() {
         if slot.is_some() {
             continue;
         }
-        let best = (0..live.len()).min_by(|&a, &b| {
-            let (pa, pb) = (&live[a], &live[b]);
-            pa.load
-                .cmp(&pb.load)
-                .then_with(|| pair(pb, index).cmp(&pair(pa, index)))
-                .then_with(|| pa.peer.cmp(pb.peer))
-        })?;
+        let least = live.iter().map(|p| p.load).min()?;
+        let index_score = index_score_at(blob_id, &mut index_scores, index);
+        let mut best: Option<(u64, usize)> = None;
+        for (at, peer) in live.iter_mut().enumerate() {
+            if peer.load != least {
+                continue;
+            }
+            let pair = splitmix64(peer.score(blob_id) ^ index_score);
+            if best.is_none_or(|(top, _)| pair > top) {
+                best = Some((pair, at));
+            }
+        }
+        let (_, best) = best?;
         live[best].load += 1;
         *slot = Some(best);
     }
@@ -162,52 +168,59 @@ pub fn plan(
     // Rebalance: each move lowers the sum of squared loads, so this ends; at most n moves.
     let (floor, ceil) = (n / live.len(), n.div_ceil(live.len()));
     for _ in 0..n {
-        let most = (0..live.len()).max_by(|&a, &b| {
-            live[a]
-                .load
-                .cmp(&live[b].load)
-                .then_with(|| live[b].peer.cmp(live[a].peer))
-        });
-        let least = (0..live.len()).min_by(|&a, &b| {
-            live[a]
-                .load
-                .cmp(&live[b].load)
-                .then_with(|| live[a].peer.cmp(live[b].peer))
-        });
-        let (Some(most), Some(least)) = (most, least) else {
-            break;
-        };
+        // The most loaded and the least loaded peer, each tie going to the lowest key.
+        let (mut most, mut least) = (0, 0);
+        for at in 1..live.len() {
+            if live[at].load > live[most].load {
+                most = at;
+            }
+            if live[at].load < live[least].load {
+                least = at;
+            }
+        }
         let (most_load, least_load) = (live[most].load, live[least].load);
         if !(most_load > ceil || least_load < floor) || most_load <= least_load + 1 {
             break;
         }
-        // The donor gives the index that scores lowest for it and highest for the receiver.
-        let Some(index) = (0..n).filter(|&i| new_holders[i] == most).max_by(|&a, &b| {
-            let gain = |i| i128::from(pair(&live[least], i)) - i128::from(pair(&live[most], i));
-            gain(a).cmp(&gain(b)).then(b.cmp(&a))
-        }) else {
+        // The donor gives the index that scores lowest for it and highest for the receiver (ties: the lowest).
+        let (most_score, least_score) = (live[most].score(blob_id), live[least].score(blob_id));
+        let mut pick: Option<(i128, usize)> = None;
+        for (index, &holder) in new_holders.iter().enumerate() {
+            if holder != most {
+                continue;
+            }
+            let index_score = index_score_at(blob_id, &mut index_scores, index);
+            let gain = i128::from(splitmix64(least_score ^ index_score))
+                - i128::from(splitmix64(most_score ^ index_score));
+            if pick.is_none_or(|(top, _)| gain > top) {
+                pick = Some((gain, index));
+            }
+        }
+        let Some((_, index)) = pick else {
             break;
         };
         new_holders[index] = least;
         live[most].load -= 1;
         live[least].load += 1;
     }
-    let new_holders: Vec<PeerKey> = new_holders
-        .into_iter()
-        .map(|at| live[at].peer.clone())
-        .collect();
+    // An index moves when its holder was gone (a gone peer is never in `live`) or its position changed.
     let moves = holders
         .iter()
+        .zip(&holder_at)
         .zip(&new_holders)
         .enumerate()
-        .filter(|(_, (old, new))| old != new)
-        .filter_map(|(index, (old, new))| {
+        .filter(|&(_, ((_, &was), &now))| was != Some(now))
+        .filter_map(|(index, ((old, _), &now))| {
             Some(Move {
                 index: u16::try_from(index).ok()?,
                 from: old.clone(),
-                to: new.clone(),
+                to: live[now].peer.clone(),
             })
         })
+        .collect();
+    let new_holders: Vec<PeerKey> = new_holders
+        .into_iter()
+        .map(|at| live[at].peer.clone())
         .collect();
     Some(RepairPlan {
         holders: new_holders,
@@ -220,8 +233,33 @@ struct LivePeer<'a> {
     peer: &'a PeerKey,
     /// Sliver indexes it holds in the plan so far.
     load: usize,
-    /// Its placement score for the blob ([`Placement::peer_score`]).
-    score: u64,
+    /// Its placement score for the blob ([`Placement::peer_score`]), once something needed it.
+    score: Option<u64>,
+}
+
+impl<'a> LivePeer<'a> {
+    fn new(peer: &'a PeerKey, score: Option<u64>) -> Self {
+        LivePeer {
+            peer,
+            load: 0,
+            score,
+        }
+    }
+
+    fn score(&mut self, blob_id: &BlobId) -> u64 {
+        *self
+            .score
+            .get_or_insert_with(|| Placement::peer_score(blob_id, self.peer))
+    }
+}
+
+/// Index `index`'s placement score for the blob ([`Placement::index_score`]), hashed the first time it is needed.
+fn index_score_at(blob_id: &BlobId, scores: &mut [Option<u64>], index: usize) -> u64 {
+    let hash = || Placement::index_score(blob_id, u16::try_from(index).unwrap_or(u16::MAX));
+    match scores.get_mut(index) {
+        Some(slot) => *slot.get_or_insert_with(hash),
+        None => hash(),
+    }
 }
 
 /// Whether a blob whose `lost` sliver indexes (of `n`) sit on gone holders is repaired now. `min_lost` is the

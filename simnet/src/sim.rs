@@ -950,18 +950,26 @@ impl Sim {
     /// Whether `viewer` considers holder `x` gone (down, or cut off, for at least the grace period, or failing
     /// its challenges).
     fn gone_from(&self, viewer: u32, x: u32) -> bool {
-        if x == viewer {
-            return false;
-        }
+        self.gone_view(viewer)(x)
+    }
+
+    /// [`Sim::gone_from`] for one viewer and many holders: the viewer's challenge tally and whether any partition
+    /// is active are looked up once, not once per holder (evaluations test every holder of a blob).
+    fn gone_view(&self, viewer: u32) -> impl Fn(u32) -> bool + '_ {
         let grace = self.sc.repair.grace_ms;
-        self.gone_at.get(ix(x)).is_some_and(|&at| self.now >= at)
-            || self
-                .unreachable_since(viewer, x)
-                .is_some_and(|since| self.now.saturating_sub(since) >= grace)
-            || self
-                .tallies
-                .get(&viewer)
-                .is_some_and(|tally| tally.is_failing(&x, self.sc.repair.challenge_failures))
+        let threshold = self.sc.repair.challenge_failures;
+        let partitioned = !self.active_partitions.is_empty();
+        let tally = self.tallies.get(&viewer);
+        let (now, gone_at) = (self.now, self.gone_at.as_slice());
+        move |x: u32| {
+            x != viewer
+                && (gone_at.get(ix(x)).is_some_and(|&at| now >= at)
+                    || (partitioned
+                        && self
+                            .unreachable_since(viewer, x)
+                            .is_some_and(|since| now.saturating_sub(since) >= grace))
+                    || tally.is_some_and(|tally| tally.is_failing(&x, threshold)))
+        }
     }
 
     /// Holders of blob `b` whose sliver failed `viewer`'s challenges `challenge_failures` times in a row: gone
@@ -1437,10 +1445,11 @@ impl Sim {
             .collect();
         let gone_in = |sim: &Self, viewer: u32| -> BTreeSet<PeerKey> {
             let lost = sim.lost_in(viewer, b);
+            let gone = sim.gone_view(viewer);
             sim.blobs[bi]
                 .holders
                 .iter()
-                .filter(|&&x| sim.gone_from(viewer, x) || lost.contains(&x))
+                .filter(|&&x| gone(x) || lost.contains(&x))
                 .map(|&x| peer_key(x))
                 .collect()
         };
@@ -1956,7 +1965,8 @@ impl Sim {
                 // `repair::leader` takes the first holder not gone, so it only looks at the holders up to and
                 // including that one: hand it that prefix (same answer, without n keys per evaluation).
                 let lost = self.lost_in(h, b);
-                let gone_to_h = |x: u32| self.gone_from(h, x) || lost.contains(&x);
+                let gone_h = self.gone_view(h);
+                let gone_to_h = |x: u32| gone_h(x) || lost.contains(&x);
                 let Some(end) = blob.holders.iter().position(|&x| !gone_to_h(x)) else {
                     continue;
                 };
@@ -1985,11 +1995,13 @@ impl Sim {
             }
             let lost_here = self.lost_in(leader, b);
             let blob = &self.blobs[bi];
-            let lost = blob
-                .holders
-                .iter()
-                .filter(|&&x| self.gone_from(leader, x) || lost_here.contains(&x))
-                .count();
+            let lost = {
+                let gone = self.gone_view(leader);
+                blob.holders
+                    .iter()
+                    .filter(|&&x| gone(x) || lost_here.contains(&x))
+                    .count()
+            };
             if !repair::repair_due(shards, lost, min_lost) {
                 continue;
             }
@@ -2062,11 +2074,14 @@ impl Sim {
         let bi = ix(b);
         let holders: Vec<u32> = self.blobs[bi].holders.to_vec();
         let lost = self.lost_in(leader, b);
-        let gone_ids: BTreeSet<u32> = holders
-            .iter()
-            .copied()
-            .filter(|&h| self.gone_from(leader, h) || lost.contains(&h))
-            .collect();
+        let gone_ids: BTreeSet<u32> = {
+            let gone = self.gone_view(leader);
+            holders
+                .iter()
+                .copied()
+                .filter(|&h| gone(h) || lost.contains(&h))
+                .collect()
+        };
         if gone_ids.is_empty() {
             self.s.repairs_empty += 1;
             self.ops.release(r);
