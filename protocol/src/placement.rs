@@ -79,32 +79,24 @@ pub(crate) fn splitmix64(mut x: u64) -> u64 {
 /// CANDIDATES best-scored peers, as (pair score, index, rank) pairs, are taken in score order while the peer has
 /// `room` left. Returns each index's rank, `None` for an index whose candidates all filled up.
 ///
-/// Each index's candidate row is kept as a max-heap and the rows' heads merge into one max-heap, so pairs come out
-/// in the order sorting them all would give. An index that got its holder drops the rest of its row (those pairs
-/// would be skipped anyway), so the merge touches a few pairs per index instead of sorting all n × CANDIDATES.
+/// Each index's row is produced lazily, a few best pairs at a time (the next batch is the best of the pairs below
+/// the last one handed out, recomputed from the scores), and the rows' heads merge in one max-heap, so pairs come
+/// out in the order sorting them all would give. An index that got its holder drops the rest of its row (those
+/// pairs would be skipped anyway), so most rows cost one pass over the peers instead of a selection and a heap.
 fn candidate_matching(
     index_scores: &[u64],
     peer_scores: &[u64],
     room: &mut [usize],
 ) -> Vec<Option<usize>> {
-    let order = |a: &Pair, b: &Pair| b.cmp(a);
-    let mut rows: Vec<std::collections::BinaryHeap<Pair>> = Vec::with_capacity(index_scores.len());
-    let mut row: Vec<Pair> = Vec::with_capacity(peer_scores.len());
-    for (index, &index_score) in index_scores.iter().enumerate() {
-        row.clear();
-        row.extend(
-            peer_scores.iter().enumerate().map(|(rank, &peer_score)| {
-                Pair((splitmix64(peer_score ^ index_score), index, rank))
-            }),
-        );
-        if row.len() > CANDIDATES {
-            row.select_nth_unstable_by(CANDIDATES - 1, order);
-            row.truncate(CANDIDATES);
-        }
-        rows.push(row.drain(..).collect());
-    }
-    let mut heads: std::collections::BinaryHeap<Pair> =
-        rows.iter_mut().filter_map(|r| r.pop()).collect();
+    let mut rows: Vec<Row> = index_scores
+        .iter()
+        .enumerate()
+        .map(|(index, &index_score)| Row::new(index, index_score))
+        .collect();
+    let mut heads: std::collections::BinaryHeap<Pair> = rows
+        .iter_mut()
+        .filter_map(|row| row.next(peer_scores))
+        .collect();
     let mut holder_rank: Vec<Option<usize>> = vec![None; index_scores.len()];
     while let Some(Pair((_, index, rank))) = heads.pop() {
         let (Some(slot), Some(left)) = (holder_rank.get_mut(index), room.get_mut(rank)) else {
@@ -113,11 +105,101 @@ fn candidate_matching(
         if slot.is_none() && *left > 0 {
             *slot = Some(rank);
             *left -= 1;
-        } else if let Some(next) = rows.get_mut(index).and_then(|r| r.pop()) {
+        } else if let Some(next) = rows.get_mut(index).and_then(|row| row.next(peer_scores)) {
             heads.push(next);
         }
     }
     holder_rank
+}
+
+/// One sliver index's candidate pairs, handed out best first, at most CANDIDATES of them.
+///
+/// Within a row the index is fixed, so a pair's place in the order is its key `score ‖ !rank` (higher score
+/// first, then lower rank), one integer comparison.
+struct Row {
+    index: usize,
+    index_score: u64,
+    /// The keys of the next pairs, ascending: the best is last.
+    batch: Vec<u128>,
+    /// The key of the last pair handed out; every later one ranks below it.
+    last: Option<u128>,
+    handed_out: usize,
+}
+
+impl Row {
+    /// Pairs kept per later pass over the peers. The first pass keeps only the best: most indexes get their
+    /// holder from it.
+    const BATCH: usize = 8;
+
+    fn new(index: usize, index_score: u64) -> Self {
+        Row {
+            index,
+            index_score,
+            batch: Vec::new(),
+            last: None,
+            handed_out: 0,
+        }
+    }
+
+    fn key(index_score: u64, peer_score: u64, rank: usize) -> u128 {
+        let rank = u64::try_from(rank).unwrap_or(u64::MAX);
+        (u128::from(splitmix64(peer_score ^ index_score)) << 64) | u128::from(!rank)
+    }
+
+    fn next(&mut self, peer_scores: &[u64]) -> Option<Pair> {
+        if self.handed_out >= CANDIDATES {
+            return None;
+        }
+        if self.batch.is_empty() {
+            self.refill(peer_scores);
+        }
+        let key = self.batch.pop()?;
+        self.handed_out += 1;
+        self.last = Some(key);
+        let score = u64::try_from(key >> 64).unwrap_or(0);
+        let rank = u64::try_from(key & u128::from(u64::MAX)).unwrap_or(u64::MAX);
+        Some(Pair((
+            score,
+            self.index,
+            usize::try_from(!rank).unwrap_or(usize::MAX),
+        )))
+    }
+
+    /// The best pair (first pass) or the BATCH best pairs below the last one handed out, ascending.
+    fn refill(&mut self, peer_scores: &[u64]) {
+        let index_score = self.index_score;
+        let keys = peer_scores
+            .iter()
+            .enumerate()
+            .map(move |(rank, &peer_score)| Self::key(index_score, peer_score, rank));
+        let Some(last) = self.last else {
+            self.batch.extend(keys.max());
+            return;
+        };
+        let mut batch = std::mem::take(&mut self.batch);
+        for key in keys.filter(|&key| key < last) {
+            if batch.len() < Self::BATCH {
+                batch.push(key);
+                if batch.len() == Self::BATCH {
+                    batch.sort_unstable();
+                }
+            } else if batch.first().is_some_and(|&worst| key > worst) {
+                // Replace the worst and sift it up to keep the batch ascending.
+                batch[0] = key;
+                for at in 1..batch.len() {
+                    if batch[at] < batch[at - 1] {
+                        batch.swap(at, at - 1);
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        if batch.len() < Self::BATCH {
+            batch.sort_unstable();
+        }
+        self.batch = batch;
+    }
 }
 
 /// The holders of a blob's sliver indexes.
