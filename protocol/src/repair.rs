@@ -19,25 +19,25 @@ use crate::write::{Millis, Write, WriteConfig, WriteEffect};
 
 /// One sliver index changing holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Move {
+pub struct Move<P = PeerKey> {
     /// The sliver index.
     pub index: u16,
     /// The holder it leaves (gone, leaving, or over its share).
-    pub from: PeerKey,
+    pub from: P,
     /// The holder it goes to.
-    pub to: PeerKey,
+    pub to: P,
 }
 
 /// What a change of membership does to one blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepairPlan {
+pub struct RepairPlan<P = PeerKey> {
     /// The new holder of every sliver index.
-    pub holders: Vec<PeerKey>,
+    pub holders: Vec<P>,
     /// The indexes that change holder, ascending by index.
-    pub moves: Vec<Move>,
+    pub moves: Vec<Move<P>>,
 }
 
-impl RepairPlan {
+impl<P: Ord> RepairPlan<P> {
     /// Whether nothing moves.
     pub fn is_empty(&self) -> bool {
         self.moves.is_empty()
@@ -46,15 +46,16 @@ impl RepairPlan {
     /// Moves whose old holder is in `gone`: these slivers must be rebuilt (or handed off by a leaving holder).
     pub fn moves_from<'a>(
         &'a self,
-        gone: &'a BTreeSet<PeerKey>,
-    ) -> impl Iterator<Item = &'a Move> + 'a {
+        gone: &'a BTreeSet<P>,
+    ) -> impl Iterator<Item = &'a Move<P>> + 'a {
         self.moves.iter().filter(move |m| gone.contains(&m.from))
     }
 }
 
 /// The peer that coordinates a blob's repair: the holder of the lowest sliver index whose holder is not gone.
 /// Every peer with the same holder list and the same view of departures picks the same leader.
-pub fn leader<'a>(holders: &'a [PeerKey], gone: &BTreeSet<PeerKey>) -> Option<&'a PeerKey> {
+/// Generic over the peer type so that the simulator can ask with its integer node ids.
+pub fn leader<'a, P: Ord>(holders: &'a [P], gone: &BTreeSet<P>) -> Option<&'a P> {
     holders.iter().find(|h| !gone.contains(*h))
 }
 
@@ -78,12 +79,15 @@ pub fn supersedes(
 /// another holds less than ⌊n/N⌋, the most loaded gives its lowest-scored index to the least loaded: a join
 /// takes its share and no more. Holders that are live stay put otherwise, so a departure moves only the
 /// departed peer's slivers. `None` when no live peer remains.
-pub fn plan(
+///
+/// Peers are anything ordered like their bytes (`PeerKey`s in the node); the simulator plans with fixed-size
+/// arrays, which compare without a call and cost no allocation.
+pub fn plan<P: Ord + Clone + AsRef<[u8]>>(
     blob_id: &BlobId,
-    holders: &[PeerKey],
-    gone: &BTreeSet<PeerKey>,
-    candidates: &[PeerKey],
-) -> Option<RepairPlan> {
+    holders: &[P],
+    gone: &BTreeSet<P>,
+    candidates: &[P],
+) -> Option<RepairPlan<P>> {
     let n = holders.len();
     if n == 0 {
         return None;
@@ -93,7 +97,7 @@ pub fn plan(
     // bytes, and peer and index scores are hashed only when a decision reads them, at most once each.
     let holder_gone: Vec<bool> = holders.iter().map(|h| gone.contains(h)).collect();
     // The live pool in key order: live holders, then the best-scored candidates up to n peers in all.
-    let mut pool: Vec<LivePeer<'_>> = holders
+    let mut pool: Vec<LivePeer<'_, P>> = holders
         .iter()
         .zip(&holder_gone)
         .filter(|&(_, &is_gone)| !is_gone)
@@ -103,11 +107,11 @@ pub fn plan(
     pool.dedup_by(|a, b| a.peer == b.peer);
     // Candidates rank by their pair score for index u16::MAX (Placement::pair_score), its index half hashed once.
     let rank_index = Placement::index_score(blob_id, u16::MAX);
-    let mut extra: Vec<(u64, &PeerKey, u64)> = candidates
+    let mut extra: Vec<(u64, &P, u64)> = candidates
         .iter()
         .filter(|c| !gone.contains(*c) && pool.binary_search_by(|p| p.peer.cmp(c)).is_err())
         .map(|c| {
-            let score = Placement::peer_score(blob_id, c);
+            let score = Placement::peer_score(blob_id, c.as_ref());
             (splitmix64(score ^ rank_index), c, score)
         })
         .collect();
@@ -218,7 +222,7 @@ pub fn plan(
             })
         })
         .collect();
-    let new_holders: Vec<PeerKey> = new_holders
+    let new_holders: Vec<P> = new_holders
         .into_iter()
         .map(|at| live[at].peer.clone())
         .collect();
@@ -229,16 +233,16 @@ pub fn plan(
 }
 
 /// A live peer while a repair is planned.
-struct LivePeer<'a> {
-    peer: &'a PeerKey,
+struct LivePeer<'a, P> {
+    peer: &'a P,
     /// Sliver indexes it holds in the plan so far.
     load: usize,
     /// Its placement score for the blob ([`Placement::peer_score`]), once something needed it.
     score: Option<u64>,
 }
 
-impl<'a> LivePeer<'a> {
-    fn new(peer: &'a PeerKey, score: Option<u64>) -> Self {
+impl<'a, P: AsRef<[u8]>> LivePeer<'a, P> {
+    fn new(peer: &'a P, score: Option<u64>) -> Self {
         LivePeer {
             peer,
             load: 0,
@@ -249,7 +253,7 @@ impl<'a> LivePeer<'a> {
     fn score(&mut self, blob_id: &BlobId) -> u64 {
         *self
             .score
-            .get_or_insert_with(|| Placement::peer_score(blob_id, self.peer))
+            .get_or_insert_with(|| Placement::peer_score(blob_id, self.peer.as_ref()))
     }
 }
 
@@ -894,10 +898,25 @@ mod tests {
             let holders: Vec<PeerKey> = holder_picks[..usize::from(shards)].iter().map(|&p| vec![p; 4]).collect();
             let gone: BTreeSet<PeerKey> = gone_picks.iter().map(|&p| vec![p; 4]).collect();
             let candidates: Vec<PeerKey> = candidate_picks.iter().map(|&p| vec![p; 4]).collect();
-            prop_assert_eq!(
-                plan(&id, &holders, &gone, &candidates),
-                reference_plan(&id, &holders, &gone, &candidates)
-            );
+            let planned = plan(&id, &holders, &gone, &candidates);
+            prop_assert_eq!(&planned, &reference_plan(&id, &holders, &gone, &candidates));
+            // Fixed-size keys with the same bytes (how the simulator plans) give the same plan.
+            let array = |key: &PeerKey| -> [u8; 4] { [key[0], key[1], key[2], key[3]] };
+            let planned_arrays = plan(
+                &id,
+                &holders.iter().map(array).collect::<Vec<_>>(),
+                &gone.iter().map(array).collect(),
+                &candidates.iter().map(array).collect::<Vec<_>>(),
+            )
+            .map(|p| RepairPlan {
+                holders: p.holders.iter().map(|k| k.to_vec()).collect(),
+                moves: p
+                    .moves
+                    .iter()
+                    .map(|m| Move { index: m.index, from: m.from.to_vec(), to: m.to.to_vec() })
+                    .collect(),
+            });
+            prop_assert_eq!(planned, planned_arrays);
         }
     }
 }
