@@ -250,6 +250,10 @@ pub struct RepairConfig {
     pub challenge_interval_ms: Millis,
     /// Consecutive failed challenges after which a challenger counts a holder as gone.
     pub challenge_failures: u32,
+    /// How long a challenger waits, after the blob's holder list last changed or a sliver of it was last
+    /// delivered, before it challenges the blob's holders (the node's `--challenge-settle`, default 60 s): a
+    /// sliver still on its way is not counted as lost.
+    pub challenge_settle_ms: Millis,
 }
 
 impl Default for RepairConfig {
@@ -261,6 +265,7 @@ impl Default for RepairConfig {
             min_lost: 1,
             challenge_interval_ms: 0,
             challenge_failures: 3,
+            challenge_settle_ms: 60_000,
         }
     }
 }

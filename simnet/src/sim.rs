@@ -365,6 +365,10 @@ struct Blob {
     /// Last evaluation time: a blob is evaluated at most once per millisecond (a mass departure would
     /// otherwise evaluate it once per departed holder, with the same outcome).
     evaluated_at: Millis,
+    /// When the holder list last changed or a sliver was last delivered: challenges wait
+    /// `challenge_settle_ms` from then. The node restarts a challenger's wait only for its own sliver; the
+    /// simulator restarts it for any delivery of the blob, so it never challenges earlier than a node would.
+    settled_from: Millis,
 }
 
 struct ReadOp {
@@ -721,6 +725,7 @@ impl Sim {
                 reeval: false,
                 reeval_at: None,
                 evaluated_at: Millis::MAX,
+                settled_from: 0,
             });
         }
         Ok(())
@@ -1304,6 +1309,9 @@ impl Sim {
         let (old_live, old_durable) = self.contribution(old, old_state);
         let (new_live, new_durable) = self.contribution(to, state);
         let blob = &mut self.blobs[bi];
+        if old != to || (state == GOOD && old_state != GOOD) {
+            blob.settled_from = self.now;
+        }
         blob.holders[i] = to;
         blob.slot[i] = state;
         blob.good_live = (blob.good_live + new_live).saturating_sub(old_live);
@@ -1474,7 +1482,8 @@ impl Sim {
                 .holders
                 .iter()
                 .zip(blob.slot.iter())
-                .any(|(&h, &slot)| h == challenger && slot == GOOD);
+                .any(|(&h, &slot)| h == challenger && slot == GOOD)
+                && self.now.saturating_sub(blob.settled_from) >= self.sc.repair.challenge_settle_ms;
             let role = challenge::role(&keys, &gone, &me, settled);
             if role == Role::Bystander {
                 continue;
@@ -1735,6 +1744,7 @@ impl Sim {
         }
         self.blobs[b].holders = holders.into_boxed_slice();
         self.blobs[b].slot = vec![MISSING; usize::from(n)].into_boxed_slice();
+        self.blobs[b].settled_from = self.now;
         let (machine, effects) = Write::start(id, placement, self.write_cfg, self.now);
         op.kind = OpKind::Write(Box::new(machine));
         self.ops.put(r, op);

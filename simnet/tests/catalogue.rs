@@ -104,6 +104,19 @@ fn disk_faults_replay() {
 }
 
 #[test]
+fn challenges_wait_for_the_settle_time() {
+    // A settle time longer than the run: no blob ever settles, so nobody is challenged and nothing is found.
+    let mut scenario = load("disk-faults.toml");
+    scenario.repair.challenge_settle_ms = scenario.duration_ms + 1;
+    let s = run_quiet(&scenario, 1).summary;
+    assert_eq!(s.challenges_passed + s.challenges_failed, 0, "{s:?}");
+    assert_eq!(s.slivers_found_lost, 0, "{s:?}");
+    // With the default settle time, challenges start a minute after the writes' last deliveries.
+    let s = run_quiet(&load("disk-faults.toml"), 1).summary;
+    assert!(s.challenges_passed > 0 && s.challenges_failed > 0, "{s:?}");
+}
+
+#[test]
 fn regional_outage_replays() {
     let a = replays("regional-outage.toml");
     assert!(a.summary.repairs_run > 0, "{:?}", a.summary);
