@@ -234,7 +234,8 @@ impl Placement {
             .collect();
         // Each index's best-scored peers, as (score, index, rank); all of them, best first, are taken greedily.
         // Greedy over pairs in score order is a stable matching, so a membership change displaces only pairs that
-        // scored below the ones it touches. Keeping CANDIDATES per index bounds the work at n × CANDIDATES pairs.
+        // scored below the ones it touches. At most CANDIDATES pairs per index take part; producing them scans
+        // the index's N pairs once for the best and again for each later batch (candidate_matching).
         let pair_score = |index_score: u64, rank: usize| splitmix64(scored[rank].0 ^ index_score);
         let index_scores: Vec<u64> = (0..shards)
             .map(|index| score64(INDEX_CONTEXT, blob_id, &index.to_le_bytes()))

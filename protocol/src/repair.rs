@@ -895,9 +895,11 @@ mod tests {
         ) {
             // Any holder list (repeats, strangers), any gone set, any candidates (duplicates, gone ones).
             let id = BlobId(seed);
-            let holders: Vec<PeerKey> = holder_picks[..usize::from(shards)].iter().map(|&p| vec![p; 4]).collect();
-            let gone: BTreeSet<PeerKey> = gone_picks.iter().map(|&p| vec![p; 4]).collect();
-            let candidates: Vec<PeerKey> = candidate_picks.iter().map(|&p| vec![p; 4]).collect();
+            // Keys whose order is decided past the first byte (eight peers share each first byte).
+            let key = |p: u8| vec![p / 8, p.wrapping_mul(37), p, 7];
+            let holders: Vec<PeerKey> = holder_picks[..usize::from(shards)].iter().map(|&p| key(p)).collect();
+            let gone: BTreeSet<PeerKey> = gone_picks.iter().map(|&p| key(p)).collect();
+            let candidates: Vec<PeerKey> = candidate_picks.iter().map(|&p| key(p)).collect();
             let planned = plan(&id, &holders, &gone, &candidates);
             prop_assert_eq!(&planned, &reference_plan(&id, &holders, &gone, &candidates));
             // Fixed-size keys with the same bytes (how the simulator plans) give the same plan.

@@ -365,9 +365,9 @@ struct Blob {
     /// Last evaluation time: a blob is evaluated at most once per millisecond (a mass departure would
     /// otherwise evaluate it once per departed holder, with the same outcome).
     evaluated_at: Millis,
-    /// When the holder list last changed or a sliver was last delivered: challenges wait
-    /// `challenge_settle_ms` from then. The node restarts a challenger's wait only for its own sliver; the
-    /// simulator restarts it for any delivery of the blob, so it never challenges earlier than a node would.
+    /// When the holder list last changed (a write or a repair started, a slot moved, a repair ended with
+    /// failures) or a sliver was last delivered: challenges wait `challenge_settle_ms` from then. The node restarts
+    /// a challenger's wait only for its own sliver; the simulator restarts it for any delivery of the blob.
     settled_from: Millis,
 }
 
@@ -1478,13 +1478,16 @@ impl Sim {
             let me = peer_key(challenger);
             let gone = gone_in(self, challenger);
             let blob = &self.blobs[bi];
-            let settled = blob
+            let holds_whole = blob
                 .holders
                 .iter()
                 .zip(blob.slot.iter())
-                .any(|(&h, &slot)| h == challenger && slot == GOOD)
-                && self.now.saturating_sub(blob.settled_from) >= self.sc.repair.challenge_settle_ms;
-            let role = challenge::role(&keys, &gone, &me, settled);
+                .any(|(&h, &slot)| h == challenger && slot == GOOD);
+            // As in the node, the settle time only holds back the round itself: the re-evaluation and the tally's
+            // bookkeeping below run on every scan.
+            let settled =
+                self.now.saturating_sub(blob.settled_from) >= self.sc.repair.challenge_settle_ms;
+            let role = challenge::role(&keys, &gone, &me, holds_whole);
             if role == Role::Bystander {
                 continue;
             }
@@ -1510,6 +1513,9 @@ impl Sim {
                 }
                 None => std::collections::BTreeMap::new(),
             };
+            if !settled {
+                continue;
+            }
             let seed = rand::RngExt::random::<u64>(&mut self.nodes[ix(challenger)].rng);
             for asked in challenge::round(&keys, &gone, &me, &role, segments, &suspects, seed) {
                 let Some(holder) = node_of(&asked.holder) else {
@@ -2196,6 +2202,9 @@ impl Sim {
             self.write_cfg,
             self.now,
         );
+        // The node announces the planned list (a new epoch) as the repair starts, which restarts every holder's
+        // settle time; so does the list a failed repair announces when it ends (below).
+        self.blobs[bi].settled_from = self.now;
         self.s.repairs_run += 1;
         op.kind = OpKind::Repair(Box::new(RepairOp {
             machine,
@@ -2272,12 +2281,16 @@ impl Sim {
                 }
                 RepairEffect::Finished { failed, .. } => {
                     self.s.repairs_finished += 1;
+                    if failed > 0 {
+                        self.blobs[ix(b)].settled_from = self.now;
+                    }
                     self.ops.release(r);
                     self.end_claim(b, r, (failed > 0).then_some(retry));
                     return;
                 }
                 RepairEffect::Failed { .. } => {
                     self.s.repairs_failed += 1;
+                    self.blobs[ix(b)].settled_from = self.now;
                     self.ops.release(r);
                     self.end_claim(b, r, Some(retry));
                     return;
