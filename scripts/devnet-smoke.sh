@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/floe-binary.sh
 work=$(mktemp -d)
-"$floe" devnet --nodes 3 --base-port 44500 --data-dir "$work/data" > "$work/out" 2>&1 &
+# Ports below Linux's ephemeral range (32768-60999): the tests before this open many client connections, and one
+# of them can hold a port in that range just when a node wants to listen on it.
+"$floe" devnet --nodes 3 --base-port 24500 --data-dir "$work/data" > "$work/out" 2>&1 &
 devnet=$!
 on_exit() {
   status=$?
@@ -22,15 +24,15 @@ trap on_exit EXIT
 for _ in $(seq 1 100); do grep -q "Ctrl-C stops" "$work/out" 2>/dev/null && break; sleep 0.2; done
 cat "$work/out"
 # Let the three nodes find each other.
-for port in 45500 45501 45502; do
+for port in 25500 25501 25502; do
   for _ in $(seq 1 150); do
     curl -sf http://127.0.0.1:$port/v1/node/status | grep -q '"knownPeers":2' && break; sleep 0.2
   done
 done
 head -c 300000 /dev/urandom > "$work/blob"
-id=$("$floe" put "$work/blob" --gateway http://127.0.0.1:45500)
+id=$("$floe" put "$work/blob" --gateway http://127.0.0.1:25500)
 [ -n "$id" ] || { echo "floe put printed no blob ID" >&2; exit 1; }
-"$floe" get "$id" -o "$work/copy" --gateway http://127.0.0.1:45502
+"$floe" get "$id" -o "$work/copy" --gateway http://127.0.0.1:25502
 cmp "$work/blob" "$work/copy"
 echo "devnet smoke: blob $id went in through node 0 and came out of node 2 byte-identical"
 kill -INT $devnet

@@ -368,7 +368,12 @@ pub fn start(
         .gossipsub
         .subscribe(&gossipsub::IdentTopic::new(REPAIR_TOPIC))?;
     for addr in &config.listen {
-        swarm.listen_on(addr.clone())?;
+        swarm.listen_on(addr.clone()).map_err(|e| {
+            // libp2p's transport error displays as an empty string; its cause says what went wrong.
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            anyhow::anyhow!("listening on {addr}: {cause}")
+        })?;
     }
     for addr in &config.bootstrap {
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
