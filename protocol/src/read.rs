@@ -9,6 +9,10 @@
 //! driver's measured round-trip time, then by index. It keeps k + margin requests in flight; a request
 //! unanswered after the soft timeout gets a hedge (one more request elsewhere) without being cancelled, and a
 //! late answer still counts.
+//!
+//! Systematic grace: when the k-th valid sliver is in but a parity sliver is among them (the margin request
+//! answered before a source) and a source request is still open, the read waits up to `systematic_grace` for
+//! the source. All k sources mean no decoding at all, which saves the reader more time than a short wait costs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +29,10 @@ pub struct ReadConfig {
     /// Keep ⌈k/10⌉ requests in flight beyond k (reads, for latency); without it exactly k are asked at first
     /// (repairs, for traffic) and hedging alone covers slow holders.
     pub margin: bool,
+    /// How long to wait, once k valid slivers are in, for an open request of a source sliver when a parity
+    /// sliver is among the k (0: never wait). Reads pay a decode for every parity sliver they use; repairs
+    /// decode anyway and set 0.
+    pub systematic_grace: Millis,
 }
 
 impl Default for ReadConfig {
@@ -33,9 +41,14 @@ impl Default for ReadConfig {
             soft_timeout: 500,
             hard_timeout: 10_000,
             margin: true,
+            systematic_grace: DEFAULT_SYSTEMATIC_GRACE,
         }
     }
 }
+
+/// The default [`ReadConfig::systematic_grace`]: about what decoding one parity sliver of a 1 MiB blob costs a
+/// loaded node (docs/performance.md, issue 3), so waiting is never much worse than decoding.
+pub const DEFAULT_SYSTEMATIC_GRACE: Millis = 3;
 
 /// Requests kept in flight beyond k: ⌈k/10⌉, at least one.
 pub fn read_margin(source_shards: u16) -> usize {
@@ -80,6 +93,9 @@ pub struct Read {
     next: usize,
     in_flight: BTreeMap<u16, InFlight>,
     valid: BTreeSet<u16>,
+    source_shards: u16,
+    /// When k valid slivers were first in while the read waited for a source (systematic grace).
+    complete_at: Option<Millis>,
     done: bool,
 }
 
@@ -138,6 +154,8 @@ impl Read {
             next: 0,
             in_flight: BTreeMap::new(),
             valid: have.clone(),
+            source_shards,
+            complete_at: None,
             done: false,
         };
         let mut effects = Vec::new();
@@ -150,7 +168,7 @@ impl Read {
         for _ in 0..wanted {
             read.launch(now, &mut effects);
         }
-        effects.extend(read.settle());
+        effects.extend(read.settle(now));
         (read, effects)
     }
 
@@ -198,10 +216,10 @@ impl Read {
             if self.candidates.iter().any(|(i, _)| *i == index) {
                 self.valid.insert(index);
             }
-        } else if was_in_flight {
+        } else if was_in_flight && self.valid.len() < self.k {
             self.launch(now, &mut effects);
         }
-        effects.extend(self.settle());
+        effects.extend(self.settle(now));
         effects
     }
 
@@ -209,6 +227,10 @@ impl Read {
     pub fn on_timer(&mut self, now: Millis) -> Vec<ReadEffect> {
         if self.done {
             return Vec::new();
+        }
+        if self.valid.len() >= self.k {
+            // Only the systematic grace is running: no request needs a hedge any more.
+            return self.settle(now);
         }
         let mut effects = Vec::new();
         let expired: Vec<u16> = self
@@ -233,13 +255,32 @@ impl Read {
             }
             self.launch(now, &mut effects);
         }
-        effects.extend(self.settle());
+        effects.extend(self.settle(now));
         effects
     }
 
-    fn settle(&mut self) -> Vec<ReadEffect> {
+    /// Whether to hold back `Ready` for a source sliver still on its way (see the module doc).
+    fn wait_for_source(&mut self, now: Millis) -> Option<Millis> {
+        if self.config.systematic_grace == 0 {
+            return None;
+        }
+        let sources = self.valid.range(..self.source_shards).count();
+        let source_open = self.in_flight.range(..self.source_shards).next().is_some();
+        if sources >= self.k || !source_open {
+            return None;
+        }
+        let complete_at = *self.complete_at.get_or_insert(now);
+        let until = complete_at.saturating_add(self.config.systematic_grace);
+        (now < until).then_some(until)
+    }
+
+    fn settle(&mut self, now: Millis) -> Vec<ReadEffect> {
         if self.valid.len() >= self.k {
+            if let Some(until) = self.wait_for_source(now) {
+                return vec![ReadEffect::SetTimer(until)];
+            }
             self.done = true;
+            // The smallest indexes: sources first, so the rebuild decodes as little as it can.
             return vec![ReadEffect::Ready(
                 self.valid.iter().copied().take(self.k).collect(),
             )];
@@ -356,5 +397,83 @@ mod tests {
             last = read.on_response(index, false, 1);
         }
         assert_eq!(last, vec![ReadEffect::Failed { have: 0, need: 2 }]);
+    }
+
+    fn ready(effects: &[ReadEffect]) -> Option<Vec<u16>> {
+        effects.iter().find_map(|e| match e {
+            ReadEffect::Ready(indexes) => Some(indexes.clone()),
+            _ => None,
+        })
+    }
+
+    /// k = 4 over 12 holders: sources 0..4 and the margin request (index 4, parity) go out at once.
+    fn started(grace: Millis) -> Read {
+        let config = ReadConfig {
+            systematic_grace: grace,
+            ..ReadConfig::default()
+        };
+        let (read, effects) = Read::start(&placement(12, 12), 4, |_| Some(1), config, 0);
+        assert_eq!(sends(&effects), vec![0, 1, 2, 3, 4]);
+        read
+    }
+
+    #[test]
+    fn a_parity_sliver_first_waits_for_the_last_source() {
+        let mut read = started(3);
+        for index in [0, 1, 4] {
+            assert!(ready(&read.on_response(index, true, 10)).is_none());
+        }
+        // k valid with one parity, source 2 and 3 open: wait up to the grace.
+        assert!(ready(&read.on_response(2, true, 10)).is_none());
+        assert_eq!(read.on_timer(11), vec![ReadEffect::SetTimer(13)]);
+        assert_eq!(
+            ready(&read.on_response(3, true, 12)),
+            Some(vec![0, 1, 2, 3])
+        );
+        assert!(read.is_done());
+    }
+
+    #[test]
+    fn the_grace_ends_with_the_parity_sliver() {
+        let mut read = started(3);
+        for index in [0, 1, 4] {
+            read.on_response(index, true, 10);
+        }
+        assert_eq!(
+            read.on_response(2, true, 20),
+            vec![ReadEffect::SetTimer(23)]
+        );
+        assert!(ready(&read.on_timer(22)).is_none());
+        assert_eq!(ready(&read.on_timer(23)), Some(vec![0, 1, 2, 4]));
+        // A source failing during the grace asks nobody else: k valid slivers are in.
+        let mut read = started(3);
+        for index in [0, 1, 4, 2] {
+            read.on_response(index, true, 10);
+        }
+        let effects = read.on_response(3, false, 11);
+        assert!(sends(&effects).is_empty());
+        assert_eq!(ready(&effects), Some(vec![0, 1, 2, 4]));
+    }
+
+    #[test]
+    fn no_grace_without_an_open_source_or_when_off() {
+        let mut read = started(0);
+        for index in [0, 1, 4] {
+            read.on_response(index, true, 10);
+        }
+        assert_eq!(
+            ready(&read.on_response(2, true, 10)),
+            Some(vec![0, 1, 2, 4])
+        );
+        // Source 3 failed and its replacement (index 5) is parity: nothing to wait for.
+        let mut read = started(3);
+        assert_eq!(sends(&read.on_response(3, false, 5)), vec![5]);
+        for index in [0, 1, 4] {
+            read.on_response(index, true, 10);
+        }
+        assert_eq!(
+            ready(&read.on_response(2, true, 10)),
+            Some(vec![0, 1, 2, 4])
+        );
     }
 }

@@ -283,6 +283,7 @@ pub fn repair_read_config() -> ReadConfig {
         soft_timeout: 2_000,
         hard_timeout: 15_000,
         margin: false,
+        systematic_grace: 0,
     }
 }
 

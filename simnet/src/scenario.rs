@@ -212,6 +212,9 @@ pub struct WorkloadConfig {
     pub read_soft_timeout_ms: Millis,
     /// `ReadConfig::hard_timeout` of reads.
     pub read_hard_timeout_ms: Millis,
+    /// `ReadConfig::systematic_grace` of reads (the node's default). The simulator charges reads no decode
+    /// time, so here the grace only shows what the wait costs.
+    pub read_systematic_grace_ms: Millis,
 }
 
 impl Default for WorkloadConfig {
@@ -228,6 +231,7 @@ impl Default for WorkloadConfig {
             write_attempts: 3,
             read_soft_timeout_ms: 500,
             read_hard_timeout_ms: 10_000,
+            read_systematic_grace_ms: floe_protocol::read::DEFAULT_SYSTEMATIC_GRACE,
         }
     }
 }

@@ -611,6 +611,7 @@ impl Sim {
             soft_timeout: w.read_soft_timeout_ms,
             hard_timeout: w.read_hard_timeout_ms,
             margin: true,
+            systematic_grace: w.read_systematic_grace_ms,
         };
         let lookup_ms = u64::from(sc.kademlia.hops).saturating_mul(sc.kademlia.hop_latency_ms);
         let bitrot_rate_per_ms =
