@@ -3,17 +3,21 @@
 //! Layout under `<data-dir>/store/`:
 //! - `log/<number>.log`: append-only sliver logs. Each store request's slivers are one record, a run: the
 //!   slivers of one index for consecutive segments, as length-prefixed `Sliver` frames in segment order (a small
-//!   blob's index is one run of all its segments; a large blob's arrives as many runs). A log is written until it
-//!   reaches `log_size` bytes, then sealed; records are never rewritten in place.
+//!   blob's index is one run of all its segments; a large blob's arrives as many runs). Holder records are
+//!   logged too. Every record starts with a header (kind, key, segments, length, checksum), so the logs can be
+//!   replayed. A log is written until it reaches `log_size` bytes, then sealed; records are never rewritten in
+//!   place.
 //! - `index.redb`: the index (a redb database): where each run (blob, sliver index, first segment) lives and how
 //!   many segments it holds, the reverse map a compaction walks, each log's live and written bytes, and each
 //!   blob's metadata with its holder list and the list's epoch (a `MetadataResponse`).
 //!
 //! Writes go through one committer thread that group-commits: it takes every queued request, appends the
-//! records to the active log, `fdatasync`s it once, then commits one index transaction (redb, durable) and only
-//! then answers. An acknowledged sliver therefore survives kill -9, and a hundred concurrent stores cost three
-//! fsyncs, not two hundred. A crash between the log sync and the index commit leaves unreferenced bytes in a
-//! log, which the index never points at and compaction drops.
+//! records to the active log, `fdatasync`s it once, commits one index transaction and only then answers. The log
+//! is the write-ahead log of the index: that commit is not durable (no fsync) unless the batch removes something
+//! or opened a log, and a checkpoint (a durable commit, off the answer's path) follows at least every
+//! `checkpoint_interval` or `checkpoint_bytes` of log. Opening replays the records logged after the last durable
+//! commit (stopping at a torn record), so an acknowledged sliver survives kill -9 and power loss at the cost of
+//! one fsync per group commit, and a reopen replays a bounded tail whatever the store holds.
 //!
 //! Space comes back by compaction: while the logs' live bytes are below `compact_live_percent` of what they
 //! hold, the emptiest sealed log has its live records copied to the active log (one index transaction moves
@@ -126,6 +130,10 @@ pub struct StoreCounters {
     pub compacted_bytes: AtomicU64,
     /// Group commits since start.
     pub commits: AtomicU64,
+    /// Durable index commits since start (group commits that had to be, compactions and checkpoints).
+    pub durable_commits: AtomicU64,
+    /// Records replayed from the logs when the store opened (what a crash had left only in the logs).
+    pub replayed: AtomicU64,
 }
 
 /// A blob's holder list as this node knows it, with its epoch (0 for the writer's list, one more per repair
@@ -172,6 +180,11 @@ pub struct StoreConfig {
     pub batch_bytes: usize,
     /// The index database's page cache.
     pub index_cache_bytes: usize,
+    /// The index is made durable at least this often while it has changes only the logs hold (see the module
+    /// doc): the most log a reopen after a crash replays, in time.
+    pub checkpoint_interval: Duration,
+    /// ... and at least every this many logged bytes: the most a reopen after a crash replays, in bytes.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -181,6 +194,8 @@ impl Default for StoreConfig {
             compact_live_percent: 85,
             batch_bytes: 64 << 20,
             index_cache_bytes: 32 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_bytes: 64 << 20,
         }
     }
 }
@@ -214,6 +229,67 @@ fn key_prefix(key: &Key) -> IndexPrefix {
 fn first_segment(key: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = key.get(34..42)?.try_into().ok()?;
     Some(u64::from_be_bytes(bytes))
+}
+
+/// Marks the start of a logged record; a log of the first record layout (payloads only) never matches it.
+const RECORD_MAGIC: [u8; 8] = *b"floeLOG1";
+/// magic ‖ kind ‖ key ‖ segments ‖ payload length ‖ checksum.
+const HEADER_LEN: usize = 8 + 1 + 42 + 8 + 8 + 16;
+
+/// What a logged record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordKind {
+    /// A run of slivers: the payload is what `SLIVERS` points at.
+    Run = 1,
+    /// A blob's holder record (a `MetadataResponse` frame); `RECORDS` keeps its own copy, so in the log it is
+    /// only there to be replayed.
+    Holders = 2,
+}
+
+/// The header written before every payload appended to a log, so that a reopen after a crash can replay what
+/// the index had not made durable. The checksum (BLAKE3 over the header's other fields and the payload) tells a
+/// whole record from a torn one.
+fn record_header(
+    kind: RecordKind,
+    key: &Key,
+    segments: u64,
+    payload: &[u8],
+) -> Result<[u8; HEADER_LEN], StoreError> {
+    let len = u64::try_from(payload.len()).map_err(|_| StoreError::TooLarge(payload.len()))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(&RECORD_MAGIC);
+    header[8] = kind as u8;
+    header[9..51].copy_from_slice(key);
+    header[51..59].copy_from_slice(&segments.to_be_bytes());
+    header[59..67].copy_from_slice(&len.to_be_bytes());
+    let checksum = record_checksum(&header, payload);
+    header[67..].copy_from_slice(&checksum);
+    Ok(header)
+}
+
+fn record_checksum(header: &[u8; HEADER_LEN], payload: &[u8]) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&header[..67]);
+    hasher.update(payload);
+    let mut checksum = [0u8; 16];
+    checksum.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    checksum
+}
+
+/// A header's fields: kind, key, segments, payload length; `None` if it is not a record header.
+fn parse_header(header: &[u8; HEADER_LEN]) -> Option<(RecordKind, Key, u64, u64)> {
+    if header[..8] != RECORD_MAGIC {
+        return None;
+    }
+    let kind = match header[8] {
+        1 => RecordKind::Run,
+        2 => RecordKind::Holders,
+        _ => return None,
+    };
+    let key: Key = header[9..51].try_into().ok()?;
+    let segments = u64::from_be_bytes(header[51..59].try_into().ok()?);
+    let len = u64::from_be_bytes(header[59..67].try_into().ok()?);
+    Some((kind, key, segments, len))
 }
 
 /// A record's place: log number, offset, length.
@@ -342,20 +418,12 @@ impl Store {
         txn.commit()?;
         migrate_v1(&db)?;
 
-        let (logs, slivers) = {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(LOGS)?;
-            let mut logs = BTreeMap::new();
-            for entry in table.iter()? {
-                let (number, info) = entry?;
-                let (live, written) = info.value();
-                logs.insert(number.value(), LogInfo { live, written });
-            }
-            (logs, txn.open_table(SLIVERS)?.len()?)
-        };
-        // A log on disk the index does not know is a leftover: a crash before its first commit, or a compacted
-        // log whose deletion was interrupted. Nothing points into it. But logs beside an index that knows none
-        // mean the index was lost or replaced: deleting them would lose every sliver, so refuse instead.
+        let logs = load_logs(&db)?;
+        // A log on disk the index does not know is either the newest, opened after the last durable commit (the
+        // replay below reads it), or a leftover: a compacted log whose deletion was interrupted, or a new log with
+        // no whole record. Nothing points into a leftover. But logs beside an index that knows none mean the index
+        // was lost or replaced (a new log forces a durable commit, so a crash leaves at most one unknown): deleting
+        // them would lose every sliver, so refuse instead.
         let mut highest = logs.keys().next_back().copied().unwrap_or(0);
         let logs_on_disk = fs::read_dir(&log_dir)
             .map_err(io_err(&log_dir))?
@@ -370,6 +438,9 @@ impl Store {
                 db_path.display()
             )));
         }
+        let replayed = recover(&db, &log_dir)?;
+        let logs = load_logs(&db)?;
+        let slivers = db.begin_read()?.open_table(SLIVERS)?.len()?;
         for entry in fs::read_dir(&log_dir).map_err(io_err(&log_dir))?.flatten() {
             let name = entry.file_name();
             let Some(number) = name
@@ -387,6 +458,7 @@ impl Store {
         }
         let counters = Arc::new(StoreCounters::default());
         counters.slivers.store(slivers, Ordering::Relaxed);
+        counters.replayed.store(replayed, Ordering::Relaxed);
         counters
             .bytes
             .store(logs.values().map(|l| l.live).sum(), Ordering::Relaxed);
@@ -403,6 +475,10 @@ impl Store {
             next_log: highest
                 .checked_add(1)
                 .ok_or_else(|| StoreError::Index("log numbers exhausted".into()))?,
+            dirty: false,
+            force_durable: false,
+            last_durable: Instant::now(),
+            logged_since_durable: 0,
         };
         let (jobs, queue) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -961,6 +1037,14 @@ struct Committer {
     /// No compaction before this instant (set after a failure).
     compaction_paused_until: Option<Instant>,
     next_log: u32,
+    /// Index commits since the last durable one exist: their changes are durable only in the logs.
+    dirty: bool,
+    /// The next commit must be durable: a log was opened since the last durable commit, and a reopen must know
+    /// every log that can hold records to replay.
+    force_durable: bool,
+    last_durable: Instant,
+    /// Bytes appended to logs since the last durable commit: what a reopen after a crash would replay.
+    logged_since_durable: u64,
 }
 
 impl Committer {
@@ -974,9 +1058,19 @@ impl Committer {
                     if self.compact_logged() {
                         continue;
                     }
-                    match queue.recv_timeout(Duration::from_millis(500)) {
+                    let wait = if self.dirty {
+                        self.config
+                            .checkpoint_interval
+                            .saturating_sub(self.last_durable.elapsed())
+                    } else {
+                        Duration::from_millis(500)
+                    };
+                    match queue.recv_timeout(wait) {
                         Ok(job) => job,
-                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            self.checkpoint_if_due();
+                            continue;
+                        }
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
@@ -1013,8 +1107,44 @@ impl Committer {
                     }
                 }
             }
+            self.checkpoint_if_due();
             self.compact_logged();
         }
+        if self.dirty
+            && let Err(error) = self.checkpoint()
+        {
+            tracing::error!(%error, "store checkpoint at close failed; the next open replays the logs");
+        }
+    }
+
+    /// Makes the index durable when it has been only in the logs for `checkpoint_interval`, or for
+    /// `checkpoint_bytes` of them. Runs after the batch's answers went out, so no store request waits for it.
+    fn checkpoint_if_due(&mut self) {
+        let due = self.dirty
+            && (self.last_durable.elapsed() >= self.config.checkpoint_interval
+                || self.logged_since_durable >= self.config.checkpoint_bytes);
+        if due && let Err(error) = self.checkpoint() {
+            tracing::error!(%error, "store checkpoint failed; retrying after the next commit");
+        }
+    }
+
+    /// One durable index commit of everything committed so far.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_quick_repair(true);
+        txn.commit()?;
+        self.made_durable();
+        Ok(())
+    }
+
+    fn made_durable(&mut self) {
+        self.dirty = false;
+        self.force_durable = false;
+        self.last_durable = Instant::now();
+        self.logged_since_durable = 0;
+        self.counters
+            .durable_commits
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Compacts one log if one needs it; returns whether it did. After a failure it waits a minute before
@@ -1038,13 +1168,22 @@ impl Committer {
         }
     }
 
-    /// Appends `payload` to the active log, opening a new one when it is full; returns where it went.
-    fn append(&mut self, payload: &[u8]) -> Result<Location, StoreError> {
+    /// Appends a record (header and `payload`) to the active log, opening a new one when it is full; returns
+    /// where the payload went.
+    fn append(
+        &mut self,
+        kind: RecordKind,
+        key: &Key,
+        segments: u64,
+        payload: &[u8],
+    ) -> Result<Location, StoreError> {
+        let header = record_header(kind, key, segments, payload)?;
         let len = u64::try_from(payload.len()).map_err(|_| StoreError::TooLarge(payload.len()))?;
+        let record_len = len.saturating_add(HEADER_LEN as u64);
         if self
             .active
             .as_ref()
-            .is_some_and(|a| a.len > 0 && a.len.saturating_add(len) > self.config.log_size)
+            .is_some_and(|a| a.len > 0 && a.len.saturating_add(record_len) > self.config.log_size)
             && let Some(full) = self.active.take()
         {
             let path = log_path(&self.log_dir, full.number);
@@ -1066,6 +1205,7 @@ impl Committer {
                     .open(&path)
                     .map_err(io_err(&path))?;
                 sync_dir(&self.log_dir)?;
+                self.force_durable = true;
                 self.active.insert(ActiveLog {
                     number,
                     file,
@@ -1073,12 +1213,19 @@ impl Committer {
                 })
             }
         };
-        let offset = active.len;
+        let at = active.len;
+        let offset = at.saturating_add(HEADER_LEN as u64);
+        let path = log_path(&self.log_dir, active.number);
+        active
+            .file
+            .write_all_at(&header, at)
+            .map_err(io_err(&path))?;
         active
             .file
             .write_all_at(payload, offset)
-            .map_err(io_err(&log_path(&self.log_dir, active.number)))?;
+            .map_err(io_err(&path))?;
         active.len = offset.saturating_add(len);
+        self.logged_since_durable = self.logged_since_durable.saturating_add(record_len);
         Ok((active.number, offset, len))
     }
 
@@ -1109,9 +1256,27 @@ impl Committer {
         // A sliver already held is not written again: its bytes are fixed by the blob ID and index, and a peer
         // resending it must not cost a write, an fsync and compaction work.
         // Earlier jobs of the same batch count: a sliver removed before it is stored again must be written.
-        let held: Vec<bool> = {
+        // A holder record is logged (for replay) only when the commit may write it: when the record held before
+        // the batch would give way to it, or when an earlier job of the batch touched the same blob.
+        let (held, log_holders): (Vec<bool>, Vec<bool>) = {
             let txn = self.db.begin_read()?;
             let slivers = txn.open_table(SLIVERS)?;
+            let records = txn.open_table(RECORDS)?;
+            let mut log_holders = Vec::with_capacity(batch.len());
+            let mut touched: std::collections::BTreeSet<BlobId> = Default::default();
+            for job in batch {
+                log_holders.push(match job {
+                    Job::Record {
+                        blob_id, record, ..
+                    } => {
+                        let current = records
+                            .get(&blob_id.as_bytes()[..])?
+                            .map(|entry| parse_record(blob_id, entry.value()));
+                        !touched.insert(*blob_id) || holders_change(current, record).0
+                    }
+                    _ => false,
+                });
+            }
             let mut held = Vec::with_capacity(batch.len());
             let mut stored: BTreeMap<Key, bool> = BTreeMap::new();
             let mut removed: std::collections::BTreeSet<IndexPrefix> = Default::default();
@@ -1134,13 +1299,22 @@ impl Committer {
                     Job::Record { .. } => false,
                 });
             }
-            held
+            (held, log_holders)
         };
         let started = Instant::now();
         let mut placed = Vec::with_capacity(batch.len());
-        for (job, held) in batch.iter().zip(&held) {
+        for ((job, held), log_holders) in batch.iter().zip(&held).zip(&log_holders) {
             placed.push(match job {
-                Job::Slivers { payload, .. } if !held => Some(self.append(payload)?),
+                Job::Slivers {
+                    key,
+                    segments,
+                    payload,
+                    ..
+                } if !held => Some(self.append(RecordKind::Run, key, *segments, payload)?),
+                Job::Record { blob_id, frame, .. } if *log_holders => {
+                    self.append(RecordKind::Holders, &record_key(blob_id), 0, frame)?;
+                    None
+                }
                 _ => None,
             });
         }
@@ -1149,8 +1323,18 @@ impl Committer {
         let synced = started.elapsed();
         let mut logs = self.staged_logs();
         let mut answers = Vec::with_capacity(batch.len());
+        // The logs now hold every sliver and holder record of the batch, durably: the index commit need not be
+        // durable too, as a reopen replays the logs past the last durable commit. A removal has nothing in the
+        // logs to replay, so a batch with one is made durable at once.
+        let durable =
+            self.force_durable || batch.iter().any(|job| matches!(job, Job::Remove { .. }));
         let mut txn = self.db.begin_write()?;
-        txn.set_quick_repair(true);
+        // Quick repair saves the allocator state for a fast reopen after a crash: only durable commits need it.
+        txn.set_quick_repair(durable);
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Index(e.to_string()))?;
+        }
         let slivers_held = {
             let mut slivers = txn.open_table(SLIVERS)?;
             let mut by_log = txn.open_table(BY_LOG)?;
@@ -1166,33 +1350,17 @@ impl Committer {
                         },
                         _,
                     ) => {
-                        let current = records
-                            .get(&blob_id.as_bytes()[..])?
-                            .map(|entry| parse_record(blob_id, entry.value()));
-                        let (write, adopted) = match current {
-                            None | Some(Err(_)) => (true, true),
-                            Some(Ok((_, current))) if current == *record => (false, true),
-                            Some(Ok((_, current))) => {
-                                let newer = record.supersedes(&current);
-                                (newer, newer)
-                            }
-                        };
-                        if write {
-                            records.insert(&blob_id.as_bytes()[..], frame.as_slice())?;
-                        }
-                        answers.push(Ok(adopted));
+                        answers.push(Ok(apply_holders(&mut records, blob_id, record, frame)?));
                     }
                     (Job::Slivers { key, segments, .. }, Some(location)) => {
-                        let (log, offset, len) = *location;
-                        let old = slivers
-                            .insert(&key[..], (log, offset, len, *segments))?
-                            .map(|e| e.value());
-                        if let Some((log, offset, len, _)) = old {
-                            release(&mut logs, &mut by_log, (log, offset, len))?;
-                        }
-                        by_log.insert((location.0, location.1), &key[..])?;
-                        let info = logs.entry(location.0).or_default();
-                        info.live = info.live.saturating_add(location.2);
+                        apply_run(
+                            &mut slivers,
+                            &mut by_log,
+                            &mut logs,
+                            key,
+                            *location,
+                            *segments,
+                        )?;
                         answers.push(Ok(true));
                     }
                     (
@@ -1248,8 +1416,14 @@ impl Committer {
         };
         let staged = started.elapsed();
         txn.commit()?;
+        if durable {
+            self.made_durable();
+        } else {
+            self.dirty = true;
+        }
         tracing::debug!(
             jobs = batch.len(),
+            durable,
             append_us = appended.as_micros(),
             sync_us = synced.saturating_sub(appended).as_micros(),
             stage_us = staged.saturating_sub(synced).as_micros(),
@@ -1339,7 +1513,7 @@ impl Committer {
                 };
                 match read {
                     Ok(()) => {
-                        let to = self.append(&bytes)?;
+                        let to = self.append(RecordKind::Run, &key, segments, &bytes)?;
                         moves.push((key, (number, offset), to, segments));
                     }
                     // Only a log that is gone or cut short loses its records; any other error may pass, so
@@ -1395,7 +1569,9 @@ impl Committer {
             }
             slivers_held = slivers.len()?;
         }
+        // Durable, and so a checkpoint: the log is deleted next, and the index must never point into it again.
         txn.commit()?;
+        self.made_durable();
         self.logs = logs;
         self.counters.slivers.store(slivers_held, Ordering::Relaxed);
         self.counters
@@ -1427,6 +1603,215 @@ fn release(
         info.live = info.live.saturating_sub(len);
     }
     Ok(())
+}
+
+/// The key a holder record is logged under: the blob ID, then zeros.
+fn record_key(blob_id: &BlobId) -> Key {
+    let mut key = [0u8; 42];
+    key[..32].copy_from_slice(blob_id.as_bytes());
+    key
+}
+
+/// Whether `record` is written over the `current` one, and whether it is the one held afterwards.
+fn holders_change(
+    current: Option<Result<(BlobMetadata, HolderRecord), StoreError>>,
+    record: &HolderRecord,
+) -> (bool, bool) {
+    match current {
+        None | Some(Err(_)) => (true, true),
+        Some(Ok((_, current))) if current == *record => (false, true),
+        Some(Ok((_, current))) => {
+            let newer = record.supersedes(&current);
+            (newer, newer)
+        }
+    }
+}
+
+/// Stores a blob's holder record if it supersedes the one held; returns whether it is now the one held.
+fn apply_holders(
+    records: &mut redb::Table<'_, &[u8], &[u8]>,
+    blob_id: &BlobId,
+    record: &HolderRecord,
+    frame: &[u8],
+) -> Result<bool, StoreError> {
+    let current = records
+        .get(&blob_id.as_bytes()[..])?
+        .map(|entry| parse_record(blob_id, entry.value()));
+    let (write, adopted) = holders_change(current, record);
+    if write {
+        records.insert(&blob_id.as_bytes()[..], frame)?;
+    }
+    Ok(adopted)
+}
+
+/// Points `key` at the run at `location`; the run it replaces (if any) becomes dead space.
+fn apply_run(
+    slivers: &mut redb::Table<'_, &[u8], RunLocation>,
+    by_log: &mut redb::Table<'_, (u32, u64), &[u8]>,
+    logs: &mut BTreeMap<u32, LogInfo>,
+    key: &Key,
+    (log, offset, len): Location,
+    segments: u64,
+) -> Result<(), StoreError> {
+    let old = slivers
+        .insert(&key[..], (log, offset, len, segments))?
+        .map(|e| e.value());
+    if let Some((old_log, old_offset, old_len, _)) = old {
+        release(logs, by_log, (old_log, old_offset, old_len))?;
+    }
+    by_log.insert((log, offset), &key[..])?;
+    let info = logs.entry(log).or_default();
+    info.live = info.live.saturating_add(len);
+    Ok(())
+}
+
+/// Replays what the logs hold past the index's last durable commit: records appended after it (the index
+/// commits that followed were not durable and a crash lost them), stopping in each log at the first record that
+/// is not whole (a torn tail). Logs the index knows are read from their durable length; a log newer than every
+/// one it knows, from the start. One durable transaction; returns how many records it replayed.
+fn recover(db: &Database, log_dir: &Path) -> Result<u64, StoreError> {
+    let known = load_logs(db)?;
+    let highest = known.keys().next_back().copied();
+    let mut todo = Vec::new();
+    for entry in fs::read_dir(log_dir).map_err(io_err(log_dir))?.flatten() {
+        let Some(number) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let len = entry.metadata().map_err(io_err(&path))?.len();
+        match known.get(&number) {
+            Some(info) if len > info.written => todo.push((number, info.written, len)),
+            Some(_) => {}
+            None if highest.is_none_or(|h| number > h) => todo.push((number, 0, len)),
+            None => {}
+        }
+    }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    todo.sort_unstable();
+    let mut logs = known.clone();
+    let mut replayed = 0u64;
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    {
+        let mut slivers = txn.open_table(SLIVERS)?;
+        let mut by_log = txn.open_table(BY_LOG)?;
+        let mut records = txn.open_table(RECORDS)?;
+        for (number, from, len) in todo {
+            let path = log_path(log_dir, number);
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let mut at = from;
+            while let Some(payload_at) = at.checked_add(HEADER_LEN as u64)
+                && payload_at <= len
+            {
+                let mut header = [0u8; HEADER_LEN];
+                file.read_exact_at(&mut header, at).map_err(io_err(&path))?;
+                let Some((kind, key, segments, payload_len)) = parse_header(&header) else {
+                    break;
+                };
+                let limit = match kind {
+                    RecordKind::Run => MAX_FRAME_LEN,
+                    RecordKind::Holders => MAX_METADATA_LEN * 2,
+                };
+                let end = payload_at.saturating_add(payload_len);
+                let Some(size) = usize::try_from(payload_len)
+                    .ok()
+                    .filter(|&size| size <= limit && end <= len)
+                else {
+                    break;
+                };
+                let mut payload = vec![0u8; size];
+                file.read_exact_at(&mut payload, payload_at)
+                    .map_err(io_err(&path))?;
+                if record_checksum(&header, &payload)[..] != header[67..] {
+                    break;
+                }
+                match kind {
+                    RecordKind::Run => apply_run(
+                        &mut slivers,
+                        &mut by_log,
+                        &mut logs,
+                        &key,
+                        (number, payload_at, payload_len),
+                        segments,
+                    )?,
+                    RecordKind::Holders => {
+                        let blob_id = BlobId::from_slice(&key[..32]).ok();
+                        match blob_id
+                            .and_then(|id| parse_record(&id, &payload).ok().map(|r| (id, r)))
+                        {
+                            Some((id, (_, record))) => {
+                                apply_holders(&mut records, &id, &record, &payload)?;
+                            }
+                            None => tracing::warn!(
+                                log = number,
+                                offset = at,
+                                "a logged holder record does not parse and is not replayed"
+                            ),
+                        }
+                    }
+                }
+                replayed += 1;
+                at = end;
+            }
+            if at < len {
+                tracing::info!(
+                    log = number,
+                    offset = at,
+                    bytes = len - at,
+                    "a sliver log ends in bytes that are not a whole record (an unacknowledged write cut \
+                     short by a crash); they are ignored"
+                );
+            }
+            match logs.get_mut(&number) {
+                Some(info) => info.written = info.written.max(at),
+                // A new log with nothing whole in it stays unknown, and the open removes it.
+                None if at > 0 => {
+                    logs.insert(
+                        number,
+                        LogInfo {
+                            live: 0,
+                            written: at,
+                        },
+                    );
+                }
+                None => {}
+            }
+        }
+        let mut log_table = txn.open_table(LOGS)?;
+        for (number, info) in &logs {
+            if known.get(number) != Some(info) {
+                log_table.insert(number, (info.live, info.written))?;
+            }
+        }
+    }
+    txn.commit()?;
+    if replayed > 0 {
+        tracing::info!(
+            records = replayed,
+            "replayed sliver log records the index had not made durable"
+        );
+    }
+    Ok(replayed)
+}
+
+/// Each log's (live, written) bytes as the index has them.
+fn load_logs(db: &Database) -> Result<BTreeMap<u32, LogInfo>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(LOGS)?;
+    let mut logs = BTreeMap::new();
+    for entry in table.iter()? {
+        let (number, info) = entry?;
+        let (live, written) = info.value();
+        logs.insert(number.value(), LogInfo { live, written });
+    }
+    Ok(logs)
 }
 
 /// The slivers for segments `[first, end)` of a run that starts at segment `run_first`, each verified.
@@ -1510,6 +1895,166 @@ mod tests {
             compact_live_percent: 85,
             batch_bytes: 1 << 20,
             index_cache_bytes: 1 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_bytes: 64 << 20,
+        }
+    }
+
+    /// No checkpoint and no compaction while a test runs: every index commit after the first is only in the
+    /// logs, as when a busy node is killed.
+    fn no_checkpoints() -> StoreConfig {
+        StoreConfig {
+            checkpoint_interval: Duration::from_secs(3600),
+            checkpoint_bytes: u64::MAX,
+            compact_live_percent: 0,
+            ..small_logs()
+        }
+    }
+
+    /// The store's files as a kill -9 would leave them (what the kernel holds for each file), copied while the
+    /// store is still open.
+    fn crash_copy(data_dir: &Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        let log = copy.path().join("store/log");
+        fs::create_dir_all(&log).unwrap();
+        fs::copy(
+            data_dir.join("store/index.redb"),
+            copy.path().join("store/index.redb"),
+        )
+        .unwrap();
+        for entry in fs::read_dir(data_dir.join("store/log")).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), log.join(entry.file_name())).unwrap();
+        }
+        copy
+    }
+
+    fn put_blob(store: &Store, seed: u8, index: u16) -> EncodedBlob {
+        let encoded = blob(seed, 10_000, 4);
+        store
+            .put_record_and_slivers(
+                &encoded.metadata,
+                &HolderRecord::initial(holders(4)),
+                index,
+                &slivers_of(&encoded, index),
+            )
+            .unwrap();
+        encoded
+    }
+
+    fn assert_held(store: &Store, encoded: &EncodedBlob, index: u16) {
+        let id = encoded.metadata.blob_id();
+        assert_eq!(store.indexes(&id), vec![index], "blob {id}");
+        let (_, record) = store.metadata_record(&id).unwrap();
+        assert_eq!(record, HolderRecord::initial(holders(4)));
+        let count = encoded.metadata.params().segment_count();
+        assert_eq!(
+            store.read_slivers(&id, index, 0, count).unwrap(),
+            slivers_of(encoded, index)
+        );
+    }
+
+    #[test]
+    fn acknowledged_writes_survive_a_crash_before_the_index_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
+        // The first write opens a log, so its commit is durable; the nine after it are only in the log.
+        let blobs: Vec<EncodedBlob> = (0..10u8).map(|seed| put_blob(&store, seed, 1)).collect();
+        assert_eq!(store.counters().durable_commits.load(Ordering::Relaxed), 1);
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        // Each of the nine logged a run and a holder record.
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 18);
+        for encoded in &blobs {
+            assert_held(&reopened, encoded, 1);
+        }
+        // The replay was made durable: another crash replays only what came after it. Writes go to a new log,
+        // whose first commit is durable again.
+        let more = [put_blob(&reopened, 10, 2), put_blob(&reopened, 11, 2)];
+        let again = crash_copy(crashed.path());
+        drop(reopened);
+        let reopened = Store::open_with(again.path(), no_checkpoints()).unwrap();
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 2);
+        for encoded in &blobs {
+            assert_held(&reopened, encoded, 1);
+        }
+        for encoded in &more {
+            assert_held(&reopened, encoded, 2);
+        }
+    }
+
+    #[test]
+    fn a_torn_record_at_the_end_of_a_log_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
+        let first = put_blob(&store, 1, 0);
+        let second = put_blob(&store, 2, 0);
+        let last = put_blob(&store, 3, 0);
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        // Cut the last record (the last blob's run) short, then add bytes that are no record at all.
+        let log = fs::read_dir(crashed.path().join("store/log"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let len = fs::metadata(&log).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&log).unwrap();
+        file.set_len(len - 10).unwrap();
+        file.write_all_at(&[0u8; 500], len - 10).unwrap();
+        drop(file);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        // The second blob's run and record, and the last blob's record: the run is torn.
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 3);
+        assert_held(&reopened, &first, 0);
+        assert_held(&reopened, &second, 0);
+        let id = last.metadata.blob_id();
+        assert!(reopened.indexes(&id).is_empty());
+        // Written again, it is held, also after a clean reopen.
+        put_blob(&reopened, 3, 0);
+        drop(reopened);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 0);
+        assert_held(&reopened, &last, 0);
+    }
+
+    #[test]
+    fn removals_are_durable_at_once_and_checkpoints_end_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
+        let kept = put_blob(&store, 1, 0);
+        let removed = put_blob(&store, 2, 0);
+        store.remove_sliver(&removed.metadata.blob_id(), 0).unwrap();
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 0);
+        assert_held(&reopened, &kept, 0);
+        assert!(reopened.indexes(&removed.metadata.blob_id()).is_empty());
+        drop(reopened);
+
+        // With a checkpoint after every commit, a crash has nothing to replay.
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            checkpoint_interval: Duration::ZERO,
+            ..no_checkpoints()
+        };
+        let store = Store::open_with(dir.path(), config).unwrap();
+        let blobs: Vec<EncodedBlob> = (0..4u8).map(|seed| put_blob(&store, seed, 3)).collect();
+        // The checkpoint follows the answer: wait for the committer to get there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.counters().durable_commits.load(Ordering::Relaxed) < 4 {
+            assert!(Instant::now() < deadline, "no checkpoint");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let reopened = Store::open_with(crashed.path(), config).unwrap();
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 0);
+        for encoded in &blobs {
+            assert_held(&reopened, encoded, 3);
         }
     }
 
@@ -1688,15 +2233,17 @@ mod tests {
         let encoded = blob(4, 50_000, 12);
         let id = encoded.metadata.blob_id();
         store.put_metadata(&encoded.metadata, &holders(12)).unwrap();
-        // One record per log (log_size 1): index 0 in the first log, index 1 in the second.
+        // One record per log (log_size 1): the holder record in the first log, index 0 in the second, index 1
+        // in the third.
         store.put_slivers(&id, 0, &slivers_of(&encoded, 0)).unwrap();
         store.put_slivers(&id, 1, &slivers_of(&encoded, 1)).unwrap();
-        let first_log = fs::read_dir(dir.path().join("store/log"))
+        let mut logs: Vec<PathBuf> = fs::read_dir(dir.path().join("store/log"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .min()
-            .unwrap();
-        fs::remove_file(first_log).unwrap();
+            .collect();
+        logs.sort();
+        assert_eq!(logs.len(), 3);
+        fs::remove_file(&logs[1]).unwrap();
         assert!(matches!(
             store.read_slivers(&id, 0, 0, 1),
             Err(StoreError::Corrupt { .. })
