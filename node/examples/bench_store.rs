@@ -302,7 +302,9 @@ fn main() {
         }
         (Some("crash-verify"), Some(dir)) => {
             let acks = std::fs::File::open(arg(3).expect("ACKS file")).unwrap();
+            let opening = Instant::now();
             let store = Store::open(Path::new(dir)).unwrap();
+            let reopen = opening.elapsed();
             let mut checked = 0;
             for line in std::io::BufReader::new(acks).lines() {
                 let line = line.unwrap();
@@ -321,8 +323,10 @@ fn main() {
                 checked += 1;
             }
             println!(
-                "{checked} acknowledged slivers verified; {} held",
-                store.counters().slivers.load(Ordering::Relaxed)
+                "{checked} acknowledged slivers verified; {} held; reopen {:.1} ms replayed {} logged records",
+                store.counters().slivers.load(Ordering::Relaxed),
+                reopen.as_secs_f64() * 1e3,
+                store.counters().replayed.load(Ordering::Relaxed)
             );
         }
         _ => {

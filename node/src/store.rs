@@ -56,6 +56,12 @@ const BY_LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("by_log"
 const LOGS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("logs");
 /// Blob ID → its `MetadataResponse` (metadata, holder list, epoch, repairer).
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// The store's own state; [`NEXT_LOG`] only.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The number the next log opened gets, as of the last durable commit. A log at or past it that the index does
+/// not know was opened after that commit and is replayed from its start; one below it is a leftover (a
+/// compacted log whose removal did not reach the disk) and must never be replayed.
+const NEXT_LOG: &str = "next_log";
 
 /// Why the store could not serve or accept something.
 #[derive(Debug, thiserror::Error)]
@@ -407,14 +413,27 @@ impl Store {
             .set_cache_size(config.index_cache_bytes)
             .create(&db_path)
             .map_err(|e| StoreError::Index(format!("{}: {e}", db_path.display())))?;
-        // Create the tables so read transactions find them.
+        let logs_on_disk = fs::read_dir(&log_dir)
+            .map_err(io_err(&log_dir))?
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".log")))
+            .count();
+        // Create the tables so read transactions find them; a new store starts its log numbers at 0.
         let txn = db.begin_write()?;
-        {
+        let next_log_mark = {
             txn.open_table(SLIVERS)?;
             txn.open_table(BY_LOG)?;
-            txn.open_table(LOGS)?;
+            let logs_known = !txn.open_table(LOGS)?.is_empty()?;
             txn.open_table(RECORDS)?;
-        }
+            let mut meta = txn.open_table(META)?;
+            let mark = meta.get(NEXT_LOG)?.map(|v| v.value());
+            if mark.is_none() && !logs_known && logs_on_disk == 0 {
+                meta.insert(NEXT_LOG, 0)?;
+                Some(0)
+            } else {
+                mark
+            }
+        };
         txn.commit()?;
         migrate_v1(&db)?;
 
@@ -425,12 +444,7 @@ impl Store {
         // was lost or replaced (a new log forces a durable commit, so a crash leaves at most one unknown): deleting
         // them would lose every sliver, so refuse instead.
         let mut highest = logs.keys().next_back().copied().unwrap_or(0);
-        let logs_on_disk = fs::read_dir(&log_dir)
-            .map_err(io_err(&log_dir))?
-            .flatten()
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".log")))
-            .count();
-        if logs.is_empty() && logs_on_disk > 1 {
+        if logs.is_empty() && next_log_mark.is_none() && logs_on_disk > 1 {
             return Err(StoreError::Index(format!(
                 "{} holds {logs_on_disk} sliver logs but {} knows none of them; the index was lost or replaced. \
                  Move the logs away (their slivers are lost to this node) or restore the index",
@@ -438,7 +452,13 @@ impl Store {
                 db_path.display()
             )));
         }
-        let replayed = recover(&db, &log_dir)?;
+        // A store of an earlier version has no mark: every log it opened is in its durable index.
+        let next_log_mark = next_log_mark.unwrap_or_else(|| {
+            logs.keys()
+                .next_back()
+                .map_or(0, |&h| u64::from(h).saturating_add(1))
+        });
+        let replayed = recover(&db, &log_dir, next_log_mark)?;
         let logs = load_logs(&db)?;
         let slivers = db.begin_read()?.open_table(SLIVERS)?.len()?;
         for entry in fs::read_dir(&log_dir).map_err(io_err(&log_dir))?.flatten() {
@@ -478,6 +498,7 @@ impl Store {
             dirty: false,
             force_durable: false,
             last_durable: Instant::now(),
+            checkpoint_retry_at: None,
             logged_since_durable: 0,
         };
         let (jobs, queue) = mpsc::channel();
@@ -1043,6 +1064,8 @@ struct Committer {
     /// every log that can hold records to replay.
     force_durable: bool,
     last_durable: Instant,
+    /// No checkpoint before this instant (set after a failed one).
+    checkpoint_retry_at: Option<Instant>,
     /// Bytes appended to logs since the last durable commit: what a reopen after a crash would replay.
     logged_since_durable: u64,
 }
@@ -1058,14 +1081,7 @@ impl Committer {
                     if self.compact_logged() {
                         continue;
                     }
-                    let wait = if self.dirty {
-                        self.config
-                            .checkpoint_interval
-                            .saturating_sub(self.last_durable.elapsed())
-                    } else {
-                        Duration::from_millis(500)
-                    };
-                    match queue.recv_timeout(wait) {
+                    match queue.recv_timeout(self.idle_wait()) {
                         Ok(job) => job,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             self.checkpoint_if_due();
@@ -1100,8 +1116,7 @@ impl Committer {
                 }
                 Err(error) => {
                     tracing::error!(%error, jobs = batch.len(), "store commit failed");
-                    // The active log may hold a partial record: later appends go to a fresh log.
-                    self.active = None;
+                    self.abandon_active();
                     for job in &batch {
                         let _ = job.reply().send(Err(StoreError::Index(error.to_string())));
                     }
@@ -1122,17 +1137,45 @@ impl Committer {
     fn checkpoint_if_due(&mut self) {
         let due = self.dirty
             && (self.last_durable.elapsed() >= self.config.checkpoint_interval
-                || self.logged_since_durable >= self.config.checkpoint_bytes);
-        if due && let Err(error) = self.checkpoint() {
-            tracing::error!(%error, "store checkpoint failed; retrying after the next commit");
+                || self.logged_since_durable >= self.config.checkpoint_bytes)
+            && self
+                .checkpoint_retry_at
+                .is_none_or(|at| Instant::now() >= at);
+        if !due {
+            return;
+        }
+        match self.checkpoint() {
+            Ok(()) => self.checkpoint_retry_at = None,
+            Err(error) => {
+                tracing::error!(%error, "store checkpoint failed; retrying in 5 s (the logs keep every write)");
+                self.checkpoint_retry_at = Some(Instant::now() + CHECKPOINT_RETRY);
+            }
         }
     }
 
-    /// One durable index commit of everything committed so far.
+    /// How long the idle committer may wait for work before a checkpoint is due.
+    fn idle_wait(&self) -> Duration {
+        if !self.dirty {
+            return Duration::from_millis(500);
+        }
+        let due = self
+            .config
+            .checkpoint_interval
+            .saturating_sub(self.last_durable.elapsed());
+        let retry = self.checkpoint_retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        due.max(retry).max(Duration::from_millis(1))
+    }
+
+    /// One durable index commit of everything committed so far (and of the lengths of logs abandoned since).
     fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let logs = self.staged_logs();
         let mut txn = self.db.begin_write()?;
         txn.set_quick_repair(true);
+        self.stage_logs(&txn, &logs)?;
         txn.commit()?;
+        self.committed_logs(logs);
         self.made_durable();
         Ok(())
     }
@@ -1160,8 +1203,7 @@ impl Committer {
             Ok(compacted) => compacted,
             Err(error) => {
                 tracing::error!(%error, "store compaction failed; retrying in a minute");
-                // Copies may have been appended: later records go to a fresh log.
-                self.active = None;
+                self.abandon_active();
                 self.compaction_paused_until = Some(Instant::now() + Duration::from_secs(60));
                 false
             }
@@ -1229,16 +1271,50 @@ impl Committer {
         Ok((active.number, offset, len))
     }
 
+    /// After a failed commit or compaction: the active log may end in records the index never took (or a
+    /// partial one), so later appends go to a fresh log, and the next commit is durable and records the
+    /// abandoned log's length. A reopen then never replays those records: they may name slivers removed since.
+    fn abandon_active(&mut self) {
+        if let Some(active) = self.active.take() {
+            self.sealed.push((active.number, active.len));
+        }
+        self.force_durable = true;
+    }
+
     /// The log table as it will be after the next commit: sealed logs' and the active log's written bytes.
-    fn staged_logs(&mut self) -> BTreeMap<u32, LogInfo> {
+    /// `sealed` is cleared only once a commit took them ([`Committer::committed_logs`]).
+    fn staged_logs(&self) -> BTreeMap<u32, LogInfo> {
         let mut logs = self.logs.clone();
-        for (number, len) in self.sealed.drain(..) {
+        for &(number, len) in &self.sealed {
             logs.entry(number).or_default().written = len;
         }
         if let Some(active) = &self.active {
             logs.entry(active.number).or_default().written = active.len;
         }
         logs
+    }
+
+    /// Writes the log table entries that differ from the committed ones, and the next log number.
+    fn stage_logs(
+        &self,
+        txn: &redb::WriteTransaction,
+        logs: &BTreeMap<u32, LogInfo>,
+    ) -> Result<(), StoreError> {
+        let mut log_table = txn.open_table(LOGS)?;
+        for (number, info) in logs {
+            if self.logs.get(number) != Some(info) {
+                log_table.insert(number, (info.live, info.written))?;
+            }
+        }
+        txn.open_table(META)?
+            .insert(NEXT_LOG, u64::from(self.next_log))?;
+        Ok(())
+    }
+
+    /// A commit took `logs`.
+    fn committed_logs(&mut self, logs: BTreeMap<u32, LogInfo>) {
+        self.logs = logs;
+        self.sealed.clear();
     }
 
     fn sync_active(&self) -> Result<(), StoreError> {
@@ -1320,6 +1396,10 @@ impl Committer {
         }
         let appended = started.elapsed();
         self.sync_active()?;
+        #[cfg(test)]
+        if tests::commit_fails_in(&self.log_dir) {
+            return Err(StoreError::Index("injected commit failure".into()));
+        }
         let synced = started.elapsed();
         let mut logs = self.staged_logs();
         let mut answers = Vec::with_capacity(batch.len());
@@ -1406,16 +1486,12 @@ impl Committer {
                     }
                 }
             }
-            let mut log_table = txn.open_table(LOGS)?;
-            for (number, info) in &logs {
-                if self.logs.get(number) != Some(info) {
-                    log_table.insert(number, (info.live, info.written))?;
-                }
-            }
             slivers.len()?
         };
+        self.stage_logs(&txn, &logs)?;
         let staged = started.elapsed();
         txn.commit()?;
+        self.committed_logs(logs);
         if durable {
             self.made_durable();
         } else {
@@ -1430,7 +1506,6 @@ impl Committer {
             commit_us = started.elapsed().saturating_sub(staged).as_micros(),
             "store group commit"
         );
-        self.logs = logs;
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         self.counters.slivers.store(slivers_held, Ordering::Relaxed);
         self.counters
@@ -1560,19 +1635,14 @@ impl Committer {
             for at in stale {
                 by_log.remove(at)?;
             }
-            let mut log_table = txn.open_table(LOGS)?;
-            log_table.remove(number)?;
-            for (n, info) in &logs {
-                if self.logs.get(n) != Some(info) {
-                    log_table.insert(n, (info.live, info.written))?;
-                }
-            }
+            txn.open_table(LOGS)?.remove(number)?;
             slivers_held = slivers.len()?;
         }
+        self.stage_logs(&txn, &logs)?;
         // Durable, and so a checkpoint: the log is deleted next, and the index must never point into it again.
         txn.commit()?;
         self.made_durable();
-        self.logs = logs;
+        self.committed_logs(logs);
         self.counters.slivers.store(slivers_held, Ordering::Relaxed);
         self.counters
             .bytes
@@ -1583,6 +1653,9 @@ impl Committer {
             }
             _ => {}
         }
+        // A removal lost to a crash would leave a leftover, which the next log number keeps from being replayed;
+        // syncing the directory spares the disk space too.
+        sync_dir(&self.log_dir)?;
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         self.counters
             .compacted_bytes
@@ -1604,6 +1677,9 @@ fn release(
     }
     Ok(())
 }
+
+/// How long a failed checkpoint waits before the next try.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
 
 /// The key a holder record is logged under: the blob ID, then zeros.
 fn record_key(blob_id: &BlobId) -> Key {
@@ -1667,11 +1743,11 @@ fn apply_run(
 
 /// Replays what the logs hold past the index's last durable commit: records appended after it (the index
 /// commits that followed were not durable and a crash lost them), stopping in each log at the first record that
-/// is not whole (a torn tail). Logs the index knows are read from their durable length; a log newer than every
-/// one it knows, from the start. One durable transaction; returns how many records it replayed.
-fn recover(db: &Database, log_dir: &Path) -> Result<u64, StoreError> {
+/// is not whole (a torn tail). Logs the index knows are read from their durable length; an unknown log numbered
+/// at or past `next_log_mark` (opened after that commit), from the start. One durable transaction; returns how
+/// many records it replayed.
+fn recover(db: &Database, log_dir: &Path, next_log_mark: u64) -> Result<u64, StoreError> {
     let known = load_logs(db)?;
-    let highest = known.keys().next_back().copied();
     let mut todo = Vec::new();
     for entry in fs::read_dir(log_dir).map_err(io_err(log_dir))?.flatten() {
         let Some(number) = entry
@@ -1687,7 +1763,7 @@ fn recover(db: &Database, log_dir: &Path) -> Result<u64, StoreError> {
         match known.get(&number) {
             Some(info) if len > info.written => todo.push((number, info.written, len)),
             Some(_) => {}
-            None if highest.is_none_or(|h| number > h) => todo.push((number, 0, len)),
+            None if u64::from(number) >= next_log_mark => todo.push((number, 0, len)),
             None => {}
         }
     }
@@ -1730,7 +1806,23 @@ fn recover(db: &Database, log_dir: &Path) -> Result<u64, StoreError> {
                 file.read_exact_at(&mut payload, payload_at)
                     .map_err(io_err(&path))?;
                 if record_checksum(&header, &payload)[..] != header[67..] {
-                    break;
+                    // A torn write ends the log; a whole record after this one means it rotted instead, and
+                    // the records after it are still good.
+                    let mut next = [0u8; HEADER_LEN];
+                    let followed = end.saturating_add(HEADER_LEN as u64) <= len
+                        && file.read_exact_at(&mut next, end).is_ok()
+                        && parse_header(&next).is_some();
+                    if !followed {
+                        break;
+                    }
+                    tracing::error!(
+                        log = number,
+                        offset = at,
+                        "a logged record fails its checksum and is not replayed; the repair loop will see \
+                         its slivers as not held"
+                    );
+                    at = end;
+                    continue;
                 }
                 match kind {
                     RecordKind::Run => apply_run(
@@ -1898,6 +1990,125 @@ mod tests {
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_bytes: 64 << 20,
         }
+    }
+
+    /// Stores whose next commits fail after their records are logged and synced (by log directory).
+    static FAILING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub(super) fn commit_fails_in(log_dir: &Path) -> bool {
+        FAILING.lock().unwrap().iter().any(|d| d == log_dir)
+    }
+
+    fn fail_commits(data_dir: &Path, fail: bool) {
+        let log_dir = data_dir.join("store/log");
+        let mut failing = FAILING.lock().unwrap();
+        failing.retain(|d| *d != log_dir);
+        if fail {
+            failing.push(log_dir);
+        }
+    }
+
+    #[test]
+    fn records_of_a_failed_commit_are_never_replayed_over_a_later_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
+        let kept = put_blob(&store, 1, 0);
+        let removed = blob(2, 10_000, 4);
+        let id = removed.metadata.blob_id();
+        fail_commits(dir.path(), true);
+        assert!(
+            store
+                .put_record_and_slivers(
+                    &removed.metadata,
+                    &HolderRecord::initial(holders(4)),
+                    0,
+                    &slivers_of(&removed, 0),
+                )
+                .is_err()
+        );
+        fail_commits(dir.path(), false);
+        // The writer tries again (a fresh log), then the index is removed.
+        put_blob(&store, 2, 0);
+        store.remove_sliver(&id, 0).unwrap();
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 0);
+        assert!(
+            reopened.indexes(&id).is_empty(),
+            "a removed index came back"
+        );
+        assert_held(&reopened, &kept, 0);
+    }
+
+    #[test]
+    fn a_log_opened_after_the_last_durable_commit_is_replayed_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        // One record per log: the failed write below opens two logs the durable index never hears of.
+        let config = StoreConfig {
+            log_size: 1,
+            ..no_checkpoints()
+        };
+        let store = Store::open_with(dir.path(), config).unwrap();
+        let first = put_blob(&store, 1, 0);
+        fail_commits(dir.path(), true);
+        let encoded = blob(2, 10_000, 4);
+        assert!(
+            store
+                .put_record_and_slivers(
+                    &encoded.metadata,
+                    &HolderRecord::initial(holders(4)),
+                    0,
+                    &slivers_of(&encoded, 0),
+                )
+                .is_err()
+        );
+        let crashed = crash_copy(dir.path());
+        fail_commits(dir.path(), false);
+        drop(store);
+        let reopened = Store::open_with(crashed.path(), config).unwrap();
+        // Never acknowledged, but whole in the logs: kept (the writer was sending it to this holder anyway).
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 2);
+        assert_held(&reopened, &first, 0);
+        assert_held(&reopened, &encoded, 0);
+    }
+
+    #[test]
+    fn a_compacted_log_that_comes_back_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            compact_live_percent: 100,
+            ..no_checkpoints()
+        };
+        let gone = {
+            let store = Store::open_with(dir.path(), config).unwrap();
+            let gone = put_blob(&store, 1, 0);
+            store.remove_sliver(&gone.metadata.blob_id(), 0).unwrap();
+            gone
+        };
+        let logs: Vec<PathBuf> = fs::read_dir(dir.path().join("store/log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(logs.len(), 1);
+        let log = logs[0].clone();
+        let bytes = fs::read(&log).unwrap();
+        {
+            // Reopened, the log is no longer the active one, holds nothing live and is compacted away.
+            let store = Store::open_with(dir.path(), config).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while store.counters().compactions.load(Ordering::Relaxed) == 0 {
+                assert!(Instant::now() < deadline, "no compaction");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(!log.exists());
+        // As if its removal had not reached the disk before a crash.
+        fs::write(&log, bytes).unwrap();
+        let reopened = Store::open_with(dir.path(), config).unwrap();
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 0);
+        assert!(reopened.indexes(&gone.metadata.blob_id()).is_empty());
+        assert!(!log.exists(), "a leftover log is removed at open");
     }
 
     /// No checkpoint and no compaction while a test runs: every index commit after the first is only in the
