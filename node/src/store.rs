@@ -22,8 +22,8 @@
 //! Space comes back by compaction: while the logs' live bytes are below `compact_live_percent` of what they
 //! hold, the emptiest sealed log has its live records copied to the active log (one index transaction moves
 //! them), then it is deleted. The logs thus stay within about `100 / compact_live_percent` of the live bytes
-//! whatever the deletion pattern, and the copying goes where it frees the most. Opening reads no sliver data:
-//! the index says what is held.
+//! whatever the deletion pattern, and the copying goes where it frees the most. Opening reads no sliver data
+//! beyond the replayed tail: the index says what is held.
 //!
 //! Every read verifies each sliver against the blob ID (the Merkle proof is the checksum): corruption is
 //! counted, logged and reported, never served. All methods block; call them from `spawn_blocking`.
@@ -396,7 +396,8 @@ impl Store {
         Self::open_with(data_dir, StoreConfig::default())
     }
 
-    /// Opens (or creates) the store under `data_dir`. Reads the index and lists the logs; reads no sliver data.
+    /// Opens (or creates) the store under `data_dir`. Reads the index, lists the logs and replays their tail
+    /// past the last durable index commit (at most one checkpoint's worth, unless checkpoints failed).
     pub fn open_with(data_dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         let root = data_dir.join("store");
         let log_dir = root.join("log");
@@ -444,7 +445,13 @@ impl Store {
         // was lost or replaced (a new log forces a durable commit, so a crash leaves at most one unknown): deleting
         // them would lose every sliver, so refuse instead.
         let mut highest = logs.keys().next_back().copied().unwrap_or(0);
-        if logs.is_empty() && next_log_mark.is_none() && logs_on_disk > 1 {
+        // One log of this layout (records with headers) beside an index without a mark is a lost index too:
+        // replaying it from the start would bring back what was removed from it. One log of the first layout
+        // is what an earlier version's crash before its first commit left, and goes.
+        let lost_index = logs.is_empty()
+            && next_log_mark.is_none()
+            && (logs_on_disk > 1 || (logs_on_disk == 1 && holds_records(&log_dir)));
+        if lost_index {
             return Err(StoreError::Index(format!(
                 "{} holds {logs_on_disk} sliver logs but {} knows none of them; the index was lost or replaced. \
                  Move the logs away (their slivers are lost to this node) or restore the index",
@@ -492,9 +499,12 @@ impl Store {
             active: None,
             sealed: Vec::new(),
             compaction_paused_until: None,
+            // Never below the mark: a log opened after the last durable commit must be replayed, not taken
+            // for a leftover.
             next_log: highest
                 .checked_add(1)
-                .ok_or_else(|| StoreError::Index("log numbers exhausted".into()))?,
+                .ok_or_else(|| StoreError::Index("log numbers exhausted".into()))?
+                .max(u32::try_from(next_log_mark).unwrap_or(u32::MAX)),
             dirty: false,
             force_durable: false,
             last_durable: Instant::now(),
@@ -1783,63 +1793,50 @@ fn recover(db: &Database, log_dir: &Path, next_log_mark: u64) -> Result<u64, Sto
             let path = log_path(log_dir, number);
             let file = File::open(&path).map_err(io_err(&path))?;
             let mut at = from;
-            while let Some(payload_at) = at.checked_add(HEADER_LEN as u64)
-                && payload_at <= len
-            {
-                let mut header = [0u8; HEADER_LEN];
-                file.read_exact_at(&mut header, at).map_err(io_err(&path))?;
-                let Some((kind, key, segments, payload_len)) = parse_header(&header) else {
-                    break;
-                };
-                let limit = match kind {
-                    RecordKind::Run => MAX_FRAME_LEN,
-                    RecordKind::Holders => MAX_METADATA_LEN * 2,
-                };
-                let end = payload_at.saturating_add(payload_len);
-                let Some(size) = usize::try_from(payload_len)
-                    .ok()
-                    .filter(|&size| size <= limit && end <= len)
-                else {
-                    break;
-                };
-                let mut payload = vec![0u8; size];
-                file.read_exact_at(&mut payload, payload_at)
-                    .map_err(io_err(&path))?;
-                if record_checksum(&header, &payload)[..] != header[67..] {
-                    // A torn write ends the log; a whole record after this one means it rotted instead, and
-                    // the records after it are still good.
-                    let mut next = [0u8; HEADER_LEN];
-                    let followed = end.saturating_add(HEADER_LEN as u64) <= len
-                        && file.read_exact_at(&mut next, end).is_ok()
-                        && parse_header(&next).is_some();
-                    if !followed {
+            loop {
+                let record = match read_record(&file, at, len) {
+                    Ok(Some(record)) => record,
+                    // Not a whole record: a torn, unacknowledged write if nothing whole follows it; damage
+                    // (bit rot) if something does, and the records after it are still good.
+                    Ok(None) => match next_whole_record(&file, at, len) {
+                        Ok(Some(next)) => {
+                            tracing::error!(
+                                log = number,
+                                offset = at,
+                                bytes = next - at,
+                                "damaged bytes in a sliver log are skipped; slivers logged in them are \
+                                 not held, and the repair loop will see that"
+                            );
+                            at = next;
+                            continue;
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::error!(log = number, offset = at, %error, "a sliver log cannot be read past this point; its later records are not replayed");
+                            break;
+                        }
+                    },
+                    Err(error) => {
+                        tracing::error!(log = number, offset = at, %error, "a sliver log cannot be read past this point; its later records are not replayed");
                         break;
                     }
-                    tracing::error!(
-                        log = number,
-                        offset = at,
-                        "a logged record fails its checksum and is not replayed; the repair loop will see \
-                         its slivers as not held"
-                    );
-                    at = end;
-                    continue;
-                }
-                match kind {
+                };
+                match record.kind {
                     RecordKind::Run => apply_run(
                         &mut slivers,
                         &mut by_log,
                         &mut logs,
-                        &key,
-                        (number, payload_at, payload_len),
-                        segments,
+                        &record.key,
+                        (number, record.payload_at, record.payload_len()),
+                        record.segments,
                     )?,
                     RecordKind::Holders => {
-                        let blob_id = BlobId::from_slice(&key[..32]).ok();
+                        let blob_id = BlobId::from_slice(&record.key[..32]).ok();
                         match blob_id
-                            .and_then(|id| parse_record(&id, &payload).ok().map(|r| (id, r)))
+                            .and_then(|id| parse_record(&id, &record.payload).ok().map(|r| (id, r)))
                         {
-                            Some((id, (_, record))) => {
-                                apply_holders(&mut records, &id, &record, &payload)?;
+                            Some((id, (_, holders))) => {
+                                apply_holders(&mut records, &id, &holders, &record.payload)?;
                             }
                             None => tracing::warn!(
                                 log = number,
@@ -1850,7 +1847,7 @@ fn recover(db: &Database, log_dir: &Path, next_log_mark: u64) -> Result<u64, Sto
                     }
                 }
                 replayed += 1;
-                at = end;
+                at = record.end();
             }
             if at < len {
                 tracing::info!(
@@ -1891,6 +1888,101 @@ fn recover(db: &Database, log_dir: &Path, next_log_mark: u64) -> Result<u64, Sto
         );
     }
     Ok(replayed)
+}
+
+/// Whether a log in `log_dir` starts with a record header (the layout with a write-ahead log).
+fn holds_records(log_dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(log_dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".log"))
+            && File::open(entry.path()).is_ok_and(|file| {
+                let mut magic = [0u8; RECORD_MAGIC.len()];
+                file.read_exact_at(&mut magic, 0).is_ok() && magic == RECORD_MAGIC
+            })
+    })
+}
+
+/// A whole record read back from a log.
+struct LogRecord {
+    kind: RecordKind,
+    key: Key,
+    segments: u64,
+    payload_at: u64,
+    payload: Vec<u8>,
+}
+
+impl LogRecord {
+    fn payload_len(&self) -> u64 {
+        u64::try_from(self.payload.len()).unwrap_or(u64::MAX)
+    }
+
+    fn end(&self) -> u64 {
+        self.payload_at.saturating_add(self.payload_len())
+    }
+}
+
+/// The record at `at` of a log `len` bytes long, if a whole one is there (header, length within bounds and the
+/// file, checksum).
+fn read_record(file: &File, at: u64, len: u64) -> io::Result<Option<LogRecord>> {
+    let Some(payload_at) = at.checked_add(HEADER_LEN as u64).filter(|&p| p <= len) else {
+        return Ok(None);
+    };
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut header, at)?;
+    let Some((kind, key, segments, payload_len)) = parse_header(&header) else {
+        return Ok(None);
+    };
+    let limit = match kind {
+        RecordKind::Run => MAX_FRAME_LEN,
+        RecordKind::Holders => MAX_METADATA_LEN * 2,
+    };
+    let Some(size) = usize::try_from(payload_len)
+        .ok()
+        .filter(|&size| size <= limit && payload_at.saturating_add(payload_len) <= len)
+    else {
+        return Ok(None);
+    };
+    let mut payload = vec![0u8; size];
+    file.read_exact_at(&mut payload, payload_at)?;
+    if record_checksum(&header, &payload)[..] != header[67..] {
+        return Ok(None);
+    }
+    Ok(Some(LogRecord {
+        kind,
+        key,
+        segments,
+        payload_at,
+        payload,
+    }))
+}
+
+/// Where the next whole record after `at` starts, if any: the log is searched for the record magic.
+fn next_whole_record(file: &File, at: u64, len: u64) -> io::Result<Option<u64>> {
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK];
+    let mut from = at.saturating_add(1);
+    while from < len {
+        let want = usize::try_from(len - from).map_or(CHUNK, |rest| rest.min(CHUNK));
+        let chunk = &mut buf[..want];
+        file.read_exact_at(chunk, from)?;
+        for (offset, window) in chunk.windows(RECORD_MAGIC.len()).enumerate() {
+            if window == RECORD_MAGIC {
+                let candidate = from.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX));
+                if read_record(file, candidate, len)?.is_some() {
+                    return Ok(Some(candidate));
+                }
+            }
+        }
+        // Overlap by the magic's length less one, so a magic across two chunks is found.
+        let advance = want.saturating_sub(RECORD_MAGIC.len() - 1).max(1);
+        from = from.saturating_add(u64::try_from(advance).unwrap_or(u64::MAX));
+    }
+    Ok(None)
 }
 
 /// Each log's (live, written) bytes as the index has them.
@@ -2229,6 +2321,33 @@ mod tests {
         let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
         assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 0);
         assert_held(&reopened, &last, 0);
+    }
+
+    #[test]
+    fn damaged_bytes_inside_the_replayed_tail_cost_only_their_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
+        let first = put_blob(&store, 1, 0);
+        let rotted = put_blob(&store, 2, 0);
+        let last = put_blob(&store, 3, 0);
+        let (log, offset, len, _) = {
+            let txn = store.db.begin_read().unwrap();
+            let slivers = txn.open_table(SLIVERS).unwrap();
+            let at = key(&rotted.metadata.blob_id(), 0, 0);
+            slivers.get(&at[..]).unwrap().unwrap().value()
+        };
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let path = log_path(&crashed.path().join("store/log"), log);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0x5a; 16], offset + len / 2).unwrap();
+        drop(file);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        // The rotted blob's holder record, then the last blob's record and run; the rotted run is skipped.
+        assert_eq!(reopened.counters().replayed.load(Ordering::Relaxed), 3);
+        assert_held(&reopened, &first, 0);
+        assert_held(&reopened, &last, 0);
+        assert!(reopened.indexes(&rotted.metadata.blob_id()).is_empty());
     }
 
     #[test]
@@ -2664,6 +2783,22 @@ mod tests {
         assert_eq!(
             fs::read_dir(dir.path().join("store/log")).unwrap().count(),
             3
+        );
+
+        // One log is refused too: replayed from its start it would bring back what had been removed.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open_with(dir.path(), small_logs()).unwrap();
+            let id = encoded.metadata.blob_id();
+            store.put_slivers(&id, 0, &slivers_of(&encoded, 0)).unwrap();
+            store.remove_sliver(&id, 0).unwrap();
+        }
+        fs::remove_file(dir.path().join("store/index.redb")).unwrap();
+        let error = Store::open_with(dir.path(), small_logs()).unwrap_err();
+        assert!(error.to_string().contains("knows none of them"), "{error}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("store/log")).unwrap().count(),
+            1
         );
     }
 }

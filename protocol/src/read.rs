@@ -270,7 +270,9 @@ impl Read {
             return None;
         }
         let complete_at = *self.complete_at.get_or_insert(now);
-        let until = complete_at.saturating_add(self.config.systematic_grace);
+        // Never longer than a hedge would wait: the grace is a short wait for an answer already on its way.
+        let grace = self.config.systematic_grace.min(self.config.soft_timeout);
+        let until = complete_at.saturating_add(grace);
         (now < until).then_some(until)
     }
 
@@ -423,7 +425,7 @@ mod tests {
         for index in [0, 1, 4] {
             assert!(ready(&read.on_response(index, true, 10)).is_none());
         }
-        // k valid with one parity, source 2 and 3 open: wait up to the grace.
+        // k valid with one parity, source 3 still open: wait up to the grace.
         assert!(ready(&read.on_response(2, true, 10)).is_none());
         assert_eq!(read.on_timer(11), vec![ReadEffect::SetTimer(13)]);
         assert_eq!(
@@ -474,6 +476,45 @@ mod tests {
         assert_eq!(
             ready(&read.on_response(2, true, 10)),
             Some(vec![0, 1, 2, 4])
+        );
+    }
+
+    #[test]
+    fn nothing_is_hedged_while_the_grace_runs() {
+        let mut read = started(3);
+        for index in [0, 1, 4] {
+            read.on_response(index, true, 10);
+        }
+        assert_eq!(
+            read.on_response(2, true, 499),
+            vec![ReadEffect::SetTimer(502)]
+        );
+        // Source 3 has been open past the soft timeout: no hedge, k valid slivers are in.
+        assert_eq!(read.on_timer(501), vec![ReadEffect::SetTimer(502)]);
+        assert_eq!(ready(&read.on_timer(502)), Some(vec![0, 1, 2, 4]));
+    }
+
+    #[test]
+    fn a_source_failing_in_the_grace_ends_it_only_when_no_other_source_is_open() {
+        let mut read = started(3);
+        // Everything is slow: each request gets a hedge (indexes 5 to 9, all parity).
+        assert_eq!(sends(&read.on_timer(500)), vec![5, 6, 7, 8, 9]);
+        for index in [0, 1, 5] {
+            assert!(ready(&read.on_response(index, true, 510)).is_none());
+        }
+        // k valid with two parity slivers, sources 2 and 3 open.
+        assert_eq!(
+            read.on_response(6, true, 510),
+            vec![ReadEffect::SetTimer(513)]
+        );
+        // Source 2 fails: 3 is still open, so the grace goes on; then 3 fails too and it ends at once.
+        assert_eq!(
+            read.on_response(2, false, 511),
+            vec![ReadEffect::SetTimer(513)]
+        );
+        assert_eq!(
+            ready(&read.on_response(3, false, 512)),
+            Some(vec![0, 1, 5, 6])
         );
     }
 }
