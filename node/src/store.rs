@@ -2105,19 +2105,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
         let kept = put_blob(&store, 1, 0);
-        let removed = blob(2, 10_000, 4);
-        let id = removed.metadata.blob_id();
         fail_commits(dir.path(), true);
-        assert!(
-            store
-                .put_record_and_slivers(
-                    &removed.metadata,
-                    &HolderRecord::initial(holders(4)),
-                    0,
-                    &slivers_of(&removed, 0),
-                )
-                .is_err()
-        );
+        let (removed, result) = try_put_blob(&store, 2, 0);
+        assert!(result.is_err());
+        let id = removed.metadata.blob_id();
         fail_commits(dir.path(), false);
         // The writer tries again (a fresh log), then the index is removed.
         put_blob(&store, 2, 0);
@@ -2144,17 +2135,8 @@ mod tests {
         let store = Store::open_with(dir.path(), config).unwrap();
         let first = put_blob(&store, 1, 0);
         fail_commits(dir.path(), true);
-        let encoded = blob(2, 10_000, 4);
-        assert!(
-            store
-                .put_record_and_slivers(
-                    &encoded.metadata,
-                    &HolderRecord::initial(holders(4)),
-                    0,
-                    &slivers_of(&encoded, 0),
-                )
-                .is_err()
-        );
+        let (encoded, result) = try_put_blob(&store, 2, 0);
+        assert!(result.is_err());
         let crashed = crash_copy(dir.path());
         fail_commits(dir.path(), false);
         drop(store);
@@ -2232,16 +2214,25 @@ mod tests {
         copy
     }
 
-    fn put_blob(store: &Store, seed: u8, index: u16) -> EncodedBlob {
+    /// Stores blob `seed`'s record and sliver `index` as a writer's store request does.
+    fn try_put_blob(
+        store: &Store,
+        seed: u8,
+        index: u16,
+    ) -> (EncodedBlob, Result<bool, StoreError>) {
         let encoded = blob(seed, 10_000, 4);
-        store
-            .put_record_and_slivers(
-                &encoded.metadata,
-                &HolderRecord::initial(holders(4)),
-                index,
-                &slivers_of(&encoded, index),
-            )
-            .unwrap();
+        let result = store.put_record_and_slivers(
+            &encoded.metadata,
+            &HolderRecord::initial(holders(4)),
+            index,
+            &slivers_of(&encoded, index),
+        );
+        (encoded, result)
+    }
+
+    fn put_blob(store: &Store, seed: u8, index: u16) -> EncodedBlob {
+        let (encoded, result) = try_put_blob(store, seed, index);
+        result.unwrap();
         encoded
     }
 
