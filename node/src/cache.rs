@@ -20,9 +20,19 @@ use floe_protocol::{BlobId, BlobMetadata};
 const ENTRY_OVERHEAD: u64 = 1024;
 
 struct Entry {
-    metadata: BlobMetadata,
-    blob: Bytes,
+    blob: BlobBytes,
     last_used: u64,
+}
+
+/// A blob's bytes (whole, or a range) with its metadata and media type (empty: none).
+#[derive(Debug, Clone)]
+pub struct BlobBytes {
+    /// The blob's metadata.
+    pub metadata: BlobMetadata,
+    /// The media type its writer gave it (`floe_protocol::content_type`), empty for none.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Bytes,
 }
 
 #[derive(Default)]
@@ -60,14 +70,14 @@ impl BlobCache {
         }
     }
 
-    /// The blob and its metadata, if cached; counts a hit.
-    pub fn get(&self, blob_id: &BlobId) -> Option<(BlobMetadata, Bytes)> {
+    /// The whole blob with its metadata, if cached; counts a hit.
+    pub fn get(&self, blob_id: &BlobId) -> Option<BlobBytes> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.tick += 1;
         let tick = inner.tick;
         let entry = inner.entries.get_mut(blob_id)?;
         let previous = std::mem::replace(&mut entry.last_used, tick);
-        let found = (entry.metadata.clone(), entry.blob.clone());
+        let found = entry.blob.clone();
         inner.order.remove(&previous);
         inner.order.insert(tick, *blob_id);
         drop(inner);
@@ -76,8 +86,9 @@ impl BlobCache {
     }
 
     /// Keeps a whole, verified blob, evicting the least recently used ones to make room.
-    pub fn insert(&self, metadata: &BlobMetadata, blob: Bytes) {
-        let blob_len = u64::try_from(blob.len()).unwrap_or(u64::MAX);
+    pub fn insert(&self, blob: &BlobBytes) {
+        let metadata = &blob.metadata;
+        let blob_len = u64::try_from(blob.bytes.len()).unwrap_or(u64::MAX);
         if Some(blob_len) != Some(metadata.params().blob_length()) {
             return;
         }
@@ -96,7 +107,7 @@ impl BlobCache {
                 break;
             };
             if let Some(gone) = inner.entries.remove(&oldest) {
-                let gone = u64::try_from(gone.blob.len())
+                let gone = u64::try_from(gone.blob.bytes.len())
                     .unwrap_or(0)
                     .saturating_add(ENTRY_OVERHEAD);
                 inner.bytes = inner.bytes.saturating_sub(gone);
@@ -109,8 +120,7 @@ impl BlobCache {
         inner.entries.insert(
             blob_id,
             Entry {
-                metadata: metadata.clone(),
-                blob,
+                blob: blob.clone(),
                 last_used: tick,
             },
         );
@@ -188,7 +198,7 @@ mod tests {
     use floe_protocol::encoder::EncodedBlob;
     use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, EncodingType};
 
-    fn blob(seed: u8, len: usize) -> (BlobMetadata, Bytes) {
+    fn blob(seed: u8, len: usize) -> BlobBytes {
         let data: Vec<u8> = (0..len).map(|i| (i % 256) as u8 ^ seed).collect();
         let params = BlobParams::new(
             EncodingType::RsSimd,
@@ -198,38 +208,52 @@ mod tests {
         )
         .unwrap();
         let encoded = EncodedBlob::encode(params, &data).unwrap();
-        (encoded.metadata, Bytes::from(data))
+        BlobBytes {
+            metadata: encoded.metadata,
+            content_type: "text/plain".into(),
+            bytes: Bytes::from(data),
+        }
     }
 
     #[test]
     fn least_recently_used_blobs_go_first_and_big_ones_never_come_in() {
         let cache = BlobCache::new(8 * (1000 + ENTRY_OVERHEAD));
         let (a, b, c) = (blob(1, 1000), blob(3, 1000), blob(5, 1000));
-        cache.insert(&a.0, a.1.clone());
-        cache.insert(&b.0, b.1.clone());
-        assert_eq!(cache.get(&a.0.blob_id()).unwrap().1, a.1);
+        cache.insert(&a);
+        cache.insert(&b);
+        assert_eq!(cache.get(&a.metadata.blob_id()).unwrap().bytes, a.bytes);
         // Full at 8 entries: the seventh newcomer evicts b, used before a.
         for seed in 7..14 {
             let x = blob(seed, 1000);
-            cache.insert(&x.0, x.1);
+            cache.insert(&x);
         }
-        assert!(cache.get(&b.0.blob_id()).is_none());
+        assert!(cache.get(&b.metadata.blob_id()).is_none());
         assert!(cache.bytes() <= 8 * (1000 + ENTRY_OVERHEAD));
-        cache.insert(&c.0, c.1.clone());
-        assert_eq!(cache.get(&c.0.blob_id()).unwrap().1, c.1);
+        cache.insert(&c);
+        let hit = cache.get(&c.metadata.blob_id()).unwrap();
+        assert_eq!(
+            (hit.bytes, hit.content_type.as_str()),
+            (c.bytes, "text/plain")
+        );
         let big = blob(9, 1001);
-        cache.insert(&big.0, big.1);
-        assert!(cache.get(&big.0.blob_id()).is_none());
+        cache.insert(&big);
+        assert!(cache.get(&big.metadata.blob_id()).is_none());
         // A blob whose bytes do not match its length is refused.
-        cache.insert(&a.0, Bytes::from_static(b"short"));
+        cache.insert(&BlobBytes {
+            bytes: Bytes::from_static(b"short"),
+            ..a.clone()
+        });
         assert!(cache.hits.load(Ordering::Relaxed) >= 2);
-        assert!(BlobCache::new(0).get(&a.0.blob_id()).is_none());
+        assert!(BlobCache::new(0).get(&a.metadata.blob_id()).is_none());
     }
 
     #[test]
     fn checked_segments_are_remembered_up_to_their_capacity_oldest_forgotten_first() {
         let checked = CheckedSegments::new(3);
-        let (a, b) = (blob(1, 10).0.blob_id(), blob(2, 10).0.blob_id());
+        let (a, b) = (
+            blob(1, 10).metadata.blob_id(),
+            blob(2, 10).metadata.blob_id(),
+        );
         assert!(checked.is_empty() && !checked.contains(&a, 0));
         checked.insert(&a, 0);
         checked.insert(&a, 1);

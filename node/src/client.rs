@@ -1,10 +1,15 @@
 //! `floe put`, `floe get` and `floe status`: a client of a node's HTTP gateway.
+//!
+//! Data goes in from files, pipes, FIFOs and standard input, and out to files (written beside the target and
+//! renamed, so a failed download leaves nothing) or standard output. A source whose length is not known up front
+//! (anything but a regular file) is sent with chunked encoding: the client never announces a length the source
+//! does not have. Errors say which side failed: the local file, the connection, or the gateway (with its answer).
 
 use std::fs::File;
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use serde_json::Value;
 
 /// The default gateway.
@@ -12,19 +17,111 @@ pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:31415";
 
 /// Transfers at least this large show a progress bar (on a terminal only; indicatif hides it elsewhere).
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+/// Largest JSON answer read from a gateway.
+const MAX_ANSWER: u64 = 16 << 20;
 
-fn progress_bar(len: u64, verb: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || len < PROGRESS_MIN_BYTES {
-        return indicatif::ProgressBar::hidden();
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The `--gateway` value is not an address.
+    #[error("--gateway {0:?} is not a gateway address: give host:port or http://host:port")]
+    BadGateway(String),
+    /// The blob ID is malformed.
+    #[error("bad blob ID {id:?}: {source}")]
+    BadBlobId {
+        /// What was given.
+        id: String,
+        /// Why it is not one.
+        source: floe_protocol::ParseBlobIdError,
+    },
+    /// A local file could not be used.
+    #[error("{what} {}: {source}", path.display())]
+    Local {
+        /// What was being done ("reading", "creating", …).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The path is a directory.
+    #[error("{} is a directory, not a file", .0.display())]
+    IsDirectory(PathBuf),
+    /// The gateway could not be reached, or the connection broke.
+    #[error("{url}: {source}; is a floe node running there?")]
+    Connection {
+        /// The URL asked.
+        url: String,
+        /// The cause.
+        source: Box<ureq::Error>,
+    },
+    /// The gateway answered with an error.
+    #[error("gateway answered {status}: {message}")]
+    Gateway {
+        /// HTTP status.
+        status: u16,
+        /// The error's message.
+        message: String,
+        /// The gateway's whole error object, if it sent one.
+        error: Option<Value>,
+    },
+    /// The gateway's answer is not what a floe gateway sends.
+    #[error("the gateway's answer is not what a floe gateway sends: {0}")]
+    BadAnswer(String),
+    /// Writing to standard output failed.
+    #[error("writing to standard output: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl ClientError {
+    /// The error as the JSON `--json` prints: `{"error":{…}}`, the gateway's own object when it sent one.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Gateway {
+                error: Some(error), ..
+            } => serde_json::json!({ "error": error }),
+            Self::Gateway {
+                status, message, ..
+            } => {
+                serde_json::json!({"error": {"code": status, "message": message}})
+            }
+            other => {
+                serde_json::json!({"error": {"message": other.to_string(), "kind": other.kind()}})
+            }
+        }
     }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::BadGateway(_) | Self::BadBlobId { .. } => "usage",
+            Self::Local { .. } | Self::IsDirectory(_) | Self::Stdout(_) => "local",
+            Self::Connection { .. } => "connection",
+            Self::Gateway { .. } | Self::BadAnswer(_) => "gateway",
+        }
     }
-    bar.set_message(verb.to_owned());
-    bar
+}
+
+/// A gateway given as `host:port`, `http://host:port` or `https://…`, without a trailing slash.
+pub fn gateway_url(gateway: &str) -> Result<String, ClientError> {
+    let given = gateway.trim();
+    let bad = || ClientError::BadGateway(given.to_owned());
+    let (scheme, rest) = match given.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some(_) => return Err(bad()),
+        None => ("http", given),
+    };
+    let rest = rest.trim_end_matches('/');
+    let host_ok = !rest.is_empty()
+        && !rest.starts_with(':')
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]/%".contains(&b));
+    let url = format!("{scheme}://{rest}");
+    if host_ok && url.parse::<ureq::http::Uri>().is_ok() {
+        Ok(url)
+    } else {
+        Err(bad())
+    }
 }
 
 fn agent() -> ureq::Agent {
@@ -34,37 +131,204 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn error_of(status: u16, body: &str) -> anyhow::Error {
-    let message = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| body.trim().to_owned());
-    anyhow::anyhow!("gateway answered {status}: {message}")
+fn check_blob_id(blob_id: &str) -> Result<(), ClientError> {
+    blob_id
+        .parse::<floe_protocol::BlobId>()
+        .map(|_| ())
+        .map_err(|source| ClientError::BadBlobId {
+            id: blob_id.to_owned(),
+            source,
+        })
 }
 
-/// Uploads `file`; returns the gateway's JSON answer. `quiet` hides the progress bar.
-pub fn put(gateway: &str, file: &Path, quiet: bool) -> anyhow::Result<Value> {
-    let handle = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let len = handle.metadata().map(|m| m.len()).unwrap_or(0);
-    let url = format!("{}/v1/blobs", gateway.trim_end_matches('/'));
-    let bar = progress_bar(len, "uploading", quiet);
-    let mut reader = bar.wrap_read(handle);
-    let mut response = agent()
-        .put(&url)
-        .header("Content-Length", len.to_string())
-        .send(ureq::SendBody::from_reader(&mut reader))
-        .with_context(|| format!("sending to {url}; is a node running there?"))?;
-    bar.finish_and_clear();
-    let status = response.status().as_u16();
-    let body = response
+fn gateway_error(status: u16, body: &str) -> ClientError {
+    let error = serde_json::from_str::<Value>(body)
+        .ok()
+        .map(|v| v["error"].clone())
+        .filter(Value::is_object);
+    let message = error
+        .as_ref()
+        .and_then(|e| e["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.trim().chars().take(1024).collect());
+    ClientError::Gateway {
+        status,
+        message,
+        error,
+    }
+}
+
+fn read_answer(
+    url: &str,
+    response: &mut ureq::http::Response<ureq::Body>,
+) -> Result<String, ClientError> {
+    response
         .body_mut()
         .with_config()
-        .limit(16 << 20)
-        .read_to_string()?;
-    if status != 200 {
-        return Err(error_of(status, &body));
+        .limit(MAX_ANSWER)
+        .read_to_string()
+        .map_err(|e| ClientError::Connection {
+            url: url.to_owned(),
+            source: Box::new(e),
+        })
+}
+
+/// Where a put reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Standard input (`-`).
+    Stdin,
+    /// A path: a file, a FIFO, `/dev/stdin`, a process substitution.
+    Path(PathBuf),
+}
+
+impl Source {
+    /// `-` is standard input; anything else a path.
+    pub fn from_arg(arg: &Path) -> Self {
+        if arg == Path::new("-") {
+            Self::Stdin
+        } else {
+            Self::Path(arg.to_owned())
+        }
     }
-    serde_json::from_str(&body).context("the gateway's answer is not JSON")
+
+    fn name(&self) -> PathBuf {
+        match self {
+            Self::Stdin => PathBuf::from("standard input"),
+            Self::Path(path) => path.clone(),
+        }
+    }
+
+    /// The reader, and the length when it is a regular file (known up front).
+    fn open(&self) -> Result<(Box<dyn Read + Send>, Option<u64>), ClientError> {
+        match self {
+            // Standard input goes chunked even when it is a file: it may have been read from already.
+            Self::Stdin => Ok((Box::new(std::io::stdin()), None)),
+            Self::Path(path) => {
+                let local = |what, source| ClientError::Local {
+                    what,
+                    path: path.clone(),
+                    source,
+                };
+                let metadata = std::fs::metadata(path).map_err(|e| local("opening", e))?;
+                if metadata.is_dir() {
+                    return Err(ClientError::IsDirectory(path.clone()));
+                }
+                let file = File::open(path).map_err(|e| local("opening", e))?;
+                let len = metadata.is_file().then_some(metadata.len());
+                Ok((Box::new(file), len))
+            }
+        }
+    }
+}
+
+/// A reader that keeps its first error (so a failed upload blames the file, not the node) and tells the
+/// progress display when the source is exhausted.
+struct Watched<R> {
+    inner: R,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                // Everything is sent: the node now encodes, stores and collects receipts.
+                if !self.bar.is_hidden() {
+                    self.bar.set_style(spinner_style());
+                    self.bar.set_message("encoding, storing and certifying");
+                }
+                Ok(0)
+            }
+            Ok(n) => {
+                self.bar.inc(u64::try_from(n).unwrap_or(0));
+                Ok(n)
+            }
+            Err(e) => {
+                let kind = e.kind();
+                let message = e.to_string();
+                if let Ok(mut slot) = self.error.lock() {
+                    slot.get_or_insert(e);
+                }
+                Err(std::io::Error::new(kind, message))
+            }
+        }
+    }
+}
+
+fn spinner_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {elapsed}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+}
+
+fn transfer_bar(len: Option<u64>, verb: &str, quiet: bool) -> indicatif::ProgressBar {
+    let bar = match len {
+        _ if quiet => return indicatif::ProgressBar::hidden(),
+        Some(len) if len < PROGRESS_MIN_BYTES => return indicatif::ProgressBar::hidden(),
+        Some(len) => {
+            let bar = indicatif::ProgressBar::new(len);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        }
+        None => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(spinner_style());
+            bar
+        }
+    };
+    bar.set_message(verb.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Uploads `source`, with `content_type` as the blob's media type; returns the gateway's JSON answer.
+/// `quiet` hides the progress display.
+pub fn put(
+    gateway: &str,
+    source: &Source,
+    content_type: Option<&str>,
+    quiet: bool,
+) -> Result<Value, ClientError> {
+    let base = gateway_url(gateway)?;
+    let (reader, len) = source.open()?;
+    let url = format!("{base}/v1/blobs");
+    let bar = transfer_bar(len, "uploading", quiet);
+    let error = Arc::new(Mutex::new(None));
+    let mut reader = Watched {
+        inner: reader,
+        error: Arc::clone(&error),
+        bar: bar.clone(),
+    };
+    let mut request = agent().put(&url);
+    if let Some(len) = len {
+        request = request.header("Content-Length", len.to_string());
+    }
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let sent = request.send(ureq::SendBody::from_reader(&mut reader));
+    bar.finish_and_clear();
+    if let Some(source_error) = error.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(ClientError::Local {
+            what: "reading",
+            path: source.name(),
+            source: source_error,
+        });
+    }
+    let mut response = sent.map_err(|e| ClientError::Connection {
+        url: url.clone(),
+        source: Box::new(e),
+    })?;
+    let status = response.status().as_u16();
+    let body = read_answer(&url, &mut response)?;
+    if status != 200 {
+        return Err(gateway_error(status, &body));
+    }
+    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
 }
 
 /// The blob ID in a put answer (`newlyCreated.blobObject.blobId` or `alreadyCertified.blobId`).
@@ -74,80 +338,158 @@ pub fn blob_id_of(answer: &Value) -> Option<&str> {
         .or_else(|| answer["alreadyCertified"]["blobId"].as_str())
 }
 
-/// Downloads a blob into `out` (or standard output); returns the byte count. A bar shows for large downloads
-/// to a file.
-pub fn get(gateway: &str, blob_id: &str, out: Option<&Path>) -> anyhow::Result<u64> {
-    blob_id
-        .parse::<floe_protocol::BlobId>()
-        .context("bad blob ID")?;
-    let url = format!("{}/v1/blobs/{blob_id}", gateway.trim_end_matches('/'));
-    let mut response = agent()
-        .get(&url)
-        .call()
-        .with_context(|| format!("asking {url}; is a node running there?"))?;
+/// Where a get writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// Standard output.
+    Stdout,
+    /// A file, written beside its path and renamed into place once whole.
+    File(PathBuf),
+}
+
+/// Downloads a blob into `sink`; returns the byte count. A bar shows for large downloads to a file.
+pub fn get(gateway: &str, blob_id: &str, sink: &Sink) -> Result<u64, ClientError> {
+    check_blob_id(blob_id)?;
+    let base = gateway_url(gateway)?;
+    // Refuse an unusable target before asking anyone for the blob.
+    let partial = match sink {
+        Sink::Stdout => None,
+        Sink::File(path) => Some(partial_file(path)?),
+    };
+    let url = format!("{base}/v1/blobs/{blob_id}");
+    let connection = |e: ureq::Error| ClientError::Connection {
+        url: url.clone(),
+        source: Box::new(e),
+    };
+    let mut response = agent().get(&url).call().map_err(connection)?;
     let status = response.status().as_u16();
     if status != 200 {
-        let body = response.body_mut().read_to_string().unwrap_or_default();
-        return Err(error_of(status, &body));
+        let body = read_answer(&url, &mut response).unwrap_or_default();
+        return Err(gateway_error(status, &body));
     }
     let len = response
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let bar = progress_bar(len, "downloading", out.is_none());
+        .and_then(|v| v.parse().ok());
+    let bar = transfer_bar(len, "downloading", partial.is_none());
     let mut reader = bar.wrap_read(response.body_mut().with_config().limit(u64::MAX).reader());
-    let copied = match out {
-        Some(path) => {
-            // Write beside the target and rename, so a failed download leaves no partial file.
-            let tmp = path.with_extension("floe-partial");
-            let mut file =
-                File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let copied = std::io::copy(&mut reader, &mut file).context("downloading");
-            match copied {
-                Ok(n) => {
-                    file.sync_all()?;
-                    std::fs::rename(&tmp, path)?;
-                    n
+    let copied = match (sink, partial) {
+        (Sink::File(path), Some(mut file)) => {
+            let local = |what, source| ClientError::Local {
+                what,
+                path: path.clone(),
+                source,
+            };
+            // A failure anywhere below drops `file`, which deletes the partial download.
+            let copied = std::io::copy(&mut reader, file.as_file_mut()).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::Other {
+                    ClientError::Connection {
+                        url: url.clone(),
+                        source: Box::new(ureq::Error::Io(e)),
+                    }
+                } else {
+                    local("writing", e)
                 }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            }
+            })?;
+            file.as_file().sync_all().map_err(|e| local("writing", e))?;
+            file.persist(path)
+                .map_err(|e| local("renaming into", e.error))?;
+            copied
         }
-        None => std::io::copy(&mut reader, &mut std::io::stdout().lock())?,
+        _ => {
+            let mut out = std::io::stdout().lock();
+            let copied = std::io::copy(&mut reader, &mut out).map_err(ClientError::Stdout)?;
+            out.flush().map_err(ClientError::Stdout)?;
+            copied
+        }
     };
     bar.finish_and_clear();
     Ok(copied)
 }
 
+/// A temporary file beside `path` for a download to it; `path` must not be a directory.
+fn partial_file(path: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
+    if path.is_dir() {
+        return Err(ClientError::IsDirectory(path.to_owned()));
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".floe-partial-")
+        .tempfile_in(parent)
+        .map_err(|source| ClientError::Local {
+            what: "creating a file in",
+            path: parent.to_owned(),
+            source,
+        })
+}
+
 /// A blob's status as JSON.
-pub fn status(gateway: &str, blob_id: &str) -> anyhow::Result<Value> {
-    blob_id
-        .parse::<floe_protocol::BlobId>()
-        .context("bad blob ID")?;
-    let url = format!(
-        "{}/v1/blobs/{blob_id}/status",
-        gateway.trim_end_matches('/')
-    );
+pub fn status(gateway: &str, blob_id: &str) -> Result<Value, ClientError> {
+    check_blob_id(blob_id)?;
+    let base = gateway_url(gateway)?;
+    let url = format!("{base}/v1/blobs/{blob_id}/status");
     let mut response = agent()
         .get(&url)
         .call()
-        .with_context(|| format!("asking {url}"))?;
+        .map_err(|e| ClientError::Connection {
+            url: url.clone(),
+            source: Box::new(e),
+        })?;
     let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
+    let body = read_answer(&url, &mut response)?;
     if status != 200 {
-        return Err(error_of(status, &body));
+        return Err(gateway_error(status, &body));
     }
-    serde_json::from_str(&body).context("the gateway's answer is not JSON")
+    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
 }
 
 /// Writes `value` to standard output, pretty.
-pub fn print_json(value: &Value) -> anyhow::Result<()> {
+pub fn print_json(value: &Value) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| ClientError::Stdout(e.into()))?;
+    writeln!(out).map_err(ClientError::Stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_take_an_optional_scheme_and_refuse_nonsense() {
+        assert_eq!(
+            gateway_url("127.0.0.1:31415").unwrap(),
+            "http://127.0.0.1:31415"
+        );
+        assert_eq!(
+            gateway_url("http://127.0.0.1:1/").unwrap(),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(
+            gateway_url("https://node.example").unwrap(),
+            "https://node.example"
+        );
+        assert_eq!(gateway_url("[::1]:8080").unwrap(), "http://[::1]:8080");
+        for bad in ["", "ftp://x", "http://", "a b", "http://x\ny"] {
+            assert!(gateway_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn gateway_errors_keep_the_envelope() {
+        let body = r#"{"error":{"status":"NOT_FOUND","code":404,"message":"no peer knows blob x","details":[]}}"#;
+        let error = gateway_error(404, body);
+        assert_eq!(
+            error.to_string(),
+            "gateway answered 404: no peer knows blob x"
+        );
+        assert_eq!(error.to_json()["error"]["status"], "NOT_FOUND");
+        let plain = gateway_error(502, "bad gateway\n");
+        assert_eq!(plain.to_json()["error"]["message"], "bad gateway");
+        let local = ClientError::IsDirectory(PathBuf::from("/tmp"));
+        assert_eq!(local.to_json()["error"]["kind"], "local");
+    }
 }

@@ -67,6 +67,19 @@ pub struct NodeConfig {
     pub max_connections: Option<u32>,
     /// Lazy-repair threshold: lost slivers a blob waits for before its repair (default 1).
     pub repair_min_lost: Option<u16>,
+    /// Origins whose web pages may store blobs through the gateway: "*", or origins separated by commas
+    /// (default none; reads are open to every origin).
+    pub cors_write_origins: Option<String>,
+    /// Time a gateway client has to send a request's headers, e.g. "10s".
+    pub http_header_timeout: Option<String>,
+    /// A gateway connection with nothing in flight and nothing moving is closed after this long, e.g. "60s".
+    pub http_idle_timeout: Option<String>,
+    /// Gateway connections at most (default 1024).
+    pub http_max_connections: Option<usize>,
+    /// Gateway connections at most from one IP address (default 64).
+    pub http_max_connections_per_ip: Option<usize>,
+    /// The slowest a request body may arrive, in bytes per second, e.g. "1KiB" (default 1KiB).
+    pub http_min_body_rate: Option<String>,
 }
 
 impl NodeConfig {
@@ -109,6 +122,12 @@ impl NodeConfig {
         if other.repair_min_lost.is_some() {
             self.repair_min_lost = other.repair_min_lost;
         }
+        if other.http_max_connections.is_some() {
+            self.http_max_connections = other.http_max_connections;
+        }
+        if other.http_max_connections_per_ip.is_some() {
+            self.http_max_connections_per_ip = other.http_max_connections_per_ip;
+        }
         for (mine, theirs) in [
             (&mut self.repair_grace, other.repair_grace),
             (&mut self.repair_interval, other.repair_interval),
@@ -116,6 +135,10 @@ impl NodeConfig {
             (&mut self.challenge_settle, other.challenge_settle),
             (&mut self.handoff_timeout, other.handoff_timeout),
             (&mut self.partial_ttl, other.partial_ttl),
+            (&mut self.cors_write_origins, other.cors_write_origins),
+            (&mut self.http_header_timeout, other.http_header_timeout),
+            (&mut self.http_idle_timeout, other.http_idle_timeout),
+            (&mut self.http_min_body_rate, other.http_min_body_rate),
         ] {
             if theirs.is_some() {
                 *mine = theirs;
@@ -277,10 +300,38 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(DEFAULT_CACHE_SIZE);
 
-    let store = Store::open(&data_dir).context("opening the store")?;
     let duration = |value: &Option<String>, default: Duration| {
         value.as_deref().map_or(Ok(default), parse_duration)
     };
+    let write_origins =
+        gateway::WriteOrigins::parse(config.cors_write_origins.as_deref().unwrap_or(""))?;
+    let serve_defaults = gateway::ServeLimits::default();
+    let limits = gateway::ServeLimits {
+        header_timeout: duration(&config.http_header_timeout, serve_defaults.header_timeout)?,
+        idle_timeout: duration(&config.http_idle_timeout, serve_defaults.idle_timeout)?,
+        max_connections: config
+            .http_max_connections
+            .unwrap_or(serve_defaults.max_connections),
+        max_connections_per_ip: config
+            .http_max_connections_per_ip
+            .unwrap_or(serve_defaults.max_connections_per_ip),
+        min_body_rate: config
+            .http_min_body_rate
+            .as_deref()
+            .map(parse_size)
+            .transpose()?
+            .unwrap_or(serve_defaults.min_body_rate),
+    };
+    if limits.header_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        anyhow::bail!("--http-header-timeout and --http-idle-timeout must be more than 0s");
+    }
+    if limits.max_connections == 0 || limits.max_connections_per_ip == 0 {
+        anyhow::bail!(
+            "--http-max-connections and --http-max-connections-per-ip must be at least 1"
+        );
+    }
+
+    let store = Store::open(&data_dir).context("opening the store")?;
     let defaults = RepairConfig::default();
     let repair = RepairConfig {
         grace: duration(&config.repair_grace, defaults.grace)?,
@@ -334,12 +385,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         GatewayConfig {
             max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
             registry: std::sync::Arc::new(registry),
+            write_origins,
         },
     );
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        gateway::serve::serve(listener, app, limits, shutdown_signal()).await
     });
 
     // Report where we listen once the transports are up.

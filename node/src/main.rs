@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use floe_node::client::{self, ClientError, Sink, Source};
 use floe_node::sliver_files::{self, DecodeReport, SliverFileError};
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, MAX_SHARDS, MIN_SHARDS};
 use floe_protocol::{BlobId, BlobParams, EncodingType};
@@ -25,6 +26,9 @@ const OFFLINE_DEFAULT_SHARDS: u16 = 12;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Machine-readable output on standard output, errors included (`{"error":{…}}`, non-zero exit).
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -49,10 +53,15 @@ enum Command {
         #[arg(long, value_name = "SIZE")]
         max_body: Option<String>,
     },
-    /// Store FILE through a node's gateway; prints the blob ID.
+    /// Store FILE through a node's gateway; prints the blob ID. FILE may be a pipe, a FIFO, /dev/stdin, a
+    /// process substitution, or - for standard input.
     Put {
-        /// The file.
+        /// The file, or - for standard input.
+        #[arg(allow_hyphen_values = true)]
         file: PathBuf,
+        /// The blob's media type, served back with it (e.g. text/html; charset=utf-8, video/webm).
+        #[arg(long, value_name = "TYPE")]
+        content_type: Option<String>,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -61,8 +70,9 @@ enum Command {
         /// The blob ID (43 characters of URL-safe base64; may start with '-').
         #[arg(allow_hyphen_values = true)]
         blob_id: String,
-        /// Write here instead of standard output.
-        #[arg(short, long)]
+        /// Write here (replaced only once the whole blob has arrived); - for standard output, which is also the
+        /// default when standard output is not a terminal.
+        #[arg(short, long, allow_hyphen_values = true)]
         output: Option<PathBuf>,
         #[command(flatten)]
         gateway: GatewayArgs,
@@ -114,12 +124,9 @@ enum SliversCommand {
 
 #[derive(Args, Debug)]
 struct GatewayArgs {
-    /// The node's gateway.
+    /// The node's gateway: host:port or http://host:port.
     #[arg(long, default_value = floe_node::client::DEFAULT_GATEWAY)]
     gateway: String,
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +185,26 @@ struct NodeArgs {
     /// every loss at once; capped at half the losses a blob tolerates).
     #[arg(long, value_name = "N")]
     repair_min_lost: Option<u16>,
+    /// Origins whose web pages may store blobs through the gateway: * or origins like https://app.example
+    /// separated by commas (default none; every origin may read).
+    #[arg(long, value_name = "ORIGINS")]
+    cors_write_origins: Option<String>,
+    /// Time a gateway client has to send a request's headers (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    http_header_timeout: Option<String>,
+    /// A gateway connection with no request in flight and no bytes moving is closed after this long (default
+    /// 60s); a request body that stalls this long fails with 408.
+    #[arg(long, value_name = "DURATION")]
+    http_idle_timeout: Option<String>,
+    /// Gateway connections at most (default 1024).
+    #[arg(long, value_name = "N")]
+    http_max_connections: Option<usize>,
+    /// Gateway connections at most from one IP address (default 64).
+    #[arg(long, value_name = "N")]
+    http_max_connections_per_ip: Option<usize>,
+    /// The slowest a request body may arrive on average, per second, e.g. 1KiB (default 1KiB).
+    #[arg(long, value_name = "SIZE")]
+    http_min_body_rate: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -208,15 +235,33 @@ impl EncodingArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: logs redirected to files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(tracing_subscriber::EnvFilter::from_default_env());
+    // Warnings and errors reach the status page whatever RUST_LOG says.
+    let recent = floe_node::recent::RecentErrorsLayer
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(recent)
         .init();
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if json => {
+            let value = match error.downcast_ref::<ClientError>() {
+                Some(client) => client.to_json(),
+                None => serde_json::json!({"error": {"message": format!("{error:#}")}}),
+            };
+            println!("{value}");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("floe: error: {error:#}");
             ExitCode::FAILURE
@@ -231,6 +276,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
     match cli.command {
         Command::Node(args) => {
             let file = match &args.config {
@@ -254,6 +300,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 upnp: args.no_upnp.then_some(false),
                 max_connections: args.max_connections,
                 repair_min_lost: args.repair_min_lost,
+                cors_write_origins: args.cors_write_origins,
+                http_header_timeout: args.http_header_timeout,
+                http_idle_timeout: args.http_idle_timeout,
+                http_max_connections: args.http_max_connections,
+                http_max_connections_per_ip: args.http_max_connections_per_ip,
+                http_min_body_rate: args.http_min_body_rate,
             };
             runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
         }
@@ -268,13 +320,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 nodes, base_port, data_dir, cache_size, max_body,
             ))?;
         }
-        Command::Put { file, gateway } => {
-            let answer = floe_node::client::put(&gateway.gateway, &file, gateway.json)?;
-            if gateway.json {
-                floe_node::client::print_json(&answer)?;
+        Command::Put {
+            file,
+            content_type,
+            gateway,
+        } => {
+            let source = Source::from_arg(&file);
+            let answer = client::put(&gateway.gateway, &source, content_type.as_deref(), json)?;
+            if json {
+                client::print_json(&answer)?;
             } else {
-                let id = floe_node::client::blob_id_of(&answer)
-                    .context("the gateway's answer has no blob ID")?;
+                let id = client::blob_id_of(&answer).ok_or_else(|| {
+                    ClientError::BadAnswer("the put answer has no blob ID".into())
+                })?;
                 println!("{id}");
             }
         }
@@ -283,15 +341,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             gateway,
         } => {
-            let bytes = floe_node::client::get(&gateway.gateway, &blob_id, output.as_deref())?;
-            if let Some(path) = output {
-                eprintln!("floe: wrote {bytes} bytes to {}", path.display());
+            let sink = match output {
+                Some(path) if path == std::path::Path::new("-") => Sink::Stdout,
+                Some(path) => Sink::File(path),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => anyhow::bail!(
+                    "standard output is a terminal: give -o FILE, or -o - to print the blob anyway"
+                ),
+                None => Sink::Stdout,
+            };
+            if json && sink == Sink::Stdout {
+                anyhow::bail!(
+                    "--json prints a summary on standard output: give -o FILE for the blob"
+                );
+            }
+            let bytes = client::get(&gateway.gateway, &blob_id, &sink)?;
+            if let Sink::File(path) = &sink {
+                if json {
+                    client::print_json(&serde_json::json!({
+                        "blobId": blob_id, "bytes": bytes, "output": path.display().to_string(),
+                    }))?;
+                } else {
+                    eprintln!("floe: wrote {bytes} bytes to {}", path.display());
+                }
             }
         }
         Command::Status { blob_id, gateway } => {
-            let status = floe_node::client::status(&gateway.gateway, &blob_id)?;
-            if gateway.json {
-                floe_node::client::print_json(&status)?;
+            let status = client::status(&gateway.gateway, &blob_id)?;
+            if json {
+                client::print_json(&status)?;
             } else {
                 println!(
                     "blob {blob_id}: {} bytes, {} slivers ({} needed) on {} holders, {} on peers this node knows",
@@ -321,7 +398,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BlobId { file, encoding } => {
             let metadata = sliver_files::blob_id_of_file(&file, encoding.params_for())?;
-            println!("{}", metadata.blob_id());
+            if json {
+                client::print_json(&serde_json::json!({"blobId": metadata.blob_id().to_string()}))?;
+            } else {
+                println!("{}", metadata.blob_id());
+            }
         }
         Command::Slivers(SliversCommand::Encode {
             file,
@@ -330,6 +411,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let metadata = sliver_files::encode_to_dir(&file, &out, encoding.params_for())?;
             let params = metadata.params();
+            if json {
+                client::print_json(&serde_json::json!({
+                    "blobId": metadata.blob_id().to_string(),
+                    "shards": params.shards(),
+                    "sourceShards": params.source_shards(),
+                    "encodingType": params.encoding().name(),
+                    "segments": params.segment_count(),
+                    "out": out.display().to_string(),
+                }))?;
+                return Ok(());
+            }
             eprintln!(
                 "floe: wrote {} slivers ({} {} source) of {} segment(s) to {}",
                 params.shards(),
@@ -346,10 +438,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("--blob-id {blob_id:?}"))?;
             let mut report = DecodeReport::default();
             let result = sliver_files::decode_from_dir(&dir, &blob_id, &out, &mut report);
-            for line in &report.rejected {
-                eprintln!("floe: rejected {line}");
+            if !json {
+                for line in &report.rejected {
+                    eprintln!("floe: rejected {line}");
+                }
             }
             let metadata = result?;
+            if json {
+                client::print_json(&serde_json::json!({
+                    "blobId": blob_id.to_string(),
+                    "bytes": metadata.params().blob_length(),
+                    "out": out.display().to_string(),
+                    "decodedSegments": report.decoded_segments,
+                    "segments": metadata.params().segment_count(),
+                    "rejected": report.rejected,
+                }))?;
+                return Ok(());
+            }
             eprintln!(
                 "floe: rebuilt {} bytes into {} ({} of {} segment(s) needed decoding)",
                 metadata.params().blob_length(),

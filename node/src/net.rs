@@ -30,6 +30,8 @@ use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
 /// floe's own Kademlia protocol name, so a floe swarm never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
+/// What identify tells peers this node runs: `floe/<version>`.
+pub const AGENT_VERSION: &str = concat!("floe/", env!("CARGO_PKG_VERSION"));
 /// What a node answers when its queue of inbound requests is full.
 pub const BUSY: &str = "node busy; try again";
 /// How a challenge answer starts when the challenged segment of a sliver has not arrived yet.
@@ -284,7 +286,9 @@ pub struct NetConfig {
     pub max_connections: u32,
 }
 
-/// Consecutive failed pings (5 s apart) after which a connected peer counts as out of reach.
+/// Consecutive failed pings (5 s apart) after which a connected peer counts as out of reach. More than one:
+/// js-libp2p closes an inbound ping stream after 10 s, so the ping on a js peer's connection fails about every
+/// second time and is reopened; a single failure says nothing about the peer.
 const UNANSWERED_PINGS: u32 = 3;
 /// Connections one peer may hold at once (TCP and QUIC, both directions).
 const MAX_CONNECTIONS_PER_PEER: u32 = 4;
@@ -341,10 +345,10 @@ pub fn start(
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 kad,
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/floe/id/1".into(),
-                    key.public(),
-                )),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/floe/id/1".into(), key.public())
+                        .with_agent_version(AGENT_VERSION.to_owned()),
+                ),
                 ping: ping::Behaviour::new(
                     ping::Config::new().with_interval(Duration::from_secs(5)),
                 ),

@@ -15,6 +15,7 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use floe_protocol::challenge::{self, Challenge, Role};
+use floe_protocol::content_type;
 use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
@@ -337,6 +338,8 @@ impl Node {
                 holders: announcement.holders.iter().map(|h| h.to_vec()).collect(),
                 epoch: announcement.epoch,
                 repairer: announcement.repairer.to_vec(),
+                // Announcements carry no label: the blob's stays.
+                content_type: current.content_type.clone(),
             };
             check_holders(&record.holders, metadata.params().shards())?;
             // Only a holder of the current list may replace it: a stranger cannot rewrite where slivers live.
@@ -662,6 +665,7 @@ impl Node {
             holders: plan.holders.clone(),
             epoch: record.epoch.saturating_add(1),
             repairer: me.clone(),
+            content_type: record.content_type.clone(),
         };
         {
             let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
@@ -712,6 +716,7 @@ impl Node {
                 holders,
                 epoch: new_record.epoch.saturating_add(1),
                 repairer: me,
+                content_type: new_record.content_type.clone(),
             };
             self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
             let node = self.clone();
@@ -983,6 +988,9 @@ impl Node {
                 holders: answer.holders.iter().map(|h| h.to_vec()).collect(),
                 epoch: answer.holders_epoch,
                 repairer: answer.holders_repairer.to_vec(),
+                content_type: content_type::check(&answer.content_type)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| current.content_type.clone()),
             };
             let shards = current.holders.len();
             if record.holders.len() == shards
@@ -1174,6 +1182,7 @@ impl Node {
                 holders: plan.holders,
                 epoch: record.epoch.saturating_add(1),
                 repairer: me.clone(),
+                content_type: record.content_type.clone(),
             };
             self.announce(&blob_id, &new_record, &BTreeSet::new()).await;
             let node = self.clone();
@@ -1392,6 +1401,7 @@ mod tests {
             holders: vec![vec![1, 2], vec![3]],
             epoch: 4,
             repairer: vec![1, 2],
+            content_type: String::new(),
         };
         let same = record.clone();
         let mut moved = record.clone();

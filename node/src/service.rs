@@ -14,6 +14,7 @@ use libp2p::identity::{Keypair, PublicKey};
 use libp2p::{PeerId, kad};
 use tokio::sync::{mpsc, oneshot};
 
+use floe_protocol::content_type;
 use floe_protocol::decoder::{Consistency, DecodeError, SegmentDecoder, VerifiedSliver};
 use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
@@ -24,6 +25,7 @@ use floe_protocol::wire::pb;
 use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
+use crate::cache::BlobBytes;
 use crate::net::{Inbound, NetClient};
 use crate::store::{HolderRecord, Store};
 
@@ -111,10 +113,8 @@ pub struct Metrics {
     pub streamed_puts: AtomicU64,
     /// Outbound requests sent by gets.
     pub read_requests: AtomicU64,
-    /// Sum of put latencies in milliseconds.
-    pub put_ms_total: AtomicU64,
-    /// Sum of get latencies in milliseconds.
-    pub get_ms_total: AtomicU64,
+    /// Latency histograms (put, get, gateway requests).
+    pub latencies: crate::metrics::Latencies,
     /// Repairs this node led (it announced a new holder list and rebuilt lost slivers).
     pub repairs_started: AtomicU64,
     /// Repairs that delivered every rebuilt sliver.
@@ -281,6 +281,16 @@ pub struct PutOutcome {
     pub shards: u16,
 }
 
+/// How a blob is to be stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// The blob's media type, checked with `floe_protocol::content_type::check` (empty: none); it travels beside
+    /// the holder list.
+    pub content_type: String,
+    /// Store even if this node already holds a certificate for the blob (Walrus' `force`).
+    pub force: bool,
+}
+
 /// A holder's answer to a store request.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreAnswer {
@@ -356,15 +366,14 @@ pub(crate) fn peer_label(peer: &[u8]) -> String {
 }
 
 /// Bytes `[start, end)` of a cached whole blob.
-fn slice_cached(
-    metadata: BlobMetadata,
-    blob: &Bytes,
-    range: Option<(u64, u64)>,
-) -> Result<(BlobMetadata, Bytes), GetError> {
-    let len = metadata.params().blob_length();
+fn slice_cached(blob: BlobBytes, range: Option<(u64, u64)>) -> Result<BlobBytes, GetError> {
+    let len = blob.metadata.params().blob_length();
     let (start, end) = range.unwrap_or((0, len));
     match (usize::try_from(start), usize::try_from(end)) {
-        (Ok(s), Ok(e)) if s <= e && e <= blob.len() => Ok((metadata, blob.slice(s..e))),
+        (Ok(s), Ok(e)) if s <= e && e <= blob.bytes.len() => Ok(BlobBytes {
+            bytes: blob.bytes.slice(s..e),
+            ..blob
+        }),
         _ => Err(GetError::Range { start, end, len }),
     }
 }
@@ -441,6 +450,16 @@ impl Node {
     /// The hot-blob cache.
     pub fn cache(&self) -> &crate::cache::BlobCache {
         &self.inner.cache
+    }
+
+    /// The storage capacity (`--capacity`), if limited.
+    pub fn capacity(&self) -> Option<u64> {
+        self.inner.capacity
+    }
+
+    /// How long this node has been running.
+    pub fn uptime(&self) -> Duration {
+        self.inner.epoch.elapsed()
     }
 
     /// The network handle.
@@ -627,6 +646,9 @@ impl Node {
             holders: request.holders.iter().map(|h| h.to_vec()).collect(),
             epoch: request.holders_epoch,
             repairer: request.holders_repairer.to_vec(),
+            content_type: content_type::check(&request.content_type)
+                .map_err(|e| e.to_string())?
+                .to_owned(),
         };
         check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
@@ -660,6 +682,7 @@ impl Node {
                 holders: record.holders,
                 epoch: 0,
                 repairer: Vec::new(),
+                content_type: record.content_type,
             },
             _ => record,
         };
@@ -826,6 +849,7 @@ impl Node {
                     holders: record.holders.into_iter().map(Bytes::from).collect(),
                     holders_epoch: record.epoch,
                     holders_repairer: record.repairer.into(),
+                    content_type: record.content_type,
                 },
                 None => pb::MetadataResponse::default(),
             })),
@@ -846,15 +870,16 @@ impl Node {
 
     /// Stores a blob: encodes it, sends each sliver index to its holder and returns once receipts certify it.
     /// Delivery of the remaining slivers goes on in the background.
-    pub async fn put(&self, data: Bytes) -> Result<PutOutcome, PutError> {
+    pub async fn put(&self, data: Bytes, options: &PutOptions) -> Result<PutOutcome, PutError> {
         let started = Instant::now();
-        let result = self.put_inner(data).await;
+        let result = self.put_inner(data, options).await;
         let m = &self.inner.metrics;
-        record(&result, started, &m.puts, &m.put_ms_total, &m.put_failures);
+        record(&result, started, &m.puts, &m.latencies.put, &m.put_failures);
         result
     }
 
-    async fn put_inner(&self, data: Bytes) -> Result<PutOutcome, PutError> {
+    async fn put_inner(&self, data: Bytes, options: &PutOptions) -> Result<PutOutcome, PutError> {
+        let content_type = options.content_type.as_str();
         let view = self.inner.net.view().await;
         let shards = default_shards(view.peers.len() + 1);
         let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
@@ -866,7 +891,9 @@ impl Node {
             .map_err(|e| PutError::Internal(e.to_string()))?
             .map_err(|e| PutError::Encode(e.to_string()))?;
         let blob_id = encoded.metadata.blob_id();
-        if let Some(certificate) = self.certificate(&blob_id) {
+        if !options.force
+            && let Some(certificate) = self.certificate(&blob_id)
+        {
             return Ok(PutOutcome {
                 blob_id,
                 already_certified: true,
@@ -876,7 +903,7 @@ impl Node {
             });
         }
         let encoded_at = started.elapsed();
-        let (placement, holders, recording) = self.place(&encoded.metadata).await?;
+        let (placement, record, recording) = self.place(&encoded.metadata, content_type).await?;
         let placed_at = started.elapsed();
         let encoded_metadata = encoded.metadata.clone();
 
@@ -884,7 +911,7 @@ impl Node {
         let node = self.clone();
         let encoded = Arc::new(encoded);
         tokio::spawn(async move {
-            node.drive_write(blob_id, encoded, placement, holders, certified_tx)
+            node.drive_write(blob_id, encoded, placement, record, certified_tx)
                 .await;
         });
         let certificate = certified_rx
@@ -900,7 +927,11 @@ impl Node {
         );
         self.remember_certificate(blob_id, certificate.clone())?;
         // Just written, likely read soon: serve it from memory.
-        self.inner.cache.insert(&encoded_metadata, whole);
+        self.inner.cache.insert(&BlobBytes {
+            metadata: encoded_metadata,
+            content_type: content_type.to_owned(),
+            bytes: whole,
+        });
         Ok(PutOutcome {
             blob_id,
             already_certified: false,
@@ -910,12 +941,13 @@ impl Node {
         })
     }
 
-    /// A new blob's placement over its neighbourhood, and the recording of the writer's holder list here, which
-    /// runs while the slivers go out: await it before answering the put.
+    /// A new blob's placement over its neighbourhood, and the recording of the writer's holder record (list and
+    /// content type) here, which runs while the slivers go out: await it before answering the put.
     pub(crate) async fn place(
         &self,
         metadata: &BlobMetadata,
-    ) -> Result<(Placement, Vec<PeerKey>, Recording), PutError> {
+        content_type: &str,
+    ) -> Result<(Placement, HolderRecord, Recording), PutError> {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
         let neighbourhood: Vec<PeerKey> = self
@@ -927,13 +959,13 @@ impl Node {
             .collect();
         let placement = Placement::new(&blob_id, shards, &neighbourhood)
             .ok_or_else(|| PutError::Internal("no peers".into()))?;
-        let holders = placement.holder_list();
+        let record = HolderRecord::initial(placement.holder_list()).with_content_type(content_type);
         let node = self.clone();
-        let (metadata, listed) = (metadata.clone(), holders.clone());
+        let (metadata, listed) = (metadata.clone(), record.clone());
         let recording = Recording(tokio::task::spawn_blocking(move || {
-            node.inner.store.put_metadata(&metadata, &listed)
+            node.inner.store.put_record(&metadata, &listed).map(|_| ())
         }));
-        Ok((placement, holders, recording))
+        Ok((placement, record, recording))
     }
 
     pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
@@ -970,7 +1002,7 @@ impl Node {
         blob_id: BlobId,
         encoded: Arc<EncodedBlob>,
         placement: Placement,
-        holders: Vec<PeerKey>,
+        record: HolderRecord,
         certified_tx: oneshot::Sender<Result<pb::Certificate, PutError>>,
     ) {
         let mut certified_tx = Some(certified_tx);
@@ -991,7 +1023,7 @@ impl Node {
                         let node = self.clone();
                         let tx = tx.clone();
                         let source = IndexSource::Encoded(Arc::clone(&encoded));
-                        let record = HolderRecord::initial(holders.clone());
+                        let record = record.clone();
                         let metadata = encoded.metadata.clone();
                         tokio::spawn(async move {
                             let result = node
@@ -1194,11 +1226,12 @@ impl Node {
         }
     }
 
-    /// The metadata and holder list of a blob: from the local store, else from the nearest peers that know it.
+    /// The metadata and holder record (list and content type) of a blob: from the local store, else from the
+    /// nearest peers that know it.
     pub async fn find_metadata(
         &self,
         blob_id: &BlobId,
-    ) -> Result<(BlobMetadata, Vec<PeerKey>), GetError> {
+    ) -> Result<(BlobMetadata, HolderRecord), GetError> {
         self.find_metadata_excluding(blob_id, &[]).await
     }
 
@@ -1208,12 +1241,12 @@ impl Node {
         &self,
         blob_id: &BlobId,
         tried: &[Vec<PeerKey>],
-    ) -> Result<(BlobMetadata, Vec<PeerKey>), GetError> {
+    ) -> Result<(BlobMetadata, HolderRecord), GetError> {
         let store = self.clone();
         let id = *blob_id;
         if let Ok(Ok(found)) =
-            tokio::task::spawn_blocking(move || store.inner.store.metadata(&id)).await
-            && !tried.contains(&found.1)
+            tokio::task::spawn_blocking(move || store.inner.store.metadata_record(&id)).await
+            && !tried.contains(&found.1.holders)
         {
             return Ok(found);
         }
@@ -1236,40 +1269,49 @@ impl Node {
                 && check_holders(&holders, metadata.params().shards()).is_ok()
                 && !tried.contains(&holders)
             {
-                return Ok((metadata, holders));
+                let found = HolderRecord {
+                    holders,
+                    epoch: record.holders_epoch,
+                    repairer: record.holders_repairer.to_vec(),
+                    // A malformed label is a peer's fault, not the blob's: read without it.
+                    content_type: content_type::check(&record.content_type)
+                        .map(str::to_owned)
+                        .unwrap_or_default(),
+                };
+                return Ok((metadata, found));
             }
         }
         Err(GetError::NotFound(*blob_id))
     }
 
-    /// Reads bytes `[start, end)` of a blob (`None` for the whole blob). Returns the metadata and the bytes.
+    /// Reads bytes `[start, end)` of a blob (`None` for the whole blob), with its metadata and media type.
     pub async fn get(
         &self,
         blob_id: &BlobId,
         range: Option<(u64, u64)>,
-    ) -> Result<(BlobMetadata, Bytes), GetError> {
+    ) -> Result<BlobBytes, GetError> {
         let started = Instant::now();
         let result = match self.inner.cache.get(blob_id) {
-            Some((metadata, blob)) => slice_cached(metadata, &blob, range),
+            Some(blob) => slice_cached(blob, range),
             None => {
                 let result = self.get_inner(blob_id, range).await;
-                if let Ok((metadata, blob)) = &result
+                if let Ok(blob) = &result
                     && range.is_none_or(|(start, end)| {
-                        start == 0 && end == metadata.params().blob_length()
+                        start == 0 && end == blob.metadata.params().blob_length()
                     })
                 {
-                    self.inner.cache.insert(metadata, blob.clone());
+                    self.inner.cache.insert(blob);
                 }
                 result
             }
         };
         let m = &self.inner.metrics;
-        record(&result, started, &m.gets, &m.get_ms_total, &m.get_failures);
+        record(&result, started, &m.gets, &m.latencies.get, &m.get_failures);
         result
     }
 
     /// A whole blob this node read or wrote recently, from memory.
-    pub fn cached(&self, blob_id: &BlobId) -> Option<(BlobMetadata, Bytes)> {
+    pub fn cached(&self, blob_id: &BlobId) -> Option<BlobBytes> {
         self.inner.cache.get(blob_id)
     }
 
@@ -1277,13 +1319,20 @@ impl Node {
         &self,
         blob_id: &BlobId,
         range: Option<(u64, u64)>,
-    ) -> Result<(BlobMetadata, Bytes), GetError> {
+    ) -> Result<BlobBytes, GetError> {
         // Up to three distinct holder lists: one stale or hostile peer's list cannot make a blob unreadable.
         let mut tried: Vec<Vec<PeerKey>> = Vec::new();
         let mut last_error = None;
         while tried.len() < 3 {
             let started = Instant::now();
-            let (metadata, holders) = match self.find_metadata_excluding(blob_id, &tried).await {
+            let (
+                metadata,
+                HolderRecord {
+                    holders,
+                    content_type,
+                    ..
+                },
+            ) = match self.find_metadata_excluding(blob_id, &tried).await {
                 Ok(found) => found,
                 Err(error) => return Err(last_error.unwrap_or(error)),
             };
@@ -1303,7 +1352,13 @@ impl Node {
                     tried.push(holders);
                     last_error = Some(error);
                 }
-                other => return other,
+                other => {
+                    return other.map(|(metadata, bytes)| BlobBytes {
+                        metadata,
+                        content_type,
+                        bytes,
+                    });
+                }
             }
         }
         Err(last_error.unwrap_or(GetError::NotFound(*blob_id)))
@@ -1474,7 +1529,7 @@ impl Node {
             let result = loop {
                 let (metadata, holders) = match node.find_metadata_excluding(&blob_id, &tried).await
                 {
-                    Ok(found) => found,
+                    Ok((metadata, record)) => (metadata, record.holders),
                     Err(error) => break Err(last_error.unwrap_or(error)),
                 };
                 let from = start.saturating_add(sent);
@@ -1508,7 +1563,7 @@ impl Node {
                 }
             };
             let m = &node.inner.metrics;
-            record(&result, started, &m.gets, &m.get_ms_total, &m.get_failures);
+            record(&result, started, &m.gets, &m.latencies.get, &m.get_failures);
             if let Err(error) = result {
                 tracing::info!(%blob_id, %error, sent, "streamed read failed");
                 let _ = out_tx.send(Err(error)).await;
@@ -1745,6 +1800,7 @@ pub(crate) fn store_request(
             .collect(),
         holders_epoch: record.epoch,
         holders_repairer: Bytes::from(record.repairer.clone()),
+        content_type: record.content_type.clone(),
     }
 }
 
@@ -1757,13 +1813,12 @@ pub(crate) fn record<T, E>(
     result: &Result<T, E>,
     started: Instant,
     ok: &AtomicU64,
-    ms_total: &AtomicU64,
+    latency: &prometheus_client::metrics::histogram::Histogram,
     failed: &AtomicU64,
 ) {
     if result.is_ok() {
         ok.fetch_add(1, Ordering::Relaxed);
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        ms_total.fetch_add(ms, Ordering::Relaxed);
+        latency.observe(started.elapsed().as_secs_f64());
     } else {
         failed.fetch_add(1, Ordering::Relaxed);
     }

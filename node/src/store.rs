@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use floe_protocol::content_type;
 use floe_protocol::placement::PeerKey;
 use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
@@ -152,6 +153,9 @@ pub struct HolderRecord {
     pub epoch: u64,
     /// The peer that made the list.
     pub repairer: Vec<u8>,
+    /// The blob's media type as its writer gave it (empty: none); a label beside the list, not in the blob ID
+    /// (`floe_protocol::content_type`). Every list made from this one carries it on.
+    pub content_type: String,
 }
 
 impl HolderRecord {
@@ -161,7 +165,14 @@ impl HolderRecord {
             holders,
             epoch: 0,
             repairer: Vec::new(),
+            content_type: String::new(),
         }
+    }
+
+    /// The same record with `content_type` as the blob's media type.
+    pub fn with_content_type(mut self, content_type: &str) -> Self {
+        content_type.clone_into(&mut self.content_type);
+        self
     }
 
     /// Whether this list replaces `current` (protocol rule: higher epoch, then lower repairer).
@@ -956,6 +967,7 @@ fn record_job(
         holders: record.holders.iter().map(|h| h.clone().into()).collect(),
         holders_epoch: record.epoch,
         holders_repairer: record.repairer.clone().into(),
+        content_type: record.content_type.clone(),
     };
     let frame = wire::encode_frame(&message);
     let too_large = frame.len() > MAX_METADATA_LEN * 2;
@@ -1039,6 +1051,10 @@ fn parse_record(
             holders: record.holders.iter().map(|h| h.to_vec()).collect(),
             epoch: record.holders_epoch,
             repairer: record.holders_repairer.to_vec(),
+            // A label that no longer passes the rule is dropped, never served.
+            content_type: content_type::check(&record.content_type)
+                .map(str::to_owned)
+                .unwrap_or_default(),
         },
     ))
 }
@@ -2454,6 +2470,8 @@ mod tests {
             holders: holders(12).into_iter().rev().collect(),
             epoch: 2,
             repairer: vec![1],
+            // The label rides along with the list and comes back from the store.
+            content_type: "text/html; charset=utf-8".into(),
         };
         assert!(store.put_record(&encoded.metadata, &newer).unwrap());
         let older = HolderRecord {

@@ -26,7 +26,10 @@ use floe_protocol::wire::pb;
 use floe_protocol::write::Millis;
 use floe_protocol::{BlobEncoder, BlobMetadata, BlobParams, EncodingType, Sliver, SliverProof};
 
-use crate::service::{Node, PutError, PutOutcome, StoreAnswer, certificate_of, timer_fires};
+use crate::service::{
+    Node, PutError, PutOptions, PutOutcome, StoreAnswer, certificate_of, timer_fires,
+};
+use crate::store::HolderRecord;
 
 /// Runs encoded and held at once by a streamed write.
 const WINDOW: usize = 2;
@@ -234,19 +237,27 @@ fn prepare_runs(
 impl Node {
     /// Stores a blob spooled to disk: the streamed write. Returns once receipts certify it; delivery of the
     /// rest goes on in the background and the spool is removed when it ends.
-    pub async fn put_spooled(&self, spool: Spool) -> Result<PutOutcome, PutError> {
+    pub async fn put_spooled(
+        &self,
+        spool: Spool,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, PutError> {
         let started = Instant::now();
         self.inner
             .metrics
             .streamed_puts
             .fetch_add(1, Ordering::Relaxed);
-        let result = self.put_spooled_inner(spool).await;
+        let result = self.put_spooled_inner(spool, options).await;
         let m = &self.inner.metrics;
-        crate::service::record(&result, started, &m.puts, &m.put_ms_total, &m.put_failures);
+        crate::service::record(&result, started, &m.puts, &m.latencies.put, &m.put_failures);
         result
     }
 
-    async fn put_spooled_inner(&self, mut spool: Spool) -> Result<PutOutcome, PutError> {
+    async fn put_spooled_inner(
+        &self,
+        mut spool: Spool,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, PutError> {
         spool
             .finish()
             .await
@@ -262,7 +273,9 @@ impl Node {
             .map_err(|e| PutError::Internal(e.to_string()))?
             .map_err(PutError::Encode)?;
         let blob_id = metadata.blob_id();
-        if let Some(certificate) = self.certificate(&blob_id) {
+        if !options.force
+            && let Some(certificate) = self.certificate(&blob_id)
+        {
             return Ok(PutOutcome {
                 blob_id,
                 already_certified: true,
@@ -271,12 +284,12 @@ impl Node {
                 shards,
             });
         }
-        let (placement, holders, recording) = self.place(&metadata).await?;
+        let (placement, record, recording) = self.place(&metadata, &options.content_type).await?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
         let node = self.clone();
         tokio::spawn(async move {
-            node.drive_stream_write(spool, metadata, placement, holders, certified_tx)
+            node.drive_stream_write(spool, metadata, placement, record, certified_tx)
                 .await;
         });
         let certificate = certified_rx
@@ -298,7 +311,7 @@ impl Node {
         spool: Spool,
         metadata: BlobMetadata,
         placement: Placement,
-        holders: Vec<PeerKey>,
+        record: HolderRecord,
         certified_tx: oneshot::Sender<Result<pb::Certificate, PutError>>,
     ) {
         let blob_id = metadata.blob_id();
@@ -330,7 +343,11 @@ impl Node {
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
         let mut timer: Option<Millis> = None;
         let metadata_pb: pb::BlobMetadata = (&metadata).into();
-        let holders_pb: Vec<Bytes> = holders.iter().map(|h| Bytes::from(h.clone())).collect();
+        let holders_pb: Vec<Bytes> = record
+            .holders
+            .iter()
+            .map(|h| Bytes::from(h.clone()))
+            .collect();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -369,6 +386,7 @@ impl Node {
                             slivers,
                             metadata: Some(metadata_pb.clone()),
                             holders: holders_pb.clone(),
+                            content_type: record.content_type.clone(),
                             ..Default::default()
                         };
                         let node = self.clone();

@@ -10,6 +10,7 @@
 
 pub mod blob_id;
 pub mod challenge;
+pub mod content_type;
 pub mod copy;
 pub mod decoder;
 pub mod encoder;

@@ -1,0 +1,246 @@
+//! `GET /metrics`: the node's counters, gauges and latency histograms with libp2p's, in OpenMetrics text.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+use super::errors::error;
+
+/// `GET /metrics`: libp2p's metrics, then floe's, as one OpenMetrics document.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let m = state.node.metrics();
+    let c = state.node.store().counters();
+    let view = state.node.net().view().await;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let rows: Vec<(&str, &str, u64)> = vec![
+        (
+            "floe_slivers_stored",
+            "sliver indexes held",
+            c.slivers.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_bytes_stored",
+            "bytes of sliver records held",
+            c.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_corrupt_slivers_found_total",
+            "corrupt sliver records found on read",
+            c.corrupt_found.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_store_compactions_total",
+            "sliver logs compacted",
+            c.compactions.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_store_compacted_bytes_total",
+            "sliver bytes copied by compaction",
+            c.compacted_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_store_commits_total",
+            "group commits of the sliver store",
+            c.commits.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_cache_hits_total",
+            "gets served from the hot-blob cache",
+            state.node.cache().hits.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_cache_bytes",
+            "bytes of blobs in the hot-blob cache",
+            state.node.cache().bytes(),
+        ),
+        (
+            "floe_puts_total",
+            "blobs written",
+            m.puts.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_put_failures_total",
+            "writes that failed",
+            m.put_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_gets_total",
+            "blobs read",
+            m.gets.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_get_failures_total",
+            "reads that failed",
+            m.get_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_slivers_received_total",
+            "store requests accepted",
+            m.slivers_received.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_slivers_served_total",
+            "sliver sets served",
+            m.slivers_served.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_invalid_slivers_received_total",
+            "invalid slivers received",
+            m.invalid_slivers_received.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_segments_decoded_total",
+            "segments rebuilt by decoding",
+            m.segments_decoded.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_partial_indexes_reclaimed_total",
+            "partial sliver indexes deleted after --partial-ttl without growing",
+            m.partial_indexes_reclaimed.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_segment_checks_skipped_total",
+            "segments read without the re-encode check, checked here before",
+            m.segment_checks_skipped.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_write_requests_total",
+            "store requests sent",
+            m.write_requests.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_read_requests_total",
+            "read requests sent",
+            m.read_requests.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_streamed_puts_total",
+            "puts spooled to disk and written run by run",
+            load(&m.streamed_puts),
+        ),
+        (
+            "floe_connected_peers",
+            "connected peers",
+            u64::try_from(view.connected).unwrap_or(0),
+        ),
+        (
+            "floe_repairs_started_total",
+            "repairs led",
+            load(&m.repairs_started),
+        ),
+        (
+            "floe_repairs_done_total",
+            "repairs that delivered every rebuilt sliver",
+            load(&m.repairs_done),
+        ),
+        (
+            "floe_repairs_failed_total",
+            "repairs that failed (retried later)",
+            load(&m.repairs_failed),
+        ),
+        (
+            "floe_slivers_rebuilt_total",
+            "slivers rebuilt by decoding and delivered",
+            load(&m.slivers_rebuilt),
+        ),
+        (
+            "floe_repair_bytes_fetched_total",
+            "sliver bytes fetched for repairs",
+            load(&m.repair_bytes_fetched),
+        ),
+        (
+            "floe_repair_bytes_sent_total",
+            "rebuilt sliver bytes delivered",
+            load(&m.repair_bytes_sent),
+        ),
+        (
+            "floe_repair_segments_decoded_total",
+            "segments decoded for repairs",
+            load(&m.repair_segments_decoded),
+        ),
+        (
+            "floe_slivers_handed_off_total",
+            "slivers handed to their next holder",
+            load(&m.slivers_handed_off),
+        ),
+        (
+            "floe_handoff_bytes_sent_total",
+            "sliver bytes handed off",
+            load(&m.handoff_bytes_sent),
+        ),
+        (
+            "floe_duplicate_slivers_received_total",
+            "repaired or handed-off slivers already held",
+            load(&m.duplicate_slivers_received),
+        ),
+        (
+            "floe_holder_lists_adopted_total",
+            "newer holder lists adopted",
+            load(&m.holder_lists_adopted),
+        ),
+        (
+            "floe_stored_outside_own_view_total",
+            "slivers stored here although this node's view puts it outside the blob's neighbourhood",
+            load(&m.stored_outside_own_view),
+        ),
+        (
+            "floe_placement_disagreements_total",
+            "receipts whose holder said it is outside the blob's neighbourhood by its own view",
+            load(&m.placement_disagreements),
+        ),
+        (
+            "floe_announcements_refused_total",
+            "gossiped repair announcements refused",
+            load(&m.announcements_refused),
+        ),
+        (
+            "floe_challenges_passed_total",
+            "challenges sent that holders passed",
+            load(&m.challenges_passed),
+        ),
+        (
+            "floe_challenges_failed_total",
+            "challenges sent that holders failed",
+            load(&m.challenges_failed),
+        ),
+        (
+            "floe_challenges_answered_total",
+            "challenges answered",
+            load(&m.challenges_answered),
+        ),
+    ];
+    // floe's counters live in the node as atomics; they are copied into a registry of constants per scrape and
+    // encoded after libp2p's, so the answer is one OpenMetrics document with one EOF.
+    let mut floe = Registry::default();
+    for (name, help, value) in rows {
+        match name.strip_suffix("_total") {
+            Some(counter) => floe.register(counter, help, ConstCounter::new(value)),
+            None => floe.register(
+                name,
+                help,
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)),
+            ),
+        }
+    }
+    m.latencies.register(&mut floe);
+    let mut text = String::new();
+    let encoded = prometheus_client::encoding::text::encode_registry(&mut text, &state.registry)
+        .and_then(|()| prometheus_client::encoding::text::encode(&mut text, &floe));
+    if let Err(e) = encoded {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,293 @@
+//! Walrus publisher compatibility: the query parameters of `PUT /v1/blobs`, checked, and the answer shapes
+//! (`newlyCreated`, `alreadyCertified`) with every field Walrus clients read, each one true of floe.
+//!
+//! floe has no chain, no Sui objects and (until blob lifetimes land) no epochs. What the fields say today,
+//! documented in docs/operators.md: floe is at epoch 0 and keeps every blob until epoch [`FOREVER_EPOCH`] (the
+//! largest epoch Walrus can name: never); a blob's object ID is its blob ID in hex (`0x…`, 32 bytes, the shape of
+//! a Sui object ID), which `GET /v1/blobs/by-object-id/{id}` accepts; nothing costs anything; nothing can be
+//! deleted yet. Parameters floe cannot honour get a 400 that says why, never a silent success.
+
+use serde_json::{Value, json};
+
+use floe_protocol::{BlobId, BlobParams, content_type};
+
+use crate::service::PutOutcome;
+
+/// The epoch floe is in: there are none yet.
+pub const CURRENT_EPOCH: u32 = 0;
+/// The end epoch of every blob: the largest a Walrus client can parse, meaning "kept until deleted", and floe
+/// deletes nothing yet.
+pub const FOREVER_EPOCH: u32 = u32::MAX;
+
+/// The checked query of a `PUT /v1/blobs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutQuery {
+    /// Store even if this node already holds a certificate for the blob.
+    pub force: bool,
+    /// The media type from `?content_type=`, if given (the header's otherwise).
+    pub content_type: Option<String>,
+    /// `?epochs=` as asked (ignored: floe keeps every blob; kept for the log).
+    pub epochs: Option<u32>,
+}
+
+/// Why a query is refused: a message for the 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(String);
+
+/// The query parameters floe knows, for the error that names an unknown one.
+const KNOWN: &str =
+    "epochs, deletable, permanent, force, send_object_to, share, encoding_type, content_type";
+
+fn flag(name: &str, value: &str) -> Result<bool, QueryError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(QueryError(format!(
+            "{name} must be true or false, got {value:?}"
+        ))),
+    }
+}
+
+/// Checks the query pairs of a `PUT /v1/blobs`.
+pub fn parse_put_query(pairs: &[(String, String)]) -> Result<PutQuery, QueryError> {
+    let mut query = PutQuery::default();
+    let (mut deletable, mut permanent) = (false, false);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "epochs" => {
+                query.epochs = Some(if value == "max" {
+                    FOREVER_EPOCH
+                } else {
+                    match value.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => {
+                            return Err(QueryError(format!(
+                                "epochs must be a whole number from 1 to {FOREVER_EPOCH} or \"max\", got {value:?} \
+                                 (floe keeps every blob until it is deleted; see docs/operators.md)"
+                            )));
+                        }
+                    }
+                });
+            }
+            "deletable" => deletable = flag(name, value)?,
+            "permanent" => permanent = flag(name, value)?,
+            "force" => query.force = flag(name, value)?,
+            "send_object_to" => {
+                return Err(QueryError(
+                    "floe has no Sui objects to send: leave send_object_to out (the blob ID is all there is)".into(),
+                ));
+            }
+            "share" => {
+                if flag(name, value)? {
+                    return Err(QueryError(
+                        "floe has no Sui objects to share: leave share out or set it to false"
+                            .into(),
+                    ));
+                }
+            }
+            "encoding_type" => {
+                if value != "rs-simd" {
+                    return Err(QueryError(format!(
+                        "floe encodes with rs-simd (Reed-Solomon over GF(2^16)); encoding_type {value:?} is not \
+                         available"
+                    )));
+                }
+            }
+            "content_type" => {
+                let checked = content_type::check(value)
+                    .map_err(|e| QueryError(format!("content_type: {e}")))?;
+                query.content_type = Some(checked.to_owned());
+            }
+            other => {
+                return Err(QueryError(format!(
+                    "unknown query parameter {other:?}; known: {KNOWN}"
+                )));
+            }
+        }
+    }
+    if deletable && permanent {
+        return Err(QueryError(
+            "a blob cannot be both deletable and permanent".into(),
+        ));
+    }
+    Ok(query)
+}
+
+/// The object ID floe gives a blob: its ID in hex, the shape of a Sui object ID.
+pub fn object_id(blob_id: &BlobId) -> String {
+    let mut out = String::with_capacity(66);
+    out.push_str("0x");
+    for byte in blob_id.as_bytes() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// The blob ID behind an object ID from [`object_id`], if it is one.
+pub fn blob_id_of_object(object: &str) -> Option<BlobId> {
+    let hex = object.strip_prefix("0x")?;
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..32)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    BlobId::from_slice(&bytes?).ok()
+}
+
+/// Bytes the holders store for a blob: every sliver of every segment.
+pub fn encoded_length(params: &BlobParams) -> u64 {
+    let per_segment = |segment: u64| {
+        params
+            .sliver_len(segment)
+            .and_then(|len| u64::try_from(len).ok())
+            .unwrap_or(0)
+    };
+    let segments = params.segment_count();
+    if segments == 0 {
+        return 0;
+    }
+    let full = per_segment(0).saturating_mul(segments.saturating_sub(1));
+    let last = per_segment(segments.saturating_sub(1));
+    full.saturating_add(last)
+        .saturating_mul(u64::from(params.shards()))
+}
+
+/// The Walrus answer to a put: `newlyCreated` or `alreadyCertified`, plus floe's certificate.
+pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
+    let certificate: Vec<Value> = outcome
+        .certificate
+        .receipts
+        .iter()
+        .map(|r| {
+            json!({"index": r.index, "holderPublicKey": hex(&r.holder_public_key), "signature": hex(&r.signature)})
+        })
+        .collect();
+    let id = outcome.blob_id.to_string();
+    let object = object_id(&outcome.blob_id);
+    if outcome.already_certified {
+        return json!({"alreadyCertified": {
+            "blobId": id,
+            "endEpoch": FOREVER_EPOCH,
+            "object": object,
+            "certificate": certificate,
+        }});
+    }
+    json!({
+        "newlyCreated": {
+            "blobObject": {
+                "id": object,
+                "registeredEpoch": CURRENT_EPOCH,
+                "blobId": id,
+                "size": outcome.size,
+                "encodingType": "rs-simd",
+                "certifiedEpoch": CURRENT_EPOCH,
+                "storage": {
+                    "id": object,
+                    "startEpoch": CURRENT_EPOCH,
+                    "endEpoch": FOREVER_EPOCH,
+                    "storageSize": encoded_length,
+                },
+                "deletable": false,
+                "shards": outcome.shards,
+                "certificate": certificate,
+            },
+            "resourceOperation": {"registerFromScratch": {
+                "encodedLength": encoded_length,
+                "epochsAhead": FOREVER_EPOCH - CURRENT_EPOCH,
+            }},
+            "cost": 0,
+        }
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn good_queries_pass_and_bad_values_are_named() {
+        let ok = parse_put_query(&pairs(&[
+            ("epochs", "5"),
+            ("deletable", "true"),
+            ("force", "true"),
+            ("encoding_type", "rs-simd"),
+            ("content_type", "text/html"),
+            ("share", "false"),
+        ]))
+        .unwrap();
+        assert!(ok.force);
+        assert_eq!(ok.epochs, Some(5));
+        assert_eq!(ok.content_type.as_deref(), Some("text/html"));
+        assert_eq!(
+            parse_put_query(&pairs(&[("epochs", "max")]))
+                .unwrap()
+                .epochs,
+            Some(FOREVER_EPOCH)
+        );
+        for (query, needle) in [
+            (vec![("epochs", "notanumber")], "epochs must be"),
+            (vec![("epochs", "0")], "epochs must be"),
+            (vec![("epochs", "-1")], "epochs must be"),
+            (
+                vec![("deletable", "yes")],
+                "deletable must be true or false",
+            ),
+            (vec![("permanent", "1")], "permanent must be"),
+            (
+                vec![("permanent", "true"), ("deletable", "true")],
+                "both deletable and permanent",
+            ),
+            (vec![("send_object_to", "0x1")], "no Sui objects"),
+            (vec![("share", "true")], "no Sui objects"),
+            (vec![("encoding_type", "RS2")], "rs-simd"),
+            (vec![("content_type", "nope")], "content_type"),
+            (vec![("epoch", "3")], "unknown query parameter \"epoch\""),
+        ] {
+            let error = parse_put_query(&pairs(&query)).unwrap_err().to_string();
+            assert!(error.contains(needle), "{query:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn object_ids_round_trip_and_strangers_are_refused() {
+        let id: BlobId = "A".repeat(43).parse().unwrap();
+        let object = object_id(&id);
+        assert_eq!(object.len(), 66);
+        assert_eq!(blob_id_of_object(&object), Some(id));
+        assert_eq!(blob_id_of_object("0x12"), None);
+        assert_eq!(blob_id_of_object(&format!("0x{}", "zz".repeat(32))), None);
+        assert_eq!(blob_id_of_object(&"é".repeat(33)), None);
+    }
+
+    #[test]
+    fn the_encoded_length_counts_every_sliver() {
+        let params = BlobParams::new(
+            floe_protocol::EncodingType::RsSimd,
+            10,
+            1 << 20,
+            (3 << 20) + 5,
+        )
+        .unwrap();
+        let expected: u64 = (0..params.segment_count())
+            .map(|s| u64::try_from(params.sliver_len(s).unwrap()).unwrap() * 10)
+            .sum();
+        assert_eq!(encoded_length(&params), expected);
+        let empty = BlobParams::new(floe_protocol::EncodingType::RsSimd, 10, 1 << 20, 0).unwrap();
+        let expected: u64 = (0..empty.segment_count())
+            .map(|s| u64::try_from(empty.sliver_len(s).unwrap()).unwrap() * 10)
+            .sum();
+        assert_eq!(encoded_length(&empty), expected);
+    }
+}
