@@ -17,11 +17,13 @@ on_exit() {
     tail -n 20 "$work"/data/node-*/node.log >&2 || true
   fi
   kill -INT "$devnet" 2>/dev/null || true; sleep 1
-  pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true
+  # Nodes the devnet left behind, by the PIDs it started them with.
+  for pid in ${node_pids:-}; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap on_exit EXIT
 for _ in $(seq 1 100); do grep -q "Ctrl-C stops" "$work/out" 2>/dev/null && break; sleep 0.2; done
+node_pids=$(pgrep -P "$devnet" || true)
 cat "$work/out"
 # Let the three nodes find each other.
 for port in 25500 25501 25502; do
@@ -37,5 +39,7 @@ cmp "$work/blob" "$work/copy"
 echo "devnet smoke: blob $id went in through node 0 and came out of node 2 byte-identical"
 kill -INT $devnet
 wait $devnet || true
-if pgrep -f "floe node --data-dir $work" > /dev/null; then echo "devnet left nodes running" >&2; exit 1; fi
+for pid in $node_pids; do
+  if kill -0 "$pid" 2>/dev/null; then echo "devnet left node $pid running" >&2; exit 1; fi
+done
 echo "devnet smoke: Ctrl-C stopped every node"

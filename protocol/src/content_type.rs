@@ -4,7 +4,7 @@
 //! The label is not part of the blob ID: the same bytes stored as `text/plain` and as `application/json` are one
 //! blob, and the first label a holder records sticks. It is therefore not verified the way slivers are: a hostile
 //! holder can change it, which is why gateways serve blobs with `X-Content-Type-Options: nosniff` and a sandbox
-//! policy (docs/protocol.md §8). This module owns only the rule for which labels are well formed; it must not
+//! policy (docs/protocol.md §13). This module owns only the rule for which labels are well formed; it must not
 //! guess types from content or file names.
 
 /// Longest accepted label, in bytes.

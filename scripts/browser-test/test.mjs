@@ -1,0 +1,351 @@
+// Browser checks against a running floe devnet, in Debian's headless Chromium driven by playwright-core.
+// scripts/browser-test.sh starts the devnet, stores the blobs and runs this; by hand:
+//   node test.mjs --gateway http://127.0.0.1:25700 [--gateway …] --text-id ID --text-file FILE --clip-id ID
+// Checks: (1) the status page at a gateway's `/` shows what /v1/node/status says; (2) its blob lookup shows the
+// text blob readable with one holder row per shard; (3) a page on another origin reads the blob with fetch(),
+// whole and by Range, and can read Content-Range and ETag (CORS); (4) a <video> on that page plays the WebM clip
+// straight from the gateway and seeks to 2 s. Prints one line per check, then `browser: N passed, M failed`.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const TOTAL_MS = 110_000; // the whole run, browser start to exit
+const CHECK_MS = 30_000; // any one check
+
+const { values: opt } = parseArgs({
+  options: {
+    gateway: { type: 'string', multiple: true },
+    'text-id': { type: 'string' },
+    'text-file': { type: 'string' },
+    'clip-id': { type: 'string' },
+    artifacts: { type: 'string' },
+    chromium: { type: 'string', default: '/usr/bin/chromium' },
+  },
+});
+for (const k of ['gateway', 'text-id', 'text-file', 'clip-id']) {
+  if (!opt[k]) {
+    console.error(`test.mjs: --${k} is required (see the comment at the top of the file)`);
+    process.exit(2);
+  }
+}
+const gateways = opt.gateway.map((g) => g.replace(/\/+$/, ''));
+const gw = (i) => gateways[i % gateways.length];
+const textId = opt['text-id'];
+const clipId = opt['clip-id'];
+const textBytes = fs.readFileSync(opt['text-file']);
+
+const results = [];
+const pageErrors = [];
+let browser;
+let otherOrigin;
+
+function notRun() {
+  while (results.length < 4) {
+    console.log(`FAIL ${results.length + 1} not run`);
+    results.push({ ok: false });
+  }
+}
+
+function finish() {
+  const passed = results.filter((r) => r.ok).length;
+  const failed = results.length - passed;
+  console.log(`browser: ${passed} passed, ${failed} failed`);
+  return failed === 0 && results.length > 0 ? 0 : 1;
+}
+
+const watchdog = setTimeout(async () => {
+  console.log(`FAIL the whole test took longer than ${TOTAL_MS / 1000} s; stopping`);
+  notRun();
+  const code = finish();
+  try { await withTimeout(browser?.close(), 3000, 'closing the browser'); } catch {}
+  process.exit(code || 1);
+}, TOTAL_MS);
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    Promise.resolve(promise).finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms); }),
+  ]);
+}
+
+async function check(number, name, body) {
+  const started = Date.now();
+  try {
+    const detail = await withTimeout(body(), CHECK_MS, name);
+    results.push({ ok: true });
+    console.log(`ok   ${number} ${name}${detail ? ': ' + detail : ''} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.push({ ok: false });
+    console.log(`FAIL ${number} ${name}: ${e && e.message ? e.message.split('\n')[0] : e} (${Date.now() - started} ms)`);
+    if (pageErrors.length) console.log(`     page errors so far: ${pageErrors.slice(-5).join(' | ')}`);
+  }
+}
+
+function assert(cond, message) { if (!cond) throw new Error(message); }
+
+async function getJson(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' } });
+  const body = await res.text();
+  assert(res.ok, `GET ${url} answered ${res.status}: ${body.slice(0, 200)}`);
+  return JSON.parse(body);
+}
+
+async function screenshot(page, name) {
+  if (!opt.artifacts) return;
+  try {
+    fs.mkdirSync(opt.artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(opt.artifacts, name), fullPage: true, timeout: 5000 });
+  } catch {}
+}
+
+/// A blank page on an origin that is not the gateway's: 127.0.0.2 (Linux loopback answers all of 127/8), or
+/// another port of 127.0.0.1 where that address cannot be bound. Either way scheme+host+port differ.
+async function startOtherOrigin() {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    res.end('<!doctype html><html><head><meta charset="utf-8"><title>other origin</title>'
+      + '<link rel="icon" href="data:,"></head><body><p>a dApp on another origin</p></body></html>');
+  });
+  for (const host of ['127.0.0.2', '127.0.0.1']) {
+    try {
+      await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, host, () => { server.off('error', reject); resolve(); });
+      });
+      return { server, url: `http://${host}:${server.address().port}` };
+    } catch {}
+  }
+  throw new Error('could not start the other-origin page server');
+}
+
+async function main() {
+  otherOrigin = await startOtherOrigin();
+  browser = await withTimeout(chromium.launch({
+    executablePath: opt.chromium,
+    timeout: 30_000,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+  }), 40_000, 'starting Chromium');
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  context.setDefaultTimeout(15_000);
+  const newPage = async (label) => {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
+    return page;
+  };
+
+  // (1) The status page shows what /v1/node/status says.
+  await check(1, 'status page matches /v1/node/status', async () => {
+    const page = await newPage('status page');
+    try {
+      const res = await page.goto(gw(0) + '/', { waitUntil: 'load' });
+      assert(res && res.ok(), `GET ${gw(0)}/ answered ${res && res.status()}`);
+      assert((await page.title()) === 'floe node', `page title is "${await page.title()}", not "floe node"`);
+      await page.waitForFunction(() => document.querySelector('[data-testid="last-updated"]')?.hasAttribute('data-at-ms'));
+      const read = () => page.evaluate(() => {
+        const q = (id) => document.querySelector(`[data-testid="${id}"]`);
+        return {
+          peerId: q('peerId').textContent.trim(),
+          knownPeers: Number(q('knownPeers').getAttribute('data-value')),
+          sliversStored: Number(q('sliversStored').getAttribute('data-value')),
+          bytesStored: Number(q('bytesStored').getAttribute('data-bytes')),
+          bytesText: q('bytesStored').textContent.trim(),
+          updatedAt: q('last-updated').getAttribute('data-at-ms'),
+        };
+      });
+      // The node's figures may move between the page's fetch and ours (a peer found, a sliver stored): compare
+      // again after the page's next refresh, a few times, before calling it a mismatch.
+      let mismatch = '';
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const shown = await read();
+        const status = await getJson(gw(0) + '/v1/node/status');
+        const diffs = ['peerId', 'knownPeers', 'sliversStored', 'bytesStored']
+          .filter((k) => shown[k] !== status[k])
+          .map((k) => `${k} shows ${JSON.stringify(shown[k])}, node says ${JSON.stringify(status[k])}`);
+        if (!diffs.length) {
+          assert(status.knownPeers >= gateways.length - 1, `the node knows ${status.knownPeers} peers`);
+          return `peer ${shown.peerId.slice(0, 16)}…, ${shown.knownPeers} known peers, ${shown.sliversStored} slivers, `
+            + `${shown.bytesText} (${shown.bytesStored} bytes)`;
+        }
+        mismatch = diffs.join('; ');
+        await page.waitForFunction((before) =>
+          document.querySelector('[data-testid="last-updated"]').getAttribute('data-at-ms') !== before,
+        shown.updatedAt, { timeout: 8000 });
+      }
+      await screenshot(page, 'status-page.png');
+      throw new Error(mismatch);
+    } finally {
+      await page.close();
+    }
+  });
+
+  // (2) The lookup shows the text blob readable with one holder row per shard (through another node's page).
+  await check(2, 'blob lookup shows the text blob readable with every holder', async () => {
+    const page = await newPage('lookup');
+    try {
+      await page.goto(gw(1) + '/', { waitUntil: 'load' });
+      await page.fill('[data-testid="lookup-input"]', textId);
+      await page.click('[data-testid="lookup-button"]');
+      await page.waitForSelector('[data-testid="lookup-health"], [data-testid="lookup-error"]');
+      const err = await page.$('[data-testid="lookup-error"]');
+      if (err) {
+        await screenshot(page, 'lookup.png');
+        throw new Error(`the lookup showed an error: ${(await err.textContent()).trim()}`);
+      }
+      const status = await getJson(`${gw(1)}/v1/blobs/${textId}/status`);
+      const shown = await page.evaluate(() => {
+        const q = (id) => document.querySelector(`[data-testid="${id}"]`);
+        return {
+          readable: q('lookup-health').getAttribute('data-readable'),
+          health: q('lookup-health').textContent.trim(),
+          size: Number(q('lookup-size')?.getAttribute('data-bytes')),
+          contentType: q('lookup-content-type')?.textContent.trim(),
+          rows: document.querySelectorAll('[data-testid="holder-row"]').length,
+        };
+      });
+      if (shown.readable !== 'true' || shown.rows !== status.shards || shown.size !== textBytes.length) {
+        await screenshot(page, 'lookup.png');
+      }
+      assert(shown.readable === 'true', `health shows "${shown.health}" (data-readable=${shown.readable})`);
+      assert(shown.size === textBytes.length, `size shows ${shown.size}, the blob has ${textBytes.length} bytes`);
+      assert(shown.rows === status.shards, `${shown.rows} holder rows, the blob has ${status.shards} shards`);
+      return `"${shown.health}", ${shown.rows} holder rows = ${status.shards} shards, content type ${shown.contentType}`;
+    } finally {
+      await page.close();
+    }
+  });
+
+  // (3) Another origin reads the blob with fetch(): whole, by Range, and sees Content-Range and ETag.
+  await check(3, 'cross-origin fetch: whole blob, Range 2-5, Content-Range and ETag readable', async () => {
+    const page = await newPage('other origin');
+    try {
+      await page.goto(otherOrigin.url + '/', { waitUntil: 'load' });
+      const url = `${gw(2)}/v1/blobs/${textId}`;
+      const got = await page.evaluate(async (url) => {
+        const out = { origin: location.origin };
+        try {
+          const whole = await fetch(url, { cache: 'no-store' });
+          out.wholeStatus = whole.status;
+          out.wholeType = whole.headers.get('content-type');
+          out.etag = whole.headers.get('etag');
+          out.wholeBytes = Array.from(new Uint8Array(await whole.arrayBuffer()));
+          const part = await fetch(url, { cache: 'no-store', headers: { Range: 'bytes=2-5' } });
+          out.rangeStatus = part.status;
+          out.contentRange = part.headers.get('content-range');
+          out.rangeEtag = part.headers.get('etag');
+          out.rangeBytes = Array.from(new Uint8Array(await part.arrayBuffer()));
+        } catch (e) {
+          out.error = String(e && e.message || e);
+        }
+        return out;
+      }, url);
+      assert(got.origin !== new URL(url).origin, `the page's origin ${got.origin} is the gateway's`);
+      assert(!got.error, `fetch from ${got.origin} failed: ${got.error} (CORS headers missing?)`);
+      assert(got.wholeStatus === 200, `whole fetch answered ${got.wholeStatus}`);
+      assert(Buffer.from(got.wholeBytes).equals(textBytes),
+        `whole fetch returned ${got.wholeBytes.length} bytes that differ from the ${textBytes.length} stored`);
+      assert(got.rangeStatus === 206, `Range fetch answered ${got.rangeStatus}, not 206`);
+      const want = textBytes.subarray(2, 6);
+      assert(Buffer.from(got.rangeBytes).equals(want),
+        `Range fetch returned ${JSON.stringify(Buffer.from(got.rangeBytes).toString())}, want ${JSON.stringify(want.toString())}`);
+      const wantRange = `bytes 2-5/${textBytes.length}`;
+      assert(got.contentRange === wantRange, `Content-Range read by JS is ${JSON.stringify(got.contentRange)}, want "${wantRange}"`);
+      assert(got.etag, 'the ETag header is not readable by JS (Access-Control-Expose-Headers?)');
+      return `from ${got.origin}: ${got.wholeBytes.length} bytes equal, 206 "${got.contentRange}", ETag ${got.etag}, `
+        + `Content-Type ${got.wholeType}`;
+    } finally {
+      await page.close();
+    }
+  });
+
+  // (4) A <video> on another origin plays the WebM clip from the gateway and seeks to 2 s.
+  await check(4, 'cross-origin <video> plays the clip and seeks to 2 s', async () => {
+    const page = await newPage('video');
+    try {
+      await page.goto(otherOrigin.url + '/', { waitUntil: 'load' });
+      const src = `${gw(3)}/v1/blobs/${clipId}`;
+      // What the media stack asked the gateway for: Chromium opens media with `Range: bytes=0-` and expects 206.
+      const media = [];
+      page.on('response', async (r) => {
+        if (r.url() !== src) return;
+        const range = await r.request().headerValue('range').catch(() => null);
+        media.push(`${r.request().method()} ${range || 'no Range'} -> ${r.status()}`);
+      });
+      const got = await page.evaluate(async (src) => {
+        const log = [];
+        const video = document.createElement('video');
+        video.muted = true;
+        video.playsInline = true;
+        video.preload = 'auto';
+        // CORS mode, as a dApp that draws frames to a canvas would use it: the gateway's
+        // Access-Control-Allow-Origin has to be on the media's Range answers too.
+        video.crossOrigin = 'anonymous';
+        for (const ev of ['loadedmetadata', 'canplay', 'playing', 'seeking', 'seeked', 'error', 'stalled']) {
+          video.addEventListener(ev, () => log.push(`${ev}@${video.currentTime.toFixed(2)}`));
+        }
+        document.body.appendChild(video);
+        const failed = () => video.error ? `media error ${video.error.code}: ${video.error.message}` : null;
+        const waitFor = (cond, ms, what) => new Promise((resolve, reject) => {
+          const started = performance.now();
+          const tick = () => {
+            if (failed()) return reject(new Error(failed()));
+            if (cond()) return resolve();
+            if (performance.now() - started > ms) return reject(new Error(`${what} within ${ms / 1000} s`));
+            setTimeout(tick, 50);
+          };
+          tick();
+        });
+        try {
+          let playing = false;
+          video.addEventListener('playing', () => { playing = true; });
+          video.src = src;
+          video.play().catch((e) => log.push(`play() rejected: ${e.name}`));
+          await waitFor(() => playing && video.currentTime > 0, 12000, 'no playback');
+          const playedTo = video.currentTime;
+          video.pause();
+          let seekedAt = null;
+          video.addEventListener('seeked', () => { seekedAt = video.currentTime; }, { once: true });
+          video.currentTime = 2;
+          await waitFor(() => seekedAt !== null, 10000, 'no seeked event');
+          // Playback goes on from the new position.
+          video.play().catch((e) => log.push(`play() rejected: ${e.name}`));
+          await waitFor(() => video.currentTime > seekedAt + 0.1, 8000, 'no playback after the seek');
+          return { ok: true, playedTo, seekedAt, after: video.currentTime, duration: video.duration,
+            size: `${video.videoWidth}x${video.videoHeight}`, log };
+        } catch (e) {
+          return { ok: false, error: String(e.message || e), readyState: video.readyState,
+            networkState: video.networkState, currentTime: video.currentTime, log };
+        }
+      }, src);
+      if (!got.ok) {
+        await screenshot(page, 'video.png');
+        throw new Error(`${got.error} (readyState ${got.readyState}, networkState ${got.networkState}, `
+          + `currentTime ${got.currentTime}; events ${got.log.join(' ')}; requests ${media.join(', ') || 'none seen'})`);
+      }
+      assert(Math.abs(got.seekedAt - 2) < 0.25, `seeked to ${got.seekedAt}, not about 2 s`);
+      assert(media.some((m) => m.endsWith('-> 206')), `no media request was answered 206: ${media.join(', ') || 'none seen'}`);
+      return `${got.size}, ${got.duration.toFixed(2)} s; played to ${got.playedTo.toFixed(2)} s, `
+        + `seeked to ${got.seekedAt.toFixed(2)} s, went on to ${got.after.toFixed(2)} s; requests ${media.join(', ')}`;
+    } finally {
+      await page.close();
+    }
+  });
+}
+
+let code = 1;
+try {
+  await main();
+} catch (e) {
+  console.log(`FAIL setting up: ${e && e.message ? e.message.split('\n')[0] : e}`);
+} finally {
+  notRun();
+  code = finish();
+  clearTimeout(watchdog);
+  try { await withTimeout(browser?.close(), 5000, 'closing the browser'); } catch {}
+  otherOrigin?.server.close();
+  otherOrigin?.server.closeAllConnections?.();
+}
+process.exit(code);
