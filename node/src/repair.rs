@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 use floe_protocol::challenge::{self, Challenge, Role};
 use floe_protocol::content_type;
 use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
+use floe_protocol::holders::{self, Acceptance, Via};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
 use floe_protocol::stream_write::store_runs;
 use floe_protocol::wire::{self, pb};
-use floe_protocol::write::Millis;
+use floe_protocol::write::Timer;
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
@@ -323,29 +324,35 @@ impl Node {
         let announcement: pb::RepairAnnouncement =
             wire::decode_body(&gossip.data, MAX_GOSSIP_LEN, "RepairAnnouncement")
                 .map_err(|e| e.to_string())?;
-        if announcement.repairer.as_ref() != gossip.source.to_bytes().as_slice() {
-            return Err("announcement not signed by its repairer".into());
-        }
         let blob_id = BlobId::from_slice(&announcement.blob_id).map_err(|e| e.to_string())?;
         let leaving = !announcement.holders.contains(&announcement.repairer);
         let repairer = announcement.repairer.to_vec();
+        let source = gossip.source.to_bytes();
         let node = self.clone();
         let adopted = tokio::task::spawn_blocking(move || {
-            let Ok((metadata, current)) = node.inner.store.metadata_record(&blob_id) else {
-                return Ok(None); // not a blob we hold: nothing to update, nothing to remember
-            };
+            let held = node.inner.store.metadata_record(&blob_id).ok();
             let record = HolderRecord {
                 holders: announcement.holders.iter().map(|h| h.to_vec()).collect(),
                 epoch: announcement.epoch,
                 repairer: announcement.repairer.to_vec(),
                 // Announcements carry no label: the blob's stays.
-                content_type: current.content_type.clone(),
+                content_type: held
+                    .as_ref()
+                    .map(|(_, current)| current.content_type.clone())
+                    .unwrap_or_default(),
             };
-            check_holders(&record.holders, metadata.params().shards())?;
-            // Only a holder of the current list may replace it: a stranger cannot rewrite where slivers live.
-            if !current.holders.contains(&record.repairer) {
-                return Err("announcement from a peer that holds no sliver of the blob".to_owned());
-            }
+            let acceptance = holders::accept(
+                &record.as_list(),
+                &source,
+                held.as_ref().map(|(_, current)| current.as_list()).as_ref(),
+                Via::Announcement,
+            )
+            .map_err(|e| e.to_string())?;
+            let Some((metadata, _)) = held.filter(|_| acceptance == Acceptance::Offered) else {
+                return Ok(None); // not a blob we hold: nothing to update, nothing to remember
+            };
+            check_holders(&record.holders, metadata.params().shards())
+                .map_err(|e| e.to_string())?;
             node.inner
                 .store
                 .put_record(&metadata, &record)
@@ -812,7 +819,7 @@ impl Node {
         let mut fetched: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
         let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
         let mut delivered: BTreeSet<u16> = BTreeSet::new();
-        let mut timer: Option<Millis> = None;
+        let mut timer = Timer::default();
         let outcome: Result<(), String> = 'repair: loop {
             let mut next = Vec::new();
             for effect in effects.drain(..) {
@@ -826,7 +833,9 @@ impl Node {
                             let _ = tx.send((index, slivers));
                         });
                     }
-                    RepairEffect::SetTimer(at) => timer = Some(timer.map_or(at, |t| t.min(at))),
+                    RepairEffect::SetTimer(at) => {
+                        timer.request(at);
+                    }
                     RepairEffect::Rebuild { sources, targets } => {
                         let chosen: BTreeMap<u16, Vec<VerifiedSliver>> = sources
                             .iter()
@@ -954,8 +963,8 @@ impl Node {
                         }
                     };
                 }
-                _ = timer_fires(self.inner.epoch, timer) => {
-                    timer = None;
+                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
+                    timer.fire();
                     effects = repair.on_timer(self.now());
                 }
             }

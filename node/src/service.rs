@@ -18,33 +18,25 @@ use floe_protocol::content_type;
 use floe_protocol::decoder::{Consistency, DecodeError, SegmentDecoder, VerifiedSliver};
 use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
+use floe_protocol::holders::{self, Acceptance, HolderListError, Via};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
+use floe_protocol::receipt;
 use floe_protocol::stream_write::{MAX_RUN_BYTES, cut_segments, store_runs};
 use floe_protocol::wire::pb;
-use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
+use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
 use crate::cache::BlobBytes;
 use crate::net::{Inbound, NetClient};
 use crate::store::{HolderRecord, Store};
 
-const RECEIPT_CONTEXT: &[u8] = b"floe receipt v1";
 /// Inbound requests handled at once; beyond that the network answers "busy".
 const MAX_CONCURRENT_INBOUND: usize = 64;
 
-/// Checks a holder list: one valid peer ID per sliver index.
-pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), String> {
-    if holders.len() != usize::from(shards) {
-        return Err(format!(
-            "holder list has {} entries for {shards} slivers",
-            holders.len()
-        ));
-    }
-    if holders.iter().any(|h| PeerId::from_bytes(h).is_err()) {
-        return Err("holder list has an invalid peer ID".into());
-    }
-    Ok(())
+/// Checks a holder list's shape (`floe_protocol::holders::check`) with libp2p's peer IDs.
+pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), HolderListError> {
+    holders::check(holders, shards, |bytes| PeerId::from_bytes(bytes).is_ok())
 }
 /// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
 const SEGMENTS_PER_ROUND: u64 = 1;
@@ -58,30 +50,21 @@ const MAX_STREAMS: usize = 8;
 /// How long a streamed read waits for a client to take the next chunk before giving up on it.
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The bytes a holder signs to acknowledge sliver `index` of `blob_id`.
-pub fn receipt_signing_bytes(blob_id: &BlobId, index: u16) -> Vec<u8> {
-    [RECEIPT_CONTEXT, blob_id.as_bytes(), &index.to_le_bytes()].concat()
-}
+/// libp2p identity keys as the receipt rule's signature scheme (`floe_protocol::receipt`).
+pub(crate) struct PeerSignatures;
 
-/// Checks a receipt's signature and that it comes from `holder`.
-pub fn check_receipt(
-    receipt: &pb::StorageReceipt,
-    blob_id: &BlobId,
-    index: u16,
-    holder: &PeerId,
-) -> Result<(), String> {
-    if receipt.blob_id.as_ref() != blob_id.as_bytes() || receipt.index != u32::from(index) {
-        return Err("receipt for another sliver".into());
+impl receipt::Signatures for PeerSignatures {
+    type Peer = PeerId;
+
+    fn signer(&self, public_key: &[u8]) -> Option<PeerId> {
+        PublicKey::try_decode_protobuf(public_key)
+            .ok()
+            .map(|key| key.to_peer_id())
     }
-    let key = PublicKey::try_decode_protobuf(&receipt.holder_public_key)
-        .map_err(|e| format!("bad key: {e}"))?;
-    if key.to_peer_id() != *holder {
-        return Err("receipt signed by another peer".into());
+
+    fn verifies(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        PublicKey::try_decode_protobuf(public_key).is_ok_and(|key| key.verify(message, signature))
     }
-    if !key.verify(&receipt_signing_bytes(blob_id, index), &receipt.signature) {
-        return Err("bad receipt signature".into());
-    }
-    Ok(())
 }
 
 /// Counters exposed on /metrics and in status.
@@ -650,7 +633,7 @@ impl Node {
                 .map_err(|e| e.to_string())?
                 .to_owned(),
         };
-        check_holders(&record.holders, metadata.params().shards())?;
+        check_holders(&record.holders, metadata.params().shards()).map_err(|e| e.to_string())?;
         let me = self.inner.peer_id.to_bytes();
         if record.holders.get(usize::from(index)) != Some(&me) {
             // Stored anyway: the sender's view decided; if it is not ours, the hand-off duty of the repair loop
@@ -663,26 +646,27 @@ impl Node {
                 .duplicate_slivers_received
                 .fetch_add(1, Ordering::Relaxed);
         }
-        // A repaired list (epoch > 0) is taken from a store request only from its own repairer, when that peer
-        // holds a sliver in the list held here and the epoch moves on by at most two: anyone can obtain a
-        // sliver, so without this any peer could reassign every index to itself. Other lists arrive by gossip.
-        let record = match self.inner.store.metadata_record(&blob_id) {
-            Ok((_, current))
-                if record.epoch > 0
-                    && !(record.repairer == sender.to_bytes()
-                        && current.holders.contains(&record.repairer)
-                        && record.epoch <= current.epoch.saturating_add(2)) =>
-            {
-                current
-            }
-            // A hand-off to a peer that has never seen the blob comes from the old holder, not from the repairer.
-            // The sliver is verified, so it is kept; the list is kept as a provisional one (epoch 0, no repairer)
-            // that any repaired list supersedes, so a forged list gains nothing a forged writer's list could not.
-            Err(_) if record.epoch > 0 && record.repairer != sender.to_bytes() => HolderRecord {
-                holders: record.holders,
+        // Which list to keep is the protocol's rule (`holders::accept`); the slivers are kept either way, since
+        // they verify on their own.
+        let current = self
+            .inner
+            .store
+            .metadata_record(&blob_id)
+            .ok()
+            .map(|(_, r)| r);
+        let acceptance = holders::accept(
+            &record.as_list(),
+            &sender.to_bytes(),
+            current.as_ref().map(HolderRecord::as_list).as_ref(),
+            Via::StoreRequest,
+        )
+        .map_err(|e| e.to_string())?;
+        let record = match (acceptance, current) {
+            (Acceptance::Held, Some(current)) => current,
+            (Acceptance::Provisional, _) => HolderRecord {
                 epoch: 0,
                 repairer: Vec::new(),
-                content_type: record.content_type,
+                ..record
             },
             _ => record,
         };
@@ -714,7 +698,7 @@ impl Node {
         let signature = self
             .inner
             .keypair
-            .sign(&receipt_signing_bytes(blob_id, index))
+            .sign(&receipt::signing_bytes(blob_id, index))
             .map_err(|e| e.to_string())?;
         Ok(pb::StorageReceipt {
             blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
@@ -1011,7 +995,7 @@ impl Node {
         let (mut write, mut effects) =
             Write::start(blob_id, placement, self.inner.write_config, self.now());
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
-        let mut timer: Option<Millis> = None;
+        let mut timer = Timer::default();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -1032,7 +1016,9 @@ impl Node {
                             let _ = tx.send((peer, index, attempt, result));
                         });
                     }
-                    WriteEffect::SetTimer(at) => timer = Some(timer.map_or(at, |t| t.min(at))),
+                    WriteEffect::SetTimer(at) => {
+                        timer.request(at);
+                    }
                     WriteEffect::Certified => {
                         if let Some(sender) = certified_tx.take() {
                             let _ = sender.send(Ok(certificate_of(&blob_id, &receipts)));
@@ -1075,8 +1061,8 @@ impl Node {
                         }
                     };
                 }
-                _ = timer_fires(self.inner.epoch, timer) => {
-                    timer = None;
+                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
+                    timer.fire();
                     effects = write.on_timer(self.now());
                 }
             }
@@ -1189,7 +1175,8 @@ impl Node {
             .await?;
         match response.kind {
             Some(pb::response::Kind::Receipt(receipt)) => {
-                check_receipt(&receipt, &blob_id, index, &peer_id)?;
+                receipt::check(&PeerSignatures, &receipt, &blob_id, index, &peer_id)
+                    .map_err(|e| e.to_string())?;
                 Ok(StoreAnswer::Receipt(receipt))
             }
             Some(pb::response::Kind::Progress(progress))
@@ -1611,7 +1598,7 @@ impl Node {
         );
         let (tx, mut rx) = mpsc::unbounded_channel::<(u16, Option<Vec<VerifiedSliver>>)>();
         let mut got: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
-        let mut timer: Option<Millis> = None;
+        let mut timer = Timer::default();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -1626,7 +1613,9 @@ impl Node {
                             let _ = tx.send((index, slivers));
                         });
                     }
-                    ReadEffect::SetTimer(at) => timer = Some(at),
+                    ReadEffect::SetTimer(at) => {
+                        timer.request(at);
+                    }
                     ReadEffect::Ready(indexes) => {
                         got.retain(|index, _| indexes.contains(index));
                         return Ok(got);
@@ -1644,8 +1633,8 @@ impl Node {
                     }
                     effects = read.on_response(index, valid, self.now());
                 }
-                _ = timer_fires(self.inner.epoch, timer) => {
-                    timer = None;
+                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
+                    timer.fire();
                     effects = read.on_timer(self.now());
                 }
             }

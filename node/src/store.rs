@@ -175,9 +175,18 @@ impl HolderRecord {
         self
     }
 
+    /// The list as the protocol's holder-list rules see it.
+    pub fn as_list(&self) -> floe_protocol::holders::List<'_, PeerKey> {
+        floe_protocol::holders::List {
+            holders: &self.holders,
+            epoch: self.epoch,
+            repairer: &self.repairer,
+        }
+    }
+
     /// Whether this list replaces `current` (protocol rule: higher epoch, then lower repairer).
     pub fn supersedes(&self, current: &HolderRecord) -> bool {
-        floe_protocol::repair::supersedes(
+        floe_protocol::holders::supersedes(
             self.epoch,
             &self.repairer,
             current.epoch,

@@ -23,7 +23,7 @@ use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::wire::pb;
-use floe_protocol::write::Millis;
+use floe_protocol::write::Timer;
 use floe_protocol::{BlobEncoder, BlobMetadata, BlobParams, EncodingType, Sliver, SliverProof};
 
 use crate::service::{
@@ -341,7 +341,7 @@ impl Node {
         let (mut write, mut effects) = StreamWrite::start(blob_id, placement, runs.len(), config);
         let mut prepared: BTreeMap<usize, RunSlivers> = BTreeMap::new();
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
-        let mut timer: Option<Millis> = None;
+        let mut timer = Timer::default();
         let metadata_pb: pb::BlobMetadata = (&metadata).into();
         let holders_pb: Vec<Bytes> = record
             .holders
@@ -396,7 +396,7 @@ impl Node {
                         });
                     }
                     StreamWriteEffect::SetTimer(at) => {
-                        timer = Some(timer.map_or(at, |t| t.min(at)))
+                        timer.request(at);
                     }
                     StreamWriteEffect::Certified => {
                         if let Some(sender) = certified_tx.take() {
@@ -462,8 +462,8 @@ impl Node {
                         }
                     };
                 }
-                _ = timer_fires(self.inner.epoch, timer) => {
-                    timer = None;
+                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
+                    timer.fire();
                     effects = write.on_timer(self.now());
                 }
             }

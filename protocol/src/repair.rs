@@ -1,7 +1,8 @@
 //! Repair: keep every sliver index of a blob on a live holder.
 //!
 //! This module owns repair's decisions: which sliver indexes move when holders depart or join ([`plan`]), who
-//! coordinates a blob's repair ([`leader`]), which of two competing announcements wins ([`supersedes`]), and the
+//! coordinates a blob's repair ([`leader`]), which of two competing lists wins ([`supersedes`], from
+//! [`crate::holders`]), and the
 //! [`Repair`] state machine that rebuilds lost slivers (fetch k verified slivers from the survivors, rebuild only
 //! the lost indexes, deliver them with retries). It does not detect departures, decode, verify, gossip or talk to
 //! the network: the driver (the node, or the simulator) decides who is gone, turns [`RepairEffect`]s into
@@ -59,16 +60,8 @@ pub fn leader<'a, P: Ord>(holders: &'a [P], gone: &BTreeSet<P>) -> Option<&'a P>
     holders.iter().find(|h| !gone.contains(*h))
 }
 
-/// Whether an announced holder list (`epoch`, from `repairer`) replaces the current one (`current_epoch`, from
-/// `current_repairer`): a higher epoch wins, and at equal epochs the lower repairer wins.
-pub fn supersedes(
-    epoch: u64,
-    repairer: &[u8],
-    current_epoch: u64,
-    current_repairer: &[u8],
-) -> bool {
-    epoch > current_epoch || (epoch == current_epoch && repairer < current_repairer)
-}
+/// Which of two holder lists wins; the rule lives with the other holder-list rules.
+pub use crate::holders::supersedes;
 
 /// Plans a blob's repair and rebalancing. `holders[i]` holds index i now; `gone` are peers that departed or are
 /// leaving; `candidates` are the live peers of the blob's neighbourhood as the caller sees it (at most n of them

@@ -17,6 +17,34 @@ use crate::placement::{PeerKey, Placement};
 /// Milliseconds on the driver's monotonic clock.
 pub type Millis = u64;
 
+/// A driver's one timer for one state machine, the rule every driver (node and simulator) follows for
+/// `SetTimer` effects: the earliest time asked for wins. Machines recompute their deadlines whenever their
+/// `on_timer` runs, so a call that comes early is harmless and one that comes late is not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timer(Option<Millis>);
+
+impl Timer {
+    /// Asks for an `on_timer` call at `at`; returns whether that moved the deadline (set, or made earlier), so a
+    /// driver knows to schedule it.
+    pub fn request(&mut self, at: Millis) -> bool {
+        let moved = self.0.is_none_or(|t| at < t);
+        if moved {
+            self.0 = Some(at);
+        }
+        moved
+    }
+
+    /// When `on_timer` is due, if at all.
+    pub fn deadline(&self) -> Option<Millis> {
+        self.0
+    }
+
+    /// The driver is calling `on_timer` now: the slot is free for whatever that call asks.
+    pub fn fire(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// How a write retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteConfig {

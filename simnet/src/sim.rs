@@ -40,7 +40,7 @@ use floe_protocol::encoding::{BlobParams, DEFAULT_SEGMENT_SIZE, EncodingType};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::repair::{self, Repair, RepairEffect};
-use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
+use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 
 use crate::Error;
 use crate::metrics::{Histogram, Row, Summary, percentile};
@@ -399,7 +399,7 @@ struct Op {
     incarnation: u32,
     blob: u32,
     started: Millis,
-    timer: Option<Millis>,
+    timer: Timer,
     kind: OpKind,
 }
 
@@ -1612,8 +1612,8 @@ impl Sim {
         let Some(op) = self.ops.get_mut(r) else {
             return;
         };
-        if op.timer.is_none_or(|t| at < t) {
-            op.timer = Some(at);
+        // The drivers' one timer rule (`write::Timer`): the earliest request wins.
+        if op.timer.request(at) {
             self.schedule(at, Ev::Timer(r));
         }
     }
@@ -1622,11 +1622,11 @@ impl Sim {
         let Some(mut op) = self.take_live(r) else {
             return;
         };
-        if op.timer != Some(self.now) {
+        if op.timer.deadline() != Some(self.now) {
             self.ops.put(r, op);
             return;
         }
-        op.timer = None;
+        op.timer.fire();
         let now = self.now;
         let effects = match &mut op.kind {
             OpKind::Write(w) => Effects::Write(w.on_timer(now)),
@@ -1719,7 +1719,7 @@ impl Sim {
             incarnation: self.nodes[ix(writer)].incarnation,
             blob: b,
             started: self.now,
-            timer: None,
+            timer: Timer::default(),
             kind: OpKind::WriteLookup,
         };
         let r = self.ops.insert(op);
@@ -1833,7 +1833,7 @@ impl Sim {
             incarnation: self.nodes[ix(reader)].incarnation,
             blob: b,
             started: self.now,
-            timer: None,
+            timer: Timer::default(),
             kind: OpKind::ReadLookup,
         };
         let r = self.ops.insert(op);
@@ -2055,7 +2055,7 @@ impl Sim {
             incarnation: self.nodes[ix(leader)].incarnation,
             blob: b,
             started: self.now,
-            timer: None,
+            timer: Timer::default(),
             kind: OpKind::RepairLookup,
         };
         let r = self.ops.insert(op);

@@ -1,0 +1,297 @@
+//! Holder lists: which list a holder keeps for a blob, whatever brought it (a store request from a writer,
+//! repairer or leaving holder, or a gossiped repair announcement), and the shape every list must have.
+//!
+//! A holder keeps one list per blob with its epoch and the peer that made it (docs/protocol.md §13). An offered
+//! list first passes [`accept`] (may this sender change the list at all?), then [`supersedes`] against the list
+//! held (is it newer?). Both node and simulator apply these rules; the node's store and gossip paths call
+//! [`accept`] with what arrived and do what it answers. This module decides; it does not store, verify slivers or
+//! know peers beyond their bytes.
+
+/// A holder list as offered or held: the holder of each sliver index, its epoch, and the peer that made it (empty
+/// for the writer's list at epoch 0).
+#[derive(Debug, PartialEq, Eq)]
+pub struct List<'a, P> {
+    /// The holder of each sliver index, in index order.
+    pub holders: &'a [P],
+    /// 0 for the writer's list, one more for each repair or hand-off.
+    pub epoch: u64,
+    /// The peer that made the list.
+    pub repairer: &'a [u8],
+}
+
+// By hand: derived, these would ask for `P: Copy`, and a list only borrows its peers.
+impl<P> Clone for List<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for List<'_, P> {}
+
+/// How an offered list arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// In a store request, beside slivers (from the writer, a repairer, or a holder handing off).
+    StoreRequest,
+    /// In a gossiped repair announcement.
+    Announcement,
+}
+
+/// What to do with an offered list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Keep it if it [`supersedes`] the list held (or nothing is held).
+    Offered,
+    /// Keep its holders as a provisional list (epoch 0, no repairer), which any repaired list supersedes: a new
+    /// holder receiving a hand-off from the old holder, not from the list's repairer.
+    Provisional,
+    /// Keep the list held; a store request's slivers are still stored (they verify on their own).
+    Held,
+    /// Nothing to do: an announcement about a blob this peer does not hold.
+    Ignore,
+}
+
+/// Why a list is refused outright.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HolderListError {
+    /// The list does not name one holder per sliver index.
+    #[error("holder list has {got} entries for {shards} slivers")]
+    WrongLength {
+        /// Entries in the list.
+        got: usize,
+        /// Sliver indexes of the blob.
+        shards: u16,
+    },
+    /// An entry is not a peer ID.
+    #[error("holder list entry {0} is not a peer ID")]
+    NotAPeer(usize),
+    /// An announcement whose list was made by someone other than the peer that sent it.
+    #[error("announcement not sent by the repairer it names")]
+    NotFromRepairer,
+    /// A list made by a peer that holds no sliver in the list held: a stranger cannot rewrite where slivers live.
+    #[error("holder list made by a peer that holds no sliver of the blob")]
+    RepairerHoldsNothing,
+}
+
+/// Checks a list's shape: one entry per sliver index, each a peer ID by `is_peer`.
+pub fn check<P: AsRef<[u8]>>(
+    holders: &[P],
+    shards: u16,
+    is_peer: impl Fn(&[u8]) -> bool,
+) -> Result<(), HolderListError> {
+    if holders.len() != usize::from(shards) {
+        return Err(HolderListError::WrongLength {
+            got: holders.len(),
+            shards,
+        });
+    }
+    match holders.iter().position(|h| !is_peer(h.as_ref())) {
+        Some(index) => Err(HolderListError::NotAPeer(index)),
+        None => Ok(()),
+    }
+}
+
+/// Most a repaired list offered in a store request may move the epoch on: a repair makes epoch + 1 and a revert
+/// of a failed repair + 2. Without a bound one holder could jump to the largest epoch and freeze the list.
+pub const MAX_EPOCH_STEP: u64 = 2;
+
+/// Whether `offered`, arriving `via` from the authenticated peer `sender`, may replace `held` (the list this peer
+/// keeps, if any). The one rule for every path:
+///
+/// - A repaired list (epoch > 0) counts only when it comes from the peer that made it, and that peer holds a
+///   sliver in the list held: anyone can obtain a sliver, so otherwise any peer could reassign every index to
+///   itself.
+/// - In a store request the epoch may move on by at most [`MAX_EPOCH_STEP`]; a list that fails either test is
+///   not adopted, but the slivers it came with are kept ([`Acceptance::Held`]). A peer holding no list yet keeps
+///   a repaired list that did not come from its repairer as [`Acceptance::Provisional`]: a forged one gains
+///   nothing there that a forged writer's list could not.
+/// - An announcement that fails the test is refused; one about an unknown blob is ignored. Announcements are
+///   not bounded in epoch yet: a peer that missed several would otherwise never catch up by gossip (the
+///   repair leader's metadata query is the only other path); docs/protocol.md §13 and the holder-list issue.
+pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
+    offered: &List<'_, P>,
+    sender: &[u8],
+    held: Option<&List<'_, P>>,
+    via: Via,
+) -> Result<Acceptance, HolderListError> {
+    let from_its_repairer = offered.repairer == sender;
+    let repairer_holds = |held: &List<'_, P>| held.holders.iter().any(|h| *h == *offered.repairer);
+    match via {
+        Via::Announcement => {
+            if !from_its_repairer {
+                return Err(HolderListError::NotFromRepairer);
+            }
+            let Some(held) = held else {
+                return Ok(Acceptance::Ignore);
+            };
+            if repairer_holds(held) {
+                Ok(Acceptance::Offered)
+            } else {
+                Err(HolderListError::RepairerHoldsNothing)
+            }
+        }
+        Via::StoreRequest => Ok(match held {
+            _ if offered.epoch == 0 => Acceptance::Offered,
+            Some(held)
+                if from_its_repairer
+                    && repairer_holds(held)
+                    && offered.epoch <= held.epoch.saturating_add(MAX_EPOCH_STEP) =>
+            {
+                Acceptance::Offered
+            }
+            Some(_) => Acceptance::Held,
+            None if from_its_repairer => Acceptance::Offered,
+            None => Acceptance::Provisional,
+        }),
+    }
+}
+
+/// Whether a list (`epoch`, made by `repairer`) replaces the one held (`current_epoch`, `current_repairer`): a
+/// higher epoch wins, and at equal epochs the lower repairer's bytes win, so any two peers that have seen the
+/// same lists keep the same one.
+pub fn supersedes(
+    epoch: u64,
+    repairer: &[u8],
+    current_epoch: u64,
+    current_repairer: &[u8],
+) -> bool {
+    epoch > current_epoch || (epoch == current_epoch && repairer < current_repairer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Peer = Vec<u8>;
+
+    fn list(holders: &[Peer], epoch: u64, repairer: &[u8]) -> (Vec<Peer>, u64, Vec<u8>) {
+        (holders.to_vec(), epoch, repairer.to_vec())
+    }
+
+    fn view(l: &(Vec<Peer>, u64, Vec<u8>)) -> List<'_, Peer> {
+        List {
+            holders: &l.0,
+            epoch: l.1,
+            repairer: &l.2,
+        }
+    }
+
+    fn peers(names: &[u8]) -> Vec<Peer> {
+        names.iter().map(|n| vec![*n]).collect()
+    }
+
+    #[test]
+    fn lists_name_one_peer_per_index() {
+        let ok = peers(&[1, 2, 3]);
+        assert_eq!(check(&ok, 3, |p| p.len() == 1), Ok(()));
+        assert_eq!(
+            check(&ok, 4, |p| p.len() == 1),
+            Err(HolderListError::WrongLength { got: 3, shards: 4 })
+        );
+        let bad = vec![vec![1], vec![], vec![3]];
+        assert_eq!(
+            check(&bad, 3, |p| p.len() == 1),
+            Err(HolderListError::NotAPeer(1))
+        );
+    }
+
+    #[test]
+    fn store_requests_follow_the_rule() {
+        let held = list(&peers(&[1, 2, 3]), 4, &[1]);
+        let held = Some(view(&held));
+        let by = |holders: &[u8], epoch, repairer: &[u8]| list(&peers(holders), epoch, repairer);
+        let cases = [
+            // The writer's list (epoch 0) from anyone: up to `supersedes`.
+            (by(&[1, 2, 3], 0, &[]), &[9][..], held, Acceptance::Offered),
+            // A repair by a holder, sent by it, one epoch on.
+            (by(&[2, 2, 3], 5, &[2]), &[2], held, Acceptance::Offered),
+            // Two on (a revert), still fine; three on, not.
+            (by(&[2, 2, 3], 6, &[2]), &[2], held, Acceptance::Offered),
+            (by(&[2, 2, 3], 7, &[2]), &[2], held, Acceptance::Held),
+            // Relayed by someone else (a hand-off), or made by a stranger.
+            (by(&[2, 2, 3], 5, &[2]), &[3], held, Acceptance::Held),
+            (by(&[9, 9, 9], 5, &[9]), &[9], held, Acceptance::Held),
+            // No list held yet: from its repairer as offered, else provisional.
+            (by(&[2, 2, 3], 5, &[2]), &[2], None, Acceptance::Offered),
+            (by(&[2, 2, 3], 5, &[2]), &[3], None, Acceptance::Provisional),
+        ];
+        for (offered, sender, held, expected) in cases {
+            assert_eq!(
+                accept(&view(&offered), sender, held.as_ref(), Via::StoreRequest),
+                Ok(expected),
+                "{offered:?} from {sender:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn announcements_follow_the_rule() {
+        let held = list(&peers(&[1, 2, 3]), 4, &[1]);
+        let offered = list(&peers(&[2, 2, 3]), 9, &[2]);
+        let accept_from = |sender: &[u8], held: Option<&List<'_, Peer>>| {
+            accept(&view(&offered), sender, held, Via::Announcement)
+        };
+        assert_eq!(
+            accept_from(&[2], Some(&view(&held))),
+            Ok(Acceptance::Offered)
+        );
+        assert_eq!(
+            accept_from(&[3], Some(&view(&held))),
+            Err(HolderListError::NotFromRepairer)
+        );
+        assert_eq!(accept_from(&[2], None), Ok(Acceptance::Ignore));
+        let stranger = list(&peers(&[9, 9, 9]), 9, &[9]);
+        assert_eq!(
+            accept(
+                &view(&stranger),
+                &[9],
+                Some(&view(&held)),
+                Via::Announcement
+            ),
+            Err(HolderListError::RepairerHoldsNothing)
+        );
+    }
+
+    proptest! {
+        /// Whatever arrives, by either path, a peer that holds no sliver in the held list never gets its own
+        /// repaired list adopted, and a store request never moves the epoch on by more than the bound.
+        #[test]
+        fn strangers_never_rewrite_a_held_list(
+            held_names in proptest::collection::vec(0u8..8, 1..12),
+            offered_names in proptest::collection::vec(0u8..16, 1..12),
+            held_epoch in 0u64..1000,
+            epoch in 0u64..1010,
+            repairer in 0u8..16,
+            sender in 0u8..16,
+            announcement: bool,
+        ) {
+            let held = list(&peers(&held_names), held_epoch, &[0]);
+            let offered = list(&peers(&offered_names), epoch, &[repairer]);
+            let via = if announcement { Via::Announcement } else { Via::StoreRequest };
+            let verdict = accept(&view(&offered), &[sender], Some(&view(&held)), via);
+            if verdict == Ok(Acceptance::Offered) && epoch > 0 {
+                prop_assert!(held_names.contains(&repairer));
+                prop_assert_eq!(repairer, sender);
+                if !announcement {
+                    prop_assert!(epoch <= held_epoch + MAX_EPOCH_STEP);
+                }
+            }
+        }
+
+        /// `supersedes` is a strict order: never both ways, never a list over itself, and transitive.
+        #[test]
+        fn supersedes_is_a_strict_order(
+            a in (0u64..4, proptest::collection::vec(0u8..3, 0..3)),
+            b in (0u64..4, proptest::collection::vec(0u8..3, 0..3)),
+            c in (0u64..4, proptest::collection::vec(0u8..3, 0..3)),
+        ) {
+            let s = |x: &(u64, Vec<u8>), y: &(u64, Vec<u8>)| supersedes(x.0, &x.1, y.0, &y.1);
+            prop_assert!(!s(&a, &a));
+            prop_assert!(!(s(&a, &b) && s(&b, &a)));
+            if s(&a, &b) && s(&b, &c) {
+                prop_assert!(s(&a, &c));
+            }
+        }
+    }
+}
