@@ -214,10 +214,62 @@ impl Source {
                     return Err(ClientError::IsDirectory(path.clone()));
                 }
                 let file = File::open(path).map_err(|e| local("opening", e))?;
-                let len = metadata.is_file().then_some(metadata.len());
-                Ok((Box::new(file), len))
+                // A size of 0 may be a lie (/proc and sysfs files report it): such files go chunked, read to
+                // their end.
+                match metadata.len() {
+                    len if metadata.is_file() && len > 0 => {
+                        Ok((Box::new(ExactLength::new(file, len)), Some(len)))
+                    }
+                    _ => Ok((Box::new(file), None)),
+                }
             }
         }
+    }
+}
+
+/// A regular file read for exactly the length announced: one that shrinks or grows while it is sent fails
+/// instead of sending other bytes than announced (or waiting forever for bytes that never come).
+struct ExactLength<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> ExactLength<R> {
+    fn new(inner: R, len: u64) -> Self {
+        Self {
+            inner,
+            remaining: len,
+        }
+    }
+}
+
+impl<R: Read> Read for ExactLength<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.remaining == 0 {
+            // Everything announced is sent: the file must end here.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(
+                    "the file grew while it was being sent; nothing was stored",
+                )),
+            };
+        }
+        let want = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        let Some(buf) = buf.get_mut(..want) else {
+            return Ok(0);
+        };
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being sent; nothing was stored",
+            ));
+        }
+        self.remaining = self
+            .remaining
+            .saturating_sub(u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(n)
     }
 }
 
@@ -303,7 +355,9 @@ pub fn put(
         error: Arc::clone(&error),
         bar: bar.clone(),
     };
-    let mut request = agent().put(&url);
+    // Waiting for "100 Continue" lets a refusal (413 over --max-body, 403, 400 for a bad type) arrive before
+    // the body is sent, so the user reads the node's answer rather than a broken connection.
+    let mut request = agent().put(&url).header("Expect", "100-continue");
     if let Some(len) = len {
         request = request.header("Content-Length", len.to_string());
     }
@@ -352,16 +406,22 @@ pub fn get(gateway: &str, blob_id: &str, sink: &Sink) -> Result<u64, ClientError
     check_blob_id(blob_id)?;
     let base = gateway_url(gateway)?;
     // Refuse an unusable target before asking anyone for the blob.
-    let partial = match sink {
+    let target = match sink {
         Sink::Stdout => None,
-        Sink::File(path) => Some(partial_file(path)?),
+        Sink::File(path) => Some(Target::open(path)?),
     };
     let url = format!("{base}/v1/blobs/{blob_id}");
-    let connection = |e: ureq::Error| ClientError::Connection {
+    let connection = |e: std::io::Error| ClientError::Connection {
         url: url.clone(),
-        source: Box::new(e),
+        source: Box::new(ureq::Error::Io(e)),
     };
-    let mut response = agent().get(&url).call().map_err(connection)?;
+    let mut response = agent()
+        .get(&url)
+        .call()
+        .map_err(|e| ClientError::Connection {
+            url: url.clone(),
+            source: Box::new(e),
+        })?;
     let status = response.status().as_u16();
     if status != 200 {
         let body = read_answer(&url, &mut response).unwrap_or_default();
@@ -372,34 +432,38 @@ pub fn get(gateway: &str, blob_id: &str, sink: &Sink) -> Result<u64, ClientError
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let bar = transfer_bar(len, "downloading", partial.is_none());
-    let mut reader = bar.wrap_read(response.body_mut().with_config().limit(u64::MAX).reader());
-    let copied = match (sink, partial) {
-        (Sink::File(path), Some(mut file)) => {
+    let bar = transfer_bar(len, "downloading", target.is_none());
+    let mut reader = FailureNoted {
+        inner: bar.wrap_read(response.body_mut().with_config().limit(u64::MAX).reader()),
+        failed: false,
+    };
+    let copied = match (sink, target) {
+        (Sink::File(path), Some(mut target)) => {
             let local = |what, source| ClientError::Local {
                 what,
                 path: path.clone(),
                 source,
             };
-            // A failure anywhere below drops `file`, which deletes the partial download.
-            let copied = std::io::copy(&mut reader, file.as_file_mut()).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::Other {
-                    ClientError::Connection {
-                        url: url.clone(),
-                        source: Box::new(ureq::Error::Io(e)),
-                    }
+            // A failure anywhere below drops `target`, which deletes a partial download.
+            let copied = std::io::copy(&mut reader, target.writer()).map_err(|e| {
+                if reader.failed {
+                    connection(e)
                 } else {
                     local("writing", e)
                 }
             })?;
-            file.as_file().sync_all().map_err(|e| local("writing", e))?;
-            file.persist(path)
-                .map_err(|e| local("renaming into", e.error))?;
+            target.finish().map_err(|e| local("writing", e))?;
             copied
         }
         _ => {
             let mut out = std::io::stdout().lock();
-            let copied = std::io::copy(&mut reader, &mut out).map_err(ClientError::Stdout)?;
+            let copied = std::io::copy(&mut reader, &mut out).map_err(|e| {
+                if reader.failed {
+                    connection(e)
+                } else {
+                    ClientError::Stdout(e)
+                }
+            })?;
             out.flush().map_err(ClientError::Stdout)?;
             copied
         }
@@ -408,23 +472,91 @@ pub fn get(gateway: &str, blob_id: &str, sink: &Sink) -> Result<u64, ClientError
     Ok(copied)
 }
 
-/// A temporary file beside `path` for a download to it; `path` must not be a directory.
-fn partial_file(path: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
-    if path.is_dir() {
-        return Err(ClientError::IsDirectory(path.to_owned()));
+/// A reader that notes whether it failed, so an error while copying is blamed on the right side.
+struct FailureNoted<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for FailureNoted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed = true)
     }
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".floe-partial-")
-        .tempfile_in(parent)
-        .map_err(|source| ClientError::Local {
-            what: "creating a file in",
-            path: parent.to_owned(),
+}
+
+/// Where a download goes: a regular file (new or existing) is written beside itself and renamed into place once
+/// whole, so a failed download leaves nothing and never half-replaces a file; anything else that exists (a
+/// device such as /dev/null, a FIFO, /dev/fd/N) is written directly, never replaced.
+enum Target {
+    Replace {
+        file: tempfile::NamedTempFile,
+        path: PathBuf,
+    },
+    Direct(File),
+}
+
+impl Target {
+    fn open(path: &Path) -> Result<Self, ClientError> {
+        let local = |what, source| ClientError::Local {
+            what,
+            path: path.to_owned(),
             source,
-        })
+        };
+        let (path, permissions) = match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_dir() => {
+                return Err(ClientError::IsDirectory(path.to_owned()));
+            }
+            Ok(metadata) if !metadata.is_file() => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| local("opening", e))?;
+                return Ok(Self::Direct(file));
+            }
+            // An existing file: through any symlink, keeping its mode.
+            Ok(metadata) => (
+                std::fs::canonicalize(path).map_err(|e| local("resolving", e))?,
+                metadata.permissions(),
+            ),
+            // A new file: the mode any new file gets (0666 less the umask).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path.to_owned(), {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::Permissions::from_mode(0o666)
+            }),
+            Err(e) => return Err(local("opening", e)),
+        };
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let file = tempfile::Builder::new()
+            .prefix(".floe-partial-")
+            .permissions(permissions)
+            .tempfile_in(&parent)
+            .map_err(|source| ClientError::Local {
+                what: "creating a file in",
+                path: parent.clone(),
+                source,
+            })?;
+        Ok(Self::Replace { file, path })
+    }
+
+    fn writer(&mut self) -> &mut File {
+        match self {
+            Self::Replace { file, .. } => file.as_file_mut(),
+            Self::Direct(file) => file,
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Self::Replace { file, path } => {
+                file.as_file().sync_all()?;
+                file.persist(&path).map(|_| ()).map_err(|e| e.error)
+            }
+            Self::Direct(mut file) => file.flush(),
+        }
+    }
 }
 
 /// A blob's status as JSON.

@@ -3,6 +3,7 @@
 //! `floe node` runs a peer; `floe devnet` runs a local swarm; `floe put|get|status` talk to a gateway; the
 //! offline tools compute blob IDs and split files into verifiable sliver files and back.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -189,11 +190,12 @@ struct NodeArgs {
     /// separated by commas (default none; every origin may read).
     #[arg(long, value_name = "ORIGINS")]
     cors_write_origins: Option<String>,
-    /// Time a gateway client has to send a request's headers (default 10s).
+    /// Time a gateway client has to send a request's headers, and the longest an idle keep-alive connection
+    /// stays open (default 10s).
     #[arg(long, value_name = "DURATION")]
     http_header_timeout: Option<String>,
-    /// A gateway connection with no request in flight and no bytes moving is closed after this long (default
-    /// 60s); a request body that stalls this long fails with 408.
+    /// A request body that sends nothing this long fails with 408, and a connection with nothing in flight and
+    /// nothing moving is closed (default 60s).
     #[arg(long, value_name = "DURATION")]
     http_idle_timeout: Option<String>,
     /// Gateway connections at most (default 1024).
@@ -202,7 +204,8 @@ struct NodeArgs {
     /// Gateway connections at most from one IP address (default 64).
     #[arg(long, value_name = "N")]
     http_max_connections_per_ip: Option<usize>,
-    /// The slowest a request body may arrive on average, per second, e.g. 1KiB (default 1KiB).
+    /// The slowest a request body may arrive, per second over each header-timeout window, e.g. 1KiB (default
+    /// 1KiB).
     #[arg(long, value_name = "SIZE")]
     http_min_body_rate: Option<String>,
 }
@@ -259,7 +262,8 @@ fn main() -> ExitCode {
                 Some(client) => client.to_json(),
                 None => serde_json::json!({"error": {"message": format!("{error:#}")}}),
             };
-            println!("{value}");
+            // Not println!: a closed standard output must not turn an error report into a panic.
+            let _ = writeln!(std::io::stdout(), "{value}");
             ExitCode::FAILURE
         }
         Err(error) => {
@@ -333,7 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let id = client::blob_id_of(&answer).ok_or_else(|| {
                     ClientError::BadAnswer("the put answer has no blob ID".into())
                 })?;
-                println!("{id}");
+                writeln!(std::io::stdout(), "{id}")?;
             }
         }
         Command::Get {
@@ -401,7 +405,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 client::print_json(&serde_json::json!({"blobId": metadata.blob_id().to_string()}))?;
             } else {
-                println!("{}", metadata.blob_id());
+                writeln!(std::io::stdout(), "{}", metadata.blob_id())?;
             }
         }
         Command::Slivers(SliversCommand::Encode {
@@ -430,7 +434,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 params.segment_count(),
                 out.display()
             );
-            println!("{}", metadata.blob_id());
+            writeln!(std::io::stdout(), "{}", metadata.blob_id())?;
         }
         Command::Slivers(SliversCommand::Decode { dir, blob_id, out }) => {
             let blob_id: BlobId = blob_id

@@ -997,10 +997,9 @@ impl Node {
                 holders: answer.holders.iter().map(|h| h.to_vec()).collect(),
                 epoch: answer.holders_epoch,
                 repairer: answer.holders_repairer.to_vec(),
-                content_type: content_type::check(&answer.content_type)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|_| current.content_type.clone()),
-            };
+                content_type: content_type::or_none(&answer.content_type).to_owned(),
+            }
+            .keeping_label_of(current);
             let shards = current.holders.len();
             if record.holders.len() == shards
                 && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()

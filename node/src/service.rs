@@ -668,7 +668,8 @@ impl Node {
                 repairer: Vec::new(),
                 ..record
             },
-            _ => record,
+            (_, Some(current)) => record.keeping_label_of(&current),
+            (_, None) => record,
         };
         let store = &self.inner.store;
         let adopted = if slivers.is_empty() {
@@ -910,10 +911,15 @@ impl Node {
             "put certified"
         );
         self.remember_certificate(blob_id, certificate.clone())?;
-        // Just written, likely read soon: serve it from memory.
+        // Just written, likely read soon: serve it from memory, under the label the holders keep (a blob stored
+        // before under another label keeps that one; one index lookup).
+        let label = self.inner.store.metadata_record(&blob_id).map_or_else(
+            |_| content_type.to_owned(),
+            |(_, record)| record.content_type,
+        );
         self.inner.cache.insert(&BlobBytes {
             metadata: encoded_metadata,
-            content_type: content_type.to_owned(),
+            content_type: label,
             bytes: whole,
         });
         Ok(PutOutcome {
@@ -1260,10 +1266,7 @@ impl Node {
                     holders,
                     epoch: record.holders_epoch,
                     repairer: record.holders_repairer.to_vec(),
-                    // A malformed label is a peer's fault, not the blob's: read without it.
-                    content_type: content_type::check(&record.content_type)
-                        .map(str::to_owned)
-                        .unwrap_or_default(),
+                    content_type: content_type::or_none(&record.content_type).to_owned(),
                 };
                 return Ok((metadata, found));
             }

@@ -169,6 +169,15 @@ impl HolderRecord {
         }
     }
 
+    /// The same record, with `known`'s label if it has none: a list from a peer that never learnt the blob's
+    /// label (an older node, or one that got its sliver by hand-off) must not erase it.
+    pub fn keeping_label_of(mut self, known: &HolderRecord) -> Self {
+        if self.content_type.is_empty() {
+            self.content_type.clone_from(&known.content_type);
+        }
+        self
+    }
+
     /// The same record with `content_type` as the blob's media type.
     pub fn with_content_type(mut self, content_type: &str) -> Self {
         content_type.clone_into(&mut self.content_type);
@@ -1060,10 +1069,7 @@ fn parse_record(
             holders: record.holders.iter().map(|h| h.to_vec()).collect(),
             epoch: record.holders_epoch,
             repairer: record.holders_repairer.to_vec(),
-            // A label that no longer passes the rule is dropped, never served.
-            content_type: content_type::check(&record.content_type)
-                .map(str::to_owned)
-                .unwrap_or_default(),
+            content_type: content_type::or_none(&record.content_type).to_owned(),
         },
     ))
 }

@@ -127,6 +127,53 @@ fn piped_fifo_and_stdin_puts_are_byte_identical_and_errors_are_clear() {
         ));
         assert_eq!(std::fs::read(&copy).unwrap(), data);
     }
+    // A FIFO as the target is written, never replaced by a file.
+    let target = dir.path().join("target-fifo");
+    let out = bash(&format!(
+        "mkfifo {t} && (cat {t} > {t}.read &) && floe get {id} -o {t} --gateway {get_gw} && sleep 0.5 && \
+         test -p {t} && cmp {t}.read {f}",
+        t = target.display(),
+        id = &ok(floe(
+            &["put", "-", "--gateway", &put_gw],
+            Some(&blob(5000, 3))
+        )),
+        f = {
+            let f = dir.path().join("fifo-expected");
+            std::fs::write(&f, blob(5000, 3)).unwrap();
+            f.display().to_string()
+        },
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A file whose size says 0 but has content (/proc) is read to its end, not stored empty.
+    let answer: Value = serde_json::from_str(&ok(floe(
+        &["put", "/proc/self/status", "--json", "--gateway", &put_gw],
+        None,
+    )))
+    .unwrap();
+    assert!(
+        answer["newlyCreated"]["blobObject"]["size"]
+            .as_u64()
+            .unwrap()
+            > 100,
+        "{answer}"
+    );
+    // A body over --max-body (64 MiB in these tests) gets the node's answer, not a broken pipe.
+    let big = dir.path().join("too-big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let out = floe(&["put", big.to_str().unwrap(), "--gateway", &put_gw], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("larger than this gateway accepts"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&big).unwrap();
     // A directory is named as such, not blamed on the node.
     let out = floe(
         &["put", dir.path().to_str().unwrap(), "--gateway", &put_gw],
@@ -219,6 +266,43 @@ fn piped_fifo_and_stdin_puts_are_byte_identical_and_errors_are_clear() {
     )))
     .unwrap();
     assert_eq!(summary["bytes"], 11);
+}
+
+/// A download that breaks midway leaves no file (and no temporary one) behind, and is blamed on the connection.
+#[test]
+fn a_broken_download_leaves_nothing_behind() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        // Promises 100,000 bytes, sends 10, hangs up.
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("blob");
+    let id = "A".repeat(43);
+    let out = floe(
+        &[
+            "get",
+            &id,
+            "-o",
+            target.to_str().unwrap(),
+            "--json",
+            "--gateway",
+            &addr.to_string(),
+        ],
+        None,
+    );
+    server.join().unwrap();
+    assert!(!out.status.success());
+    let error: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "connection", "{error}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 fn client_blob_id(answer: &Value) -> String {

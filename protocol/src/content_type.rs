@@ -56,6 +56,12 @@ pub fn check(label: &str) -> Result<&str, ContentTypeError> {
     }
 }
 
+/// A label from a peer or the disk, kept if well formed: a malformed one is a peer's fault (or rot), not the
+/// blob's, so the blob is served without it.
+pub fn or_none(label: &str) -> &str {
+    check(label).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +91,8 @@ mod tests {
         ] {
             assert_eq!(check(bad), Err(ContentTypeError::Malformed), "{bad:?}");
         }
+        assert_eq!(or_none(" text/plain "), "text/plain");
+        assert_eq!(or_none("text/html\r\nX: y"), "");
         let long = format!("text/{}", "x".repeat(300));
         assert_eq!(check(&long), Err(ContentTypeError::TooLong(305)));
     }

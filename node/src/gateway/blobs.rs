@@ -63,12 +63,45 @@ fn body_error(e: &axum::Error) -> Response {
     }
 }
 
-/// Receives a PUT body: in memory up to [`SPOOL_ABOVE`], spooled to disk beyond, never more than `max_body`.
+/// A body received: in memory with its share of the memory budget (held until the put is done), or spooled.
+enum Received {
+    Memory(Bytes, Option<tokio::sync::OwnedSemaphorePermit>),
+    Spooled(Spool),
+}
+
+/// Takes `kib` more of the budget for bodies held in memory, into `held`; a 503 when the budget is spent.
+fn reserve(
+    budget: &std::sync::Arc<tokio::sync::Semaphore>,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: u32,
+) -> Result<(), Box<Response>> {
+    if kib == 0 {
+        return Ok(());
+    }
+    let Ok(more) = std::sync::Arc::clone(budget).try_acquire_many_owned(kib) else {
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node is receiving too many request bodies at once; try again shortly",
+        )));
+    };
+    match held {
+        Some(held) => held.merge(more),
+        None => *held = Some(more),
+    }
+    Ok(())
+}
+
+fn kib_of(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// Receives a PUT body: in memory up to [`SPOOL_ABOVE`] (within the node's budget for bodies in memory), spooled
+/// to disk beyond, never more than `max_body`.
 async fn receive_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Result<Bytes, Spool>, Response> {
+) -> Result<Received, Response> {
     let max = state.max_body;
     let announced = headers
         .get(header::CONTENT_LENGTH)
@@ -79,7 +112,14 @@ async fn receive_body(
         return Err(too_large(max));
     }
     let mut stream = body.into_data_stream();
-    let mut buffered: Vec<u8> = Vec::new();
+    let mut reserved = None;
+    // A body that says its length takes its memory at once (and is not copied as a Vec doubles).
+    let expected = announced
+        .and_then(|len| usize::try_from(len).ok())
+        .filter(|&len| len <= SPOOL_ABOVE)
+        .unwrap_or(0);
+    reserve(&state.body_budget, &mut reserved, kib_of(expected)).map_err(|e| *e)?;
+    let mut buffered: Vec<u8> = Vec::with_capacity(expected);
     let mut spool: Option<Spool> = None;
     let mut received = 0u64;
     let spool_failed = |e: std::io::Error| {
@@ -107,14 +147,31 @@ async fn receive_body(
                 new.write(&buffered).await.map_err(spool_failed)?;
                 new.write(&chunk).await.map_err(spool_failed)?;
                 buffered = Vec::new();
+                reserved = None;
                 spool = Some(new);
             }
-            None => buffered.extend_from_slice(&chunk),
+            None => {
+                let held = reserved.as_ref().map_or(0, |p| p.num_permits());
+                let needed = kib_of(buffered.len().saturating_add(chunk.len()));
+                let more = needed.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX));
+                reserve(&state.body_budget, &mut reserved, more).map_err(|e| *e)?;
+                buffered.extend_from_slice(&chunk);
+            }
         }
     }
     Ok(match spool {
-        Some(spool) => Err(spool),
-        None => Ok(Bytes::from(buffered)),
+        Some(spool) => Received::Spooled(spool),
+        None => Received::Memory(Bytes::from(buffered), reserved),
+    })
+}
+
+/// Whether a `Content-Type` header is the form type clients send by default (`curl --data-binary`, a browser's
+/// `URLSearchParams`), with or without parameters.
+fn is_form_default(value: &str) -> bool {
+    value.split(';').next().is_some_and(|essence| {
+        essence
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
     })
 }
 
@@ -138,6 +195,8 @@ pub async fn put_blob(
         Some(label) => label.clone(),
         None => match headers.get(header::CONTENT_TYPE).map(HeaderValue::to_str) {
             None => String::new(),
+            // What curl and HTML forms send when nobody chose a type says nothing about the blob.
+            Some(Ok(value)) if is_form_default(value) => String::new(),
             Some(Ok(value)) => match content_type::check(value) {
                 Ok(checked) => checked.to_owned(),
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("Content-Type: {e}")),
@@ -150,19 +209,14 @@ pub async fn put_blob(
             }
         },
     };
-    // What curl and HTML forms send when nobody chose a type says nothing about the blob.
-    let label = if label == "application/x-www-form-urlencoded" {
-        String::new()
-    } else {
-        label
-    };
     let options = PutOptions {
         content_type: label,
         force: query.force,
     };
     let result = match receive_body(&state, &headers, body).await {
-        Ok(Ok(bytes)) => state.node.put(bytes, &options).await,
-        Ok(Err(spool)) => state.node.put_spooled(spool, &options).await,
+        // The budget stays taken while the put encodes the body.
+        Ok(Received::Memory(bytes, _reserved)) => state.node.put(bytes, &options).await,
+        Ok(Received::Spooled(spool)) => state.node.put_spooled(spool, &options).await,
         Err(response) => return response,
     };
     match result {

@@ -1,9 +1,11 @@
 //! What browsers need of the gateway: CORS and `X-Content-Type-Options: nosniff` on every answer.
 //!
-//! Reads are open to every origin with `Access-Control-Allow-Origin: *` (no `Vary: Origin`, so shared caches keep
-//! one copy for all sites); writes only from the origins the operator lists (`--cors-write-origins`, default none,
-//! `*` for all), which get their own origin back with `Vary: Origin`. A browser write from another origin is
-//! refused with a 403 before its body is read. Written here rather than with tower-http's CorsLayer because that
+//! Reads of blobs (and of `/v1/api`) are open to every origin with `Access-Control-Allow-Origin: *` (no
+//! `Vary: Origin`, so shared caches keep one copy for all sites); writes only from the origins the operator lists
+//! (`--cors-write-origins`, default none, `*` for all), which get their own origin back with `Vary: Origin`. A
+//! browser write from another origin is refused with a 403 before its body is read. The node's own routes
+//! (`/v1/node/status`, `/metrics`, the status page) carry no CORS headers: they describe the operator's machine
+//! (peer ID, addresses, recent errors), which no website a node's owner visits should be able to read. Written here rather than with tower-http's CorsLayer because that
 //! layer applies one origin policy to every method, and floe needs two.
 
 use std::sync::Arc;
@@ -67,7 +69,7 @@ impl WriteOrigins {
             if !valid {
                 return Err(WriteOriginsError(origin.to_owned()));
             }
-            origins.push(origin.to_ascii_lowercase());
+            origins.push(normalize_origin(origin));
         }
         Ok(Self::List(Arc::new(origins)))
     }
@@ -76,9 +78,30 @@ impl WriteOrigins {
         match self {
             Self::None => false,
             Self::Any => true,
-            Self::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+            Self::List(list) => {
+                let origin = normalize_origin(origin);
+                list.contains(&origin)
+            }
         }
     }
+}
+
+/// Whether other origins may use `path` at all: blobs and the API description.
+fn is_shared(path: &str) -> bool {
+    path == "/v1/blobs" || path.starts_with("/v1/blobs/") || path == "/v1/api"
+}
+
+/// An origin as browsers send it: lower case, without the scheme's default port.
+fn normalize_origin(origin: &str) -> String {
+    let origin = origin.trim().to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if origin.starts_with(scheme)
+            && let Some(bare) = origin.strip_suffix(port)
+        {
+            return bare.to_owned();
+        }
+    }
+    origin
 }
 
 fn is_read(method: &Method) -> bool {
@@ -104,6 +127,21 @@ pub async fn browser_headers(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let method = request.method().clone();
+    if !is_shared(request.uri().path()) {
+        let mut response = if method == Method::OPTIONS {
+            let mut response = bare(StatusCode::NO_CONTENT);
+            set(response.headers_mut(), header::ALLOW, "GET, HEAD, OPTIONS");
+            response
+        } else {
+            next.run(request).await
+        };
+        set(
+            response.headers_mut(),
+            header::X_CONTENT_TYPE_OPTIONS,
+            "nosniff",
+        );
+        return response;
+    }
     let mut response = if method == Method::OPTIONS {
         preflight(&origins, origin.as_deref(), request.headers())
     } else if !is_read(&method)
@@ -299,6 +337,37 @@ mod tests {
         let response = send(app(WriteOrigins::None), "OPTIONS", &[]).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert_eq!(response.headers()[header::ALLOW], ALLOWED_METHODS);
+    }
+
+    #[tokio::test]
+    async fn the_nodes_own_routes_are_not_shared_with_other_origins() {
+        let app = axum::Router::new()
+            .route("/v1/node/status", axum::routing::get(|| async { "{}" }))
+            .layer(axum::middleware::from_fn_with_state(
+                WriteOrigins::Any,
+                browser_headers,
+            ));
+        let request = Request::builder()
+            .uri("/v1/node/status")
+            .header("origin", "https://a.example")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .is_none()
+        );
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
+        let listed = WriteOrigins::parse("https://app.example:443,http://x.example:80").unwrap();
+        assert!(listed.allows("https://app.example"));
+        assert!(listed.allows("HTTP://X.example"));
+        assert!(!listed.allows("https://app.example:8443"));
     }
 
     #[test]

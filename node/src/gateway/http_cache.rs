@@ -27,12 +27,12 @@ pub enum Precondition {
 /// §13.2.2's order.
 pub fn evaluate(method: &Method, headers: &HeaderMap, etag: &str) -> Precondition {
     if let Some(value) = header_str(headers, header::IF_MATCH)
-        && !matches_any(value, etag, true)
+        && !matches_any(&value, etag, true)
     {
         return Precondition::Failed;
     }
     if let Some(value) = header_str(headers, header::IF_NONE_MATCH)
-        && matches_any(value, etag, false)
+        && matches_any(&value, etag, false)
     {
         return if method == Method::GET || method == Method::HEAD {
             Precondition::NotModified
@@ -46,7 +46,10 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, etag: &str) -> Preconditio
 /// Whether a `Range` header is to be honoured: it is, unless an `If-Range` names another representation
 /// (a different entity tag, a weak one, or a date, since blobs have no modification date).
 pub fn range_applies(headers: &HeaderMap, etag: &str) -> bool {
-    match header_str(headers, header::IF_RANGE) {
+    match headers
+        .get(header::IF_RANGE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
         None => true,
         Some(value) => {
             let value = value.trim();
@@ -55,11 +58,17 @@ pub fn range_applies(headers: &HeaderMap, etag: &str) -> bool {
     }
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    // A header that is not visible ASCII cannot match any tag: treat it as a list of nothing.
-    headers
-        .get(name)
-        .map(|v: &HeaderValue| v.to_str().unwrap_or(""))
+/// A header's value; a list header (`If-Match`, `If-None-Match`) sent as several lines is one comma-separated list
+/// (RFC 9110 §5.3). A value that is not visible ASCII cannot match any tag: it counts as a list of nothing.
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    lines.peek()?;
+    Some(
+        lines
+            .map(|v: &HeaderValue| v.to_str().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Whether a comma-separated list of entity tags (or `*`) matches `etag`; `strong` refuses weak tags.
@@ -79,7 +88,12 @@ fn matches_any(list: &str, etag: &str, strong: bool) -> bool {
 /// is to be ignored (not bytes, malformed, or several ranges: RFC 9110 lets a server send the whole blob),
 /// `Some(Err(()))` when it cannot be satisfied (416), else `[start, end)`.
 pub fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
-    let spec = value.trim().strip_prefix("bytes=")?;
+    // The unit is case-insensitive (RFC 9110 §14.1).
+    let value = value.trim();
+    let spec = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .and_then(|_| value.get(6..))?;
     if spec.contains(',') {
         return None;
     }
@@ -140,6 +154,7 @@ mod tests {
         assert_eq!(parse_range("bytes=0-", 0), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("Bytes=0-1", 100), Some(Ok((0, 2))));
         assert_eq!(parse_range("bytes=x-1", 100), None);
         assert_eq!(parse_range("bytes=-", 100), None);
         assert_eq!(parse_range("bytes=5-3", 100), None);
@@ -159,6 +174,10 @@ mod tests {
         }
         let h = headers(&[(header::IF_NONE_MATCH, "\"other\"")]);
         assert_eq!(evaluate(&get, &h, TAG), Precondition::Proceed);
+        // The same list over two header lines.
+        let mut h = headers(&[(header::IF_NONE_MATCH, "\"other\"")]);
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        assert_eq!(evaluate(&get, &h, TAG), Precondition::NotModified);
         assert_eq!(
             evaluate(&get, &HeaderMap::new(), TAG),
             Precondition::Proceed

@@ -52,7 +52,13 @@ struct AppState {
     max_body: u64,
     /// libp2p's metrics; floe's own are read from the node at each scrape.
     registry: Arc<Registry>,
+    /// KiB of request bodies held in memory at once, across requests ([`BODY_MEMORY_BUDGET`]).
+    body_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// Memory for request bodies received and not yet encoded, across all requests: 1,024 connections each sending
+/// up to 16 MiB could otherwise hold 16 GiB. Beyond it a put gets a 503 with `Retry-After`.
+const BODY_MEMORY_BUDGET: usize = 512 << 20;
 
 /// Every route: path and the methods it answers (`OPTIONS` is answered for every path by [`cors`]).
 pub const ROUTES: &[(&str, &[&str])] = &[
@@ -109,6 +115,7 @@ pub fn router(node: Node, config: GatewayConfig) -> Router {
             node,
             max_body: u64::try_from(config.max_body).unwrap_or(u64::MAX),
             registry: config.registry,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_MEMORY_BUDGET / 1024)),
         })
         .layer(axum::middleware::from_fn(check_request_size))
         .layer(axum::middleware::from_fn(errors::envelope_errors))

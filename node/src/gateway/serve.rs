@@ -62,14 +62,35 @@ impl Default for ServeLimits {
 const LINGER: Duration = Duration::from_secs(2);
 /// ... and at most this many bytes.
 const LINGER_BYTES: u64 = 16 << 20;
+/// Closing or refused sockets lingering at once, beyond the connection caps; past this a socket closes at once
+/// (a flood of connections cannot hold file descriptors the store and libp2p need).
+const MAX_LINGERING: usize = 256;
+/// Bytes hyper buffers for one request's head: room for the 16 KiB of headers the router accepts (it answers 431
+/// in the envelope past that), and no more held per connection.
+const MAX_HEAD_BUFFER: usize = 64 << 10;
 /// Time allowed to finish serving once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Connection counts, in all and by client IP.
+/// Connection counts, in all and by client network (an IPv4 address, or an IPv6 /64: one host gets a whole /64).
 #[derive(Default)]
 struct Counts {
     total: AtomicUsize,
     by_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The key a client's connections are counted under.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
 }
 
 /// One admitted connection; gives its place back when dropped.
@@ -80,6 +101,7 @@ struct Admitted {
 
 impl Counts {
     fn admit(self: &Arc<Self>, ip: IpAddr, limits: &ServeLimits) -> Option<Admitted> {
+        let ip = client_key(ip);
         let mut by_ip = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
         let here = by_ip.entry(ip).or_insert(0);
         if *here >= limits.max_connections_per_ip
@@ -120,6 +142,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let counts = Arc::new(Counts::default());
+    let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -137,12 +160,13 @@ pub async fn serve(
             },
         };
         let Some(admitted) = counts.admit(peer.ip(), &limits) else {
-            tokio::spawn(refuse(stream, peer));
+            refuse(stream, peer, &lingering);
             continue;
         };
         let (app, stop, done) = (app.clone(), stop_rx.clone(), done_tx.clone());
+        let lingering = Arc::clone(&lingering);
         tokio::spawn(async move {
-            connection(stream, app, limits, stop).await;
+            connection(stream, app, limits, stop, lingering).await;
             drop((admitted, done));
         });
     }
@@ -153,19 +177,32 @@ pub async fn serve(
     Ok(())
 }
 
-/// Answers a connection over the caps with a 503 and closes it.
-async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
+/// Answers a connection over the caps with a 503 and closes it: lingering for a second if the budget allows,
+/// else at once after a write that does not wait.
+fn refuse(stream: TcpStream, peer: SocketAddr, lingering: &Arc<tokio::sync::Semaphore>) {
     tracing::debug!(%peer, "gateway connection refused: too many connections");
     let answer = raw_response(
         StatusCode::SERVICE_UNAVAILABLE,
         "this node has too many open connections (from your address or in all); try again shortly",
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
-    linger(stream, Duration::from_secs(1)).await;
+    match Arc::clone(lingering).try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
+                linger(stream, Duration::from_secs(1), permit).await;
+            });
+        }
+        Err(_) => {
+            let _ = stream.try_write(&answer);
+        }
+    }
 }
 
-/// Shuts the write side and discards what the client still sends, for at most `time` and [`LINGER_BYTES`].
-async fn linger(mut stream: TcpStream, time: Duration) {
+/// Shuts the write side and discards what the client still sends, for at most `time` and [`LINGER_BYTES`]; the
+/// permit is the socket's place in the lingering budget.
+async fn linger(mut stream: TcpStream, time: Duration, _permit: tokio::sync::OwnedSemaphorePermit) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 16 << 10];
     let mut discarded = 0u64;
@@ -221,6 +258,7 @@ async fn connection(
     app: Router,
     limits: ServeLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    lingering: Arc<tokio::sync::Semaphore>,
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity {
@@ -231,6 +269,7 @@ async fn connection(
     let io = TrackedIo {
         stream: Some(stream),
         activity: Arc::clone(&activity),
+        lingering,
     };
     let service_activity = Arc::clone(&activity);
     let service =
@@ -239,15 +278,25 @@ async fn connection(
             let request = request.map(|body| rate_checked(Body::new(body), limits));
             let app = app.clone();
             async move {
-                let response = tower::ServiceExt::oneshot(app, request).await;
-                drop(guard);
-                response
+                // The request is in flight until its answer's body ends, not when its handler returns: a
+                // streamed read is still being served while its chunks go out.
+                tower::ServiceExt::oneshot(app, request)
+                    .await
+                    .map(|response| {
+                        response.map(|body| {
+                            Body::new(GuardedBody {
+                                body,
+                                _guard: guard,
+                            })
+                        })
+                    })
             }
         });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BUFFER);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -266,8 +315,14 @@ async fn connection(
             }
             () = tokio::time::sleep(tick) => {
                 match closing {
-                    // A connection that does not finish after being asked to is dropped.
-                    Some(since) if since.elapsed() > limits.idle_timeout.max(SHUTDOWN_GRACE) => return,
+                    // A connection asked to finish that still moves nothing is dropped; one still sending an
+                    // answer is left to finish it.
+                    Some(since)
+                        if since.elapsed() > limits.idle_timeout.max(SHUTDOWN_GRACE)
+                            && activity.quiet_for() >= limits.idle_timeout =>
+                    {
+                        return;
+                    }
                     Some(_) => {}
                     None if activity.in_flight.load(Ordering::Relaxed) == 0
                         && activity.quiet_for() >= limits.idle_timeout =>
@@ -286,6 +341,33 @@ async fn connection(
 struct TrackedIo {
     stream: Option<TcpStream>,
     activity: Arc<Activity>,
+    lingering: Arc<tokio::sync::Semaphore>,
+}
+
+/// An answer's body that holds its request's [`InFlight`] guard until it ends or is dropped.
+struct GuardedBody {
+    body: Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn gone() -> std::io::Error {
@@ -369,8 +451,9 @@ impl Drop for TrackedIo {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && let Ok(permit) = Arc::clone(&self.lingering).try_acquire_owned()
         {
-            runtime.spawn(linger(stream, LINGER));
+            runtime.spawn(linger(stream, LINGER, permit));
         }
     }
 }
@@ -392,50 +475,51 @@ pub fn is_too_slow(error: &axum::Error) -> bool {
     false
 }
 
-/// `body`, failing with [`BodyTooSlow`] when it stalls for `idle_timeout` or falls below `min_body_rate` on
-/// average after the grace.
+/// `body`, failing with [`BodyTooSlow`] when it stalls for `idle_timeout`, or when a window of one
+/// `header_timeout` (at least a second) brings less than `min_body_rate` per second: the rate is checked window
+/// by window, so bytes sent fast early earn no credit for trickling later.
 fn rate_checked(body: Body, limits: ServeLimits) -> Body {
-    let started = Instant::now();
-    let state = (body.into_data_stream(), 0u64, false);
-    let stream = futures::stream::unfold(state, move |(mut inner, received, failed)| async move {
-        if failed {
-            return None;
-        }
-        let next = tokio::time::timeout(limits.idle_timeout, inner.next()).await;
-        let chunk = match next {
-            Err(_) => {
-                let why = format!("nothing for {:?}", limits.idle_timeout);
-                return Some((
-                    Err(axum::Error::new(BodyTooSlow(why))),
-                    (inner, received, true),
-                ));
+    let window = limits.header_timeout.max(Duration::from_secs(1));
+    let state = (body.into_data_stream(), Instant::now(), 0u64, false);
+    let stream = futures::stream::unfold(
+        state,
+        move |(mut inner, window_start, in_window, failed)| async move {
+            if failed {
+                return None;
             }
-            Ok(None) => return None,
-            Ok(Some(Err(e))) => return Some((Err(e), (inner, received, true))),
-            Ok(Some(Ok(chunk))) => chunk,
-        };
-        let received = received.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
-        let counted = started.elapsed().saturating_sub(limits.header_timeout);
-        let owed = u64::try_from(
-            counted
-                .as_millis()
-                .saturating_mul(u128::from(limits.min_body_rate))
-                / 1000,
-        )
-        .unwrap_or(u64::MAX);
-        if received < owed {
-            let why = format!(
-                "{received} bytes in {:?}, below {} bytes/s",
-                started.elapsed(),
-                limits.min_body_rate
-            );
-            return Some((
-                Err(axum::Error::new(BodyTooSlow(why))),
-                (inner, received, true),
-            ));
-        }
-        Some((Ok(chunk), (inner, received, false)))
-    });
+            let too_slow = |why: String| Some(Err(axum::Error::new(BodyTooSlow(why))));
+            let chunk = match tokio::time::timeout(limits.idle_timeout, inner.next()).await {
+                Err(_) => {
+                    let why = format!("nothing for {:?}", limits.idle_timeout);
+                    return too_slow(why).map(|e| (e, (inner, window_start, in_window, true)));
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => return Some((Err(e), (inner, window_start, in_window, true))),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            let in_window =
+                in_window.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+            let elapsed = window_start.elapsed();
+            if elapsed < window {
+                return Some((Ok(chunk), (inner, window_start, in_window, false)));
+            }
+            let owed = u64::try_from(
+                elapsed
+                    .as_millis()
+                    .saturating_mul(u128::from(limits.min_body_rate))
+                    / 1000,
+            )
+            .unwrap_or(u64::MAX);
+            if in_window < owed {
+                let why = format!(
+                    "{in_window} bytes in {elapsed:?}, below {} bytes/s",
+                    limits.min_body_rate
+                );
+                return too_slow(why).map(|e| (e, (inner, window_start, in_window, true)));
+            }
+            Some((Ok(chunk), (inner, Instant::now(), 0, false)))
+        },
+    );
     Body::from_stream(stream)
 }
 

@@ -5,7 +5,8 @@
 //! documented in docs/operators.md: floe is at epoch 0 and keeps every blob until epoch [`FOREVER_EPOCH`] (the
 //! largest epoch Walrus can name: never); a blob's object ID is its blob ID in hex (`0x…`, 32 bytes, the shape of
 //! a Sui object ID), which `GET /v1/blobs/by-object-id/{id}` accepts; nothing costs anything; nothing can be
-//! deleted yet. Parameters floe cannot honour get a 400 that says why, never a silent success.
+//! deleted yet. Parameters floe cannot honour get a 400 that says why; those its usual behaviour already satisfies
+//! (`epochs`: kept longer than asked; `deletable`: the answer says `false`) are checked and accepted.
 
 use serde_json::{Value, json};
 
@@ -116,12 +117,7 @@ pub fn parse_put_query(pairs: &[(String, String)]) -> Result<PutQuery, QueryErro
 
 /// The object ID floe gives a blob: its ID in hex, the shape of a Sui object ID.
 pub fn object_id(blob_id: &BlobId) -> String {
-    let mut out = String::with_capacity(66);
-    out.push_str("0x");
-    for byte in blob_id.as_bytes() {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("0x{}", hex(blob_id.as_bytes()))
 }
 
 /// The blob ID behind an object ID from [`object_id`], if it is one.
