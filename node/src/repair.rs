@@ -20,9 +20,10 @@ use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
 use floe_protocol::holders::{self, Acceptance, Via};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
+use floe_protocol::steward;
 use floe_protocol::stream_write::store_runs;
 use floe_protocol::wire::{self, pb};
-use floe_protocol::write::Timer;
+use floe_protocol::write::{Millis, Timer};
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
@@ -48,44 +49,20 @@ pub struct RepairState {
     recent: BTreeMap<BlobId, Instant>,
     challenge_failures: challenge::Tally<PeerId>,
     last_challenged: BTreeMap<BlobId, Instant>,
-    /// Per blob held whole here: a fingerprint of its holder list, and since when this node has held its sliver
-    /// whole under that list. Challenges wait `challenge_settle` from then.
-    settling: BTreeMap<BlobId, (u64, Instant)>,
-    /// Holders found not connected, and since when (cleared when they are seen connected again).
-    missing_since: BTreeMap<PeerId, Instant>,
-    reported_gone: BTreeSet<PeerId>,
+    /// When each blob held whole here settled (`steward::Settling`): challenges wait `challenge_settle`.
+    settling: steward::Settling,
+    /// Holders found not connected, and since when (`steward::Liveness`).
+    liveness: steward::Liveness<PeerKey>,
     /// Peers that announced their own departure (a hand-off list without themselves), and when.
     departed: BTreeMap<PeerKey, Instant>,
     /// Partial sliver indexes held here: segments held when last seen to grow, and since when.
-    partial: BTreeMap<(BlobId, u16), (u64, Instant)>,
+    partial: steward::Partials,
     leaving: bool,
 }
 
-/// Tracks the partial sliver indexes seen in one scan (`seen`: index → segments held) in `tracked`, and returns
-/// those that have not grown for `ttl`. A part that grows starts its wait again; one no longer partial (whole, or
-/// gone) is forgotten.
-fn stalled_partials(
-    tracked: &mut BTreeMap<(BlobId, u16), (u64, Instant)>,
-    seen: &BTreeMap<(BlobId, u16), u64>,
-    now: Instant,
-    ttl: std::time::Duration,
-) -> Vec<(BlobId, u16)> {
-    tracked.retain(|key, _| seen.contains_key(key));
-    let mut stalled = Vec::new();
-    for (key, &held) in seen {
-        match tracked.get_mut(key) {
-            Some((was, since)) if *was == held => {
-                if now.saturating_duration_since(*since) >= ttl {
-                    stalled.push(*key);
-                }
-            }
-            Some(entry) => *entry = (held, now),
-            None => {
-                tracked.insert(*key, (held, now));
-            }
-        }
-    }
-    stalled
+/// A duration on the protocol's millisecond clock.
+fn millis(duration: std::time::Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
 
 /// A short fingerprint of a holder list, so a change of list (another repair, a competing list at the same
@@ -97,34 +74,6 @@ fn holders_fingerprint(record: &HolderRecord) -> u64 {
     record.epoch.hash(&mut hasher);
     record.holders.hash(&mut hasher);
     hasher.finish()
-}
-
-/// Whether a blob's holders may be challenged yet: `settling` tracks, per blob, the holder list this node last
-/// saw and since when it has held its own sliver whole under it (`held_whole`); a new list or a sliver that
-/// became whole starts the wait again. Until `settle` has passed the holders may legitimately lack their
-/// slivers: the writer delivers the remaining ones after the certificate, and a repair or hand-off delivers
-/// a new holder's sliver run by run.
-fn settled(
-    settling: &mut BTreeMap<BlobId, (u64, Instant)>,
-    blob_id: BlobId,
-    fingerprint: u64,
-    held_whole: bool,
-    now: Instant,
-    settle: std::time::Duration,
-) -> bool {
-    if !held_whole {
-        settling.remove(&blob_id);
-        return false;
-    }
-    match settling.get(&blob_id) {
-        Some(&(seen, since)) if seen == fingerprint => {
-            now.saturating_duration_since(since) >= settle
-        }
-        _ => {
-            settling.insert(blob_id, (fingerprint, now));
-            settle.is_zero()
-        }
-    }
 }
 
 /// Whether a "still receiving" challenge answer (`net::RECEIVING`, then ": H of S segments held") is one an
@@ -249,38 +198,28 @@ impl Node {
     /// blob's worth of traffic instead of one per departure.
     fn gone_holders(&self, view: &PeerView, holders: &[PeerKey]) -> (BTreeSet<PeerKey>, bool) {
         let me = peer_key(&self.inner.peer_id);
-        let failing = self.failing_peers();
-        let grace = self.inner.repair.grace;
-        let mut state = self.state();
-        let mut gone = BTreeSet::new();
-        let mut pending = false;
-        for holder in holders.iter().filter(|h| **h != me) {
-            let Ok(peer) = PeerId::from_bytes(holder) else {
-                gone.insert(holder.clone());
-                continue;
-            };
-            if view.connected_peers.contains(&peer) {
-                state.missing_since.remove(&peer);
-                state.reported_gone.remove(&peer);
-            } else if state
-                .missing_since
-                .entry(peer)
-                .or_insert_with(Instant::now)
-                .elapsed()
-                >= grace
-            {
-                if state.reported_gone.insert(peer) {
-                    tracing::info!(%peer, ?grace, "holder out of reach past the grace period; its slivers move");
-                }
-                gone.insert(holder.clone());
-            } else {
-                pending = true;
-            }
-            if failing.contains(holder) {
-                gone.insert(holder.clone());
+        // Failing peers are gone, and so is an entry that is not a peer ID at all.
+        let mut failing = self.failing_peers();
+        failing.extend(
+            holders
+                .iter()
+                .filter(|h| PeerId::from_bytes(h).is_err())
+                .cloned(),
+        );
+        let connected = |holder: &PeerKey| {
+            PeerId::from_bytes(holder).is_ok_and(|peer| view.connected_peers.contains(&peer))
+        };
+        let (now, grace) = (self.now(), millis(self.inner.repair.grace));
+        let view = self
+            .state()
+            .liveness
+            .gone_holders(holders, &me, now, grace, connected, &failing);
+        for holder in &view.newly_gone {
+            if let Ok(peer) = PeerId::from_bytes(holder) {
+                tracing::info!(%peer, grace = ?self.inner.repair.grace, "holder out of reach past the grace period; its slivers move");
             }
         }
-        (gone, pending)
+        (view.gone, view.pending)
     }
 
     /// A blob's metadata, holder record, the sliver indexes held here whole (every segment; a write that
@@ -414,7 +353,7 @@ impl Node {
             state
                 .challenge_failures
                 .retain_slivers(|blob_id, _, _| held.contains(blob_id));
-            state.settling.retain(|blob_id, _| held.contains(blob_id));
+            state.settling.retain(|blob_id| held.contains(blob_id));
         }
         let mut challenges = 0;
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
@@ -450,13 +389,9 @@ impl Node {
             // Hand-off duty: slivers held here that the current list gives to a live peer (not while this node
             // rebuilds the blob from them).
             let rebuilding = self.state().running.contains(&blob_id);
-            for &index in local.iter().filter(|_| !rebuilding) {
-                let Some(holder) = record.holders.get(usize::from(index)) else {
-                    continue;
-                };
-                if *holder != me && !gone.contains(holder) {
-                    self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
-                }
+            for index in steward::hand_off_indexes(&record.holders, &local, &me, &gone, rebuilding)
+            {
+                self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
             }
             let Some(leader) = plan_rules::leader(&record.holders, &gone).cloned() else {
                 continue;
@@ -464,13 +399,12 @@ impl Node {
             // Only a node holding a whole index of the blob challenges (see `challenge::role`); once this node's
             // index is whole the others are at most a window of runs behind.
             let role = challenge::role(&record.holders, &gone, &me, !local.is_empty());
-            let settled = settled(
-                &mut self.state().settling,
+            let settled = self.state().settling.settled(
                 blob_id,
                 holders_fingerprint(&record),
                 !local.is_empty(),
-                Instant::now(),
-                self.inner.repair.challenge_settle,
+                self.now(),
+                millis(self.inner.repair.challenge_settle),
             );
             if leader != me {
                 if matches!(role, Role::Deputy { .. })
@@ -495,12 +429,9 @@ impl Node {
                 .collect();
             let lost = record.holders.iter().filter(|h| gone.contains(*h)).count();
             let shards = u16::try_from(record.holders.len()).unwrap_or(u16::MAX);
-            // A join alone (nothing lost) rebalances at once; losses wait for the lazy-repair threshold.
-            let due = lost == 0 || plan_rules::repair_due(shards, lost, self.inner.repair.min_lost);
             if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
                 && !plan.is_empty()
-                && due
-                && (!pending || gone.is_empty())
+                && steward::repair_now(lost, shards, self.inner.repair.min_lost, pending)
             {
                 let start = {
                     let mut state = self.state();
@@ -555,14 +486,14 @@ impl Node {
     async fn reclaim_stalled_partials(&self, seen: &BTreeMap<(BlobId, u16), u64>) {
         let ttl = self.inner.repair.partial_ttl;
         // Parts are tracked even with reclaiming off (TTL 0): challenges need to know which ones stopped growing.
-        let stalled = stalled_partials(
-            &mut self.state().partial,
+        let now = self.now();
+        let stalled = self.state().partial.stalled(
             seen,
-            Instant::now(),
+            now,
             if ttl.is_zero() {
-                std::time::Duration::MAX
+                Millis::MAX
             } else {
-                ttl
+                millis(ttl)
             },
         );
         if ttl.is_zero() {
@@ -579,7 +510,7 @@ impl Node {
             .await;
             match removed {
                 Ok(Ok(deleted)) => {
-                    self.state().partial.remove(&(blob_id, index));
+                    self.state().partial.forget(&blob_id, index);
                     if deleted {
                         self.inner
                             .metrics
@@ -602,12 +533,10 @@ impl Node {
     /// not yet seen by a scan, grown since the last one, or grown within the challenge settle time. A part that
     /// stopped growing longer ago than that was abandoned, and challenges must be able to find the loss.
     pub(crate) fn partial_still_growing(&self, blob_id: &BlobId, index: u16, held: u64) -> bool {
-        match self.state().partial.get(&(*blob_id, index)) {
-            None => true,
-            Some(&(seen, since)) => {
-                seen != held || since.elapsed() < self.inner.repair.challenge_settle
-            }
-        }
+        let (now, settle) = (self.now(), millis(self.inner.repair.challenge_settle));
+        self.state()
+            .partial
+            .still_growing(blob_id, index, held, now, settle)
     }
 
     /// Holders of `blob_id` whose sliver failed this node's challenges `challenge_failures` times in a row.
@@ -1322,67 +1251,6 @@ impl Node {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn challenges_wait_for_a_blob_to_settle_after_its_sliver_or_list_changes() {
-        let settle = Duration::from_secs(60);
-        let t0 = Instant::now();
-        let blob = BlobId::from_slice(&[3; 32]).unwrap();
-        let mut settling = BTreeMap::new();
-        // Not held whole here: never challenged, nothing tracked.
-        assert!(!settled(&mut settling, blob, 1, false, t0, settle));
-        assert!(settling.is_empty());
-        // Held from t0: not before the settle time, then yes.
-        assert!(!settled(&mut settling, blob, 1, true, t0, settle));
-        assert!(!settled(
-            &mut settling,
-            blob,
-            1,
-            true,
-            t0 + settle / 2,
-            settle
-        ));
-        assert!(settled(&mut settling, blob, 1, true, t0 + settle, settle));
-        // A new holder list starts the wait again.
-        assert!(!settled(&mut settling, blob, 2, true, t0 + settle, settle));
-        assert!(!settled(
-            &mut settling,
-            blob,
-            2,
-            true,
-            t0 + settle * 3 / 2,
-            settle
-        ));
-        assert!(settled(
-            &mut settling,
-            blob,
-            2,
-            true,
-            t0 + settle * 2,
-            settle
-        ));
-        // So does losing the local sliver and getting it back.
-        assert!(!settled(
-            &mut settling,
-            blob,
-            2,
-            false,
-            t0 + settle * 2,
-            settle
-        ));
-        assert!(!settled(
-            &mut settling,
-            blob,
-            2,
-            true,
-            t0 + settle * 2,
-            settle
-        ));
-        // A zero settle time challenges at once.
-        let other = BlobId::from_slice(&[4; 32]).unwrap();
-        assert!(settled(&mut settling, other, 1, true, t0, Duration::ZERO));
-    }
 
     #[test]
     fn only_plausible_still_receiving_answers_are_no_verdict() {
@@ -1419,41 +1287,5 @@ mod tests {
         assert_eq!(holders_fingerprint(&record), holders_fingerprint(&same));
         assert_ne!(holders_fingerprint(&record), holders_fingerprint(&moved));
         assert_ne!(holders_fingerprint(&record), holders_fingerprint(&newer));
-    }
-
-    #[test]
-    fn a_partial_index_is_reclaimed_only_after_the_ttl_without_growing() {
-        let ttl = Duration::from_secs(3600);
-        let t0 = Instant::now();
-        let (a, b) = (
-            BlobId::from_slice(&[1; 32]).unwrap(),
-            BlobId::from_slice(&[2; 32]).unwrap(),
-        );
-        let mut tracked = BTreeMap::new();
-        let seen: BTreeMap<_, _> = [((a, 0), 3), ((b, 5), 1)].into_iter().collect();
-        assert!(stalled_partials(&mut tracked, &seen, t0, ttl).is_empty());
-        // Just before the TTL: nothing yet.
-        let almost = t0 + ttl - Duration::from_secs(1);
-        assert!(stalled_partials(&mut tracked, &seen, almost, ttl).is_empty());
-        // a grew meanwhile: its wait starts again; b did not and goes.
-        let seen: BTreeMap<_, _> = [((a, 0), 4), ((b, 5), 1)].into_iter().collect();
-        assert_eq!(
-            stalled_partials(&mut tracked, &seen, t0 + ttl, ttl),
-            vec![(b, 5)]
-        );
-        assert!(stalled_partials(&mut tracked, &seen, t0 + ttl + ttl / 2, ttl) == vec![(b, 5)]);
-        assert_eq!(
-            stalled_partials(&mut tracked, &seen, t0 + 2 * ttl, ttl),
-            vec![(a, 0), (b, 5)]
-        );
-        // An index that became whole (or was removed) is forgotten: seen again later, it waits a full TTL.
-        let seen: BTreeMap<_, _> = [((b, 5), 1)].into_iter().collect();
-        assert_eq!(
-            stalled_partials(&mut tracked, &seen, t0 + 2 * ttl, ttl),
-            vec![(b, 5)]
-        );
-        assert!(!tracked.contains_key(&(a, 0)));
-        let seen: BTreeMap<_, _> = [((a, 0), 4)].into_iter().collect();
-        assert!(stalled_partials(&mut tracked, &seen, t0 + 2 * ttl, ttl).is_empty());
     }
 }

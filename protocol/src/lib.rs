@@ -24,6 +24,7 @@ pub mod placement;
 pub mod read;
 pub mod receipt;
 pub mod repair;
+pub mod steward;
 pub mod stream_write;
 pub mod wire;
 pub mod write;
