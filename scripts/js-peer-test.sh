@@ -23,13 +23,15 @@ on_exit() {
   rm -rf "$work"
 }
 trap on_exit EXIT
-# TCP only: the js peer has no QUIC transport, and node.json lists every listen address.
-"$floe" node --data-dir "$work" --listen /ip4/127.0.0.1/tcp/0 --http 127.0.0.1:0 --no-upnp \
-  --handoff-timeout 0s > "$work/node.log" 2>&1 &
+# QUIC and TCP, QUIC named first: node.json must still list TCP first, since a peer that takes the first address
+# (this one has no QUIC) has to be able to dial it.
+"$floe" node --data-dir "$work" --listen /ip4/127.0.0.1/udp/0/quic-v1 --listen /ip4/127.0.0.1/tcp/0 \
+  --http 127.0.0.1:0 --no-upnp --handoff-timeout 0s > "$work/node.log" 2>&1 &
 node_pid=$!
 for _ in $(seq 1 150); do [ -s "$work/node.json" ] && break; sleep 0.2; done
 [ -s "$work/node.json" ] || fail "the floe node did not start"
-addr=$(node -p 'require(process.argv[1]).listen.find((a) => a.includes("/tcp/"))' "$work/node.json")
+addr=$(node -p 'require(process.argv[1]).listen[0]' "$work/node.json")
+case "$addr" in */tcp/*) ;; *) fail "node.json lists $addr first, not a TCP address";; esac
 out=$(cd "$dir" && timeout 60 node ping.mjs "$addr" 2>&1) || { echo "$out"; fail "the js-libp2p peer could not ping floe"; }
 echo "$out"
 grep -q "^remote agent version: floe/" <<< "$out" || fail "identify did not report floe/<version> as the agent"

@@ -347,7 +347,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let (net, inbound, gossip, event_loop) = net::start(
         keypair.clone(),
         NetConfig {
-            listen,
+            listen: listen.clone(),
             bootstrap,
             request_timeout: Duration::from_secs(30),
             upnp: config.upnp.unwrap_or(true),
@@ -392,15 +392,22 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         gateway::serve::serve(listener, app, limits, shutdown_signal()).await
     });
 
-    // Report where we listen once the transports are up.
+    // Report where we listen once every transport is up (each listen address yields at least one), TCP first:
+    // every libp2p implementation speaks TCP, and a peer that takes the first address (a js-libp2p peer without
+    // QUIC, say) must not be handed a QUIC one.
     let mut listen_addrs = Vec::new();
     for _ in 0..50 {
         listen_addrs = net.view().await.listen_addrs;
-        if !listen_addrs.is_empty() {
+        if listen_addrs.len() >= listen.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    listen_addrs.sort_by_key(|addr| {
+        !addr
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
+    });
     let info = NodeInfo {
         peer_id: peer_id.to_string(),
         http: http_bound.to_string(),
