@@ -132,6 +132,9 @@ pub struct Summary {
     pub repair_evaluations_blocked_by_byzantine_leader: u64,
     /// Repairs not started because the leader had heard another leader's announcement.
     pub repairs_suppressed_by_gossip: u64,
+    /// Repair evaluations that waited for another holder still within its grace period (the node's rule,
+    /// `steward::repair_now`), to rebuild holders lost together in one repair.
+    pub repairs_waiting_for_pending: u64,
     /// Slivers moved off live holders by rebalancing (hand-offs, no decode).
     pub slivers_handed_off: u64,
     /// Sliver bytes those hand-offs moved.

@@ -40,6 +40,7 @@ use floe_protocol::encoding::{BlobParams, DEFAULT_SEGMENT_SIZE, EncodingType};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::repair::{self, Repair, RepairEffect};
+use floe_protocol::steward;
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 
 use crate::Error;
@@ -2008,25 +2009,52 @@ impl Sim {
             }
             let lost_here = self.lost_in(leader, b);
             let blob = &self.blobs[bi];
+            let (now, gone_at) = (self.now, self.gone_at.as_slice());
+            // When a holder that is out of reach but still within its grace period would become gone: while one
+            // is, the node's repair waits for it (`steward::repair_now`), so that holders lost together are
+            // rebuilt in one repair.
+            let mut pending_until: Option<Millis> = None;
+            let mut pending = |at: Millis| {
+                pending_until = Some(pending_until.map_or(at, |t| t.min(at)));
+            };
             let lost = if self.active_partitions.is_empty()
                 && lost_here.is_empty()
                 && !self.tallies.contains_key(&leader)
             {
                 // The common case, every view alike: only departures count. This runs for every blob a departure
                 // touches, so it is the bare loop of `gone_view` without the partition and challenge tests.
-                let (now, gone_at) = (self.now, self.gone_at.as_slice());
-                blob.holders
-                    .iter()
-                    .filter(|&&x| x != leader && gone_at.get(ix(x)).is_some_and(|&at| now >= at))
-                    .count()
+                let mut lost = 0;
+                for &x in blob.holders.iter().filter(|&&x| x != leader) {
+                    match gone_at.get(ix(x)) {
+                        Some(&at) if now >= at => lost += 1,
+                        Some(&at) if at != Millis::MAX => pending(at),
+                        _ => {}
+                    }
+                }
+                lost
             } else {
                 let gone = self.gone_view(leader);
-                blob.holders
-                    .iter()
-                    .filter(|&&x| gone(x) || lost_here.contains(&x))
-                    .count()
+                let grace = self.sc.repair.grace_ms;
+                let mut lost = 0;
+                for &x in blob.holders.iter().filter(|&&x| x != leader) {
+                    if gone(x) || lost_here.contains(&x) {
+                        lost += 1;
+                    } else if let Some(&at) = gone_at.get(ix(x)).filter(|&&at| at != Millis::MAX) {
+                        pending(at);
+                    } else if let Some(since) = self.unreachable_since(leader, x) {
+                        pending(since.saturating_add(grace));
+                    }
+                }
+                lost
             };
-            if !repair::repair_due(shards, lost, min_lost) {
+            if lost == 0 || !steward::repair_now(lost, shards, min_lost, pending_until.is_some()) {
+                if lost > 0
+                    && repair::repair_due(shards, lost, min_lost)
+                    && let Some(at) = pending_until
+                {
+                    self.s.repairs_waiting_for_pending += 1;
+                    self.schedule_reeval(b, at);
+                }
                 continue;
             }
             if blob.claims.iter().any(|c| c.leader == leader) {

@@ -168,21 +168,34 @@ fn byzantine_third_never_returns_wrong_bytes() {
     );
 }
 
+/// Under churn, repairs wait for holders still within their grace period (the node's rule,
+/// `steward::repair_now`), so one repair rebuilds many slivers; the lazy-repair threshold then saves little
+/// more. Either way nothing is lost. (Before the simulator modelled that wait, this scenario ran 2,098 eager
+/// repairs for 818 MB against 360 lazy ones for 167 MB at seed 7; with it, 180 repairs for about 100 MB each.)
 #[test]
-fn lazy_repair_runs_fewer_repairs_for_less_traffic_and_loses_nothing() {
+fn repairs_coalesce_under_churn_and_lazy_repair_loses_nothing() {
     let eager = load("churn.toml");
     let mut lazy = eager.clone();
     lazy.repair.min_lost = 6;
     let (e, l) = (run_quiet(&eager, 7).summary, run_quiet(&lazy, 7).summary);
     eprintln!("eager: {e:?}\nlazy: {l:?}");
     assert!(e.repairs_run > 0);
+    assert!(e.repairs_waiting_for_pending > 0, "{e:?}");
+    // Coalesced: each repair rebuilds several slivers.
     assert!(
-        l.repairs_run * 2 < e.repairs_run,
+        e.slivers_rebuilt >= 4 * e.repairs_run,
+        "eager: {} slivers in {} repairs",
+        e.slivers_rebuilt,
+        e.repairs_run
+    );
+    assert!(
+        l.repairs_run <= e.repairs_run,
         "lazy {} vs eager {} repairs",
         l.repairs_run,
         e.repairs_run
     );
-    assert!(l.repair_bytes < e.repair_bytes);
     assert_eq!(l.durability_losses, 0);
     assert_eq!(e.durability_losses, 0);
+    assert_eq!(e.availability_min, 1.0, "{e:?}");
+    assert_eq!(l.availability_min, 1.0, "{l:?}");
 }
