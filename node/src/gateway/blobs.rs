@@ -316,27 +316,8 @@ async fn serve_blob(
         Err(response) => return response,
     };
     let etag = http_cache::blob_etag(blob_id);
-    match http_cache::evaluate(method, headers, &etag) {
-        Precondition::Proceed => {}
-        Precondition::NotModified => {
-            let mut response = bare(StatusCode::NOT_MODIFIED);
-            let h = response.headers_mut();
-            for (name, value) in [
-                (header::ETAG, etag.as_str()),
-                (header::CACHE_CONTROL, CACHE_CONTROL),
-            ] {
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    h.insert(name, value);
-                }
-            }
-            return response;
-        }
-        Precondition::Failed => {
-            return error(
-                StatusCode::PRECONDITION_FAILED,
-                format!("the blob's entity tag is {etag}"),
-            );
-        }
+    if let Some(response) = precondition_answer(method, headers, &etag) {
+        return response;
     }
     let len = metadata.params().blob_length();
     let range = match headers
@@ -371,6 +352,28 @@ async fn serve_blob(
         return finish(builder, Body::empty());
     }
     respond_with_bytes(state, blob_id, cached.as_ref(), builder, start, end).await
+}
+
+/// The answer a request's preconditions call for instead of the bytes, if any: 304 with the validators a 200
+/// would carry, or 412.
+fn precondition_answer(method: &Method, headers: &HeaderMap, etag: &str) -> Option<Response> {
+    match http_cache::evaluate(method, headers, etag) {
+        Precondition::Proceed => None,
+        Precondition::NotModified => {
+            let mut response = bare(StatusCode::NOT_MODIFIED);
+            let h = response.headers_mut();
+            for (name, value) in [(header::ETAG, etag), (header::CACHE_CONTROL, CACHE_CONTROL)] {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    h.insert(name, value);
+                }
+            }
+            Some(response)
+        }
+        Precondition::Failed => Some(error(
+            StatusCode::PRECONDITION_FAILED,
+            format!("the entity tag here is {etag}"),
+        )),
+    }
 }
 
 fn finish(builder: axum::http::response::Builder, body: Body) -> Response {
@@ -476,21 +479,8 @@ pub async fn get_byte_range(
         );
     }
     let etag = format!("\"{blob_id}-{start}-{length}\"");
-    match http_cache::evaluate(&method, &headers, &etag) {
-        Precondition::Proceed => {}
-        Precondition::NotModified => {
-            let mut response = bare(StatusCode::NOT_MODIFIED);
-            if let Ok(value) = HeaderValue::from_str(&etag) {
-                response.headers_mut().insert(header::ETAG, value);
-            }
-            return response;
-        }
-        Precondition::Failed => {
-            return error(
-                StatusCode::PRECONDITION_FAILED,
-                format!("this range's entity tag is {etag}"),
-            );
-        }
+    if let Some(response) = precondition_answer(&method, &headers, &etag) {
+        return response;
     }
     let builder =
         blob_headers(Response::builder(), &label, &etag).header(header::CONTENT_LENGTH, length);
