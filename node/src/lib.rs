@@ -14,5 +14,7 @@ pub mod recent;
 pub mod repair;
 pub mod service;
 pub mod sliver_files;
+pub mod spool;
+pub mod steward_state;
 pub mod store;
 pub mod stream_put;

@@ -30,6 +30,7 @@ use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
 use crate::service::{
     IndexSource, Node, StoreAnswer, check_holders, hash_threads, store_request, timer_fires,
 };
+use crate::steward_state::RepairState;
 use crate::store::HolderRecord;
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
@@ -40,25 +41,6 @@ const CHALLENGES_PER_SCAN: usize = 16;
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
-
-/// Repair bookkeeping shared by the node's tasks.
-#[derive(Debug, Default)]
-pub struct RepairState {
-    running: BTreeSet<BlobId>,
-    handing_off: BTreeSet<(BlobId, u16)>,
-    recent: BTreeMap<BlobId, Instant>,
-    challenge_failures: challenge::Tally<PeerId>,
-    last_challenged: BTreeMap<BlobId, Instant>,
-    /// When each blob held whole here settled (`steward::Settling`): challenges wait `challenge_settle`.
-    settling: steward::Settling,
-    /// Holders found not connected, and since when (`steward::Liveness`).
-    liveness: steward::Liveness<PeerKey>,
-    /// Peers that announced their own departure (a hand-off list without themselves), and when.
-    departed: BTreeMap<PeerKey, Instant>,
-    /// Partial sliver indexes held here: segments held when last seen to grow, and since when.
-    partial: steward::Partials,
-    leaving: bool,
-}
 
 /// A duration on the protocol's millisecond clock.
 fn millis(duration: std::time::Duration) -> Millis {

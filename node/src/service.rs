@@ -322,7 +322,7 @@ pub(crate) struct Inner {
     put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
-    pub(crate) repair_state: std::sync::Mutex<crate::repair::RepairState>,
+    pub(crate) repair_state: std::sync::Mutex<crate::steward_state::RepairState>,
     spool_dir: std::path::PathBuf,
 }
 
@@ -383,7 +383,7 @@ impl Node {
         repair: RepairConfig,
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
-        crate::stream_put::clear_spool_dir(&spool_dir);
+        crate::spool::clear_spool_dir(&spool_dir);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -404,12 +404,10 @@ impl Node {
                 cache: crate::cache::BlobCache::new(cache_bytes),
                 checked: crate::cache::CheckedSegments::new(CHECKED_SEGMENTS),
                 stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
-                put_permits: Arc::new(tokio::sync::Semaphore::new(
-                    crate::stream_put::MAX_STREAMED_PUTS,
-                )),
+                put_permits: Arc::new(tokio::sync::Semaphore::new(crate::spool::MAX_STREAMED_PUTS)),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
-                repair_state: std::sync::Mutex::new(crate::repair::RepairState::default()),
+                repair_state: std::sync::Mutex::new(crate::steward_state::RepairState::default()),
                 spool_dir,
             }),
         }
@@ -975,11 +973,11 @@ impl Node {
         Ok(())
     }
 
-    /// A slot for one streamed put, if fewer than [`crate::stream_put::MAX_STREAMED_PUTS`] are running.
+    /// A slot for one streamed put, if fewer than [`crate::spool::MAX_STREAMED_PUTS`] are running.
     pub fn streamed_put_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PutError> {
         Arc::clone(&self.inner.put_permits)
             .try_acquire_owned()
-            .map_err(|_| PutError::Busy(crate::stream_put::MAX_STREAMED_PUTS))
+            .map_err(|_| PutError::Busy(crate::spool::MAX_STREAMED_PUTS))
     }
 
     /// Where streamed puts spool their bodies.

@@ -19,7 +19,7 @@ use super::http_cache::{self, Precondition};
 use super::walrus;
 use crate::cache::BlobBytes;
 use crate::service::{GetError, PutError, PutOptions};
-use crate::stream_put::Spool;
+use crate::spool::Spool;
 
 /// Ranges larger than this are streamed rather than read whole (one segment at the default segment size).
 const STREAM_ABOVE: u64 = 16 << 20;
