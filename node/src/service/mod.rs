@@ -1,0 +1,515 @@
+//! The node service: answers peers' requests from the store, and carries out puts and gets by driving the
+//! protocol core's `Write` and `Read` state machines over the network.
+//!
+//! This module maps effects to IO (requests, timers, disk) and feeds results back with the current time; it
+//! makes no protocol decision of its own beyond choosing the neighbourhood from the peer view.
+//!
+//! Files: this one has the node's types (errors, options, metrics, the `Node` handle) and the helpers every
+//! driver shares; `inbound` answers peers, `write` carries out puts, `read` carries out gets. Each of those
+//! only adds methods to `Node` and uses this file, never each other.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libp2p::identity::{Keypair, PublicKey};
+use libp2p::{PeerId, kad};
+use tokio::sync::{mpsc, oneshot};
+
+use floe_protocol::content_type;
+use floe_protocol::decoder::{Consistency, DecodeError, SegmentDecoder, VerifiedSliver};
+use floe_protocol::encoder::EncodedBlob;
+use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
+use floe_protocol::holders::{self, Acceptance, HolderListError, Via};
+use floe_protocol::placement::{PeerKey, Placement};
+use floe_protocol::read::{Read, ReadConfig, ReadEffect};
+use floe_protocol::receipt;
+use floe_protocol::stream_write::{MAX_RUN_BYTES, cut_segments, store_runs};
+use floe_protocol::wire::pb;
+use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
+use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
+
+mod inbound;
+mod read;
+mod write;
+
+use crate::cache::BlobBytes;
+use crate::net::{Inbound, NetClient};
+use crate::store::{HolderRecord, Store};
+
+/// Inbound requests handled at once; beyond that the network answers "busy".
+const MAX_CONCURRENT_INBOUND: usize = 64;
+
+/// Checks a holder list's shape (`floe_protocol::holders::check`) with libp2p's peer IDs.
+pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), HolderListError> {
+    holders::check(holders, shards, |bytes| PeerId::from_bytes(bytes).is_ok())
+}
+/// Segments fetched per read round: bounds a read's memory to about this many segments of slivers.
+const SEGMENTS_PER_ROUND: u64 = 1;
+/// Segments whose re-encode check is remembered ([`crate::cache::CheckedSegments`]): about 3 MiB, and 512 GiB of
+/// blobs at the default segment size.
+const CHECKED_SEGMENTS: usize = 32 << 10;
+/// Longest receipt note a writer heeds (a holder's own note is under 200 bytes).
+pub(crate) const MAX_NOTE_LEN: usize = 256;
+/// Streamed reads served at once; each holds about two rounds of segments.
+const MAX_STREAMS: usize = 8;
+/// How long a streamed read waits for a client to take the next chunk before giving up on it.
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// libp2p identity keys as the receipt rule's signature scheme (`floe_protocol::receipt`).
+pub(crate) struct PeerSignatures;
+
+impl receipt::Signatures for PeerSignatures {
+    type Peer = PeerId;
+
+    fn signer(&self, public_key: &[u8]) -> Option<PeerId> {
+        PublicKey::try_decode_protobuf(public_key)
+            .ok()
+            .map(|key| key.to_peer_id())
+    }
+
+    fn verifies(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        PublicKey::try_decode_protobuf(public_key).is_ok_and(|key| key.verify(message, signature))
+    }
+}
+
+/// Counters exposed on /metrics and in status.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Blobs written (certified).
+    pub puts: AtomicU64,
+    /// Writes that failed.
+    pub put_failures: AtomicU64,
+    /// Blobs read.
+    pub gets: AtomicU64,
+    /// Reads that failed.
+    pub get_failures: AtomicU64,
+    /// Store requests answered with a receipt.
+    pub slivers_received: AtomicU64,
+    /// Sliver sets served to readers.
+    pub slivers_served: AtomicU64,
+    /// Invalid slivers received from peers (bad proofs, wrong blob).
+    pub invalid_slivers_received: AtomicU64,
+    /// Segments rebuilt by decoding (not from source slivers).
+    pub segments_decoded: AtomicU64,
+    /// Partial sliver indexes deleted after `partial_ttl` without growing.
+    pub partial_indexes_reclaimed: AtomicU64,
+    /// Segments read without the re-encode check because this node had checked them before.
+    pub segment_checks_skipped: AtomicU64,
+    /// Outbound requests sent by puts.
+    pub write_requests: AtomicU64,
+    /// Puts spooled to disk and written run by run (bodies over 16 MiB).
+    pub streamed_puts: AtomicU64,
+    /// Outbound requests sent by gets.
+    pub read_requests: AtomicU64,
+    /// Latency histograms (put, get, gateway requests).
+    pub latencies: crate::metrics::Latencies,
+    /// Repairs this node led (it announced a new holder list and rebuilt lost slivers).
+    pub repairs_started: AtomicU64,
+    /// Repairs that delivered every rebuilt sliver.
+    pub repairs_done: AtomicU64,
+    /// Repairs that could not fetch k slivers or deliver every rebuilt one.
+    pub repairs_failed: AtomicU64,
+    /// Slivers rebuilt by decoding and delivered to their new holders.
+    pub slivers_rebuilt: AtomicU64,
+    /// Sliver bytes fetched from other holders for repairs.
+    pub repair_bytes_fetched: AtomicU64,
+    /// Sliver bytes sent to new holders by repairs.
+    pub repair_bytes_sent: AtomicU64,
+    /// Segments decoded for repairs.
+    pub repair_segments_decoded: AtomicU64,
+    /// Slivers handed off to their next holder (leaving, or no longer ours after a new holder list).
+    pub slivers_handed_off: AtomicU64,
+    /// Sliver bytes handed off.
+    pub handoff_bytes_sent: AtomicU64,
+    /// Repaired or handed-off slivers received that this node already held (duplicate work).
+    pub duplicate_slivers_received: AtomicU64,
+    /// Newer holder lists adopted from announcements or store requests.
+    pub holder_lists_adopted: AtomicU64,
+    /// Slivers stored here although, by this node's view, it is outside the blob's neighbourhood.
+    pub stored_outside_own_view: AtomicU64,
+    /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
+    pub placement_disagreements: AtomicU64,
+    /// Gossiped announcements refused (malformed, unsigned by their repairer, from a non-holder, bad list).
+    pub announcements_refused: AtomicU64,
+    /// Challenges this node sent that the holder answered with a valid sliver.
+    pub challenges_passed: AtomicU64,
+    /// Challenges this node sent that the holder failed (no sliver, or an invalid one).
+    pub challenges_failed: AtomicU64,
+    /// Challenges this node answered.
+    pub challenges_answered: AtomicU64,
+}
+
+/// How a node keeps its blobs whole: departure detection, repair, hand-off and challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairConfig {
+    /// How long a holder may be out of reach before its slivers are rebuilt elsewhere.
+    pub grace: Duration,
+    /// How often held blobs are checked.
+    pub interval: Duration,
+    /// How often the holders of each blob this node leads are challenged.
+    pub challenge_interval: Duration,
+    /// Consecutive failed challenges after which a peer is treated as gone.
+    pub challenge_failures: u32,
+    /// How long a blob's holders go unchallenged after this node's sliver of it became whole or its holder list
+    /// changed: time for the writer's background delivery, a repair or a hand-off to reach every holder.
+    pub challenge_settle: Duration,
+    /// Repairs run at once: a mass departure becomes a queue, not a storm.
+    pub max_concurrent: usize,
+    /// Time a leaving node spends handing off.
+    pub handoff_timeout: Duration,
+    /// Lazy-repair threshold (`protocol::repair::repair_due`): 1 repairs every loss at once.
+    pub min_lost: u16,
+    /// How long part of a sliver index (the runs of a write, repair or hand-off that stopped midway) may sit
+    /// here without growing before it is deleted.
+    pub partial_ttl: Duration,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(300),
+            interval: Duration::from_secs(10),
+            challenge_interval: Duration::from_secs(60),
+            challenge_failures: 3,
+            challenge_settle: Duration::from_secs(60),
+            max_concurrent: 4,
+            handoff_timeout: Duration::from_secs(60),
+            min_lost: 1,
+            partial_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a put failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The blob is too large for the parameters.
+    #[error("{0}")]
+    Params(#[from] floe_protocol::ParamsError),
+    /// Encoding failed.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    /// Not enough holders stored their slivers.
+    #[error(
+        "only {stored} of the {needed} receipts needed came back ({failed} holders failed); the swarm is too small or too many peers are failing"
+    )]
+    NotCertified {
+        /// Receipts.
+        stored: usize,
+        /// Needed.
+        needed: usize,
+        /// Failed holders.
+        failed: usize,
+    },
+    /// Too many large puts at once; try again later.
+    #[error("this node is writing {0} large blobs already; try again shortly")]
+    Busy(usize),
+    /// Internal failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Why a get failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// No peer knows the blob.
+    #[error("no peer knows blob {0}")]
+    NotFound(BlobId),
+    /// Too few valid slivers reachable.
+    #[error("only {have} of the {need} valid slivers needed are reachable")]
+    NotEnoughSlivers {
+        /// Valid slivers.
+        have: usize,
+        /// k.
+        need: usize,
+    },
+    /// The blob is inconsistently encoded.
+    #[error("blob {0} is inconsistent: its writer's slivers are not one codeword")]
+    Inconsistent(BlobId),
+    /// The range lies outside the blob.
+    #[error("range {start}-{end} is outside the blob of {len} bytes")]
+    Range {
+        /// First byte.
+        start: u64,
+        /// End (exclusive).
+        end: u64,
+        /// Blob length.
+        len: u64,
+    },
+    /// The range is larger than this node reads into memory at once.
+    #[error(
+        "{len} bytes asked for; this node serves at most {max} bytes per request until streaming reads land: use Range requests"
+    )]
+    TooLarge {
+        /// Bytes asked for.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Too many streamed reads at once; try again later.
+    #[error("this node is serving {0} streamed reads already; try again shortly")]
+    Busy(usize),
+    /// Internal failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The outcome of a put.
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    /// The blob ID.
+    pub blob_id: BlobId,
+    /// Whether this node already had the blob certified.
+    pub already_certified: bool,
+    /// The certificate's receipts (sliver index → receipt).
+    pub certificate: pb::Certificate,
+    /// Blob length.
+    pub size: u64,
+    /// n.
+    pub shards: u16,
+}
+
+/// How a blob is to be stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// The blob's media type, checked with `floe_protocol::content_type::check` (empty: none); it travels beside
+    /// the holder list.
+    pub content_type: String,
+    /// Store even if this node already holds a certificate for the blob (Walrus' `force`).
+    pub force: bool,
+}
+
+/// A holder's answer to a store request.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreAnswer {
+    /// The index is complete here: the signed receipt.
+    Receipt(pb::StorageReceipt),
+    /// The run was kept; the index is not complete yet.
+    Progress {
+        /// The blob.
+        blob_id: BlobId,
+        /// The sliver index.
+        index: u16,
+        /// Segments held from segment 0 without a gap.
+        segments_held: u64,
+    },
+}
+
+/// Where the slivers of an index being delivered come from.
+pub(crate) enum IndexSource {
+    /// A blob encoded in memory (a write).
+    Encoded(Arc<EncodedBlob>),
+    /// This node's store, read run by run (a hand-off).
+    Store,
+}
+
+/// A cheap, cloneable handle to the node service.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    keypair: Keypair,
+    pub(crate) peer_id: PeerId,
+    pub(crate) net: NetClient,
+    pub(crate) metrics: Metrics,
+    pub(crate) epoch: Instant,
+    pub(crate) write_config: WriteConfig,
+    pub(crate) read_config: ReadConfig,
+    certificates: std::sync::Mutex<BTreeMap<BlobId, pb::Certificate>>,
+    capacity: Option<u64>,
+    max_get: u64,
+    cache: crate::cache::BlobCache,
+    checked: crate::cache::CheckedSegments,
+    stream_permits: Arc<tokio::sync::Semaphore>,
+    put_permits: Arc<tokio::sync::Semaphore>,
+    inbound_permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) repair: RepairConfig,
+    pub(crate) repair_state: std::sync::Mutex<crate::steward_state::RepairState>,
+    spool_dir: std::path::PathBuf,
+}
+
+/// A peer key as text, for logs.
+pub(crate) fn peer_label(peer: &[u8]) -> String {
+    PeerId::from_bytes(peer).map_or_else(|_| "(bad peer id)".into(), |p| p.to_string())
+}
+
+impl Node {
+    /// A node over `store`, signing with `keypair`, talking through `net`, storing at most `capacity` bytes and
+    /// reading at most `max_get` bytes into memory per get; streamed puts spool in `spool_dir` (emptied here of
+    /// what an earlier run left).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        spool_dir: std::path::PathBuf,
+        keypair: Keypair,
+        net: NetClient,
+        capacity: Option<u64>,
+        max_get: u64,
+        cache_bytes: u64,
+        repair: RepairConfig,
+    ) -> Self {
+        let peer_id = keypair.public().to_peer_id();
+        crate::spool::clear_spool_dir(&spool_dir);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                keypair,
+                peer_id,
+                net,
+                metrics: Metrics::default(),
+                epoch: Instant::now(),
+                // Retry no sooner than the network gives up on a request (net::NetConfig uses 30 s).
+                write_config: WriteConfig {
+                    request_timeout: 30_000,
+                    ..WriteConfig::default()
+                },
+                read_config: ReadConfig::default(),
+                certificates: std::sync::Mutex::new(BTreeMap::new()),
+                capacity,
+                max_get,
+                cache: crate::cache::BlobCache::new(cache_bytes),
+                checked: crate::cache::CheckedSegments::new(CHECKED_SEGMENTS),
+                stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+                put_permits: Arc::new(tokio::sync::Semaphore::new(crate::spool::MAX_STREAMED_PUTS)),
+                inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
+                repair,
+                repair_state: std::sync::Mutex::new(crate::steward_state::RepairState::default()),
+                spool_dir,
+            }),
+        }
+    }
+
+    /// Our peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The hot-blob cache.
+    pub fn cache(&self) -> &crate::cache::BlobCache {
+        &self.inner.cache
+    }
+
+    /// The storage capacity (`--capacity`), if limited.
+    pub fn capacity(&self) -> Option<u64> {
+        self.inner.capacity
+    }
+
+    /// How long this node has been running.
+    pub fn uptime(&self) -> Duration {
+        self.inner.epoch.elapsed()
+    }
+
+    /// The network handle.
+    pub fn net(&self) -> &NetClient {
+        &self.inner.net
+    }
+
+    /// The repair settings.
+    pub fn repair_config(&self) -> RepairConfig {
+        self.inner.repair
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Segment ranges of `[first, first + count)` whose slivers of one index fit one read response: at most
+/// `MAX_RUN_BYTES` of sliver bytes (one segment at least, which the frame limit always fits).
+fn read_chunks(params: &BlobParams, first: u64, count: u64) -> Vec<std::ops::Range<u64>> {
+    cut_segments(params, first..first.saturating_add(count), MAX_RUN_BYTES)
+}
+
+/// The certificate of a write: the receipts collected, by sliver index.
+pub(crate) fn certificate_of(
+    blob_id: &BlobId,
+    receipts: &BTreeMap<u16, pb::StorageReceipt>,
+) -> pb::Certificate {
+    pb::Certificate {
+        blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+        receipts: receipts.values().cloned().collect(),
+    }
+}
+
+/// The writer's record of a new blob (metadata and holder list) being stored; see [`Node::place`].
+pub(crate) struct Recording(tokio::task::JoinHandle<Result<(), crate::store::StoreError>>);
+
+impl Recording {
+    /// Waits until the record is stored. By then the blob is certified on its holders, so a failure here does
+    /// not fail the put: it costs only this node's own record of the blob (the holders keep theirs, and reads
+    /// find the metadata there), and is logged.
+    pub(crate) async fn done(self, blob_id: &BlobId) {
+        let error = match self.0.await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(%blob_id, error, "could not store this writer's record of a certified blob");
+    }
+}
+
+/// A store request carrying `slivers` (one run of one index) with the blob's metadata and `record` as the
+/// holder list.
+pub(crate) fn store_request(
+    slivers: Vec<pb::Sliver>,
+    metadata: &BlobMetadata,
+    record: &HolderRecord,
+) -> pb::StoreRequest {
+    pb::StoreRequest {
+        slivers,
+        metadata: Some(metadata.into()),
+        holders: record
+            .holders
+            .iter()
+            .map(|h| Bytes::from(h.clone()))
+            .collect(),
+        holders_epoch: record.epoch,
+        holders_repairer: Bytes::from(record.repairer.clone()),
+        content_type: record.content_type.clone(),
+    }
+}
+
+/// Threads for hashing slivers in the consistency check: what the machine offers (results do not depend on it).
+pub(crate) fn hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Counts an operation's outcome: successes and their total latency, or a failure.
+pub(crate) fn record<T, E>(
+    result: &Result<T, E>,
+    started: Instant,
+    ok: &AtomicU64,
+    latency: &prometheus_client::metrics::histogram::Histogram,
+    failed: &AtomicU64,
+) {
+    if result.is_ok() {
+        ok.fetch_add(1, Ordering::Relaxed);
+        latency.observe(started.elapsed().as_secs_f64());
+    } else {
+        failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Completes when the state machine's timer, `at` milliseconds after `epoch`, fires; never when there is none.
+pub(crate) async fn timer_fires(epoch: Instant, at: Option<Millis>) {
+    match at {
+        Some(at) => tokio::time::sleep_until((epoch + Duration::from_millis(at)).into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,365 @@
+//! Writes: encode a blob, place it on its neighbourhood, drive `floe_protocol::write::Write` until receipts
+//! certify it, and deliver each sliver index run by run; the writer's record of the blob and its certificate.
+
+use super::*;
+
+impl Node {
+    /// Peers in our view, ourselves included, ordered by Kademlia distance to `blob_id`.
+    pub(crate) async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
+        let view = self.inner.net.view().await;
+        let mut peers = view.peers;
+        peers.push(self.inner.peer_id);
+        peers.sort();
+        peers.dedup();
+        let target = kad::KBucketKey::new(blob_id.as_bytes().to_vec());
+        peers.sort_by_key(|p| kad::KBucketKey::from(*p).distance(&target));
+        peers
+    }
+
+    /// Stores a blob: encodes it, sends each sliver index to its holder and returns once receipts certify it.
+    /// Delivery of the remaining slivers goes on in the background.
+    pub async fn put(&self, data: Bytes, options: &PutOptions) -> Result<PutOutcome, PutError> {
+        let started = Instant::now();
+        let result = self.put_inner(data, options).await;
+        let m = &self.inner.metrics;
+        record(&result, started, &m.puts, &m.latencies.put, &m.put_failures);
+        result
+    }
+
+    async fn put_inner(&self, data: Bytes, options: &PutOptions) -> Result<PutOutcome, PutError> {
+        let content_type = options.content_type.as_str();
+        let view = self.inner.net.view().await;
+        let shards = default_shards(view.peers.len() + 1);
+        let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
+        let whole = data.clone();
+        let started = Instant::now();
+        let encoded = tokio::task::spawn_blocking(move || EncodedBlob::encode(params, &data))
+            .await
+            .map_err(|e| PutError::Internal(e.to_string()))?
+            .map_err(|e| PutError::Encode(e.to_string()))?;
+        let blob_id = encoded.metadata.blob_id();
+        if !options.force
+            && let Some(certificate) = self.certificate(&blob_id)
+        {
+            return Ok(PutOutcome {
+                blob_id,
+                already_certified: true,
+                certificate,
+                size: length,
+                shards,
+            });
+        }
+        let encoded_at = started.elapsed();
+        let (placement, record, recording) = self.place(&encoded.metadata, content_type).await?;
+        let placed_at = started.elapsed();
+        let encoded_metadata = encoded.metadata.clone();
+
+        let (certified_tx, certified_rx) = oneshot::channel();
+        let node = self.clone();
+        let encoded = Arc::new(encoded);
+        tokio::spawn(async move {
+            node.drive_write(blob_id, encoded, placement, record, certified_tx)
+                .await;
+        });
+        let certificate = certified_rx
+            .await
+            .map_err(|_| PutError::Internal("write task ended".into()))??;
+        recording.done(&blob_id).await;
+        tracing::debug!(
+            %blob_id,
+            encode_us = encoded_at.as_micros(),
+            place_us = placed_at.saturating_sub(encoded_at).as_micros(),
+            certify_us = started.elapsed().saturating_sub(placed_at).as_micros(),
+            "put certified"
+        );
+        self.remember_certificate(blob_id, certificate.clone())?;
+        // Just written, likely read soon: serve it from memory, under the label the holders keep (a blob stored
+        // before under another label keeps that one; one index lookup).
+        let label = self.inner.store.metadata_record(&blob_id).map_or_else(
+            |_| content_type.to_owned(),
+            |(_, record)| record.content_type,
+        );
+        self.inner.cache.insert(&BlobBytes {
+            metadata: encoded_metadata,
+            content_type: label,
+            bytes: whole,
+        });
+        Ok(PutOutcome {
+            blob_id,
+            already_certified: false,
+            certificate,
+            size: length,
+            shards,
+        })
+    }
+
+    /// A new blob's placement over its neighbourhood, and the recording of the writer's holder record (list and
+    /// content type) here, which runs while the slivers go out: await it before answering the put.
+    pub(crate) async fn place(
+        &self,
+        metadata: &BlobMetadata,
+        content_type: &str,
+    ) -> Result<(Placement, HolderRecord, Recording), PutError> {
+        let blob_id = metadata.blob_id();
+        let shards = metadata.params().shards();
+        let neighbourhood: Vec<PeerKey> = self
+            .neighbourhood(&blob_id)
+            .await
+            .into_iter()
+            .take(usize::from(shards))
+            .map(|p| p.to_bytes())
+            .collect();
+        let placement = Placement::new(&blob_id, shards, &neighbourhood)
+            .ok_or_else(|| PutError::Internal("no peers".into()))?;
+        let record = HolderRecord::initial(placement.holder_list()).with_content_type(content_type);
+        let node = self.clone();
+        let (metadata, listed) = (metadata.clone(), record.clone());
+        let recording = Recording(tokio::task::spawn_blocking(move || {
+            node.inner.store.put_record(&metadata, &listed).map(|_| ())
+        }));
+        Ok((placement, record, recording))
+    }
+
+    pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
+        self.inner.certificates.lock().ok()?.get(blob_id).cloned()
+    }
+
+    pub(crate) fn remember_certificate(
+        &self,
+        blob_id: BlobId,
+        certificate: pb::Certificate,
+    ) -> Result<(), PutError> {
+        self.inner
+            .certificates
+            .lock()
+            .map_err(|_| PutError::Internal("lock poisoned".into()))?
+            .insert(blob_id, certificate);
+        Ok(())
+    }
+
+    /// A slot for one streamed put, if fewer than [`crate::spool::MAX_STREAMED_PUTS`] are running.
+    pub fn streamed_put_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PutError> {
+        Arc::clone(&self.inner.put_permits)
+            .try_acquire_owned()
+            .map_err(|_| PutError::Busy(crate::spool::MAX_STREAMED_PUTS))
+    }
+
+    /// Where streamed puts spool their bodies.
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.inner.spool_dir
+    }
+
+    async fn drive_write(
+        &self,
+        blob_id: BlobId,
+        encoded: Arc<EncodedBlob>,
+        placement: Placement,
+        record: HolderRecord,
+        certified_tx: oneshot::Sender<Result<pb::Certificate, PutError>>,
+    ) {
+        let mut certified_tx = Some(certified_tx);
+        let (tx, mut rx) =
+            mpsc::unbounded_channel::<(PeerKey, u16, u32, Result<pb::StorageReceipt, String>)>();
+        let (mut write, mut effects) =
+            Write::start(blob_id, placement, self.inner.write_config, self.now());
+        let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
+        let mut timer = Timer::default();
+        loop {
+            for effect in effects.drain(..) {
+                match effect {
+                    WriteEffect::Send {
+                        peer,
+                        index,
+                        attempt,
+                    } => {
+                        let node = self.clone();
+                        let tx = tx.clone();
+                        let source = IndexSource::Encoded(Arc::clone(&encoded));
+                        let record = record.clone();
+                        let metadata = encoded.metadata.clone();
+                        tokio::spawn(async move {
+                            let result = node
+                                .send_index(&peer, index, &metadata, &record, &source)
+                                .await;
+                            let _ = tx.send((peer, index, attempt, result));
+                        });
+                    }
+                    WriteEffect::SetTimer(at) => {
+                        timer.request(at);
+                    }
+                    WriteEffect::Certified => {
+                        if let Some(sender) = certified_tx.take() {
+                            let _ = sender.send(Ok(certificate_of(&blob_id, &receipts)));
+                        }
+                    }
+                    WriteEffect::Failed {
+                        stored,
+                        needed,
+                        failed,
+                    } => {
+                        tracing::warn!(%blob_id, stored, needed, failed, "write failed");
+                        if let Some(sender) = certified_tx.take() {
+                            let _ = sender.send(Err(PutError::NotCertified {
+                                stored,
+                                needed,
+                                failed,
+                            }));
+                        }
+                        return;
+                    }
+                    WriteEffect::Finished => {
+                        tracing::debug!(%blob_id, receipts = receipts.len(), "write finished");
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                Some((peer, index, attempt, result)) = rx.recv() => {
+                    let now = self.now();
+                    effects = match result {
+                        Ok(receipt) => {
+                            let receipt = self.heed_receipt(&blob_id, index, &peer, receipt);
+                            let signature = receipt.signature.to_vec();
+                            receipts.insert(index, receipt);
+                            write.on_receipt(&peer, index, signature)
+                        }
+                        Err(why) => {
+                            tracing::debug!(%blob_id, index, attempt, why, "store request failed");
+                            write.on_failure(&peer, index, attempt, now)
+                        }
+                    };
+                }
+                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
+                    timer.fire();
+                    effects = write.on_timer(self.now());
+                }
+            }
+        }
+    }
+
+    /// A holder's receipt as a writer keeps it. Its note is unsigned and peer-supplied: only a short one is heeded
+    /// (counted and logged escaped), and it is never kept in the certificate.
+    pub(crate) fn heed_receipt(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+        peer: &[u8],
+        mut receipt: pb::StorageReceipt,
+    ) -> pb::StorageReceipt {
+        let note = std::mem::take(&mut receipt.note);
+        if !note.is_empty() && note.len() <= MAX_NOTE_LEN {
+            self.inner
+                .metrics
+                .placement_disagreements
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%blob_id, index, holder = %peer_label(peer), ?note, "a holder's view of the blob's neighbourhood differs from ours");
+        }
+        receipt
+    }
+
+    /// Sends sliver `index` to `peer` run by run ([`store_runs`]), each request made by `request_for` when its
+    /// turn comes, and returns the receipt. A holder that already has the whole index answers the first run with
+    /// its receipt, which ends the delivery early.
+    pub(crate) async fn send_index(
+        &self,
+        peer: &[u8],
+        index: u16,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        source: &IndexSource,
+    ) -> Result<pb::StorageReceipt, String> {
+        let blob_id = metadata.blob_id();
+        let params = metadata.params();
+        let segments = params.segment_count();
+        for run in store_runs(params) {
+            let end = run.end;
+            let slivers: Vec<pb::Sliver> = match source {
+                IndexSource::Encoded(encoded) => run
+                    .filter_map(|s| encoded.sliver(s, index))
+                    .map(|s| pb::Sliver::from(&s))
+                    .collect(),
+                IndexSource::Store => {
+                    let node = self.clone();
+                    tokio::task::spawn_blocking(move || {
+                        node.inner.store.read_slivers(
+                            &blob_id,
+                            index,
+                            run.start,
+                            run.end - run.start,
+                        )
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(pb::Sliver::from)
+                    .collect()
+                }
+            };
+            let request = store_request(slivers, metadata, record);
+            match self.send_store(peer, blob_id, index, request).await? {
+                StoreAnswer::Receipt(receipt) => return Ok(receipt),
+                StoreAnswer::Progress { segments_held, .. }
+                    if segments_held >= end && end < segments => {}
+                StoreAnswer::Progress { segments_held, .. } => {
+                    return Err(format!(
+                        "the holder keeps {segments_held} of the index's {segments} segments after a run up to {end}"
+                    ));
+                }
+            }
+        }
+        Err("the holder never sent its receipt".into())
+    }
+
+    /// Sends one store request (one run of one index) and checks the answer.
+    pub(crate) async fn send_store(
+        &self,
+        peer: &[u8],
+        blob_id: BlobId,
+        index: u16,
+        request: pb::StoreRequest,
+    ) -> Result<StoreAnswer, String> {
+        let peer_id = PeerId::from_bytes(peer).map_err(|e| e.to_string())?;
+        if peer_id == self.inner.peer_id {
+            let node = self.clone();
+            let me = self.inner.peer_id;
+            return tokio::task::spawn_blocking(move || node.store_locally(request, &me))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.inner
+            .metrics
+            .write_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .inner
+            .net
+            .request(
+                peer_id,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Store(request)),
+                },
+            )
+            .await?;
+        match response.kind {
+            Some(pb::response::Kind::Receipt(receipt)) => {
+                receipt::check(&PeerSignatures, &receipt, &blob_id, index, &peer_id)
+                    .map_err(|e| e.to_string())?;
+                Ok(StoreAnswer::Receipt(receipt))
+            }
+            Some(pb::response::Kind::Progress(progress))
+                if progress.blob_id.as_ref() == blob_id.as_bytes()
+                    && progress.index == u32::from(index) =>
+            {
+                Ok(StoreAnswer::Progress {
+                    blob_id,
+                    index,
+                    segments_held: progress.segments_held,
+                })
+            }
+            Some(pb::response::Kind::Error(why)) => Err(why),
+            _ => Err("unexpected response".into()),
+        }
+    }
+}
