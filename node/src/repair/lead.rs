@@ -1,0 +1,469 @@
+//! Leading a repair: announce the new holder list, fetch k verified slivers, rebuild only the lost indexes and
+//! deliver them run by run, driving `floe_protocol::repair::Repair`; revert the list if delivery fails.
+
+use super::*;
+
+impl Node {
+    /// Leads one repair: announces the new holder list (the claim), rebuilds the slivers of departed holders
+    /// from k verified slivers, and delivers them to their new holders.
+    pub(super) async fn run_repair(
+        &self,
+        blob_id: BlobId,
+        metadata: BlobMetadata,
+        record: HolderRecord,
+        plan: RepairPlan,
+        gone: BTreeSet<PeerKey>,
+        local: Vec<u16>,
+    ) -> Result<(), String> {
+        let me = peer_key(&self.inner.peer_id);
+        // A holder that missed a newer list (it was down) must not lead with a stale one: ask the others first.
+        if let Some(newer) = self.newer_record(&blob_id, &record, &gone).await {
+            let node = self.clone();
+            tokio::task::spawn_blocking(move || node.inner.store.put_record(&metadata, &newer))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        // The plan was made from the record read at the start of the scan; if a newer list arrived since (a
+        // hand-off announcement, another leader's repair), the plan is stale: the next scan plans again.
+        let node = self.clone();
+        let current =
+            tokio::task::spawn_blocking(move || node.inner.store.metadata_record(&blob_id))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+                .1;
+        if current != record {
+            tracing::debug!(%blob_id, "holder list changed while planning; replanning later");
+            return Ok(());
+        }
+        let targets: BTreeSet<u16> = plan.moves_from(&gone).map(|m| m.index).collect();
+        let new_record = HolderRecord {
+            holders: plan.holders.clone(),
+            epoch: record.epoch.saturating_add(1),
+            repairer: me.clone(),
+            content_type: record.content_type.clone(),
+        };
+        {
+            let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
+            let adopted = tokio::task::spawn_blocking(move || {
+                node.inner.store.put_record(&metadata, &new_record)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            if !adopted {
+                // A competing list won in the meantime: follow it and rebuild nothing.
+                return Ok(());
+            }
+        }
+        self.announce(&blob_id, &new_record, &targets).await;
+        tracing::info!(%blob_id, epoch = new_record.epoch, rebuild = ?targets, moves = plan.moves.len(), "new holder list");
+        if targets.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .metrics
+            .repairs_started
+            .fetch_add(1, Ordering::Relaxed);
+        let (outcome, delivered) = self
+            .rebuild_and_deliver(
+                blob_id,
+                &metadata,
+                &record,
+                &new_record,
+                &targets,
+                &gone,
+                &local,
+            )
+            .await;
+        if outcome.is_err() {
+            // Indexes that did not reach their new holder go back to their departed holder in a newer list, so
+            // the list never names a holder that lacks its sliver and the next scan repairs them again.
+            let mut holders = new_record.holders.clone();
+            for index in targets.iter().filter(|i| !delivered.contains(i)) {
+                if let (Some(slot), Some(old)) = (
+                    holders.get_mut(usize::from(*index)),
+                    record.holders.get(usize::from(*index)),
+                ) {
+                    slot.clone_from(old);
+                }
+            }
+            let reverted = HolderRecord {
+                holders,
+                epoch: new_record.epoch.saturating_add(1),
+                repairer: me,
+                content_type: new_record.content_type.clone(),
+            };
+            self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
+            let node = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                node.inner.store.put_record(&metadata, &reverted)
+            })
+            .await;
+        }
+        outcome
+    }
+
+    /// Fetches k slivers from the live holders of `record`, rebuilds `targets`, and delivers them to their
+    /// holders in `delivery` (the new list), run by run (`store_runs`): each run is fetched, rebuilt and delivered
+    /// before the next, so a repair holds about k + |targets| runs of slivers whatever the blob's size. Returns
+    /// the outcome and the indexes that reached their holder whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn rebuild_and_deliver(
+        &self,
+        blob_id: BlobId,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        delivery: &HolderRecord,
+        targets: &BTreeSet<u16>,
+        gone: &BTreeSet<PeerKey>,
+        local: &[u16],
+    ) -> (Result<(), String>, BTreeSet<u16>) {
+        let runs = store_runs(metadata.params());
+        let count = runs.len();
+        for (at, run) in runs.into_iter().enumerate() {
+            let last = at + 1 == count;
+            let (outcome, delivered) = self
+                .rebuild_and_deliver_run(
+                    blob_id, metadata, record, delivery, targets, gone, local, run, last,
+                )
+                .await;
+            if outcome.is_err() || last {
+                // Before the last run no index is whole at its new holder yet.
+                return (outcome, if last { delivered } else { BTreeSet::new() });
+            }
+        }
+        (Ok(()), BTreeSet::new())
+    }
+
+    /// One run of [`Self::rebuild_and_deliver`]: segments `run` of every target.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn rebuild_and_deliver_run(
+        &self,
+        blob_id: BlobId,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        delivery: &HolderRecord,
+        targets: &BTreeSet<u16>,
+        gone: &BTreeSet<PeerKey>,
+        local: &[u16],
+        run: std::ops::Range<u64>,
+        last: bool,
+    ) -> (Result<(), String>, BTreeSet<u16>) {
+        let me = peer_key(&self.inner.peer_id);
+        let params = *metadata.params();
+        let (first, count) = (run.start, run.end - run.start);
+        let sources: Vec<(u16, PeerKey)> = record
+            .holders
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !gone.contains(*h) && **h != me)
+            .filter_map(|(i, h)| Some((u16::try_from(i).ok()?, h.clone())))
+            .collect();
+        let have: BTreeSet<u16> = local
+            .iter()
+            .copied()
+            .filter(|i| !targets.contains(i))
+            .collect();
+        let view = self.inner.net.view().await;
+        let rtt: BTreeMap<Vec<u8>, u64> = view
+            .rtt_ms
+            .iter()
+            .map(|(p, ms)| (p.to_bytes(), *ms))
+            .collect();
+        let (mut repair, mut effects) = Repair::start(
+            blob_id,
+            params.source_shards(),
+            delivery.holders.clone(),
+            targets.clone(),
+            sources,
+            &have,
+            |peer| rtt.get(peer).copied(),
+            plan_rules::repair_read_config(),
+            self.inner.write_config,
+            self.now(),
+        );
+        let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
+        let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
+        let mut fetched: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
+        let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
+        let mut delivered: BTreeSet<u16> = BTreeSet::new();
+        let mut timer = Timer::default();
+        let outcome: Result<(), String> = 'repair: loop {
+            let mut next = Vec::new();
+            for effect in effects.drain(..) {
+                match effect {
+                    RepairEffect::Fetch { peer, index } => {
+                        let (node, tx) = (self.clone(), fetched_tx.clone());
+                        tokio::spawn(async move {
+                            let slivers = node
+                                .fetch_index(&peer, &blob_id, index, &params, first, count)
+                                .await;
+                            let _ = tx.send((index, slivers));
+                        });
+                    }
+                    RepairEffect::SetTimer(at) => {
+                        timer.request(at);
+                    }
+                    RepairEffect::Rebuild { sources, targets } => {
+                        let chosen: BTreeMap<u16, Vec<VerifiedSliver>> = sources
+                            .iter()
+                            .filter_map(|i| fetched.remove(i).map(|s| (*i, s)))
+                            .collect();
+                        fetched.clear();
+                        match self
+                            .rebuild(
+                                blob_id,
+                                metadata.clone(),
+                                chosen,
+                                sources,
+                                targets,
+                                run.clone(),
+                            )
+                            .await
+                        {
+                            Ok(slivers) => {
+                                rebuilt = slivers;
+                                next.extend(repair.on_rebuilt(self.now()));
+                            }
+                            Err(why) => {
+                                tracing::warn!(%blob_id, why, "rebuild failed");
+                                next.extend(
+                                    repair
+                                        .on_rebuild_failed(0, usize::from(params.source_shards())),
+                                );
+                            }
+                        }
+                    }
+                    RepairEffect::Send {
+                        peer,
+                        index,
+                        attempt,
+                    } => {
+                        let Some(slivers) = rebuilt.get(&index) else {
+                            continue;
+                        };
+                        let request = store_request(
+                            slivers.iter().map(pb::Sliver::from).collect(),
+                            metadata,
+                            delivery,
+                        );
+                        let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
+                        let (node, tx) = (self.clone(), sent_tx.clone());
+                        let end = run.end;
+                        tokio::spawn(async move {
+                            // Before the last run the holder answers progress; the receipt comes with the last.
+                            let result = match node.send_store(&peer, blob_id, index, request).await
+                            {
+                                Ok(StoreAnswer::Receipt(receipt)) => Ok(receipt.signature.to_vec()),
+                                Ok(StoreAnswer::Progress { segments_held, .. })
+                                    if !last && segments_held >= end =>
+                                {
+                                    Ok(Vec::new())
+                                }
+                                Ok(StoreAnswer::Progress { segments_held, .. }) => Err(format!(
+                                    "the new holder keeps {segments_held} segments after a run up to {end}"
+                                )),
+                                Err(why) => Err(why),
+                            };
+                            if result.is_ok() {
+                                node.inner.metrics.repair_bytes_sent.fetch_add(
+                                    u64::try_from(bytes).unwrap_or(u64::MAX),
+                                    Ordering::Relaxed,
+                                );
+                            }
+                            let _ = tx.send((peer, index, attempt, result));
+                        });
+                    }
+                    RepairEffect::Finished { failed, .. } if failed == 0 && !last => {
+                        break 'repair Ok(());
+                    }
+                    RepairEffect::Finished { delivered, failed } => {
+                        let m = &self.inner.metrics;
+                        // Only the last run completes an index at its new holder.
+                        if last {
+                            m.slivers_rebuilt.fetch_add(
+                                u64::try_from(delivered).unwrap_or(u64::MAX),
+                                Ordering::Relaxed,
+                            );
+                        }
+                        if failed > 0 {
+                            break 'repair Err(format!(
+                                "{failed} rebuilt slivers could not be delivered"
+                            ));
+                        }
+                        m.repairs_done.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%blob_id, delivered, "repair done");
+                        break 'repair Ok(());
+                    }
+                    RepairEffect::Failed { have, need } => {
+                        break 'repair Err(format!(
+                            "only {have} of the {need} slivers needed could be fetched"
+                        ));
+                    }
+                }
+            }
+            if !next.is_empty() {
+                effects = next;
+                continue;
+            }
+            tokio::select! {
+                Some((index, slivers)) = fetched_rx.recv() => {
+                    let valid = slivers.is_some();
+                    if let Some(slivers) = slivers {
+                        let bytes: usize = slivers.iter().map(|s| s.sliver().data.len()).sum();
+                        self.inner.metrics.repair_bytes_fetched.fetch_add(
+                            u64::try_from(bytes).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
+                        fetched.insert(index, slivers);
+                    }
+                    effects = repair.on_fetched(index, valid, self.now());
+                }
+                Some((peer, index, attempt, result)) = sent_rx.recv() => {
+                    effects = match result {
+                        Ok(signature) => {
+                            delivered.insert(index);
+                            repair.on_receipt(&peer, index, signature)
+                        }
+                        Err(why) => {
+                            tracing::debug!(%blob_id, index, attempt, why, "delivering a rebuilt sliver failed");
+                            repair.on_send_failure(&peer, index, attempt, self.now())
+                        }
+                    };
+                }
+                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
+                    timer.fire();
+                    effects = repair.on_timer(self.now());
+                }
+            }
+        };
+        (outcome, delivered)
+    }
+
+    /// The newest holder record among the live holders', if it supersedes `current`.
+    pub(super) async fn newer_record(
+        &self,
+        blob_id: &BlobId,
+        current: &HolderRecord,
+        gone: &BTreeSet<PeerKey>,
+    ) -> Option<HolderRecord> {
+        let me = peer_key(&self.inner.peer_id);
+        let mut best: Option<HolderRecord> = None;
+        let peers: BTreeSet<&PeerKey> = current
+            .holders
+            .iter()
+            .filter(|h| **h != me && !gone.contains(*h))
+            .collect();
+        for holder in peers.into_iter().take(3) {
+            let Ok(peer) = PeerId::from_bytes(holder) else {
+                continue;
+            };
+            let Some(answer) = self.ask_metadata(peer, blob_id).await else {
+                continue;
+            };
+            let record = HolderRecord {
+                holders: answer.holders.iter().map(|h| h.to_vec()).collect(),
+                epoch: answer.holders_epoch,
+                repairer: answer.holders_repairer.to_vec(),
+                content_type: content_type::or_none(&answer.content_type).to_owned(),
+            }
+            .keeping_label_of(current);
+            let shards = current.holders.len();
+            if record.holders.len() == shards
+                && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
+                && record.supersedes(best.as_ref().unwrap_or(current))
+            {
+                best = Some(record);
+            }
+        }
+        best
+    }
+
+    pub(super) async fn announce(
+        &self,
+        blob_id: &BlobId,
+        record: &HolderRecord,
+        targets: &BTreeSet<u16>,
+    ) {
+        let announcement = pb::RepairAnnouncement {
+            blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+            indexes: targets.iter().map(|&i| u32::from(i)).collect(),
+            repairer: Bytes::from(record.repairer.clone()),
+            epoch: record.epoch,
+            holders: record
+                .holders
+                .iter()
+                .map(|h| Bytes::from(h.clone()))
+                .collect(),
+        };
+        self.inner
+            .net
+            .publish(prost::Message::encode_to_vec(&announcement))
+            .await;
+        self.state().recent.insert(*blob_id, Instant::now());
+    }
+
+    /// Decodes each segment from the chosen slivers (plus our own) and keeps the target slivers.
+    pub(super) async fn rebuild(
+        &self,
+        blob_id: BlobId,
+        metadata: BlobMetadata,
+        mut chosen: BTreeMap<u16, Vec<VerifiedSliver>>,
+        sources: Vec<u16>,
+        targets: Vec<u16>,
+        run: std::ops::Range<u64>,
+    ) -> Result<BTreeMap<u16, Vec<Sliver>>, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let params = *metadata.params();
+            for index in &sources {
+                if chosen.contains_key(index) {
+                    continue;
+                }
+                // One of ours: read and verify it from the store.
+                let own = node
+                    .inner
+                    .store
+                    .read_slivers(&blob_id, *index, run.start, run.end - run.start)
+                    .map_err(|e| e.to_string())?;
+                let verified = own
+                    .into_iter()
+                    .map(|s| VerifiedSliver::new(s, &blob_id).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                chosen.insert(*index, verified);
+            }
+            let mut decoder = SegmentDecoder::new(params).with_hash_threads(hash_threads());
+            let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
+            for segment in run.clone() {
+                let these: Vec<VerifiedSliver> = chosen
+                    .values()
+                    .filter_map(|set| {
+                        // Slivers come in segment order from the run's start; fall back to a search.
+                        usize::try_from(segment - run.start)
+                            .ok()
+                            .and_then(|at| set.get(at))
+                            .filter(|s| s.sliver().segment == segment)
+                            .or_else(|| set.iter().find(|s| s.sliver().segment == segment))
+                            .cloned()
+                    })
+                    .collect();
+                let slivers = decoder
+                    .rebuild(segment, &these, &targets)
+                    .map_err(|e| e.to_string())?;
+                node.inner
+                    .metrics
+                    .repair_segments_decoded
+                    .fetch_add(1, Ordering::Relaxed);
+                for sliver in slivers {
+                    rebuilt.entry(sliver.index).or_default().push(sliver);
+                }
+            }
+            Ok(rebuilt)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}

@@ -1,0 +1,302 @@
+//! The scan: every interval, each blob held here is checked with `floe_protocol::steward`'s rules (who is gone,
+//! what to hand off, whether to repair or challenge), and gossiped repair announcements are applied.
+
+use super::*;
+
+impl Node {
+    /// Applies gossiped repair announcements until the network stops.
+    pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
+        while let Some(message) = gossip.recv().await {
+            let source = message.source;
+            if let Err(why) = self.on_announcement(message).await {
+                self.inner
+                    .metrics
+                    .announcements_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%source, why, "refused a repair announcement");
+            }
+        }
+    }
+
+    pub(super) async fn on_announcement(&self, gossip: Gossip) -> Result<(), String> {
+        let announcement: pb::RepairAnnouncement =
+            wire::decode_body(&gossip.data, MAX_GOSSIP_LEN, "RepairAnnouncement")
+                .map_err(|e| e.to_string())?;
+        let blob_id = BlobId::from_slice(&announcement.blob_id).map_err(|e| e.to_string())?;
+        let leaving = !announcement.holders.contains(&announcement.repairer);
+        let repairer = announcement.repairer.to_vec();
+        let source = gossip.source.to_bytes();
+        let node = self.clone();
+        let adopted = tokio::task::spawn_blocking(move || {
+            let held = node.inner.store.metadata_record(&blob_id).ok();
+            let record = HolderRecord {
+                holders: announcement.holders.iter().map(|h| h.to_vec()).collect(),
+                epoch: announcement.epoch,
+                repairer: announcement.repairer.to_vec(),
+                // Announcements carry no label: the blob's stays.
+                content_type: held
+                    .as_ref()
+                    .map(|(_, current)| current.content_type.clone())
+                    .unwrap_or_default(),
+            };
+            let acceptance = holders::accept(
+                &record.as_list(),
+                &source,
+                held.as_ref().map(|(_, current)| current.as_list()).as_ref(),
+                Via::Announcement,
+            )
+            .map_err(|e| e.to_string())?;
+            let Some((metadata, _)) = held.filter(|_| acceptance == Acceptance::Offered) else {
+                return Ok(None); // not a blob we hold: nothing to update, nothing to remember
+            };
+            check_holders(&record.holders, metadata.params().shards())
+                .map_err(|e| e.to_string())?;
+            node.inner
+                .store
+                .put_record(&metadata, &record)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let Some(adopted) = adopted else {
+            return Ok(());
+        };
+        let mut state = self.state();
+        state.recent.insert(blob_id, Instant::now());
+        if leaving {
+            // It is shutting down: never place a sliver on it while its connection winds down.
+            state.departed.insert(repairer, Instant::now());
+        }
+        drop(state);
+        if adopted {
+            self.inner
+                .metrics
+                .holder_lists_adopted
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%blob_id, source = %gossip.source, "adopted a new holder list");
+        }
+        Ok(())
+    }
+
+    /// Checks the blobs held here every interval: repairs what this node leads, hands off what is no longer
+    /// ours, challenges holders. Runs until the node stops.
+    pub async fn repair_loop(self) {
+        let mut tick = tokio::time::interval(self.inner.repair.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.state().leaving {
+                return;
+            }
+            self.scan().await;
+        }
+    }
+
+    pub(super) async fn scan(&self) {
+        {
+            let mut state = self.state();
+            state.recent.retain(|_, at| at.elapsed() < RECENT_REPAIR);
+            state.departed.retain(|_, at| at.elapsed() < DEPARTED_FOR);
+        }
+        let view = self.inner.net.view().await;
+        let me = peer_key(&self.inner.peer_id);
+        let node = self.clone();
+        let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
+            return;
+        };
+        // Per-sliver challenge counts matter only for blobs still held here.
+        {
+            let held: BTreeSet<&BlobId> = blobs.iter().collect();
+            let mut state = self.state();
+            state
+                .challenge_failures
+                .retain_slivers(|blob_id, _, _| held.contains(blob_id));
+            state.settling.retain(|blob_id| held.contains(blob_id));
+        }
+        let mut challenges = 0;
+        let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
+        let mut partial: BTreeMap<(BlobId, u16), u64> = BTreeMap::new();
+        for blob_id in blobs {
+            let Some((metadata, record, held)) = self.held(blob_id).await else {
+                continue;
+            };
+            partial.extend(
+                held.partial
+                    .iter()
+                    .map(|&(index, count)| ((blob_id, index), count)),
+            );
+            let local = held.whole;
+            if record.holders.is_empty() {
+                continue;
+            }
+            let (mut gone, pending) = self.gone_holders(&view, &record.holders);
+            // A holder whose sliver of this blob failed its challenges lost it: gone for this blob. Counts of
+            // slivers that moved since are dropped first.
+            self.state()
+                .challenge_failures
+                .forget_moved(&blob_id, holder_at(&record.holders));
+            gone.extend(self.lost_holders(&blob_id, &record.holders));
+            for holder in &record.holders {
+                if let Ok(peer) = PeerId::from_bytes(holder)
+                    && peer != self.inner.peer_id
+                    && !view.connected_peers.contains(&peer)
+                {
+                    to_dial.insert(peer);
+                }
+            }
+            // Hand-off duty: slivers held here that the current list gives to a live peer (not while this node
+            // rebuilds the blob from them).
+            let rebuilding = self.state().running.contains(&blob_id);
+            for index in steward::hand_off_indexes(&record.holders, &local, &me, &gone, rebuilding)
+            {
+                self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
+            }
+            let Some(leader) = plan_rules::leader(&record.holders, &gone).cloned() else {
+                continue;
+            };
+            // Only a node holding a whole index of the blob challenges (see `challenge::role`); once this node's
+            // index is whole the others are at most a window of runs behind.
+            let role = challenge::role(&record.holders, &gone, &me, !local.is_empty());
+            let settled = self.state().settling.settled(
+                blob_id,
+                holders_fingerprint(&record),
+                !local.is_empty(),
+                self.now(),
+                millis(self.inner.repair.challenge_settle),
+            );
+            if leader != me {
+                if matches!(role, Role::Deputy { .. })
+                    && settled
+                    && !self.repair_view(&blob_id).in_progress
+                    && self.due_for_challenge(&blob_id)
+                {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
+                }
+                continue;
+            }
+            // Leader duty: repair and rebalance, then challenge.
+            let excluded = self.excluded_peers();
+            let candidates: Vec<PeerKey> = self
+                .neighbourhood(&blob_id)
+                .await
+                .into_iter()
+                .filter(|p| *p == self.inner.peer_id || view.connected_peers.contains(p))
+                .map(|p| peer_key(&p))
+                .filter(|p| !gone.contains(p) && !excluded.contains(p))
+                .collect();
+            let lost = record.holders.iter().filter(|h| gone.contains(*h)).count();
+            let shards = u16::try_from(record.holders.len()).unwrap_or(u16::MAX);
+            if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
+                && !plan.is_empty()
+                && steward::repair_now(lost, shards, self.inner.repair.min_lost, pending)
+            {
+                let start = {
+                    let mut state = self.state();
+                    let room = state.running.len() < self.inner.repair.max_concurrent;
+                    room && state.running.insert(blob_id)
+                };
+                if start {
+                    let node = self.clone();
+                    let gone = gone.clone();
+                    let (metadata, record, local) =
+                        (metadata.clone(), record.clone(), local.clone());
+                    tokio::spawn(async move {
+                        let outcome = node
+                            .run_repair(blob_id, metadata, record, plan, gone, local)
+                            .await;
+                        if let Err(why) = outcome {
+                            node.inner
+                                .metrics
+                                .repairs_failed
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%blob_id, why, "repair failed; will retry");
+                        }
+                        let mut state = node.state();
+                        state.running.remove(&blob_id);
+                        state.recent.insert(blob_id, Instant::now());
+                    });
+                }
+                continue;
+            }
+            // A blob whose holder list just changed is not challenged: its new holders may still be receiving.
+            if challenges < CHALLENGES_PER_SCAN
+                && role == Role::Leader
+                && settled
+                && !self.repair_view(&blob_id).in_progress
+                && self.due_for_challenge(&blob_id)
+            {
+                challenges += 1;
+                let node = self.clone();
+                tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
+            }
+        }
+        // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
+        for peer in to_dial.into_iter().take(64) {
+            self.inner.net.dial(peer).await;
+        }
+        self.reclaim_stalled_partials(&partial).await;
+    }
+
+    /// Deletes the partial sliver indexes that have not grown for `partial_ttl`: what a write, repair or
+    /// hand-off that stopped midway left behind. No receipt covers them, and a later repair sends the index
+    /// again from its first run.
+    pub(super) async fn reclaim_stalled_partials(&self, seen: &BTreeMap<(BlobId, u16), u64>) {
+        let ttl = self.inner.repair.partial_ttl;
+        // Parts are tracked even with reclaiming off (TTL 0): challenges need to know which ones stopped growing.
+        let now = self.now();
+        let stalled = self.state().partial.stalled(
+            seen,
+            now,
+            if ttl.is_zero() {
+                Millis::MAX
+            } else {
+                millis(ttl)
+            },
+        );
+        if ttl.is_zero() {
+            return; // reclaiming is off
+        }
+        for (blob_id, index) in stalled {
+            let node = self.clone();
+            let segments = seen.get(&(blob_id, index)).copied().unwrap_or(0);
+            // Deleted only if it still holds what the scan saw, checked in the deleting commit: a run stored
+            // meanwhile (a delivery that resumed) keeps it.
+            let removed = tokio::task::spawn_blocking(move || {
+                node.inner.store.remove_partial(&blob_id, index, segments)
+            })
+            .await;
+            match removed {
+                Ok(Ok(deleted)) => {
+                    self.state().partial.forget(&blob_id, index);
+                    if deleted {
+                        self.inner
+                            .metrics
+                            .partial_indexes_reclaimed
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%blob_id, index, segments, ?ttl, "deleted part of a sliver index that stopped growing");
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%blob_id, index, %error, "could not delete a stalled partial index");
+                }
+                Err(error) => {
+                    tracing::warn!(%blob_id, index, %error, "could not delete a stalled partial index");
+                }
+            }
+        }
+    }
+
+    pub(super) fn due_for_challenge(&self, blob_id: &BlobId) -> bool {
+        let mut state = self.state();
+        let due = state
+            .last_challenged
+            .get(blob_id)
+            .is_none_or(|t| t.elapsed() >= self.inner.repair.challenge_interval);
+        if due {
+            state.last_challenged.insert(*blob_id, Instant::now());
+        }
+        due
+    }
+}
