@@ -1,0 +1,233 @@
+//! The simulated network (latency, bandwidth queues, loss, partitions) and the holders' answers to stores and
+//! reads.
+
+use super::*;
+
+impl Sim {
+    // -----------------------------------------------------------------------------------------------------------
+    // The network
+
+    pub(super) fn count_message(&mut self, bytes: u64) {
+        self.s.messages += 1;
+        self.s.bytes += bytes;
+        self.interval.messages += 1;
+        self.interval.bytes += bytes;
+    }
+
+    pub(super) fn send(&mut self, m: Msg, payload: u64) {
+        let bytes = payload.saturating_add(self.sc.network.message_overhead_bytes);
+        self.count_message(bytes);
+        if matches!(m.kind, Kind::FetchResp | Kind::RepairStore) {
+            self.s.repair_bytes += bytes;
+        }
+        if m.from == m.to {
+            self.schedule(self.now, Ev::Msg(m));
+            return;
+        }
+        let blocked = self.blocked(m.from, m.to);
+        let net = &self.sc.network;
+        let (jitter_ms, loss, duplicate, reorder, reorder_ms) = (
+            net.jitter_ms,
+            net.loss,
+            net.duplicate,
+            net.reorder,
+            net.reorder_ms,
+        );
+        let rtt = self
+            .regions
+            .rtt_ms(self.nodes[ix(m.from)].region, self.nodes[ix(m.to)].region);
+        let now = self.now as f64;
+        let size = bytes as f64;
+        let sender = &mut self.nodes[ix(m.from)];
+        let start = sender.up_free.max(now);
+        let up_end = start + size / sender.up_rate;
+        sender.up_free = up_end;
+        let jitter = rng::unit(&mut sender.rng) * jitter_ms;
+        let lost = rng::chance(&mut sender.rng, loss) || blocked;
+        let extra = if rng::chance(&mut sender.rng, reorder) {
+            rng::unit(&mut sender.rng) * reorder_ms
+        } else {
+            0.0
+        };
+        let twice = rng::chance(&mut sender.rng, duplicate);
+        if lost {
+            return;
+        }
+        let latency = rtt / 2.0 + jitter + extra;
+        let receiver = &mut self.nodes[ix(m.to)];
+        let down_start = (start + latency).max(receiver.down_free);
+        let down_end = (down_start + size / receiver.down_rate).max(up_end + latency);
+        receiver.down_free = down_end;
+        self.schedule(rng::ceil_ms(down_end), Ev::Msg(m));
+        if twice {
+            self.schedule(rng::ceil_ms(down_end + jitter_ms.max(1.0)), Ev::Msg(m));
+        }
+    }
+
+    /// A request reached a crashed node: the sender learns it failed one round trip after sending.
+    pub(super) fn bounce(&mut self, m: Msg) {
+        let kind = match m.kind {
+            Kind::StoreReq => Kind::StoreNack,
+            Kind::RepairStore => Kind::RepairNack,
+            Kind::ReadReq => Kind::ReadResp,
+            Kind::FetchReq => Kind::FetchResp,
+            _ => return,
+        };
+        let rtt = self
+            .regions
+            .rtt_ms(self.nodes[ix(m.from)].region, self.nodes[ix(m.to)].region);
+        let reply = Msg {
+            kind,
+            valid: false,
+            from: m.to,
+            to: m.from,
+            ..m
+        };
+        self.schedule(
+            self.now.saturating_add(rng::ceil_ms(rtt / 2.0)),
+            Ev::Msg(reply),
+        );
+    }
+
+    pub(super) fn message(&mut self, m: Msg) {
+        let to_alive = self.nodes[ix(m.to)].alive;
+        match m.kind {
+            Kind::StoreReq | Kind::ReadReq | Kind::FetchReq | Kind::RepairStore => {
+                if !to_alive {
+                    if self.sc.network.dead_peer_fails_fast {
+                        self.bounce(m);
+                    }
+                    return;
+                }
+                match m.kind {
+                    Kind::StoreReq => self.serve_store(m),
+                    Kind::RepairStore => self.serve_repair_store(m),
+                    _ => self.serve_sliver(m),
+                }
+            }
+            _ => {
+                if to_alive {
+                    self.response(m);
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Holders answering
+
+    pub(super) fn serve_store(&mut self, m: Msg) {
+        let (b, i) = (ix(m.blob), usize::from(m.index));
+        let holder = self.blobs[b].holders.get(i).copied();
+        if holder == Some(m.to) && self.blobs[b].slot[i] != GOOD {
+            let lost_write = self.sc.disk.lost_write;
+            if rng::chance(&mut self.nodes[ix(m.to)].rng, lost_write) {
+                self.s.lost_writes += 1;
+                self.nodes[ix(m.to)].held.push((m.blob, m.index));
+            } else {
+                self.slot_change(m.blob, m.index, m.to, GOOD);
+            }
+        }
+        let ack = Msg {
+            kind: Kind::StoreAck,
+            valid: true,
+            from: m.to,
+            to: m.from,
+            ..m
+        };
+        self.send(ack, 0);
+    }
+
+    pub(super) fn serve_sliver(&mut self, m: Msg) {
+        let kind = if m.kind == Kind::ReadReq {
+            Kind::ReadResp
+        } else {
+            Kind::FetchResp
+        };
+        let blob = &self.blobs[ix(m.blob)];
+        let i = usize::from(m.index);
+        let (valid, payload) = match self.nodes[ix(m.to)].byzantine {
+            Some(Behaviour::Withhold) => return,
+            Some(Behaviour::Corrupt) => (false, blob.sliver_bytes),
+            None => {
+                let state = if blob.holders.get(i) == Some(&m.to) {
+                    blob.slot[i]
+                } else {
+                    MISSING
+                };
+                // An honest holder re-verifies before answering: rot is reported as not found.
+                if state == GOOD {
+                    (true, blob.sliver_bytes)
+                } else {
+                    (false, 0)
+                }
+            }
+        };
+        let reply = Msg {
+            kind,
+            valid,
+            from: m.to,
+            to: m.from,
+            ..m
+        };
+        self.send(reply, payload);
+    }
+
+    pub(super) fn serve_repair_store(&mut self, m: Msg) {
+        let (b, i) = (ix(m.blob), usize::from(m.index));
+        let (epoch, repairer) = (self.blobs[b].epoch, self.blobs[b].repairer);
+        let current_key = if repairer == NO_NODE {
+            Vec::new()
+        } else {
+            peer_key(repairer)
+        };
+        let accept = (m.epoch == epoch && m.from == repairer)
+            || repair::supersedes(
+                u64::from(m.epoch),
+                &peer_key(m.from),
+                u64::from(epoch),
+                &current_key,
+            );
+        let mut reply = Msg {
+            kind: Kind::RepairAck,
+            valid: true,
+            from: m.to,
+            to: m.from,
+            ..m
+        };
+        if !accept {
+            self.s.superseded_deliveries += 1;
+            reply.kind = Kind::RepairNack;
+            reply.valid = false;
+            self.send(reply, 0);
+            return;
+        }
+        self.blobs[b].epoch = m.epoch;
+        self.blobs[b].repairer = m.from;
+        let holder = self.blobs[b].holders.get(i).copied().unwrap_or(NO_NODE);
+        // Not a duplicated message or a retry of a delivery that already landed.
+        if holder != m.to || self.blobs[b].slot[i] != GOOD {
+            let origin = self.ops.get(m.op).and_then(|op| match &op.kind {
+                OpKind::Repair(p) => p
+                    .origin
+                    .binary_search_by_key(&m.index, |o| o.0)
+                    .ok()
+                    .map(|at| p.origin[at].1),
+                _ => None,
+            });
+            if origin.is_some_and(|o| holder != o && holder != m.to) {
+                self.s.duplicate_rebuilds += 1;
+            }
+            let lost_write = self.sc.disk.lost_write;
+            if rng::chance(&mut self.nodes[ix(m.to)].rng, lost_write) {
+                self.s.lost_writes += 1;
+                self.slot_change(m.blob, m.index, m.to, MISSING);
+                self.nodes[ix(m.to)].held.push((m.blob, m.index));
+            } else {
+                self.slot_change(m.blob, m.index, m.to, GOOD);
+            }
+            self.s.slivers_rebuilt += 1;
+        }
+        self.send(reply, 0);
+    }
+}

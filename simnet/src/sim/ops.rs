@@ -1,0 +1,350 @@
+//! Operations: the plumbing every simulated write, read and repair shares (timers, responses, effects), and the
+//! write and read drivers over the protocol core's `Write` and `Read`.
+
+use super::*;
+
+impl Sim {
+    // -----------------------------------------------------------------------------------------------------------
+    // Operations: common plumbing
+
+    /// Takes an operation out if it exists and its owner is still the incarnation that started it; otherwise
+    /// abandons it (the owner crashed) and returns `None`.
+    pub(super) fn take_live(&mut self, r: OpRef) -> Option<Op> {
+        let op = self.ops.take(r)?;
+        let owner = &self.nodes[ix(op.owner)];
+        if owner.alive && owner.incarnation == op.incarnation {
+            return Some(op);
+        }
+        self.abandon(r, op);
+        None
+    }
+
+    pub(super) fn abandon(&mut self, r: OpRef, op: Op) {
+        self.ops.release(r);
+        let retry = self.now.saturating_add(self.sc.repair.grace_ms);
+        match op.kind {
+            OpKind::WriteLookup | OpKind::Write(_) => {
+                if self.blobs[ix(op.blob)].status == Status::Certified {
+                    self.schedule_reeval(op.blob, retry);
+                }
+                self.fail_write(op.blob);
+            }
+            OpKind::ReadLookup | OpKind::Read(_) => self.s.reads_abandoned += 1,
+            OpKind::RepairLookup | OpKind::Repair(_) => {
+                self.s.repairs_abandoned += 1;
+                self.end_claim(op.blob, r, Some(retry));
+            }
+        }
+    }
+
+    pub(super) fn set_timer(&mut self, r: OpRef, at: Millis) {
+        let at = at.max(self.now);
+        let Some(op) = self.ops.get_mut(r) else {
+            return;
+        };
+        // The drivers' one timer rule (`write::Timer`): the earliest request wins.
+        if op.timer.request(at) {
+            self.schedule(at, Ev::Timer(r));
+        }
+    }
+
+    pub(super) fn timer(&mut self, r: OpRef) {
+        let Some(mut op) = self.take_live(r) else {
+            return;
+        };
+        if op.timer.deadline() != Some(self.now) {
+            self.ops.put(r, op);
+            return;
+        }
+        op.timer.fire();
+        let now = self.now;
+        let effects = match &mut op.kind {
+            OpKind::Write(w) => Effects::Write(w.on_timer(now)),
+            OpKind::Read(x) => Effects::Read(x.machine.on_timer(now)),
+            OpKind::Repair(p) => Effects::Repair(p.machine.on_timer(now)),
+            _ => Effects::None,
+        };
+        self.ops.put(r, op);
+        self.apply(r, effects);
+    }
+
+    pub(super) fn response(&mut self, m: Msg) {
+        let Some(mut op) = self.take_live(m.op) else {
+            return;
+        };
+        let now = self.now;
+        let peer = peer_key(m.from);
+        let attempt = u32::from(m.attempt);
+        let effects = match (&mut op.kind, m.kind) {
+            (OpKind::Write(w), Kind::StoreAck) => {
+                Effects::Write(w.on_receipt(&peer, m.index, Vec::new()))
+            }
+            (OpKind::Write(w), Kind::StoreNack) => {
+                Effects::Write(w.on_failure(&peer, m.index, attempt, now))
+            }
+            (OpKind::Read(x), Kind::ReadResp) => {
+                if m.valid {
+                    insert_sorted(&mut x.valid, m.index);
+                }
+                Effects::Read(x.machine.on_response(m.index, m.valid, now))
+            }
+            (OpKind::Repair(p), Kind::FetchResp) => {
+                if m.valid {
+                    insert_sorted(&mut p.valid, m.index);
+                }
+                Effects::Repair(p.machine.on_fetched(m.index, m.valid, now))
+            }
+            (OpKind::Repair(p), Kind::RepairAck) => {
+                Effects::Repair(p.machine.on_receipt(&peer, m.index, Vec::new()))
+            }
+            (OpKind::Repair(p), Kind::RepairNack) => {
+                Effects::Repair(p.machine.on_send_failure(&peer, m.index, attempt, now))
+            }
+            _ => Effects::None,
+        };
+        self.ops.put(m.op, op);
+        self.apply(m.op, effects);
+    }
+
+    pub(super) fn apply(&mut self, r: OpRef, effects: Effects) {
+        match effects {
+            Effects::None => {}
+            Effects::Write(e) => self.apply_write(r, e),
+            Effects::Read(e) => self.apply_read(r, e),
+            Effects::Repair(e) => self.apply_repair(r, e),
+        }
+    }
+
+    pub(super) fn rtt_fn(&self, from: u32) -> impl Fn(&[u8]) -> Option<Millis> + '_ {
+        let region = self.nodes[ix(from)].region;
+        move |peer: &[u8]| {
+            node_of(peer)
+                .and_then(|p| self.nodes.get(ix(p)))
+                .map(|n| rng::ceil_ms(self.regions.rtt_ms(region, n.region)))
+        }
+    }
+
+    pub(super) fn lookup_done(&mut self, r: OpRef) {
+        let Some(op) = self.take_live(r) else {
+            return;
+        };
+        match op.kind {
+            OpKind::WriteLookup => self.begin_write(r, op),
+            OpKind::ReadLookup => self.begin_read(r, op),
+            OpKind::RepairLookup => self.begin_repair(r, op),
+            _ => self.ops.put(r, op),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Writes
+
+    pub(super) fn write_start(&mut self, b: u32) {
+        let Some(writer) = self.pick_live_honest() else {
+            self.fail_write(b);
+            return;
+        };
+        let op = Op {
+            owner: writer,
+            incarnation: self.nodes[ix(writer)].incarnation,
+            blob: b,
+            started: self.now,
+            timer: Timer::default(),
+            kind: OpKind::WriteLookup,
+        };
+        let r = self.ops.insert(op);
+        self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
+    }
+
+    pub(super) fn begin_write(&mut self, r: OpRef, mut op: Op) {
+        let b = ix(op.blob);
+        let (id, kad, n) = (self.blobs[b].id, self.blobs[b].kad, self.blobs[b].n);
+        let keys: Vec<PeerKey> = self
+            .lookup(op.owner, kad, usize::from(n))
+            .into_iter()
+            .map(peer_key)
+            .collect();
+        let Some(placement) = Placement::new(&id, n, &keys) else {
+            self.ops.release(r);
+            self.fail_write(op.blob);
+            return;
+        };
+        let holders: Vec<u32> = placement
+            .holder_list()
+            .iter()
+            .filter_map(|k| node_of(k))
+            .collect();
+        if holders.len() != usize::from(n) {
+            self.ops.release(r);
+            self.fail_write(op.blob);
+            return;
+        }
+        self.blobs[b].holders = holders.into_boxed_slice();
+        self.blobs[b].slot = vec![MISSING; usize::from(n)].into_boxed_slice();
+        self.blobs[b].settled_from = self.now;
+        let (machine, effects) = Write::start(id, placement, self.write_cfg, self.now);
+        op.kind = OpKind::Write(Box::new(machine));
+        self.ops.put(r, op);
+        self.apply_write(r, effects);
+    }
+
+    pub(super) fn apply_write(&mut self, r: OpRef, effects: Vec<WriteEffect>) {
+        for effect in effects {
+            let Some((owner, b, started)) =
+                self.ops.get(r).map(|op| (op.owner, op.blob, op.started))
+            else {
+                return;
+            };
+            match effect {
+                WriteEffect::Send {
+                    peer,
+                    index,
+                    attempt,
+                } => {
+                    let Some(to) = node_of(&peer) else { continue };
+                    let msg = Msg {
+                        kind: Kind::StoreReq,
+                        valid: false,
+                        index,
+                        attempt: u16::try_from(attempt).unwrap_or(u16::MAX),
+                        from: owner,
+                        to,
+                        blob: b,
+                        epoch: 0,
+                        op: r,
+                    };
+                    let payload = self.blobs[ix(b)].sliver_bytes;
+                    self.send(msg, payload);
+                }
+                WriteEffect::SetTimer(at) => self.set_timer(r, at),
+                WriteEffect::Certified => self.certify(b, self.now - started),
+                WriteEffect::Failed { .. } => {
+                    self.ops.release(r);
+                    self.fail_write(b);
+                    return;
+                }
+                WriteEffect::Finished => {
+                    self.ops.release(r);
+                    if self.blobs[ix(b)].status == Status::Certified {
+                        // Holders that left while the write ran are noticed once their grace is over.
+                        self.schedule_reeval(b, self.now.saturating_add(self.sc.repair.grace_ms));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Reads
+
+    pub(super) fn read_arrival(&mut self) {
+        let mean = 1000.0 / self.sc.workload.read_rate_per_s;
+        let gap = rng::ceil_ms(rng::exponential(&mut self.world, mean));
+        self.schedule(self.now.saturating_add(gap.max(1)), Ev::ReadArrival);
+        if self.certified == 0 {
+            return;
+        }
+        let mut pick = None;
+        for _ in 0..16 {
+            let b = rng::below(&mut self.world, self.blobs.len());
+            if self.blobs[b].status == Status::Certified {
+                pick = u32::try_from(b).ok();
+                break;
+            }
+        }
+        let Some(b) = pick else { return };
+        let Some(reader) = self.pick_live_honest() else {
+            return;
+        };
+        self.s.reads_started += 1;
+        let op = Op {
+            owner: reader,
+            incarnation: self.nodes[ix(reader)].incarnation,
+            blob: b,
+            started: self.now,
+            timer: Timer::default(),
+            kind: OpKind::ReadLookup,
+        };
+        let r = self.ops.insert(op);
+        self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
+    }
+
+    pub(super) fn begin_read(&mut self, r: OpRef, mut op: Op) {
+        let blob = &self.blobs[ix(op.blob)];
+        let keys: Vec<PeerKey> = blob.holders.iter().map(|&h| peer_key(h)).collect();
+        let k = blob.k;
+        let Some(placement) = Placement::from_holders(keys) else {
+            self.ops.release(r);
+            self.s.reads_failed += 1;
+            self.interval.reads_failed += 1;
+            return;
+        };
+        let (machine, effects) = Read::start(
+            &placement,
+            k,
+            self.rtt_fn(op.owner),
+            self.read_cfg,
+            self.now,
+        );
+        op.kind = OpKind::Read(Box::new(ReadOp {
+            machine,
+            valid: Vec::new(),
+        }));
+        self.ops.put(r, op);
+        self.apply_read(r, effects);
+    }
+
+    pub(super) fn apply_read(&mut self, r: OpRef, effects: Vec<ReadEffect>) {
+        for effect in effects {
+            let Some((owner, b, started)) =
+                self.ops.get(r).map(|op| (op.owner, op.blob, op.started))
+            else {
+                return;
+            };
+            match effect {
+                ReadEffect::Send { peer, index } => {
+                    let Some(to) = node_of(&peer) else { continue };
+                    let msg = Msg {
+                        kind: Kind::ReadReq,
+                        valid: false,
+                        index,
+                        attempt: 0,
+                        from: owner,
+                        to,
+                        blob: b,
+                        epoch: 0,
+                        op: r,
+                    };
+                    self.send(msg, 0);
+                }
+                ReadEffect::SetTimer(at) => self.set_timer(r, at),
+                ReadEffect::Ready(indexes) => {
+                    // Every index the read rebuilds from must be one the driver reported valid.
+                    let verified = match self.ops.get(r).map(|op| &op.kind) {
+                        Some(OpKind::Read(x)) => {
+                            indexes.iter().all(|i| x.valid.binary_search(i).is_ok())
+                        }
+                        _ => false,
+                    };
+                    if !verified || indexes.len() != usize::from(self.blobs[ix(b)].k) {
+                        self.s.reads_wrong += 1;
+                    }
+                    let latency = self.now - started;
+                    self.s.reads_ok += 1;
+                    self.interval.reads_ok += 1;
+                    self.interval.read_ms.push(latency);
+                    self.read_hist.record(latency);
+                    self.ops.release(r);
+                    return;
+                }
+                ReadEffect::Failed { .. } => {
+                    self.s.reads_failed += 1;
+                    self.interval.reads_failed += 1;
+                    self.ops.release(r);
+                    return;
+                }
+            }
+        }
+    }
+}
