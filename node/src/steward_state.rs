@@ -28,5 +28,7 @@ pub struct RepairState {
     pub(crate) departed: BTreeMap<PeerKey, Instant>,
     /// Partial sliver indexes held here: segments held when last seen to grow, and since when.
     pub(crate) partial: steward::Partials,
+    /// Since when each blob this node leads has had unrepaired losses (`steward::Losses`).
+    pub(crate) losses: steward::Losses,
     pub(crate) leaving: bool,
 }

@@ -234,13 +234,45 @@ pub fn hand_off_indexes<'a, P: PartialEq + Ord>(
         })
 }
 
+/// Since when each blob has had lost holders this peer has not repaired yet.
+#[derive(Debug, Clone, Default)]
+pub struct Losses {
+    since: BTreeMap<BlobId, Millis>,
+}
+
+impl Losses {
+    /// Records a scan's count of `lost` holders of `blob_id` at `now`; returns how long the blob has had losses
+    /// (0 when it has none, or they are new).
+    pub fn observe(&mut self, blob_id: BlobId, lost: usize, now: Millis) -> Millis {
+        if lost == 0 {
+            self.since.remove(&blob_id);
+            return 0;
+        }
+        now.saturating_sub(*self.since.entry(blob_id).or_insert(now))
+    }
+
+    /// Forgets blobs no longer held.
+    pub fn retain(&mut self, mut keep: impl FnMut(&BlobId) -> bool) {
+        self.since.retain(|blob_id, _| keep(blob_id));
+    }
+}
+
 /// Whether the leader starts a blob's repair now, given a non-empty plan: a join alone (nothing lost)
 /// rebalances at once; losses wait for the lazy-repair threshold ([`crate::repair::repair_due`]); and while
 /// another holder is still within its grace period (`pending`) a repair of losses waits for it, so holders
-/// lost together are rebuilt in one pass.
-pub fn repair_now(lost: usize, shards: u16, min_lost: u16, pending: bool) -> bool {
+/// lost together are rebuilt in one pass — but for one grace period at most after the blob's first loss
+/// (`losses_for`, from [`Losses`]): holders that keep going missing one after another cannot hold a loss
+/// unrepaired for ever.
+pub fn repair_now(
+    lost: usize,
+    shards: u16,
+    min_lost: u16,
+    pending: bool,
+    losses_for: Millis,
+    grace: Millis,
+) -> bool {
     let due = lost == 0 || crate::repair::repair_due(shards, lost, min_lost);
-    due && (!pending || lost == 0)
+    due && (!pending || lost == 0 || losses_for >= grace)
 }
 
 #[cfg(test)]
@@ -379,15 +411,35 @@ mod tests {
     }
 
     #[test]
-    fn repairs_wait_for_the_lazy_threshold_and_for_pending_holders() {
-        assert!(repair_now(0, 10, 3, true), "a join rebalances at once");
-        assert!(repair_now(1, 10, 1, false));
+    fn repairs_wait_for_the_lazy_threshold_and_for_pending_holders_up_to_a_grace_period() {
+        let grace = 100;
         assert!(
-            !repair_now(1, 10, 1, true),
+            repair_now(0, 10, 3, true, 0, grace),
+            "a join rebalances at once"
+        );
+        assert!(repair_now(1, 10, 1, false, 0, grace));
+        assert!(
+            !repair_now(1, 10, 1, true, 99, grace),
             "another holder is still within its grace"
         );
-        assert!(!repair_now(1, 100, 3, false), "below the lazy threshold");
-        assert!(repair_now(3, 100, 3, false));
+        assert!(
+            repair_now(1, 10, 1, true, 100, grace),
+            "but not for longer than a grace period"
+        );
+        assert!(
+            !repair_now(1, 100, 3, false, 500, grace),
+            "below the lazy threshold"
+        );
+        assert!(repair_now(3, 100, 3, false, 0, grace));
+        // The loss clock starts at the first loss and stops when nothing is lost.
+        let mut losses = Losses::default();
+        let b = blob(1);
+        assert_eq!(losses.observe(b, 1, 10), 0);
+        assert_eq!(losses.observe(b, 2, 70), 60);
+        assert_eq!(losses.observe(b, 0, 80), 0);
+        assert_eq!(losses.observe(b, 1, 90), 0);
+        losses.retain(|_| false);
+        assert_eq!(losses.observe(b, 1, 500), 0);
     }
 
     proptest! {

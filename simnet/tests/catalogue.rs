@@ -168,12 +168,12 @@ fn byzantine_third_never_returns_wrong_bytes() {
     );
 }
 
-/// Under churn, repairs wait for holders still within their grace period (the node's rule,
-/// `steward::repair_now`), so one repair rebuilds many slivers; the lazy-repair threshold then saves little
-/// more. Either way nothing is lost. (Before the simulator modelled that wait, this scenario ran 2,098 eager
-/// repairs for 818 MB against 360 lazy ones for 167 MB at seed 7; with it, 180 repairs for about 100 MB each.)
+/// Under churn, repairs wait (at most one grace period from a blob's first loss) for holders still within
+/// their grace period, the node's rule `steward::repair_now`; lazy repair still runs far fewer repairs for less
+/// traffic, and neither loses anything. At seed 7: eager 1,626 repairs for 646 MB, lazy 358 for 166 MB (with no
+/// wait, 2,098 for 818 MB; with an unbounded wait, 180 for 97 MB).
 #[test]
-fn repairs_coalesce_under_churn_and_lazy_repair_loses_nothing() {
+fn lazy_repair_runs_fewer_repairs_for_less_traffic_and_loses_nothing() {
     let eager = load("churn.toml");
     let mut lazy = eager.clone();
     lazy.repair.min_lost = 6;
@@ -181,19 +181,13 @@ fn repairs_coalesce_under_churn_and_lazy_repair_loses_nothing() {
     eprintln!("eager: {e:?}\nlazy: {l:?}");
     assert!(e.repairs_run > 0);
     assert!(e.repairs_waiting_for_pending > 0, "{e:?}");
-    // Coalesced: each repair rebuilds several slivers.
     assert!(
-        e.slivers_rebuilt >= 4 * e.repairs_run,
-        "eager: {} slivers in {} repairs",
-        e.slivers_rebuilt,
-        e.repairs_run
-    );
-    assert!(
-        l.repairs_run <= e.repairs_run,
+        l.repairs_run * 2 < e.repairs_run,
         "lazy {} vs eager {} repairs",
         l.repairs_run,
         e.repairs_run
     );
+    assert!(l.repair_bytes < e.repair_bytes);
     assert_eq!(l.durability_losses, 0);
     assert_eq!(e.durability_losses, 0);
     assert_eq!(e.availability_min, 1.0, "{e:?}");

@@ -113,6 +113,7 @@ impl Node {
                 .challenge_failures
                 .retain_slivers(|blob_id, _, _| held.contains(blob_id));
             state.settling.retain(|blob_id| held.contains(blob_id));
+            state.losses.retain(|blob_id| held.contains(blob_id));
         }
         let mut challenges = 0;
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
@@ -188,9 +189,13 @@ impl Node {
                 .collect();
             let lost = record.holders.iter().filter(|h| gone.contains(*h)).count();
             let shards = u16::try_from(record.holders.len()).unwrap_or(u16::MAX);
+            let now = self.now();
+            let losses_for = self.state().losses.observe(blob_id, lost, now);
+            let grace = millis(self.inner.repair.grace);
+            let min_lost = self.inner.repair.min_lost;
             if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
                 && !plan.is_empty()
-                && steward::repair_now(lost, shards, self.inner.repair.min_lost, pending)
+                && steward::repair_now(lost, shards, min_lost, pending, losses_for, grace)
             {
                 let start = {
                     let mut state = self.state();

@@ -371,6 +371,9 @@ struct Blob {
     claims: Vec<Claim>,
     reeval: bool,
     reeval_at: Option<Millis>,
+    /// Since when the blob has had lost holders not yet repaired (`steward::Losses` in the node, per leader;
+    /// here per blob).
+    losses_since: Option<Millis>,
     /// Last evaluation time: a blob is evaluated at most once per millisecond (a mass departure would
     /// otherwise evaluate it once per departed holder, with the same outcome).
     evaluated_at: Millis,
@@ -734,6 +737,7 @@ impl Sim {
                 claims: Vec::new(),
                 reeval: false,
                 reeval_at: None,
+                losses_since: None,
                 evaluated_at: Millis::MAX,
                 settled_from: 0,
             });

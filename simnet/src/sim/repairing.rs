@@ -132,16 +132,37 @@ impl Sim {
                 }
                 lost
             };
-            if lost == 0 || !steward::repair_now(lost, shards, min_lost, pending_until.is_some()) {
+            let now = self.now;
+            let losses_since = &mut self.blobs[bi].losses_since;
+            let losses_for = if lost == 0 {
+                *losses_since = None;
+                0
+            } else {
+                now.saturating_sub(*losses_since.get_or_insert(now))
+            };
+            let grace = self.sc.repair.grace_ms;
+            if lost == 0
+                || !steward::repair_now(
+                    lost,
+                    shards,
+                    min_lost,
+                    pending_until.is_some(),
+                    losses_for,
+                    grace,
+                )
+            {
                 if lost > 0
                     && repair::repair_due(shards, lost, min_lost)
                     && let Some(at) = pending_until
                 {
+                    // Again when the pending holder's grace ends, or when the wait's own bound does.
+                    let bound = now.saturating_add(grace.saturating_sub(losses_for));
                     self.s.repairs_waiting_for_pending += 1;
-                    self.schedule_reeval(b, at);
+                    self.schedule_reeval(b, at.min(bound));
                 }
                 continue;
             }
+            let blob = &self.blobs[bi];
             if blob.claims.iter().any(|c| c.leader == leader) {
                 self.blobs[bi].reeval = true;
                 continue;
