@@ -32,16 +32,6 @@ pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
 /// What identify tells peers this node runs: `floe/<version>`.
 pub const AGENT_VERSION: &str = concat!("floe/", env!("CARGO_PKG_VERSION"));
-/// What a node answers when its queue of inbound requests is full.
-pub const BUSY: &str = "node busy; try again";
-/// How a challenge answer starts when the challenged segment of a sliver has not arrived yet.
-pub const RECEIVING: &str = "still receiving this sliver";
-
-/// The "still receiving" challenge answer of a holder with the first `held` of `total` segments of an index;
-/// the challenger reads it back with `repair`'s plausibility check.
-pub fn receiving_answer(held: u64, total: u64) -> String {
-    format!("{RECEIVING}: {held} of {total} segments held")
-}
 /// The gossipsub topic of repair announcements.
 pub const REPAIR_TOPIC: &str = "floe/repair/1";
 /// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.
@@ -629,7 +619,7 @@ impl EventLoop {
                         self.inbound.try_send(inbound)
                     {
                         let busy = pb::Response {
-                            kind: Some(pb::response::Kind::Error(BUSY.into())),
+                            kind: Some(pb::response::Kind::Busy(pb::Busy {})),
                         };
                         let _ = self
                             .swarm

@@ -99,6 +99,14 @@ pub enum ChallengeFailure {
     /// The sliver does not verify against the blob ID.
     #[error("sliver does not verify: {0}")]
     Invalid(String),
+    /// A "still receiving" answer no honest holder gives for this segment.
+    #[error("claims to be receiving the sliver with {held} of {total} segments held")]
+    ImplausiblyReceiving {
+        /// Segments it says it holds.
+        held: u64,
+        /// Segments it says the blob has.
+        total: u64,
+    },
 }
 
 impl Challenge {
@@ -112,17 +120,52 @@ impl Challenge {
         }
     }
 
-    /// Judges an answer: the nonce echoed, the sliver asked for, valid against the blob ID.
-    pub fn judge(
+    /// Judges an answer: the nonce echoed, the sliver asked for, valid against the blob ID; or, instead of the
+    /// sliver, a "still receiving" statement an honest holder can make (see [`Verdict`]).
+    pub fn judge(&self, blob_id: &BlobId, answer: &pb::ChallengeAnswer) -> Verdict {
+        if answer.nonce.as_ref() != self.nonce {
+            return Verdict::Failed(ChallengeFailure::WrongNonce);
+        }
+        match (&answer.sliver, &answer.receiving) {
+            (Some(sliver), _) => match self.check_sliver(blob_id, sliver) {
+                Ok(()) => Verdict::Passed,
+                Err(failure) => Verdict::Failed(failure),
+            },
+            (None, Some(receiving)) => {
+                let (held, total) = (receiving.segments_held, receiving.segment_count);
+                // Some first segments held, not all, and not the one asked for: anything else is a claim no
+                // honest holder makes, so a segment the holder says it holds must be produced.
+                if held > 0 && held < total && self.segment >= held && self.segment < total {
+                    Verdict::NoVerdict(NoVerdict::StillReceiving { held, total })
+                } else {
+                    Verdict::Failed(ChallengeFailure::ImplausiblyReceiving { held, total })
+                }
+            }
+            (None, None) => Verdict::Failed(ChallengeFailure::NoSliver),
+        }
+    }
+
+    /// Judges whatever the holder answered: a challenge answer ([`Challenge::judge`]), "busy" (no verdict), a
+    /// refusal or anything else (a failure). `None` is no answer at all: unreachable is the liveness check's
+    /// business, not a failed proof.
+    pub fn judge_response(
         &self,
         blob_id: &BlobId,
-        answer: &pb::ChallengeAnswer,
-    ) -> Result<(), ChallengeFailure> {
-        if answer.nonce.as_ref() != self.nonce {
-            return Err(ChallengeFailure::WrongNonce);
+        response: Option<&pb::response::Kind>,
+    ) -> Verdict {
+        match response {
+            None => Verdict::NoVerdict(NoVerdict::Unreachable),
+            Some(pb::response::Kind::Challenge(answer)) => self.judge(blob_id, answer),
+            Some(pb::response::Kind::Busy(_)) => Verdict::NoVerdict(NoVerdict::Busy),
+            Some(pb::response::Kind::Error(why)) => {
+                Verdict::Failed(ChallengeFailure::Refused(bounded(why)))
+            }
+            Some(_) => Verdict::Failed(ChallengeFailure::Refused("unexpected answer".into())),
         }
-        let message = answer.sliver.clone().ok_or(ChallengeFailure::NoSliver)?;
-        let (id, sliver) = <(BlobId, Sliver)>::try_from(message)
+    }
+
+    fn check_sliver(&self, blob_id: &BlobId, message: &pb::Sliver) -> Result<(), ChallengeFailure> {
+        let (id, sliver) = <(BlobId, Sliver)>::try_from(message.clone())
             .map_err(|e| ChallengeFailure::Malformed(e.to_string()))?;
         if id != *blob_id || sliver.index != self.index || sliver.segment != self.segment {
             return Err(ChallengeFailure::OtherSliver);
@@ -131,6 +174,62 @@ impl Challenge {
             .verify(blob_id)
             .map(|_| ())
             .map_err(|e| ChallengeFailure::Invalid(e.to_string()))
+    }
+}
+
+/// A peer's refusal text as logs keep it: at most 200 bytes, cut on a character boundary.
+fn bounded(text: &str) -> String {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// What one challenge shows about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It produced the segment asked for, valid against the blob ID.
+    Passed,
+    /// It could not, or answered something no honest holder would.
+    Failed(ChallengeFailure),
+    /// Nothing either way.
+    NoVerdict(NoVerdict),
+}
+
+/// Why a challenge proved nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoVerdict {
+    /// No answer (the holder is unreachable or slow): liveness decides about it.
+    Unreachable,
+    /// Its queue of inbound requests was full.
+    Busy,
+    /// It holds the first `held` of `total` segments of the index and the one asked for is still on its way.
+    StillReceiving {
+        /// Segments held from the first, without a gap.
+        held: u64,
+        /// Segments of the blob.
+        total: u64,
+    },
+}
+
+/// Whether a holder answers a challenge for `segment` with "still receiving" rather than the sliver: it holds
+/// the first `held` of the blob's `total` segments of the index, not the one asked for, and its part is
+/// `growing` (see `steward::Partials::still_growing`). A part that stopped growing was abandoned and is answered
+/// as not held, so challenges find the loss.
+pub fn answers_still_receiving(held: u64, total: u64, segment: u64, growing: bool) -> bool {
+    held > 0 && held < total && segment >= held && growing
+}
+
+/// The "still receiving" answer to the challenge with `nonce`.
+pub fn still_receiving_answer(nonce: Bytes, held: u64, total: u64) -> pb::ChallengeAnswer {
+    pb::ChallengeAnswer {
+        nonce,
+        sliver: None,
+        receiving: Some(pb::StillReceiving {
+            segments_held: held,
+            segment_count: total,
+        }),
     }
 }
 
@@ -209,6 +308,26 @@ pub fn round(
     round
 }
 
+/// What [`Tally::record`] made of one verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A pass: the holder's and the sliver's counts start again.
+    Passed,
+    /// A failure.
+    Failed {
+        /// The holder's failures in a row.
+        failures: u32,
+        /// The sliver's failures in a row.
+        sliver_failures: u32,
+        /// The sliver just became lost (its holder is not failing as a whole): its blob needs evaluating.
+        sliver_lost: bool,
+        /// The holder just became failing: it counts as gone for every blob, which all need evaluating.
+        holder_failing: bool,
+    },
+    /// Nothing counted.
+    NoVerdict,
+}
+
 /// Consecutive failed challenges, counted two ways by one challenger:
 /// - per holder: a holder that failed `threshold` challenges in a row lost its data wholesale, and counts as
 ///   gone for every blob (no new slivers, its slivers rebuilt elsewhere);
@@ -267,6 +386,36 @@ impl<P: Ord + Clone> Tally<P> {
             }
         };
         (failures, sliver_failures)
+    }
+
+    /// Counts one challenge's `verdict` for `holder` and says what changed, with `threshold` failures in a row
+    /// making a sliver lost or a holder failing. Both drivers act on the answer alone.
+    pub fn record(
+        &mut self,
+        holder: &P,
+        blob_id: &BlobId,
+        challenge: &Challenge,
+        verdict: &Verdict,
+        threshold: u32,
+    ) -> Recorded {
+        match verdict {
+            Verdict::Passed => {
+                self.passed(holder, blob_id, challenge.index);
+                Recorded::Passed
+            }
+            Verdict::NoVerdict(_) => Recorded::NoVerdict,
+            Verdict::Failed(_) => {
+                let (failures, sliver_failures) =
+                    self.failed(holder, blob_id, challenge.index, challenge.segment);
+                Recorded::Failed {
+                    failures,
+                    sliver_failures,
+                    // Exactly at the threshold, so each is reported once.
+                    sliver_lost: sliver_failures == threshold && failures < threshold,
+                    holder_failing: failures == threshold,
+                }
+            }
+        }
     }
 
     /// Whether the holder failed at least `threshold` challenges in a row, and so counts as gone.
@@ -420,22 +569,24 @@ mod tests {
         let answer = |segment: u64, index: u16, nonce: &[u8]| pb::ChallengeAnswer {
             nonce: Bytes::copy_from_slice(nonce),
             sliver: Some((&encoded.sliver(segment, index).unwrap()).into()),
+            receiving: None,
         };
+        let failed = |failure| Verdict::Failed(failure);
         assert_eq!(
             challenge.judge(&blob_id, &answer(1, 2, &[7; NONCE_LEN])),
-            Ok(())
+            Verdict::Passed
         );
         assert_eq!(
             challenge.judge(&blob_id, &answer(1, 2, &[8; NONCE_LEN])),
-            Err(ChallengeFailure::WrongNonce)
+            failed(ChallengeFailure::WrongNonce)
         );
         assert_eq!(
             challenge.judge(&blob_id, &answer(0, 2, &[7; NONCE_LEN])),
-            Err(ChallengeFailure::OtherSliver)
+            failed(ChallengeFailure::OtherSliver)
         );
         assert_eq!(
             challenge.judge(&blob_id, &answer(1, 3, &[7; NONCE_LEN])),
-            Err(ChallengeFailure::OtherSliver)
+            failed(ChallengeFailure::OtherSliver)
         );
         let mut rotted = answer(1, 2, &[7; NONCE_LEN]);
         if let Some(sliver) = rotted.sliver.as_mut() {
@@ -445,20 +596,164 @@ mod tests {
         }
         assert!(matches!(
             challenge.judge(&blob_id, &rotted),
-            Err(ChallengeFailure::Invalid(_))
+            Verdict::Failed(ChallengeFailure::Invalid(_))
         ));
         let empty = pb::ChallengeAnswer {
             nonce: Bytes::copy_from_slice(&[7; NONCE_LEN]),
             sliver: None,
+            receiving: None,
         };
         assert_eq!(
             challenge.judge(&blob_id, &empty),
-            Err(ChallengeFailure::NoSliver)
+            failed(ChallengeFailure::NoSliver)
         );
         // The request carries what the answer is judged against.
         let request = challenge.request(&blob_id);
         assert_eq!((request.index, request.segment), (2, 1));
         assert_eq!(request.nonce.as_ref(), &[7; NONCE_LEN]);
+    }
+
+    fn segment_one_of(segment: u64) -> Challenge {
+        Challenge {
+            holder: vec![1; 4],
+            index: 2,
+            segment,
+            nonce: [7; NONCE_LEN],
+        }
+    }
+
+    #[test]
+    fn only_a_plausible_still_receiving_answer_is_no_verdict() {
+        let blob_id = BlobId::from_slice(&[3; 32]).unwrap();
+        let nonce = || Bytes::copy_from_slice(&[7; NONCE_LEN]);
+        let judge = |segment: u64, held: u64, total: u64| {
+            segment_one_of(segment).judge(&blob_id, &still_receiving_answer(nonce(), held, total))
+        };
+        let no_verdict =
+            |held, total| Verdict::NoVerdict(NoVerdict::StillReceiving { held, total });
+        assert_eq!(judge(1, 1, 2), no_verdict(1, 2));
+        assert_eq!(judge(9, 3, 10), no_verdict(3, 10));
+        // A segment it says it holds must be produced.
+        assert!(matches!(
+            judge(2, 3, 10),
+            Verdict::Failed(ChallengeFailure::ImplausiblyReceiving { .. })
+        ));
+        // Nothing held, everything held, or a segment beyond the blob it names.
+        assert!(matches!(judge(5, 0, 10), Verdict::Failed(_)));
+        assert!(matches!(judge(10, 10, 10), Verdict::Failed(_)));
+        assert!(matches!(judge(12, 3, 10), Verdict::Failed(_)));
+        // The nonce is checked first, as for a sliver.
+        let mut wrong = still_receiving_answer(Bytes::copy_from_slice(&[8; NONCE_LEN]), 1, 2);
+        assert_eq!(
+            segment_one_of(1).judge(&blob_id, &wrong),
+            Verdict::Failed(ChallengeFailure::WrongNonce)
+        );
+        wrong.nonce = nonce();
+        assert_eq!(segment_one_of(1).judge(&blob_id, &wrong), no_verdict(1, 2));
+    }
+
+    #[test]
+    fn busy_and_no_answer_prove_nothing_and_a_refusal_fails() {
+        let blob_id = BlobId::from_slice(&[3; 32]).unwrap();
+        let challenge = segment_one_of(0);
+        assert_eq!(
+            challenge.judge_response(&blob_id, None),
+            Verdict::NoVerdict(NoVerdict::Unreachable)
+        );
+        assert_eq!(
+            challenge.judge_response(&blob_id, Some(&pb::response::Kind::Busy(pb::Busy {}))),
+            Verdict::NoVerdict(NoVerdict::Busy)
+        );
+        // A refusal is a failure whatever it says: "busy" in words is not the typed answer.
+        let refused = challenge.judge_response(
+            &blob_id,
+            Some(&pb::response::Kind::Error("node busy; try again".into())),
+        );
+        assert!(matches!(
+            refused,
+            Verdict::Failed(ChallengeFailure::Refused(_))
+        ));
+        let long = "x".repeat(10_000);
+        let Verdict::Failed(ChallengeFailure::Refused(kept)) =
+            challenge.judge_response(&blob_id, Some(&pb::response::Kind::Error(long)))
+        else {
+            panic!("a refusal fails");
+        };
+        assert_eq!(kept.len(), 200);
+        let other = pb::response::Kind::Progress(pb::StoreProgress::default());
+        assert!(matches!(
+            challenge.judge_response(&blob_id, Some(&other)),
+            Verdict::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn a_holder_says_still_receiving_only_for_segments_not_there_while_its_part_grows() {
+        assert!(answers_still_receiving(3, 10, 3, true));
+        assert!(answers_still_receiving(3, 10, 9, true));
+        assert!(!answers_still_receiving(3, 10, 2, true), "held: produce it");
+        assert!(
+            !answers_still_receiving(3, 10, 5, false),
+            "abandoned: not held"
+        );
+        assert!(!answers_still_receiving(0, 10, 5, true), "nothing held");
+        assert!(!answers_still_receiving(10, 10, 5, true), "whole");
+    }
+
+    #[test]
+    fn recording_reports_a_lost_sliver_and_a_failing_holder_once() {
+        let mut tally = Tally::default();
+        let blob = BlobId::from_slice(&[1; 32]).unwrap();
+        let failed = Verdict::Failed(ChallengeFailure::NoSliver);
+        let on = |index: u16| Challenge {
+            holder: vec![1; 4],
+            index,
+            segment: 0,
+            nonce: [0; NONCE_LEN],
+        };
+        let record = |tally: &mut Tally<&str>, index, verdict: &Verdict| {
+            tally.record(&"a", &blob, &on(index), verdict, 3)
+        };
+        assert_eq!(
+            record(&mut tally, 0, &Verdict::NoVerdict(NoVerdict::Busy)),
+            Recorded::NoVerdict
+        );
+        // Sliver 0 three times: lost, while the holder has one failure.
+        let mut lost = Vec::new();
+        for _ in 0..4 {
+            if let Recorded::Failed { sliver_lost, .. } = record(&mut tally, 0, &failed) {
+                lost.push(sliver_lost);
+            }
+        }
+        assert_eq!(lost, [false, false, true, false]);
+        // Two more slivers: the holder's third different failure makes it failing, once.
+        assert!(matches!(
+            record(&mut tally, 1, &failed),
+            Recorded::Failed {
+                failures: 2,
+                holder_failing: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            record(&mut tally, 2, &failed),
+            Recorded::Failed {
+                failures: 3,
+                holder_failing: true,
+                sliver_lost: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            record(&mut tally, 3, &failed),
+            Recorded::Failed {
+                failures: 4,
+                holder_failing: false,
+                ..
+            }
+        ));
+        assert_eq!(record(&mut tally, 3, &Verdict::Passed), Recorded::Passed);
+        assert!(!tally.is_failing(&"a", 3));
     }
 
     #[test]
@@ -577,6 +872,28 @@ mod tests {
             }
             // Deterministic in its inputs.
             prop_assert_eq!(&round, &super::round(&holders, &gone, &me, &Role::Leader, segments, &no, seed));
+        }
+
+        /// The holder's rule and the challenger's agree: an honest holder's "still receiving" is never counted
+        /// against it, and no such answer excuses a segment the answer itself says is held.
+        #[test]
+        fn still_receiving_excuses_exactly_the_segments_not_yet_held(
+            held in 0u64..64,
+            total in 1u64..64,
+            segment in 0u64..64,
+            growing in any::<bool>(),
+        ) {
+            prop_assume!(segment < total);
+            let blob_id = BlobId::from_slice(&[5; 32]).unwrap();
+            let challenge = segment_one_of(segment);
+            let answer = still_receiving_answer(Bytes::copy_from_slice(&challenge.nonce), held, total);
+            let verdict = challenge.judge(&blob_id, &answer);
+            if answers_still_receiving(held, total, segment, growing) {
+                prop_assert_eq!(&verdict, & Verdict::NoVerdict(NoVerdict::StillReceiving { held, total }));
+            }
+            if segment < held || held == 0 || held >= total {
+                prop_assert!(matches!(verdict, Verdict::Failed(_)));
+            }
         }
     }
 }

@@ -423,6 +423,15 @@ mod tests {
         round_trip(pb::ChallengeAnswer {
             nonce: Bytes::from_static(b"nonce"),
             sliver: Some(sliver),
+            receiving: None,
+        });
+        round_trip(crate::challenge::still_receiving_answer(
+            Bytes::from_static(b"nonce"),
+            3,
+            10,
+        ));
+        round_trip(pb::Response {
+            kind: Some(pb::response::Kind::Busy(pb::Busy {})),
         });
     }
 

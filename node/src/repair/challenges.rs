@@ -46,55 +46,37 @@ impl Node {
         let request = pb::Request {
             kind: Some(pb::request::Kind::Challenge(challenge.request(&blob_id))),
         };
-        let verdict = match self.inner.net.request(peer, request).await {
-            // Unreachable is the liveness check's business, not a failed proof.
+        let response = match self.inner.net.request(peer, request).await {
+            Ok(response) => response.kind,
             Err(why) => {
                 tracing::debug!(%peer, why, "challenge not delivered");
-                return;
+                None
             }
-            Ok(pb::Response {
-                kind: Some(pb::response::Kind::Challenge(answer)),
-            }) => challenge.judge(&blob_id, &answer),
-            // A holder too busy to answer proved nothing either way.
-            Ok(pb::Response {
-                kind: Some(pb::response::Kind::Error(why)),
-            }) if why == crate::net::BUSY => {
-                tracing::debug!(%peer, "challenged holder busy");
-                return;
-            }
-            // Still receiving the sliver (a repair or hand-off under way): it proves nothing yet, if the answer is
-            // one an honest holder can give — some first segments held, the one asked for not among them.
-            Ok(pb::Response {
-                kind: Some(pb::response::Kind::Error(why)),
-            }) if receiving_is_plausible(&why, challenge.segment) => {
-                tracing::debug!(%peer, why, "challenged holder still receiving the sliver");
-                return;
-            }
-            Ok(pb::Response {
-                kind: Some(pb::response::Kind::Error(why)),
-            }) => Err(challenge::ChallengeFailure::Refused(why)),
-            Ok(_) => Err(challenge::ChallengeFailure::Refused(
-                "unexpected answer".into(),
-            )),
         };
+        let verdict = challenge.judge_response(&blob_id, response.as_ref());
+        let threshold = self.inner.repair.challenge_failures;
         let m = &self.inner.metrics;
-        let mut state = self.state();
-        match verdict {
-            Ok(()) => {
+        let recorded = self
+            .state()
+            .challenge_failures
+            .record(&peer, &blob_id, challenge, &verdict, threshold);
+        match (recorded, verdict) {
+            (Recorded::Passed, _) => {
                 m.challenges_passed.fetch_add(1, Ordering::Relaxed);
-                state
-                    .challenge_failures
-                    .passed(&peer, &blob_id, challenge.index);
             }
-            Err(why) => {
+            (
+                Recorded::Failed {
+                    failures,
+                    sliver_failures,
+                    ..
+                },
+                Verdict::Failed(why),
+            ) => {
                 m.challenges_failed.fetch_add(1, Ordering::Relaxed);
-                let (failures, sliver_failures) = state.challenge_failures.failed(
-                    &peer,
-                    &blob_id,
-                    challenge.index,
-                    challenge.segment,
-                );
                 tracing::warn!(%peer, %blob_id, index = challenge.index, segment = challenge.segment, %why, failures, sliver_failures, "holder failed a storage challenge");
+            }
+            (_, verdict) => {
+                tracing::debug!(%peer, %blob_id, ?verdict, "challenge proved nothing");
             }
         }
     }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use floe_protocol::challenge::{self, Challenge, Role};
+use floe_protocol::challenge::{self, Challenge, Recorded, Role, Verdict};
 use floe_protocol::content_type;
 use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
 use floe_protocol::holders::{self, Acceptance, Via};
@@ -65,26 +65,6 @@ fn holders_fingerprint(record: &HolderRecord) -> u64 {
     record.epoch.hash(&mut hasher);
     record.holders.hash(&mut hasher);
     hasher.finish()
-}
-
-/// Whether a "still receiving" challenge answer (`net::RECEIVING`, then ": H of S segments held") is one an
-/// honest holder gives for `segment`: it holds some first segments (H > 0), not all (H < S), and not the one
-/// asked for (H ≤ segment). Anything else is a refusal, counted as a failure.
-fn receiving_is_plausible(answer: &str, segment: u64) -> bool {
-    let Some(rest) = answer
-        .strip_prefix(crate::net::RECEIVING)
-        .and_then(|r| r.strip_prefix(": "))
-        .and_then(|r| r.strip_suffix(" segments held"))
-    else {
-        return false;
-    };
-    let Some((held, total)) = rest.split_once(" of ") else {
-        return false;
-    };
-    match (held.parse::<u64>(), total.parse::<u64>()) {
-        (Ok(held), Ok(total)) => held > 0 && held < total && segment >= held,
-        _ => false,
-    }
 }
 
 /// The holder list as the challenge tally reads it: index → peer.
@@ -262,25 +242,6 @@ impl Node {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_plausible_still_receiving_answers_are_no_verdict() {
-        let answer = crate::net::receiving_answer;
-        assert!(receiving_is_plausible(&answer(1, 2), 1));
-        assert!(receiving_is_plausible(&answer(3, 10), 9));
-        // The segment asked for is one it says it holds: it must produce it.
-        assert!(!receiving_is_plausible(&answer(3, 10), 2));
-        // Nothing held, or everything: not a delivery under way.
-        assert!(!receiving_is_plausible(&answer(0, 10), 5));
-        assert!(!receiving_is_plausible(&answer(10, 10), 10));
-        // Malformed.
-        assert!(!receiving_is_plausible(crate::net::RECEIVING, 5));
-        assert!(!receiving_is_plausible(
-            "still receiving this sliver: x of 2 segments held",
-            5
-        ));
-        assert!(!receiving_is_plausible("node busy; try again", 5));
-    }
 
     #[test]
     fn holder_list_fingerprints_change_with_the_list() {

@@ -366,12 +366,21 @@ impl Node {
         // run): a segment not there yet is no sign of loss. A segment already held must be produced, and a part
         // that stopped growing (its delivery was abandoned) is answered as what it is: not held.
         let held = self.inner.store.segments_held(&blob_id, index);
-        if held > 0
-            && challenge.segment >= held
-            && held < segment_count
-            && self.partial_still_growing(&blob_id, index, held)
-        {
-            return error_response(crate::net::receiving_answer(held, segment_count));
+        if floe_protocol::challenge::answers_still_receiving(
+            held,
+            segment_count,
+            challenge.segment,
+            held > 0 && self.partial_still_growing(&blob_id, index, held),
+        ) {
+            return pb::Response {
+                kind: Some(pb::response::Kind::Challenge(
+                    floe_protocol::challenge::still_receiving_answer(
+                        challenge.nonce,
+                        held,
+                        segment_count,
+                    ),
+                )),
+            };
         }
         match self
             .inner
@@ -383,6 +392,7 @@ impl Node {
                     kind: Some(pb::response::Kind::Challenge(pb::ChallengeAnswer {
                         nonce: challenge.nonce,
                         sliver: Some(pb::Sliver::from(&sliver)),
+                        receiving: None,
                     })),
                 },
                 None => error_response("sliver not held"),

@@ -359,6 +359,7 @@ impl Node {
                 })
             }
             Some(pb::response::Kind::Error(why)) => Err(why),
+            Some(pb::response::Kind::Busy(_)) => Err("node busy; try again".into()),
             _ => Err("unexpected response".into()),
         }
     }

@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Instant;
 
 use floe_protocol::blob_id::BlobId;
-use floe_protocol::challenge::{self, Role, Tally};
+use floe_protocol::challenge::{self, ChallengeFailure, Recorded, Role, Tally, Verdict};
 use floe_protocol::encoding::{BlobParams, DEFAULT_SEGMENT_SIZE, EncodingType};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};

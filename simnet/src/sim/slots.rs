@@ -248,26 +248,40 @@ impl Sim {
                     continue;
                 }
                 self.count_message(answer_bytes);
-                let passed = self.blobs[bi].slot.get(usize::from(asked.index)) == Some(&GOOD)
-                    && self.nodes[ix(holder)].byzantine.is_none();
+                // What the holder can answer: the segment, if its slot is good and it is honest. The simulator
+                // delivers a sliver whole, so no holder is ever "still receiving".
+                let verdict = match self.blobs[bi].slot.get(usize::from(asked.index)) {
+                    _ if self.nodes[ix(holder)].byzantine.is_some() => {
+                        Verdict::Failed(ChallengeFailure::Invalid("byzantine".into()))
+                    }
+                    Some(&GOOD) => Verdict::Passed,
+                    Some(&CORRUPT) => Verdict::Failed(ChallengeFailure::Invalid("corrupt".into())),
+                    _ => Verdict::Failed(ChallengeFailure::NoSliver),
+                };
                 let threshold = self.sc.repair.challenge_failures;
                 let blob_id = self.blobs[bi].id;
                 let tally = self.tallies.entry(challenger).or_default();
-                if passed {
-                    tally.passed(&holder, &blob_id, asked.index);
-                    self.s.challenges_passed += 1;
-                    continue;
-                }
+                let (sliver_lost, holder_failing) =
+                    match tally.record(&holder, &blob_id, &asked, &verdict, threshold) {
+                        Recorded::Passed => {
+                            self.s.challenges_passed += 1;
+                            continue;
+                        }
+                        Recorded::NoVerdict => continue,
+                        Recorded::Failed {
+                            sliver_lost,
+                            holder_failing,
+                            ..
+                        } => (sliver_lost, holder_failing),
+                    };
                 self.s.challenges_failed += 1;
-                let (failures, sliver_failures) =
-                    tally.failed(&holder, &blob_id, asked.index, asked.segment);
-                if sliver_failures == threshold && failures < threshold {
+                if sliver_lost {
                     // A sliver lost among good ones: only this blob is affected.
                     self.s.slivers_found_lost += 1;
                     // Re-evaluated next millisecond: this one may have evaluated the blob already.
                     self.schedule_reeval(b, self.now.saturating_add(1));
                 }
-                if failures == threshold {
+                if holder_failing {
                     self.s.holders_failing += 1;
                     let held = self.compact_held(holder);
                     let mut blobs: Vec<u32> =
