@@ -181,11 +181,22 @@ pub struct PeerView {
     pub connected_peers: BTreeSet<PeerId>,
 }
 
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The network's event loop has stopped (the node is shutting down).
+    #[error("network stopped")]
+    Stopped,
+    /// Dialing, sending or waiting for the answer failed (unreachable, timed out, closed, unsupported).
+    #[error("{0}")]
+    Failed(request_response::OutboundFailure),
+}
+
 enum Command {
     Request {
         peer: PeerId,
         request: pb::Request,
-        reply: oneshot::Sender<Result<pb::Response, String>>,
+        reply: oneshot::Sender<Result<pb::Response, RequestError>>,
     },
     Respond {
         channel: ResponseChannel<pb::Response>,
@@ -220,7 +231,7 @@ impl NetClient {
         &self,
         peer: PeerId,
         request: pb::Request,
-    ) -> Result<pb::Response, String> {
+    ) -> Result<pb::Response, RequestError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Request {
@@ -229,8 +240,8 @@ impl NetClient {
                 reply,
             })
             .await
-            .map_err(|_| "network stopped".to_owned())?;
-        answer.await.map_err(|_| "network stopped".to_owned())?
+            .map_err(|_| RequestError::Stopped)?;
+        answer.await.map_err(|_| RequestError::Stopped)?
     }
 
     /// Answers an inbound request.
@@ -405,7 +416,7 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<Inbound>,
     gossip: mpsc::Sender<Gossip>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<pb::Response, String>>>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<pb::Response, RequestError>>>,
     rtt_ms: BTreeMap<PeerId, u64>,
     /// Consecutive failed pings per connected peer.
     ping_failures: BTreeMap<PeerId, u32>,
@@ -645,7 +656,7 @@ impl EventLoop {
             } => {
                 tracing::debug!(%peer, %error, "request failed");
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
+                    let _ = reply.send(Err(RequestError::Failed(error)));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {

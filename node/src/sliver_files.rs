@@ -267,40 +267,58 @@ struct SliverFile {
     index: u16,
 }
 
-/// Reads the trailer of a sliver file: (index, metadata). `Err` describes why the file is unusable.
-fn read_trailer(file: &mut File) -> Result<(u16, BlobMetadata), String> {
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
+/// Why a sliver file cannot be used; the decode reports it and goes on with the others.
+#[derive(Debug, thiserror::Error)]
+enum TrailerError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("too short to be a sliver file")]
+    TooShort,
+    #[error("no sliver-file trailer (truncated or not a floe sliver file)")]
+    NoTrailer,
+    #[error("trailer length {0} is out of range")]
+    Length(u64),
+    #[error("{0}")]
+    Wire(#[from] floe_protocol::wire::WireError),
+    #[error("sliver index {0} is out of range")]
+    Index(u16),
+    #[error("holds {held} bytes of slivers where {expected} were expected (truncated or corrupt)")]
+    Records { held: u64, expected: u64 },
+}
+
+/// Reads the trailer of a sliver file: (index, metadata).
+fn read_trailer(file: &mut File) -> Result<(u16, BlobMetadata), TrailerError> {
+    let len = file.metadata()?.len();
     if len < 16 {
-        return Err("too short to be a sliver file".into());
+        return Err(TrailerError::TooShort);
     }
     let mut tail = [0u8; 16];
-    file.seek(SeekFrom::Start(len - 16))
-        .and_then(|_| file.read_exact(&mut tail))
-        .map_err(|e| e.to_string())?;
-    if &tail[8..] != MAGIC {
-        return Err("no sliver-file trailer (truncated or not a floe sliver file)".into());
+    file.seek(SeekFrom::Start(len - 16))?;
+    file.read_exact(&mut tail)?;
+    let (length, magic) = tail.split_at(8);
+    if magic != MAGIC {
+        return Err(TrailerError::NoTrailer);
     }
-    let body_len = u64::from_le_bytes(tail[..8].try_into().map_err(|_| "bad trailer")?);
+    let mut length_bytes = [0u8; 8];
+    length_bytes.copy_from_slice(length);
+    let body_len = u64::from_le_bytes(length_bytes);
     let limit = u64::try_from(MAX_METADATA_LEN + 2).unwrap_or(u64::MAX);
     if body_len < 2 || body_len > limit || body_len > len - 16 {
-        return Err(format!("trailer length {body_len} is out of range"));
+        return Err(TrailerError::Length(body_len));
     }
-    let mut body = vec![0u8; usize::try_from(body_len).map_err(|_| "trailer too long")?];
-    file.seek(SeekFrom::Start(len - 16 - body_len))
-        .and_then(|_| file.read_exact(&mut body))
-        .map_err(|e| e.to_string())?;
+    let mut body =
+        vec![0u8; usize::try_from(body_len).map_err(|_| TrailerError::Length(body_len))?];
+    file.seek(SeekFrom::Start(len - 16 - body_len))?;
+    file.read_exact(&mut body)?;
     let index = u16::from_le_bytes([body[0], body[1]]);
-    let message: pb::BlobMetadata = wire::decode_body(&body[2..], MAX_METADATA_LEN, "BlobMetadata")
-        .map_err(|e| e.to_string())?;
-    let metadata = BlobMetadata::try_from(&message).map_err(|e| e.to_string())?;
+    let message: pb::BlobMetadata =
+        wire::decode_body(&body[2..], MAX_METADATA_LEN, "BlobMetadata")?;
+    let metadata = BlobMetadata::try_from(&message)?;
     // The records before the trailer must have exactly the length the parameters give.
-    let expected = records_len(metadata.params(), index)
-        .ok_or_else(|| format!("sliver index {index} is out of range"))?;
-    if expected != len - 16 - body_len {
-        return Err(format!(
-            "holds {} bytes of slivers where {expected} were expected (truncated or corrupt)",
-            len - 16 - body_len
-        ));
+    let expected = records_len(metadata.params(), index).ok_or(TrailerError::Index(index))?;
+    let held = len - 16 - body_len;
+    if expected != held {
+        return Err(TrailerError::Records { held, expected });
     }
     Ok((index, metadata))
 }

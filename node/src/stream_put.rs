@@ -23,41 +23,75 @@ use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::wire::pb;
 use floe_protocol::write::Timer;
-use floe_protocol::{BlobEncoder, BlobMetadata, BlobParams, EncodingType, Sliver, SliverProof};
+use floe_protocol::{
+    BlobEncoder, BlobMetadata, BlobParams, EncodeError, EncodingType, Sliver, SliverProof,
+};
 
 use crate::service::{
-    Node, PutError, PutOptions, PutOutcome, StoreAnswer, certificate_of, timer_fires,
+    Node, PutError, PutOptions, PutOutcome, SendError, StoreAnswer, certificate_of, timer_fires,
 };
 use crate::spool::Spool;
 use crate::store::HolderRecord;
 
 /// Runs encoded and held at once by a streamed write.
 const WINDOW: usize = 2;
+
+/// Why the spool of a streamed write could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Opening the spool file failed.
+    #[error("opening the spool: {0}")]
+    Open(std::io::Error),
+    /// Reading a segment failed.
+    #[error("reading the spool at segment {segment}: {cause}")]
+    Read {
+        /// The segment.
+        segment: u64,
+        /// The error.
+        cause: std::io::Error,
+    },
+    /// A segment or run past the blob's end.
+    #[error("segment or run {0} is outside the blob")]
+    Outside(u64),
+    /// Runs must be encoded in order.
+    #[error("runs asked out of order at segment {0}")]
+    OutOfOrder(u64),
+    /// The spool's bytes differ from the first pass.
+    #[error("the spool changed under the write at segment {0}")]
+    Changed(u64),
+    /// The encoder refused.
+    #[error("{0}")]
+    Encode(#[from] EncodeError),
+}
 /// Reads segment `segment` of the spooled blob into `buffer`.
 fn read_segment(
     file: &File,
     params: &BlobParams,
     segment: u64,
     buffer: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), SpoolError> {
     let len = params
         .segment_len(segment)
-        .ok_or_else(|| format!("segment {segment} is outside the blob"))?;
+        .ok_or(SpoolError::Outside(segment))?;
     buffer.resize(len, 0);
     file.read_exact_at(buffer, params.segment_offset(segment))
-        .map_err(|e| format!("reading the spool at segment {segment}: {e}"))
+        .map_err(|cause| SpoolError::Read { segment, cause })
 }
 
 /// The first pass: every segment's root, so the metadata and the blob ID.
-fn spool_metadata(path: &Path, params: BlobParams, threads: usize) -> Result<BlobMetadata, String> {
-    let file = File::open(path).map_err(|e| format!("opening the spool: {e}"))?;
+fn spool_metadata(
+    path: &Path,
+    params: BlobParams,
+    threads: usize,
+) -> Result<BlobMetadata, SpoolError> {
+    let file = File::open(path).map_err(SpoolError::Open)?;
     let mut encoder = BlobEncoder::new(params).with_hash_threads(threads);
     let mut buffer = Vec::new();
     for segment in 0..params.segment_count() {
         read_segment(&file, &params, segment, &mut buffer)?;
-        encoder.encode_next(&buffer).map_err(|e| e.to_string())?;
+        encoder.encode_next(&buffer)?;
     }
-    encoder.finish().map_err(|e| e.to_string())
+    Ok(encoder.finish()?)
 }
 
 /// One run's slivers, by sliver index, each in segment order.
@@ -71,7 +105,7 @@ fn prepare_runs(
     metadata: BlobMetadata,
     threads: usize,
     asks: std::sync::mpsc::Receiver<usize>,
-    ready: mpsc::UnboundedSender<(usize, Result<RunSlivers, String>)>,
+    ready: mpsc::UnboundedSender<(usize, Result<RunSlivers, SpoolError>)>,
 ) {
     let params = *metadata.params();
     let runs = store_runs(&params);
@@ -79,45 +113,43 @@ fn prepare_runs(
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(error) => {
-            let _ = ready.send((0, Err(format!("opening the spool: {error}"))));
+            let _ = ready.send((0, Err(SpoolError::Open(error))));
             return;
         }
     };
     let mut encoder = BlobEncoder::new(params).with_hash_threads(threads);
     let mut buffer = Vec::new();
     while let Ok(run) = asks.recv() {
-        let result = (|| -> Result<RunSlivers, String> {
-            let segments = runs.get(run).ok_or("run outside the blob")?.clone();
+        let result = (|| -> Result<RunSlivers, SpoolError> {
+            let outside = || SpoolError::Outside(u64::try_from(run).unwrap_or(u64::MAX));
+            let segments = runs.get(run).ok_or_else(outside)?.clone();
             let shards = usize::from(params.shards());
             let mut by_index: Vec<Vec<Sliver>> = vec![Vec::new(); shards];
             for segment in segments {
                 if encoder.next_segment() != segment {
-                    return Err(format!("runs asked out of order at segment {segment}"));
+                    return Err(SpoolError::OutOfOrder(segment));
                 }
                 read_segment(&file, &params, segment, &mut buffer)?;
-                let tree = encoder
-                    .encode_next(&buffer)
-                    .map_err(|e| e.to_string())?
-                    .tree;
+                let tree = encoder.encode_next(&buffer)?.tree;
                 if metadata.segment_root(segment) != Some(&tree.root()) {
-                    return Err(format!(
-                        "the spool changed under the write at segment {segment}"
-                    ));
+                    return Err(SpoolError::Changed(segment));
                 }
                 let blob_path = metadata
                     .blob_path(segment)
-                    .ok_or("segment outside the metadata")?;
+                    .ok_or(SpoolError::Outside(segment))?;
                 // Moved, not copied: the encoder allocates fresh buffers for the next segment.
                 let encoded = encoder.take_slivers();
                 for (index, (data, slivers)) in encoded.into_iter().zip(&mut by_index).enumerate() {
-                    let index = u16::try_from(index).map_err(|e| e.to_string())?;
+                    let index = u16::try_from(index).map_err(|_| outside())?;
                     slivers.push(Sliver {
                         header,
                         segment,
                         index,
                         data: Bytes::from(data),
                         proof: SliverProof {
-                            segment_path: tree.path(usize::from(index)).ok_or("no segment path")?,
+                            segment_path: tree
+                                .path(usize::from(index))
+                                .ok_or(SpoolError::Outside(segment))?,
                             blob_path: blob_path.clone(),
                         },
                     });
@@ -169,7 +201,7 @@ impl Node {
         let metadata = tokio::task::spawn_blocking(move || spool_metadata(&path, params, threads))
             .await
             .map_err(|e| PutError::Internal(e.to_string()))?
-            .map_err(PutError::Encode)?;
+            .map_err(|e| PutError::Encode(e.to_string()))?;
         let blob_id = metadata.blob_id();
         if !options.force
             && let Some(certificate) = self.certificate(&blob_id)
@@ -230,7 +262,7 @@ impl Node {
             });
         }
         let (sent_tx, mut sent_rx) =
-            mpsc::unbounded_channel::<(PeerKey, u16, usize, u32, Result<StoreAnswer, String>)>();
+            mpsc::unbounded_channel::<(PeerKey, u16, usize, u32, Result<StoreAnswer, SendError>)>();
         let config = StreamWriteConfig {
             request_timeout: self.inner.write_config.request_timeout,
             max_attempts: self.inner.write_config.max_attempts,
@@ -271,13 +303,8 @@ impl Node {
                             .map(|slivers| slivers.iter().map(pb::Sliver::from).collect());
                         let tx = sent_tx.clone();
                         let Some(slivers) = slivers else {
-                            let _ = tx.send((
-                                peer,
-                                index,
-                                run,
-                                attempt,
-                                Err("run not prepared".into()),
-                            ));
+                            let _ =
+                                tx.send((peer, index, run, attempt, Err(SendError::Unprepared)));
                             continue;
                         };
                         let request = pb::StoreRequest {
@@ -331,8 +358,8 @@ impl Node {
                             effects = write.on_prepared(run, self.now());
                         }
                         Err(why) => {
-                            tracing::warn!(%blob_id, run, why, "encoding a run of a streamed write failed");
-                            fail(&mut certified_tx, PutError::Encode(why));
+                            tracing::warn!(%blob_id, run, %why, "encoding a run of a streamed write failed");
+                            fail(&mut certified_tx, PutError::Encode(why.to_string()));
                             return;
                         }
                     }
@@ -355,7 +382,7 @@ impl Node {
                             write.on_failure(&peer, index, run, attempt, now)
                         }
                         Err(why) => {
-                            tracing::debug!(%blob_id, index, run, attempt, why, "store request failed");
+                            tracing::debug!(%blob_id, index, run, attempt, %why, "store request failed");
                             write.on_failure(&peer, index, run, attempt, now)
                         }
                     };
@@ -428,6 +455,6 @@ mod tests {
         drop(ask_tx);
         prepare_runs(path, metadata, 1, ask_rx, ready_tx);
         let (_, result) = ready_rx.try_recv().unwrap();
-        assert!(result.unwrap_err().contains("changed"));
+        assert!(matches!(result, Err(SpoolError::Changed(_))));
     }
 }

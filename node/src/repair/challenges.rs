@@ -49,7 +49,7 @@ impl Node {
         let response = match self.inner.net.request(peer, request).await {
             Ok(response) => response.kind,
             Err(why) => {
-                tracing::debug!(%peer, why, "challenge not delivered");
+                tracing::debug!(%peer, %why, "challenge not delivered");
                 None
             }
         };

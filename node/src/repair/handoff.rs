@@ -17,7 +17,7 @@ impl Node {
         let node = self.clone();
         tokio::spawn(async move {
             if let Err(why) = node.hand_off(blob_id, index, &metadata, &record).await {
-                tracing::debug!(%blob_id, index, why, "hand-off failed; will retry");
+                tracing::debug!(%blob_id, index, %why, "hand-off failed; will retry");
             }
             node.state().handing_off.remove(&(blob_id, index));
         });
@@ -30,11 +30,11 @@ impl Node {
         index: u16,
         metadata: &BlobMetadata,
         record: &HolderRecord,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, RepairError> {
         let holder = record
             .holders
             .get(usize::from(index))
-            .ok_or("index out of the holder list")?
+            .ok_or(RepairError::NotListed(index))?
             .clone();
         if holder == peer_key(&self.inner.peer_id) {
             return Ok(0);
@@ -47,9 +47,7 @@ impl Node {
             .await?;
         let node = self.clone();
         tokio::task::spawn_blocking(move || node.inner.store.remove_sliver(&blob_id, index))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await??;
         let m = &self.inner.metrics;
         m.slivers_handed_off.fetch_add(1, Ordering::Relaxed);
         m.handoff_bytes_sent.fetch_add(bytes, Ordering::Relaxed);
@@ -126,7 +124,7 @@ impl Node {
                     report.bytes = report.bytes.saturating_add(bytes);
                 }
                 Ok(Err(why)) => {
-                    tracing::warn!(why, "a hand-off failed");
+                    tracing::warn!(%why, "a hand-off failed");
                     report.failed += 1;
                 }
                 Err(_) => report.failed += 1,

@@ -14,15 +14,13 @@ impl Node {
         plan: RepairPlan,
         gone: BTreeSet<PeerKey>,
         local: Vec<u16>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RepairError> {
         let me = peer_key(&self.inner.peer_id);
         // A holder that missed a newer list (it was down) must not lead with a stale one: ask the others first.
         if let Some(newer) = self.newer_record(&blob_id, &record, &gone).await {
             let node = self.clone();
             tokio::task::spawn_blocking(move || node.inner.store.put_record(&metadata, &newer))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .await??;
             return Ok(());
         }
         // The plan was made from the record read at the start of the scan; if a newer list arrived since (a
@@ -30,9 +28,7 @@ impl Node {
         let node = self.clone();
         let current =
             tokio::task::spawn_blocking(move || node.inner.store.metadata_record(&blob_id))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
+                .await??
                 .1;
         if current != record {
             tracing::debug!(%blob_id, "holder list changed while planning; replanning later");
@@ -50,9 +46,7 @@ impl Node {
             let adopted = tokio::task::spawn_blocking(move || {
                 node.inner.store.put_record(&metadata, &new_record)
             })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await??;
             if !adopted {
                 // A competing list won in the meantime: follow it and rebuild nothing.
                 return Ok(());
@@ -120,7 +114,7 @@ impl Node {
         targets: &BTreeSet<u16>,
         gone: &BTreeSet<PeerKey>,
         local: &[u16],
-    ) -> (Result<(), String>, BTreeSet<u16>) {
+    ) -> (Result<(), RepairError>, BTreeSet<u16>) {
         let runs = store_runs(metadata.params());
         let count = runs.len();
         for (at, run) in runs.into_iter().enumerate() {
@@ -151,7 +145,7 @@ impl Node {
         local: &[u16],
         run: std::ops::Range<u64>,
         last: bool,
-    ) -> (Result<(), String>, BTreeSet<u16>) {
+    ) -> (Result<(), RepairError>, BTreeSet<u16>) {
         let me = peer_key(&self.inner.peer_id);
         let params = *metadata.params();
         let (first, count) = (run.start, run.end - run.start);
@@ -191,7 +185,7 @@ impl Node {
         let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
         let mut delivered: BTreeSet<u16> = BTreeSet::new();
         let mut timer = Timer::default();
-        let outcome: Result<(), String> = 'repair: loop {
+        let outcome: Result<(), RepairError> = 'repair: loop {
             let mut next = Vec::new();
             for effect in effects.drain(..) {
                 match effect {
@@ -229,7 +223,7 @@ impl Node {
                                 next.extend(repair.on_rebuilt(self.now()));
                             }
                             Err(why) => {
-                                tracing::warn!(%blob_id, why, "rebuild failed");
+                                tracing::warn!(%blob_id, %why, "rebuild failed");
                                 next.extend(
                                     repair
                                         .on_rebuild_failed(0, usize::from(params.source_shards())),
@@ -253,6 +247,7 @@ impl Node {
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
                         let (node, tx) = (self.clone(), sent_tx.clone());
                         let end = run.end;
+                        let segments = params.segment_count();
                         tokio::spawn(async move {
                             // Before the last run the holder answers progress; the receipt comes with the last.
                             let result = match node.send_store(&peer, blob_id, index, request).await
@@ -263,9 +258,13 @@ impl Node {
                                 {
                                     Ok(Vec::new())
                                 }
-                                Ok(StoreAnswer::Progress { segments_held, .. }) => Err(format!(
-                                    "the new holder keeps {segments_held} segments after a run up to {end}"
-                                )),
+                                Ok(StoreAnswer::Progress { segments_held, .. }) => {
+                                    Err(SendError::Stalled {
+                                        held: segments_held,
+                                        segments,
+                                        end,
+                                    })
+                                }
                                 Err(why) => Err(why),
                             };
                             if result.is_ok() {
@@ -290,18 +289,14 @@ impl Node {
                             );
                         }
                         if failed > 0 {
-                            break 'repair Err(format!(
-                                "{failed} rebuilt slivers could not be delivered"
-                            ));
+                            break 'repair Err(RepairError::Undelivered(failed));
                         }
                         m.repairs_done.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(%blob_id, delivered, "repair done");
                         break 'repair Ok(());
                     }
                     RepairEffect::Failed { have, need } => {
-                        break 'repair Err(format!(
-                            "only {have} of the {need} slivers needed could be fetched"
-                        ));
+                        break 'repair Err(RepairError::TooFewSlivers { have, need });
                     }
                 }
             }
@@ -329,7 +324,7 @@ impl Node {
                             repair.on_receipt(&peer, index, signature)
                         }
                         Err(why) => {
-                            tracing::debug!(%blob_id, index, attempt, why, "delivering a rebuilt sliver failed");
+                            tracing::debug!(%blob_id, index, attempt, %why, "delivering a rebuilt sliver failed");
                             repair.on_send_failure(&peer, index, attempt, self.now())
                         }
                     };
@@ -415,7 +410,7 @@ impl Node {
         sources: Vec<u16>,
         targets: Vec<u16>,
         run: std::ops::Range<u64>,
-    ) -> Result<BTreeMap<u16, Vec<Sliver>>, String> {
+    ) -> Result<BTreeMap<u16, Vec<Sliver>>, RepairError> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
             let params = *metadata.params();
@@ -424,14 +419,15 @@ impl Node {
                     continue;
                 }
                 // One of ours: read and verify it from the store.
-                let own = node
-                    .inner
-                    .store
-                    .read_slivers(&blob_id, *index, run.start, run.end - run.start)
-                    .map_err(|e| e.to_string())?;
+                let own = node.inner.store.read_slivers(
+                    &blob_id,
+                    *index,
+                    run.start,
+                    run.end - run.start,
+                )?;
                 let verified = own
                     .into_iter()
-                    .map(|s| VerifiedSliver::new(s, &blob_id).map_err(|e| e.to_string()))
+                    .map(|s| VerifiedSliver::new(s, &blob_id))
                     .collect::<Result<Vec<_>, _>>()?;
                 chosen.insert(*index, verified);
             }
@@ -450,9 +446,7 @@ impl Node {
                             .cloned()
                     })
                     .collect();
-                let slivers = decoder
-                    .rebuild(segment, &these, &targets)
-                    .map_err(|e| e.to_string())?;
+                let slivers = decoder.rebuild(segment, &these, &targets)?;
                 node.inner
                     .metrics
                     .repair_segments_decoded
@@ -463,7 +457,6 @@ impl Node {
             }
             Ok(rebuilt)
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 }

@@ -31,16 +31,19 @@ use floe_protocol::write::{Millis, Timer};
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 mod challenges;
+mod errors;
 mod handoff;
 mod lead;
 mod scan;
 
 use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
 use crate::service::{
-    IndexSource, Node, StoreAnswer, check_holders, hash_threads, store_request, timer_fires,
+    IndexSource, Node, SendError, StoreAnswer, check_holders, hash_threads, store_request,
+    timer_fires,
 };
 use crate::steward_state::RepairState;
 use crate::store::HolderRecord;
+pub use errors::{AnnouncementError, RepairError};
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
 const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);

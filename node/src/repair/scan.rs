@@ -13,16 +13,15 @@ impl Node {
                     .metrics
                     .announcements_refused
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%source, why, "refused a repair announcement");
+                tracing::debug!(%source, %why, "refused a repair announcement");
             }
         }
     }
 
-    pub(super) async fn on_announcement(&self, gossip: Gossip) -> Result<(), String> {
+    pub(super) async fn on_announcement(&self, gossip: Gossip) -> Result<(), AnnouncementError> {
         let announcement: pb::RepairAnnouncement =
-            wire::decode_body(&gossip.data, MAX_GOSSIP_LEN, "RepairAnnouncement")
-                .map_err(|e| e.to_string())?;
-        let blob_id = BlobId::from_slice(&announcement.blob_id).map_err(|e| e.to_string())?;
+            wire::decode_body(&gossip.data, MAX_GOSSIP_LEN, "RepairAnnouncement")?;
+        let blob_id = BlobId::from_slice(&announcement.blob_id)?;
         let leaving = !announcement.holders.contains(&announcement.repairer);
         let repairer = announcement.repairer.to_vec();
         let source = gossip.source.to_bytes();
@@ -44,21 +43,14 @@ impl Node {
                 &source,
                 held.as_ref().map(|(_, current)| current.as_list()).as_ref(),
                 Via::Announcement,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let Some((metadata, _)) = held.filter(|_| acceptance == Acceptance::Offered) else {
                 return Ok(None); // not a blob we hold: nothing to update, nothing to remember
             };
-            check_holders(&record.holders, metadata.params().shards())
-                .map_err(|e| e.to_string())?;
-            node.inner
-                .store
-                .put_record(&metadata, &record)
-                .map(Some)
-                .map_err(|e| e.to_string())
+            check_holders(&record.holders, metadata.params().shards())?;
+            Ok::<_, AnnouncementError>(node.inner.store.put_record(&metadata, &record).map(Some)?)
         })
-        .await
-        .map_err(|e| e.to_string())??;
+        .await??;
         let Some(adopted) = adopted else {
             return Ok(());
         };
@@ -216,7 +208,7 @@ impl Node {
                                 .metrics
                                 .repairs_failed
                                 .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%blob_id, why, "repair failed; will retry");
+                            tracing::warn!(%blob_id, %why, "repair failed; will retry");
                         }
                         let mut state = node.state();
                         state.running.remove(&blob_id);

@@ -128,8 +128,8 @@ impl Node {
                     .metrics
                     .invalid_slivers_received
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(why, "refused a store request");
-                error_response(why)
+                tracing::warn!(%why, "refused a store request");
+                error_response(why.to_string())
             }
         }
     }
@@ -142,44 +142,50 @@ impl Node {
         &self,
         request: pb::StoreRequest,
         sender: &PeerId,
-    ) -> Result<StoreAnswer, String> {
+    ) -> Result<StoreAnswer, StoreRefusal> {
         let metadata = request
             .metadata
             .as_ref()
-            .ok_or("store request without metadata")
-            .and_then(|m| BlobMetadata::try_from(m).map_err(|_| "bad metadata"))
-            .map_err(str::to_owned)?;
+            .ok_or(StoreRefusal::NoMetadata)
+            .and_then(|m| BlobMetadata::try_from(m).map_err(|_| StoreRefusal::BadMetadata))?;
         let blob_id = metadata.blob_id();
         let segments = metadata.params().segment_count();
         let count = u64::try_from(request.slivers.len()).unwrap_or(u64::MAX);
         let first = request.slivers.first().map_or(0, |s| s.segment);
         if count == 0 || first.saturating_add(count) > segments {
-            return Err(format!(
-                "a store request carries consecutive segments of one sliver index, within the blob's {segments}; \
-                 got {count} from segment {first}"
-            ));
+            return Err(StoreRefusal::OutOfRange {
+                segments,
+                count,
+                first,
+            });
         }
         let mut slivers = Vec::with_capacity(request.slivers.len());
         let mut index = None;
         for (segment, message) in (first..).zip(request.slivers) {
-            let (id, sliver) = <(BlobId, Sliver)>::try_from(message).map_err(|e| e.to_string())?;
+            let (id, sliver) = <(BlobId, Sliver)>::try_from(message)?;
             if id != blob_id || sliver.segment != segment {
-                return Err("slivers out of order or of another blob".into());
+                return Err(StoreRefusal::OutOfOrder);
             }
             if *index.get_or_insert(sliver.index) != sliver.index {
-                return Err("store request mixes sliver indexes".into());
+                return Err(StoreRefusal::MixedIndexes);
             }
-            sliver.verify(&blob_id).map_err(|e| e.to_string())?;
+            sliver.verify(&blob_id)?;
             slivers.push(sliver);
         }
-        let index = index.ok_or("empty store request")?;
+        let index = index.ok_or(StoreRefusal::OutOfRange {
+            segments,
+            count,
+            first,
+        })?;
         // Runs arrive in order: one that starts past what is held would leave a gap no receipt could cover, and
         // the part of a run already held is not stored twice (so overlapping runs cannot pile up).
         let held_before = self.inner.store.segments_held(&blob_id, index);
         if first > held_before {
-            return Err(format!(
-                "a run from segment {first} of sliver {index}, but only segments below {held_before} are held"
-            ));
+            return Err(StoreRefusal::Gap {
+                first,
+                index,
+                held: held_before,
+            });
         }
         let skip = usize::try_from(held_before - first).unwrap_or(usize::MAX);
         let slivers: Vec<Sliver> = slivers.into_iter().skip(skip).collect();
@@ -190,18 +196,16 @@ impl Node {
                 .sum();
             let held = self.inner.store.counters().bytes.load(Ordering::Relaxed);
             if held.saturating_add(incoming) > capacity && !slivers.is_empty() {
-                return Err(format!("node is full: {held} of {capacity} bytes used"));
+                return Err(StoreRefusal::Full { held, capacity });
             }
         }
         let record = HolderRecord {
             holders: request.holders.iter().map(|h| h.to_vec()).collect(),
             epoch: request.holders_epoch,
             repairer: request.holders_repairer.to_vec(),
-            content_type: content_type::check(&request.content_type)
-                .map_err(|e| e.to_string())?
-                .to_owned(),
+            content_type: content_type::check(&request.content_type)?.to_owned(),
         };
-        check_holders(&record.holders, metadata.params().shards()).map_err(|e| e.to_string())?;
+        check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
         if record.holders.get(usize::from(index)) != Some(&me) {
             // Stored anyway: the sender's view decided; if it is not ours, the hand-off duty of the repair loop
@@ -227,8 +231,7 @@ impl Node {
             &sender.to_bytes(),
             current.as_ref().map(HolderRecord::as_list).as_ref(),
             Via::StoreRequest,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let record = match (acceptance, current) {
             (Acceptance::Held, Some(current)) => current,
             (Acceptance::Provisional, _) => HolderRecord {
@@ -244,8 +247,7 @@ impl Node {
             store.put_record(&metadata, &record)
         } else {
             store.put_record_and_slivers(&metadata, &record, index, &slivers)
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         if adopted && record.epoch > 0 {
             self.inner
                 .metrics
@@ -263,12 +265,15 @@ impl Node {
         self.sign_receipt(&blob_id, index).map(StoreAnswer::Receipt)
     }
 
-    fn sign_receipt(&self, blob_id: &BlobId, index: u16) -> Result<pb::StorageReceipt, String> {
+    fn sign_receipt(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+    ) -> Result<pb::StorageReceipt, StoreRefusal> {
         let signature = self
             .inner
             .keypair
-            .sign(&receipt::signing_bytes(blob_id, index))
-            .map_err(|e| e.to_string())?;
+            .sign(&receipt::signing_bytes(blob_id, index))?;
         Ok(pb::StorageReceipt {
             blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
             index: u32::from(index),

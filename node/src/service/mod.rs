@@ -31,11 +31,14 @@ use floe_protocol::wire::pb;
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
+mod errors;
 mod inbound;
 mod read;
 mod write;
 
 use crate::cache::BlobBytes;
+pub use errors::{SendError, StoreRefusal};
+
 use crate::net::{Inbound, NetClient};
 use crate::store::{HolderRecord, Store};
 

@@ -160,7 +160,7 @@ impl Node {
     ) {
         let mut certified_tx = Some(certified_tx);
         let (tx, mut rx) =
-            mpsc::unbounded_channel::<(PeerKey, u16, u32, Result<pb::StorageReceipt, String>)>();
+            mpsc::unbounded_channel::<(PeerKey, u16, u32, Result<pb::StorageReceipt, SendError>)>();
         let (mut write, mut effects) =
             Write::start(blob_id, placement, self.inner.write_config, self.now());
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
@@ -225,7 +225,7 @@ impl Node {
                             write.on_receipt(&peer, index, signature)
                         }
                         Err(why) => {
-                            tracing::debug!(%blob_id, index, attempt, why, "store request failed");
+                            tracing::debug!(%blob_id, index, attempt, %why, "store request failed");
                             write.on_failure(&peer, index, attempt, now)
                         }
                     };
@@ -268,7 +268,7 @@ impl Node {
         metadata: &BlobMetadata,
         record: &HolderRecord,
         source: &IndexSource,
-    ) -> Result<pb::StorageReceipt, String> {
+    ) -> Result<pb::StorageReceipt, SendError> {
         let blob_id = metadata.blob_id();
         let params = metadata.params();
         let segments = params.segment_count();
@@ -289,9 +289,7 @@ impl Node {
                             run.end - run.start,
                         )
                     })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?
+                    .await??
                     .iter()
                     .map(pb::Sliver::from)
                     .collect()
@@ -303,13 +301,15 @@ impl Node {
                 StoreAnswer::Progress { segments_held, .. }
                     if segments_held >= end && end < segments => {}
                 StoreAnswer::Progress { segments_held, .. } => {
-                    return Err(format!(
-                        "the holder keeps {segments_held} of the index's {segments} segments after a run up to {end}"
-                    ));
+                    return Err(SendError::Stalled {
+                        held: segments_held,
+                        segments,
+                        end,
+                    });
                 }
             }
         }
-        Err("the holder never sent its receipt".into())
+        Err(SendError::NoReceipt)
     }
 
     /// Sends one store request (one run of one index) and checks the answer.
@@ -319,14 +319,14 @@ impl Node {
         blob_id: BlobId,
         index: u16,
         request: pb::StoreRequest,
-    ) -> Result<StoreAnswer, String> {
-        let peer_id = PeerId::from_bytes(peer).map_err(|e| e.to_string())?;
+    ) -> Result<StoreAnswer, SendError> {
+        let peer_id = PeerId::from_bytes(peer).map_err(|_| SendError::BadPeer)?;
         if peer_id == self.inner.peer_id {
             let node = self.clone();
             let me = self.inner.peer_id;
-            return tokio::task::spawn_blocking(move || node.store_locally(request, &me))
-                .await
-                .map_err(|e| e.to_string())?;
+            return Ok(
+                tokio::task::spawn_blocking(move || node.store_locally(request, &me)).await??,
+            );
         }
         self.inner
             .metrics
@@ -344,8 +344,7 @@ impl Node {
             .await?;
         match response.kind {
             Some(pb::response::Kind::Receipt(receipt)) => {
-                receipt::check(&PeerSignatures, &receipt, &blob_id, index, &peer_id)
-                    .map_err(|e| e.to_string())?;
+                receipt::check(&PeerSignatures, &receipt, &blob_id, index, &peer_id)?;
                 Ok(StoreAnswer::Receipt(receipt))
             }
             Some(pb::response::Kind::Progress(progress))
@@ -358,9 +357,9 @@ impl Node {
                     segments_held: progress.segments_held,
                 })
             }
-            Some(pb::response::Kind::Error(why)) => Err(why),
-            Some(pb::response::Kind::Busy(_)) => Err("node busy; try again".into()),
-            _ => Err("unexpected response".into()),
+            Some(pb::response::Kind::Error(why)) => Err(SendError::Refused(why)),
+            Some(pb::response::Kind::Busy(_)) => Err(SendError::Busy),
+            _ => Err(SendError::Unexpected),
         }
     }
 }
