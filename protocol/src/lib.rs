@@ -18,6 +18,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod encoding;
 pub mod holders;
+pub mod keyspace;
 pub mod merkle;
 pub mod metadata;
 pub mod placement;

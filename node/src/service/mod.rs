@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use libp2p::PeerId;
 use libp2p::identity::{Keypair, PublicKey};
-use libp2p::{PeerId, kad};
 use tokio::sync::{mpsc, oneshot};
 
 use floe_protocol::content_type;
@@ -23,6 +23,7 @@ use floe_protocol::decoder::{Consistency, DecodeError, SegmentDecoder, VerifiedS
 use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::holders::{self, Acceptance, HolderListError, Via};
+use floe_protocol::keyspace;
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::receipt;

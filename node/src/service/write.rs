@@ -4,15 +4,15 @@
 use super::*;
 
 impl Node {
-    /// Peers in our view, ourselves included, ordered by Kademlia distance to `blob_id`.
+    /// Peers in our view, ourselves included, ordered by distance to `blob_id` (`keyspace::by_distance`,
+    /// Kademlia's own metric).
     pub(crate) async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
         let view = self.inner.net.view().await;
         let mut peers = view.peers;
         peers.push(self.inner.peer_id);
         peers.sort();
         peers.dedup();
-        let target = kad::KBucketKey::new(blob_id.as_bytes().to_vec());
-        peers.sort_by_key(|p| kad::KBucketKey::from(*p).distance(&target));
+        keyspace::by_distance(blob_id, &mut peers, |p| p.to_bytes());
         peers
     }
 
@@ -360,6 +360,29 @@ impl Node {
             Some(pb::response::Kind::Error(why)) => Err(SendError::Refused(why)),
             Some(pb::response::Kind::Busy(_)) => Err(SendError::Busy),
             _ => Err(SendError::Unexpected),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use libp2p::kad;
+
+    /// The protocol's neighbourhood metric is the one libp2p's Kademlia looks peers up by, so a node's
+    /// neighbourhood is what its DHT lookups find.
+    #[test]
+    fn the_neighbourhood_metric_is_kademlias() {
+        let peers: Vec<PeerId> = (0..200).map(|_| PeerId::random()).collect();
+        for seed in 0u8..20 {
+            let blob_id = BlobId::from_slice(&[seed; 32]).unwrap();
+            let mut ours = peers.clone();
+            keyspace::by_distance(&blob_id, &mut ours, |p| p.to_bytes());
+            let target = kad::KBucketKey::new(blob_id.as_bytes().to_vec());
+            let mut libp2p = peers.clone();
+            libp2p.sort_by_key(|p| kad::KBucketKey::from(*p).distance(&target));
+            assert_eq!(ours, libp2p);
         }
     }
 }

@@ -10,8 +10,8 @@
 //!   pipeline, so a single transfer costs `max(b/up, b/down)` plus latency. Slivers are sizes, never bytes.
 //! - **Loss, duplication, reordering** are per message; a lost message is silent (the protocol's timeouts
 //!   recover). A request to a crashed node fails back after one round trip when `dead_peer_fails_fast`.
-//! - **Kademlia**: a lookup returns the n peers XOR-closest to the blob (first 8 bytes of BLAKE3 of the peer key
-//!   against the blob ID's first 8 bytes) among peers the looker believes alive: up, or down for less than
+//! - **Kademlia**: a lookup returns the n peers closest to the blob by the node's own metric
+//!   (`floe_protocol::keyspace`: XOR of SHA-256 points, on their first 64 bits) among peers the looker believes alive: up, or down for less than
 //!   `staleness_ms`, and not cut off by a partition for `staleness_ms` or more. It takes `hops × hop_latency_ms`.
 //!   Routing tables are one global view (with the staleness window), not per node.
 //! - **Holder lists** are per blob and global: a delivered repair sliver changes the blob's holder for that index
@@ -37,6 +37,7 @@ use std::time::Instant;
 use floe_protocol::blob_id::BlobId;
 use floe_protocol::challenge::{self, ChallengeFailure, Recorded, Role, Tally, Verdict};
 use floe_protocol::encoding::{BlobParams, DEFAULT_SEGMENT_SIZE, EncodingType};
+use floe_protocol::keyspace;
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::repair::{self, Repair, RepairEffect};
@@ -84,11 +85,9 @@ fn as_u64(x: usize) -> u64 {
     u64::try_from(x).unwrap_or(u64::MAX)
 }
 
+/// A peer's place in the keyspace: the first 64 bits of its point under the node's own metric.
 fn kad_of(bytes: &[u8]) -> u64 {
-    let hash = blake3::hash(bytes);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_be_bytes(first)
+    keyspace::Point::of_peer(bytes).prefix()
 }
 
 /// ⌊fraction × n⌋, clamped to n.
@@ -716,11 +715,9 @@ impl Sim {
             hasher.update(&self.seed.to_le_bytes());
             hasher.update(&i.to_le_bytes());
             let id = BlobId(*hasher.finalize().as_bytes());
-            let mut first = [0u8; 8];
-            first.copy_from_slice(&id.0[..8]);
             self.blobs.push(Blob {
                 id,
-                kad: u64::from_be_bytes(first),
+                kad: keyspace::Point::of_blob(&id).prefix(),
                 size,
                 sliver_bytes,
                 n: shards,
