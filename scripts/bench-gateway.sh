@@ -9,6 +9,8 @@
 # nginx (2 workers, sendfile on). Installs nginx and wrk with apt-get when missing. Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/stop-nodes.sh
+source scripts/stop-nodes.sh
 size=${1:-1048576}
 secs=${2:-10}
 conns=${3:-16}
@@ -25,7 +27,7 @@ target/release/floe devnet --nodes 4 --base-port 45500 --data-dir "$work/devnet"
 devnet=$!
 cleanup() {
   kill -INT "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true
-  pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true
+  stop_nodes_under "$work"
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   rm -rf "$work"
 }

@@ -11,6 +11,8 @@
 # (3 × SIZE_GIB at 4 nodes). Stops everything it started and removes its data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/stop-nodes.sh
+source scripts/stop-nodes.sh
 size_gib=${1:-10}
 nodes=${2:-4}
 bytes=$((size_gib << 30))
@@ -29,7 +31,7 @@ devnet=$!
 cleanup() {
   local status=$?
   kill -INT "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true
-  pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true
+  stop_nodes_under "$work"
   if ((status != 0)); then  # keep the nodes' logs for a post-mortem
     mkdir -p "${TMPDIR:-/tmp}/bench-large-logs"
     for log in "$work"/devnet/node-*/node.log; do
@@ -59,7 +61,7 @@ PY
 mapfile -t gateways < "$work/gateways"
 pids=()
 for i in $(seq 0 $((nodes - 1))); do
-  pids+=("$(pgrep -f "floe node --data-dir $work/devnet/node-$i( |$)" | head -1)")
+  pids+=("$(node_pid "$work/devnet/node-$i")")
 done
 peaks() { # → max VmHWM over the nodes in MiB, then node 0's, then node 1's
   local max=0 all=()

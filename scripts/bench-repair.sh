@@ -8,12 +8,14 @@
 #   scripts/bench-repair.sh [NODES] [BLOBS] [SIZE]      # default 12 nodes, 20 blobs, 4194304 bytes
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/stop-nodes.sh
+source scripts/stop-nodes.sh
 nodes=${1:-12}
 blobs=${2:-20}
 size=${3:-4194304}
 cargo build --release --quiet -p floe-node
 work=$(mktemp -d)
-cleanup() { pkill -9 -f "floe node .*--data-dir $work" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { stop_nodes_under "$work"; rm -rf "$work"; }
 trap cleanup EXIT
 python3 - "$work" "$nodes" "$blobs" "$size" <<'PY'
 import json, os, signal, subprocess, sys, time, urllib.request

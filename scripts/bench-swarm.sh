@@ -6,6 +6,8 @@
 #   scripts/bench-swarm.sh [NODES] [BLOBS] [SETTLE_S]   # default 20 nodes, 40 blobs, 5 s of settling first
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/stop-nodes.sh
+source scripts/stop-nodes.sh
 nodes=${1:-20}
 blobs=${2:-40}
 settle=${3:-5}
@@ -14,7 +16,7 @@ work=$(mktemp -d)
 # The hot-blob cache is off: the measured reads repeat the warm-up's, and must go to the holders.
 target/release/floe devnet --nodes "$nodes" --base-port 43000 --data-dir "$work" --cache-size 0 > "$work/devnet.out" 2>&1 &
 devnet=$!
-cleanup() { kill -INT "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true; pkill -9 -f "floe node --data-dir $work" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { kill -INT "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true; stop_nodes_under "$work"; rm -rf "$work"; }
 trap cleanup EXIT
 python3 - "$work" "$nodes" "$blobs" "$settle" <<'PY'
 import json, os, random, signal, statistics, sys, time, urllib.request
