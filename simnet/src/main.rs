@@ -40,6 +40,19 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Measure this machine's sliver verification and consistency-check throughput (one core) and print them
+    /// as a scenario's [cpu] table.
+    Cpu {
+        /// Slivers per blob (n).
+        #[arg(long, default_value_t = 20)]
+        shards: u16,
+        /// Blob size in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        size: u64,
+        /// Seconds spent on each measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Run a scenario over a range of seeds at each value of its [sweep] parameter; write sweep.csv, runs.csv.
     Sweep {
         /// The scenario file (TOML), optionally with a [sweep] table.
@@ -127,6 +140,20 @@ fn real_main(cli: Cli) -> Result<()> {
                     s.trace_hash
                 );
             }
+            Ok(())
+        }
+        Command::Cpu {
+            shards,
+            size,
+            seconds,
+        } => {
+            let budget = std::time::Duration::try_from_secs_f64(seconds)
+                .context("--seconds must be a non-negative number of seconds")?;
+            let cpu = floe_simnet::cpu::profile(shards, size, budget)?;
+            println!("# floe-simnet cpu --shards {shards} --size {size}: one core of this machine");
+            println!("[cpu]");
+            println!("verify_mb_per_s = {:.1}", cpu.verify_mb_per_s);
+            println!("check_mb_per_s = {:.1}", cpu.check_mb_per_s);
             Ok(())
         }
         Command::Sweep {

@@ -61,6 +61,9 @@ pub struct Scenario {
     /// Disk faults.
     #[serde(default)]
     pub disk: DiskConfig,
+    /// What each node's CPU spends on slivers and messages.
+    #[serde(default)]
+    pub cpu: CpuConfig,
     /// The parameter a sweep varies (ignored by `run`).
     #[serde(default)]
     pub sweep: Option<SweepConfig>,
@@ -274,6 +277,41 @@ impl Default for RepairConfig {
     }
 }
 
+/// The CPU a node spends, one core per node, queued in order (docs/simnet.md, "CPU"). The sliver throughputs
+/// default to what `floe-simnet cpu` measured on one core of the development machine (2026-12-03); transport
+/// and fixed costs default to zero. `scripts/calibrate.sh` sets all four for its loopback swarm.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CpuConfig {
+    /// Sliver verification against the blob ID (BLAKE3 leaf and paths), MB/s of sliver bytes: a holder before
+    /// it serves or after it stores a sliver, a reader or repairer for each sliver it receives.
+    pub verify_mb_per_s: f64,
+    /// The consistency check of a reader's first read of a blob (re-encode, hash the other slivers), MB/s of
+    /// blob bytes. Later reads of the same blob by the same node skip it, as the node's checked-segment cache does.
+    pub check_mb_per_s: f64,
+    /// What moving a message's payload through the transport costs each end (encryption, framing, copies), MB/s;
+    /// 0 = free (the links' bandwidth is the only cost).
+    pub transfer_mb_per_s: f64,
+    /// Fixed cost of each request or response a node handles (dispatch, decoding), microseconds.
+    pub message_us: f64,
+    /// Fixed cost of each read at the reader (the gateway's HTTP exchange, assembling the answer),
+    /// microseconds.
+    pub read_us: f64,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        Self {
+            // `floe-simnet cpu` (n = 20, 1 MiB) on the development machine, 2026-12-03.
+            verify_mb_per_s: 5_020.0,
+            check_mb_per_s: 1_140.0,
+            transfer_mb_per_s: 0.0,
+            message_us: 0.0,
+            read_us: 0.0,
+        }
+    }
+}
+
 /// Crash some nodes at a fixed time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -467,6 +505,16 @@ impl Scenario {
         if w.write_attempts == 0 || w.write_timeout_ms == 0 || w.read_hard_timeout_ms == 0 {
             return bad("workload timeouts and attempts must be positive");
         }
+        if !positive(self.cpu.verify_mb_per_s) || !positive(self.cpu.check_mb_per_s) {
+            return bad("cpu.verify_mb_per_s and cpu.check_mb_per_s must be positive");
+        }
+        let not_negative = |x: f64| x >= 0.0 && x.is_finite();
+        if !not_negative(self.cpu.transfer_mb_per_s) {
+            return bad("cpu.transfer_mb_per_s must be zero or positive");
+        }
+        if !(not_negative(self.cpu.message_us) && not_negative(self.cpu.read_us)) {
+            return bad("cpu.message_us and cpu.read_us must be zero or positive");
+        }
         if !positive(self.repair.decode_mb_per_s) {
             return bad("repair.decode_mb_per_s must be positive");
         }
@@ -552,6 +600,15 @@ mod tests {
         assert_eq!(s.source_hash.len(), 64);
         assert!(Scenario::from_toml("duration_ms = 1000\nbogus = 1").is_err());
         assert!(Scenario::from_toml("duration_ms = 1000\n[network]\nloss = 2.0").is_err());
+        assert!(Scenario::from_toml("duration_ms = 1000\n[cpu]\nverify_mb_per_s = 0").is_err());
+        assert!(Scenario::from_toml("duration_ms = 1000\n[cpu]\nread_us = -1").is_err());
+        assert!(Scenario::from_toml("duration_ms = 1000\n[cpu]\ntransfer_mb_per_s = nan").is_err());
+        assert!(
+            Scenario::from_toml(
+                "duration_ms = 1000\n[cpu]\ntransfer_mb_per_s = 93.0\nread_us = 4400"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -52,6 +52,16 @@ impl Sim {
         let n = &mut self.nodes[ix(node)];
         n.up_free = n.up_free.max(now);
         n.down_free = n.down_free.max(now);
+        n.cpu_free = n.cpu_free.max(now);
+        // The node's checked-segment cache is memory: a restart forgets it.
+        let forgotten: Vec<(u32, u32)> = self
+            .checked
+            .range((node, 0)..=(node, u32::MAX))
+            .copied()
+            .collect();
+        for key in forgotten {
+            self.checked.remove(&key);
+        }
     }
 
     pub(super) fn departure_check(&mut self, node: u32, incarnation: u32) {

@@ -330,6 +330,8 @@ struct Node {
     /// When the uplink/downlink is next free, ms (fractional: small messages take microseconds).
     up_free: f64,
     down_free: f64,
+    /// When the node's one simulated core is next free, ms (docs/simnet.md, "CPU").
+    cpu_free: f64,
     rng: SimRng,
     /// (blob, index) slots this node stored; entries go stale when the slot moves and are dropped lazily.
     held: Vec<(u32, u16)>,
@@ -556,6 +558,8 @@ pub struct Sim {
     /// (kad key, node) sorted: the keyspace for lookups.
     kad: Vec<(u64, u32)>,
     kad_departed: usize,
+    /// (reader, blob) pairs whose consistency check the reader has run: its later reads skip it.
+    checked: BTreeSet<(u32, u32)>,
     blobs: Vec<Blob>,
     ops: Slab,
     serial: u64,
@@ -642,6 +646,7 @@ impl Sim {
             alive_count: 0,
             kad: Vec::new(),
             kad_departed: 0,
+            checked: BTreeSet::new(),
             blobs: Vec::new(),
             ops: Slab::default(),
             serial: 0,
@@ -828,6 +833,7 @@ impl Sim {
             down_rate,
             up_free: now,
             down_free: now,
+            cpu_free: now,
             rng: rng::stream(self.seed, "node", u64::from(id)),
             held: Vec::new(),
         });
@@ -1107,6 +1113,32 @@ mod tests {
         assert_eq!(a.summary.reads_failed, 0);
         assert_eq!(a.summary.reads_wrong, 0);
         assert_eq!(a.summary.availability_min, 1.0);
+    }
+
+    #[test]
+    fn reads_pay_for_the_cpu_they_use() {
+        // One region, 10 Gbit/s links and a 0.1 ms RTT: nearly all of a 1 MiB read's time is CPU.
+        let scenario = |cpu: &str| {
+            Scenario::from_toml(&format!(
+                "duration_ms = 1_800_000\n[nodes]\ncount = 30\nregions = {{ lan = 1.0 }}\nup_mbps = 10000.0\n\
+                 down_mbps = 10000.0\n[network]\nregions = [\"lan\"]\nrtt_ms = [[0.1]]\njitter_ms = 0.0\n\
+                 [workload]\nblobs = 20\nwrite_phase_ms = 60_000\nread_rate_per_s = 0.5\n[cpu]\n{cpu}\n"
+            ))
+            .unwrap()
+        };
+        let p50 = |cpu: &str| {
+            run(&scenario(cpu), 3, &RunOptions::default())
+                .unwrap()
+                .summary
+                .read_p50_ms
+                .unwrap()
+        };
+        let free = p50("verify_mb_per_s = 1e9\ncheck_mb_per_s = 1e9");
+        // Blobs of 64 KiB to 1 MiB (the workload's default) verified and checked at 100 MB/s take longer.
+        let slow = p50("verify_mb_per_s = 100\ncheck_mb_per_s = 100");
+        let fixed = p50("verify_mb_per_s = 1e9\ncheck_mb_per_s = 1e9\nread_us = 50_000");
+        assert!(slow > free, "{slow} vs {free}");
+        assert!(fixed >= free + 50, "{fixed} vs {free}");
     }
 
     #[test]

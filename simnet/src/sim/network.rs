@@ -15,13 +15,52 @@ impl Sim {
     }
 
     pub(super) fn send(&mut self, m: Msg, payload: u64) {
+        self.send_at(m, payload, self.now as f64);
+    }
+
+    /// Runs `ms` of work on `node`'s core once it is free and not before `ready`; returns when it is done.
+    pub(super) fn compute(&mut self, node: u32, ready: f64, ms: f64) -> f64 {
+        let n = &mut self.nodes[ix(node)];
+        let done = n.cpu_free.max(ready) + ms;
+        n.cpu_free = done;
+        done
+    }
+
+    /// The fixed cost of handling one message, ms.
+    pub(super) fn message_ms(&self) -> f64 {
+        self.sc.cpu.message_us / 1000.0
+    }
+
+    /// Verifying `bytes` of slivers, ms.
+    pub(super) fn verify_ms(&self, bytes: u64) -> f64 {
+        bytes as f64 / (self.sc.cpu.verify_mb_per_s * 1000.0)
+    }
+
+    /// Moving `bytes` of payload through one end of the transport, ms.
+    pub(super) fn transfer_ms(&self, bytes: u64) -> f64 {
+        let rate = self.sc.cpu.transfer_mb_per_s;
+        if rate > 0.0 {
+            bytes as f64 / (rate * 1000.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// Sends `m` once its sender's work on it is done at `ready` (fractional ms, not before now).
+    pub(super) fn send_at(&mut self, m: Msg, payload: u64, ready: f64) {
         let bytes = payload.saturating_add(self.sc.network.message_overhead_bytes);
+        let ready = if payload > 0 && m.from != m.to {
+            let work = self.transfer_ms(payload);
+            self.compute(m.from, ready, work)
+        } else {
+            ready
+        };
         self.count_message(bytes);
         if matches!(m.kind, Kind::FetchResp | Kind::RepairStore) {
             self.s.repair_bytes += bytes;
         }
         if m.from == m.to {
-            self.schedule(self.now, Ev::Msg(m));
+            self.schedule(rng::ceil_ms(ready).max(self.now), Ev::Msg(m));
             return;
         }
         let blocked = self.blocked(m.from, m.to);
@@ -36,10 +75,9 @@ impl Sim {
         let rtt = self
             .regions
             .rtt_ms(self.nodes[ix(m.from)].region, self.nodes[ix(m.to)].region);
-        let now = self.now as f64;
         let size = bytes as f64;
         let sender = &mut self.nodes[ix(m.from)];
-        let start = sender.up_free.max(now);
+        let start = sender.up_free.max(ready);
         let up_end = start + size / sender.up_rate;
         sender.up_free = up_end;
         let jitter = rng::unit(&mut sender.rng) * jitter_ms;
@@ -135,7 +173,11 @@ impl Sim {
             to: m.from,
             ..m
         };
-        self.send(ack, 0);
+        // The holder takes the sliver off the transport and verifies it before it answers.
+        let bytes = self.blobs[b].sliver_bytes;
+        let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
+        let done = self.compute(m.to, self.now as f64, work);
+        self.send_at(ack, 0, done);
     }
 
     pub(super) fn serve_sliver(&mut self, m: Msg) {
@@ -170,7 +212,10 @@ impl Sim {
             to: m.from,
             ..m
         };
-        self.send(reply, payload);
+        // The store re-verifies what it reads before the holder answers.
+        let work = self.message_ms() + self.verify_ms(payload);
+        let done = self.compute(m.to, self.now as f64, work);
+        self.send_at(reply, payload, done);
     }
 
     pub(super) fn serve_repair_store(&mut self, m: Msg) {
@@ -228,6 +273,10 @@ impl Sim {
             }
             self.s.slivers_rebuilt += 1;
         }
-        self.send(reply, 0);
+        // The new holder takes the rebuilt sliver off the transport and verifies it before it answers.
+        let bytes = self.blobs[b].sliver_bytes;
+        let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
+        let done = self.compute(m.to, self.now as f64, work);
+        self.send_at(reply, 0, done);
     }
 }

@@ -73,6 +73,21 @@ impl Sim {
             return;
         };
         let now = self.now;
+        // The receiver handles the answer on its core: a valid sliver is verified against the blob ID. The state
+        // machine hears of it on arrival; the work delays what the node does next (a read's answer, say).
+        let carries_sliver = m.valid && matches!(m.kind, Kind::ReadResp | Kind::FetchResp);
+        let sliver_bytes = if carries_sliver {
+            self.blobs[ix(m.blob)].sliver_bytes
+        } else {
+            0
+        };
+        let transfer = if m.from == m.to {
+            0.0
+        } else {
+            self.transfer_ms(sliver_bytes)
+        };
+        let work = self.message_ms() + transfer + self.verify_ms(sliver_bytes);
+        self.compute(m.to, now as f64, work);
         let peer = peer_key(m.from);
         let attempt = u32::from(m.attempt);
         let effects = match (&mut op.kind, m.kind) {
@@ -330,7 +345,17 @@ impl Sim {
                     if !verified || indexes.len() != usize::from(self.blobs[ix(b)].k) {
                         self.s.reads_wrong += 1;
                     }
-                    let latency = self.now - started;
+                    // The reader's last work: its first read of the blob runs the consistency check, then the
+                    // answer goes out (the gateway's HTTP exchange).
+                    let first = self.checked.insert((owner, b));
+                    let check_ms = if first {
+                        self.blobs[ix(b)].size as f64 / (self.sc.cpu.check_mb_per_s * 1000.0)
+                    } else {
+                        0.0
+                    };
+                    let work = check_ms + self.sc.cpu.read_us / 1000.0;
+                    let done = self.compute(owner, self.now as f64, work);
+                    let latency = rng::ceil_ms(done).max(self.now) - started;
                     self.s.reads_ok += 1;
                     self.interval.reads_ok += 1;
                     self.interval.read_ms.push(latency);

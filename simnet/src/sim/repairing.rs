@@ -387,8 +387,9 @@ impl Sim {
                     }
                     // Decoding and re-encoding the blob takes time at the repairer's codec throughput.
                     let bytes_per_ms = self.sc.repair.decode_mb_per_s * 1000.0;
-                    let decode = rng::ceil_ms(self.blobs[ix(b)].size as f64 / bytes_per_ms);
-                    self.schedule(self.now.saturating_add(decode), Ev::RebuildDone(r));
+                    let decode = self.blobs[ix(b)].size as f64 / bytes_per_ms;
+                    let done = self.compute(owner, self.now as f64, decode);
+                    self.schedule(rng::ceil_ms(done).max(self.now), Ev::RebuildDone(r));
                 }
                 RepairEffect::Send {
                     peer,
