@@ -13,22 +13,33 @@ use floe_protocol::steward;
 use libp2p::PeerId;
 
 /// Repair bookkeeping shared by the node's tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RepairState {
     pub(crate) running: BTreeSet<BlobId>,
     pub(crate) handing_off: BTreeSet<(BlobId, u16)>,
     pub(crate) recent: BTreeMap<BlobId, Instant>,
     pub(crate) challenge_failures: challenge::Tally<PeerId>,
-    pub(crate) last_challenged: BTreeMap<BlobId, Instant>,
-    /// When each blob held whole here settled (`steward::Settling`): challenges wait `challenge_settle`.
-    pub(crate) settling: steward::Settling,
-    /// Holders found not connected, and since when (`steward::Liveness`).
-    pub(crate) liveness: steward::Liveness<PeerKey>,
+    /// Each scan's decisions and what they keep between scans (liveness, settling, losses, challenge times).
+    pub(crate) steward: steward::Steward<PeerKey>,
     /// Peers that announced their own departure (a hand-off list without themselves), and when.
     pub(crate) departed: BTreeMap<PeerKey, Instant>,
     /// Partial sliver indexes held here: segments held when last seen to grow, and since when.
     pub(crate) partial: steward::Partials,
-    /// Since when each blob this node leads has had unrepaired losses (`steward::Losses`).
-    pub(crate) losses: steward::Losses,
     pub(crate) leaving: bool,
+}
+
+impl RepairState {
+    /// Bookkeeping for a node whose first scan is due at `now`.
+    pub fn new(config: steward::StewardConfig, now: floe_protocol::write::Millis) -> Self {
+        Self {
+            running: BTreeSet::new(),
+            handing_off: BTreeSet::new(),
+            recent: BTreeMap::new(),
+            challenge_failures: challenge::Tally::default(),
+            steward: steward::Steward::new(config, now),
+            departed: BTreeMap::new(),
+            partial: steward::Partials::default(),
+            leaving: false,
+        }
+    }
 }

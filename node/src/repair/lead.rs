@@ -73,19 +73,15 @@ impl Node {
             )
             .await;
         if outcome.is_err() {
-            // Indexes that did not reach their new holder go back to their departed holder in a newer list, so
-            // the list never names a holder that lacks its sliver and the next scan repairs them again.
-            let mut holders = new_record.holders.clone();
-            for index in targets.iter().filter(|i| !delivered.contains(i)) {
-                if let (Some(slot), Some(old)) = (
-                    holders.get_mut(usize::from(*index)),
-                    record.holders.get(usize::from(*index)),
-                ) {
-                    slot.clone_from(old);
-                }
-            }
+            // Indexes that did not reach their new holder go back to their departed holder in a newer list
+            // (`steward::revert_undelivered`); the next scan repairs them again.
             let reverted = HolderRecord {
-                holders,
+                holders: steward::revert_undelivered(
+                    &record.holders,
+                    &new_record.holders,
+                    &targets,
+                    &delivered,
+                ),
                 epoch: new_record.epoch.saturating_add(1),
                 repairer: me,
                 content_type: new_record.content_type.clone(),

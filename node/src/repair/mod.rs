@@ -36,10 +36,10 @@ mod handoff;
 mod lead;
 mod scan;
 
-use crate::net::{Gossip, MAX_GOSSIP_LEN, PeerView};
+use crate::net::{Gossip, MAX_GOSSIP_LEN};
 use crate::service::{
-    IndexSource, Node, SendError, StoreAnswer, check_holders, hash_threads, store_request,
-    timer_fires,
+    IndexSource, Node, SendError, StoreAnswer, check_holders, hash_threads, neighbourhood_in,
+    store_request, timer_fires,
 };
 use crate::steward_state::RepairState;
 use crate::store::HolderRecord;
@@ -47,8 +47,6 @@ pub use errors::{AnnouncementError, RepairError};
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
 const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
-/// Blobs challenged per scan at most, so a node with many blobs spreads its challenges out.
-const CHALLENGES_PER_SCAN: usize = 16;
 /// How long a peer that announced its departure stays out of new holder lists.
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
@@ -164,15 +162,9 @@ impl Node {
         excluded
     }
 
-    /// Peers out of placement: out of reach for the grace period (counted from when this node first found them
-    /// unconnected and dialled them, so a peer it never talked to is not gone at once), failing their
-    /// challenges, or announced as leaving.
-    /// Also says whether some other holder is out of reach but still within its grace period: the repair then
-    /// waits for it (at most one grace period), so that holders lost together are rebuilt in one repair — one
-    /// blob's worth of traffic instead of one per departure.
-    fn gone_holders(&self, view: &PeerView, holders: &[PeerKey]) -> (BTreeSet<PeerKey>, bool) {
-        let me = peer_key(&self.inner.peer_id);
-        // Failing peers are gone, and so is an entry that is not a peer ID at all.
+    /// Holders of a blob gone whatever their connection: failing their challenges, holding a sliver of this
+    /// blob that failed its challenges (`lost_holders`), or not a peer ID at all.
+    fn failing_holders(&self, blob_id: &BlobId, holders: &[PeerKey]) -> BTreeSet<PeerKey> {
         let mut failing = self.failing_peers();
         failing.extend(
             holders
@@ -180,20 +172,12 @@ impl Node {
                 .filter(|h| PeerId::from_bytes(h).is_err())
                 .cloned(),
         );
-        let connected = |holder: &PeerKey| {
-            PeerId::from_bytes(holder).is_ok_and(|peer| view.connected_peers.contains(&peer))
-        };
-        let (now, grace) = (self.now(), millis(self.inner.repair.grace));
-        let view = self
-            .state()
-            .liveness
-            .gone_holders(holders, &me, now, grace, connected, &failing);
-        for holder in &view.newly_gone {
-            if let Ok(peer) = PeerId::from_bytes(holder) {
-                tracing::info!(%peer, grace = ?self.inner.repair.grace, "holder out of reach past the grace period; its slivers move");
-            }
-        }
-        (view.gone, view.pending)
+        // Counts of slivers that moved since they failed are dropped first.
+        self.state()
+            .challenge_failures
+            .forget_moved(blob_id, holder_at(holders));
+        failing.extend(self.lost_holders(blob_id, holders));
+        failing
     }
 
     /// A blob's metadata, holder record, the sliver indexes held here whole (every segment; a write that

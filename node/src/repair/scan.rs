@@ -74,10 +74,9 @@ impl Node {
     /// Checks the blobs held here every interval: repairs what this node leads, hands off what is no longer
     /// ours, challenges holders. Runs until the node stops.
     pub async fn repair_loop(self) {
-        let mut tick = tokio::time::interval(self.inner.repair.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let due = self.state().steward.poll_timeout();
+            timer_fires(self.inner.epoch, Some(due)).await;
             if self.state().leaving {
                 return;
             }
@@ -85,6 +84,8 @@ impl Node {
         }
     }
 
+    /// One scan: asks the steward what each blob held here needs (`steward::Steward::scan_blob`) and does it:
+    /// hand-offs, a repair to lead, a challenge round; dials holders it is not connected to.
     pub(super) async fn scan(&self) {
         {
             let mut state = self.state();
@@ -97,17 +98,21 @@ impl Node {
         let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
             return;
         };
-        // Per-sliver challenge counts matter only for blobs still held here.
+        // What is kept per blob matters only for blobs still held here.
         {
             let held: BTreeSet<&BlobId> = blobs.iter().collect();
             let mut state = self.state();
             state
                 .challenge_failures
                 .retain_slivers(|blob_id, _, _| held.contains(blob_id));
-            state.settling.retain(|blob_id| held.contains(blob_id));
-            state.losses.retain(|blob_id| held.contains(blob_id));
+            state
+                .steward
+                .begin_scan(self.now(), |blob_id| held.contains(blob_id));
         }
-        let mut challenges = 0;
+        let connected = |holder: &PeerKey| {
+            PeerId::from_bytes(holder).is_ok_and(|peer| view.connected_peers.contains(&peer))
+        };
+        let excluded = self.excluded_peers();
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
         let mut partial: BTreeMap<(BlobId, u16), u64> = BTreeMap::new();
         for blob_id in blobs {
@@ -123,13 +128,6 @@ impl Node {
             if record.holders.is_empty() {
                 continue;
             }
-            let (mut gone, pending) = self.gone_holders(&view, &record.holders);
-            // A holder whose sliver of this blob failed its challenges lost it: gone for this blob. Counts of
-            // slivers that moved since are dropped first.
-            self.state()
-                .challenge_failures
-                .forget_moved(&blob_id, holder_at(&record.holders));
-            gone.extend(self.lost_holders(&blob_id, &record.holders));
             for holder in &record.holders {
                 if let Ok(peer) = PeerId::from_bytes(holder)
                     && peer != self.inner.peer_id
@@ -138,95 +136,78 @@ impl Node {
                     to_dial.insert(peer);
                 }
             }
-            // Hand-off duty: slivers held here that the current list gives to a live peer (not while this node
-            // rebuilds the blob from them).
+            let failing = self.failing_holders(&blob_id, &record.holders);
             let rebuilding = self.state().running.contains(&blob_id);
-            for index in steward::hand_off_indexes(&record.holders, &local, &me, &gone, rebuilding)
-            {
+            let recently_repaired = self.repair_view(&blob_id).in_progress;
+            let blob = steward::BlobAtScan {
+                blob_id,
+                holders: &record.holders,
+                fingerprint: holders_fingerprint(&record),
+                held_whole: &local,
+                rebuilding,
+                recently_repaired,
+                failing: &failing,
+            };
+            // The live peers of the blob's neighbourhood, as this node sees it, for a repair plan.
+            let candidates = |gone: &BTreeSet<PeerKey>| -> Vec<PeerKey> {
+                neighbourhood_in(&view, &self.inner.peer_id, &blob_id)
+                    .into_iter()
+                    .filter(|p| *p == self.inner.peer_id || view.connected_peers.contains(p))
+                    .map(|p| peer_key(&p))
+                    .filter(|p| !gone.contains(p) && !excluded.contains(p))
+                    .collect()
+            };
+            let duties =
+                self.state()
+                    .steward
+                    .scan_blob(self.now(), &me, &blob, connected, candidates);
+            for holder in &duties.newly_gone {
+                if let Ok(peer) = PeerId::from_bytes(holder) {
+                    tracing::info!(%peer, grace = ?self.inner.repair.grace, "holder out of reach past the grace period; its slivers move");
+                }
+            }
+            for &index in &duties.hand_off {
                 self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
             }
-            let Some(leader) = plan_rules::leader(&record.holders, &gone).cloned() else {
-                continue;
-            };
-            // Only a node holding a whole index of the blob challenges (see `challenge::role`); once this node's
-            // index is whole the others are at most a window of runs behind.
-            let role = challenge::role(&record.holders, &gone, &me, !local.is_empty());
-            let settled = self.state().settling.settled(
-                blob_id,
-                holders_fingerprint(&record),
-                !local.is_empty(),
-                self.now(),
-                millis(self.inner.repair.challenge_settle),
-            );
-            if leader != me {
-                if matches!(role, Role::Deputy { .. })
-                    && settled
-                    && !self.repair_view(&blob_id).in_progress
-                    && self.due_for_challenge(&blob_id)
-                {
-                    let node = self.clone();
-                    tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
+            let gone = duties.gone;
+            match duties.duty {
+                steward::Duty::Nothing => {}
+                steward::Duty::Repair(plan) => {
+                    let start = {
+                        let mut state = self.state();
+                        let room = state.running.len() < self.inner.repair.max_concurrent;
+                        room && state.running.insert(blob_id)
+                    };
+                    if start {
+                        let node = self.clone();
+                        tokio::spawn(async move {
+                            let outcome = node
+                                .run_repair(blob_id, metadata, record, plan, gone, local)
+                                .await;
+                            if let Err(why) = outcome {
+                                node.inner
+                                    .metrics
+                                    .repairs_failed
+                                    .fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(%blob_id, %why, "repair failed; will retry");
+                            }
+                            let mut state = node.state();
+                            state.running.remove(&blob_id);
+                            state.recent.insert(blob_id, Instant::now());
+                        });
+                    }
                 }
-                continue;
-            }
-            // Leader duty: repair and rebalance, then challenge.
-            let excluded = self.excluded_peers();
-            let candidates: Vec<PeerKey> = self
-                .neighbourhood(&blob_id)
-                .await
-                .into_iter()
-                .filter(|p| *p == self.inner.peer_id || view.connected_peers.contains(p))
-                .map(|p| peer_key(&p))
-                .filter(|p| !gone.contains(p) && !excluded.contains(p))
-                .collect();
-            let lost = record.holders.iter().filter(|h| gone.contains(*h)).count();
-            let shards = u16::try_from(record.holders.len()).unwrap_or(u16::MAX);
-            let now = self.now();
-            let losses_for = self.state().losses.observe(blob_id, lost, now);
-            let grace = millis(self.inner.repair.grace);
-            let min_lost = self.inner.repair.min_lost;
-            if let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates)
-                && !plan.is_empty()
-                && steward::repair_now(lost, shards, min_lost, pending, losses_for, grace)
-            {
-                let start = {
-                    let mut state = self.state();
-                    let room = state.running.len() < self.inner.repair.max_concurrent;
-                    room && state.running.insert(blob_id)
-                };
-                if start {
+                steward::Duty::ChallengeAsLeader => {
                     let node = self.clone();
-                    let gone = gone.clone();
-                    let (metadata, record, local) =
-                        (metadata.clone(), record.clone(), local.clone());
                     tokio::spawn(async move {
-                        let outcome = node
-                            .run_repair(blob_id, metadata, record, plan, gone, local)
-                            .await;
-                        if let Err(why) = outcome {
-                            node.inner
-                                .metrics
-                                .repairs_failed
-                                .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%blob_id, %why, "repair failed; will retry");
-                        }
-                        let mut state = node.state();
-                        state.running.remove(&blob_id);
-                        state.recent.insert(blob_id, Instant::now());
+                        node.challenge(blob_id, record, gone, Role::Leader).await
                     });
                 }
-                continue;
-            }
-            // A blob whose holder list just changed is not challenged: its new holders may still be receiving.
-            if challenges < CHALLENGES_PER_SCAN
-                && role == Role::Leader
-                && settled
-                && !self.repair_view(&blob_id).in_progress
-                && self.due_for_challenge(&blob_id)
-            {
-                challenges += 1;
-                let node = self.clone();
-                tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
+                steward::Duty::ChallengeAsDeputy { leader } => {
+                    let node = self.clone();
+                    let role = Role::Deputy { leader };
+                    tokio::spawn(async move { node.challenge(blob_id, record, gone, role).await });
+                }
             }
         }
         // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
@@ -283,17 +264,5 @@ impl Node {
                 }
             }
         }
-    }
-
-    pub(super) fn due_for_challenge(&self, blob_id: &BlobId) -> bool {
-        let mut state = self.state();
-        let due = state
-            .last_challenged
-            .get(blob_id)
-            .is_none_or(|t| t.elapsed() >= self.inner.repair.challenge_interval);
-        if due {
-            state.last_challenged.insert(*blob_id, Instant::now());
-        }
-        due
     }
 }

@@ -37,10 +37,12 @@ mod inbound;
 mod read;
 mod write;
 
+pub(crate) use write::neighbourhood_in;
+
 use crate::cache::BlobBytes;
 pub use errors::{SendError, StoreRefusal};
 
-use crate::net::{Inbound, NetClient};
+use crate::net::{Inbound, NetClient, PeerView};
 use crate::store::{HolderRecord, Store};
 
 /// Inbound requests handled at once; beyond that the network answers "busy".
@@ -170,6 +172,24 @@ pub struct RepairConfig {
     /// here without growing before it is deleted.
     pub partial_ttl: Duration,
 }
+
+impl RepairConfig {
+    /// The settings the steward decides each scan by.
+    pub fn steward(&self) -> floe_protocol::steward::StewardConfig {
+        let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
+        floe_protocol::steward::StewardConfig {
+            scan_interval: millis(self.interval),
+            grace: millis(self.grace),
+            settle: millis(self.challenge_settle),
+            min_lost: self.min_lost,
+            challenge_interval: millis(self.challenge_interval),
+            challenges_per_scan: CHALLENGES_PER_SCAN,
+        }
+    }
+}
+
+/// Blobs a node challenges as their leader per scan, so a scan's cost stays bounded.
+const CHALLENGES_PER_SCAN: usize = 16;
 
 impl Default for RepairConfig {
     fn default() -> Self {
@@ -360,6 +380,7 @@ impl Node {
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
         crate::spool::clear_spool_dir(&spool_dir);
+        let steward = repair.steward();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -383,7 +404,9 @@ impl Node {
                 put_permits: Arc::new(tokio::sync::Semaphore::new(crate::spool::MAX_STREAMED_PUTS)),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
-                repair_state: std::sync::Mutex::new(crate::steward_state::RepairState::default()),
+                repair_state: std::sync::Mutex::new(crate::steward_state::RepairState::new(
+                    steward, 0,
+                )),
                 spool_dir,
             }),
         }

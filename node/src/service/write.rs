@@ -3,17 +3,23 @@
 
 use super::*;
 
+/// The peers of `view` and `me`, ordered by distance to `blob_id` (`keyspace::by_distance`, Kademlia's own
+/// metric).
+pub(crate) fn neighbourhood_in(view: &PeerView, me: &PeerId, blob_id: &BlobId) -> Vec<PeerId> {
+    let mut peers = view.peers.clone();
+    peers.push(*me);
+    peers.sort();
+    peers.dedup();
+    keyspace::by_distance(blob_id, &mut peers, |p| p.to_bytes());
+    peers
+}
+
 impl Node {
     /// Peers in our view, ourselves included, ordered by distance to `blob_id` (`keyspace::by_distance`,
     /// Kademlia's own metric).
     pub(crate) async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
         let view = self.inner.net.view().await;
-        let mut peers = view.peers;
-        peers.push(self.inner.peer_id);
-        peers.sort();
-        peers.dedup();
-        keyspace::by_distance(blob_id, &mut peers, |p| p.to_bytes());
-        peers
+        neighbourhood_in(&view, &self.inner.peer_id, blob_id)
     }
 
     /// Stores a blob: encodes it, sends each sliver index to its holder and returns once receipts certify it.

@@ -4,6 +4,10 @@
 //! partial sliver indexes were abandoned ([`Partials`]), which slivers this peer must hand off
 //! ([`hand_off_indexes`]) and whether its repair is due now ([`repair_now`]).
 //!
+//! [`Steward`] puts them together: one scan's duties for each blob held here (hand-offs, a repair to lead, a
+//! challenge round as leader or deputy), with challenge scheduling, and [`revert_undelivered`] says which list a
+//! repair that failed partway announces.
+//!
 //! Each piece is a small deterministic state keyed by blob or peer, generic over the peer type as
 //! [`crate::repair::plan`] is, and allocation-free on the common path (a peer seen connected, a blob already
 //! settling). The driver owns the IO around it: it says who is connected, which slivers it holds and what time
@@ -13,6 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::blob_id::BlobId;
 use crate::write::Millis;
+
+mod scan;
+
+pub use scan::{BlobAtScan, BlobDuties, Duty, Steward, StewardConfig, revert_undelivered};
 
 /// What a scan makes of one holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,683 @@
+//! One scan's decisions for each blob held here, with the state they need between scans: the [`Steward`].
+//!
+//! A driver scans every `scan_interval` ([`Steward::poll_timeout`]): it opens the scan with
+//! [`Steward::begin_scan`], tells the steward what it knows of each blob it holds ([`BlobAtScan`]: the holder
+//! list, the indexes held whole, whether a repair of it runs here, which holders challenges found failing), and
+//! acts on the [`BlobDuties`] it gets back: hand-offs, a repair to start, a challenge round to run. The steward
+//! decides who is gone (grace counted from the first scan that missed a holder), who leads and deputises, when
+//! a blob has settled, when a lead repair is due (the lazy threshold, waiting at most one grace period for
+//! holders still within theirs), and when and how often to challenge. Time is an input; the driver keeps the
+//! clock, the store, the network and the challenge tally.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::blob_id::BlobId;
+use crate::repair::{self, RepairPlan};
+use crate::write::Millis;
+
+use super::{Liveness, Losses, Settling, hand_off_indexes, repair_now};
+
+/// The settings a steward decides by (the node's flags of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StewardConfig {
+    /// How often a scan runs.
+    pub scan_interval: Millis,
+    /// How long a holder is out of reach before its slivers move.
+    pub grace: Millis,
+    /// How long a blob's list and this node's sliver must stay unchanged before its holders are challenged.
+    pub settle: Millis,
+    /// The lazy-repair threshold: repair once this many sliver indexes are lost (1 = eager).
+    pub min_lost: u16,
+    /// How often each blob's holders are challenged; 0 = never.
+    pub challenge_interval: Millis,
+    /// Blobs this node challenges as their leader per scan, so a scan's cost stays bounded.
+    pub challenges_per_scan: usize,
+}
+
+/// What the driver knows of one blob held here when it scans it.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobAtScan<'a, P> {
+    /// The blob.
+    pub blob_id: BlobId,
+    /// Its holder list, by sliver index.
+    pub holders: &'a [P],
+    /// A fingerprint of the list (epoch and holders): a new list restarts the settle time.
+    pub fingerprint: u64,
+    /// The sliver indexes held here whole.
+    pub held_whole: &'a [u16],
+    /// A repair of this blob led by this node is running: it rebuilds from the slivers held here, so they are
+    /// not handed off, and no second repair starts.
+    pub rebuilding: bool,
+    /// A repair of this blob ran or was announced lately: its new holders may still be receiving, so nobody is
+    /// challenged yet.
+    pub recently_repaired: bool,
+    /// Holders gone whatever their connection: failing their challenges, holding a lost sliver of this blob,
+    /// announced as leaving, or not a peer at all.
+    pub failing: &'a BTreeSet<P>,
+}
+
+/// What a scan decided for one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDuties<P> {
+    /// Holders that count as gone.
+    pub gone: BTreeSet<P>,
+    /// Holders reported gone for the first time (for the driver's log).
+    pub newly_gone: Vec<P>,
+    /// Sliver indexes held here to hand off to their listed holder.
+    pub hand_off: Vec<u16>,
+    /// What else to do.
+    pub duty: Duty<P>,
+}
+
+/// The one further thing a scan asks of this node for a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Duty<P> {
+    /// Nothing.
+    Nothing,
+    /// Lead this repair: announce the plan's list, rebuild the lost indexes, deliver them.
+    Repair(RepairPlan<P>),
+    /// Challenge the other live holders, as the blob's leader.
+    ChallengeAsLeader,
+    /// Challenge the leader, as its deputy.
+    ChallengeAsDeputy {
+        /// The leader to challenge.
+        leader: P,
+    },
+}
+
+/// The per-node stewardship state machine (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Steward<P> {
+    config: StewardConfig,
+    liveness: Liveness<P>,
+    settling: Settling,
+    losses: Losses,
+    last_challenged: BTreeMap<BlobId, Millis>,
+    next_scan: Millis,
+    challenges_left: usize,
+}
+
+impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
+    /// A steward whose first scan is due at `now`.
+    pub fn new(config: StewardConfig, now: Millis) -> Self {
+        Self {
+            config,
+            liveness: Liveness::default(),
+            settling: Settling::default(),
+            losses: Losses::default(),
+            last_challenged: BTreeMap::new(),
+            next_scan: now,
+            challenges_left: config.challenges_per_scan,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StewardConfig {
+        &self.config
+    }
+
+    /// When the next scan is due.
+    pub fn poll_timeout(&self) -> Millis {
+        self.next_scan
+    }
+
+    /// Opens a scan at `now`: the next one is due a scan interval later, the per-scan challenge budget starts
+    /// again, and what is kept about blobs no longer held (`held` says no) is forgotten.
+    pub fn begin_scan(&mut self, now: Millis, mut held: impl FnMut(&BlobId) -> bool) {
+        self.next_scan = now.saturating_add(self.config.scan_interval.max(1));
+        self.challenges_left = self.config.challenges_per_scan;
+        self.settling.retain(&mut held);
+        self.losses.retain(&mut held);
+        self.last_challenged.retain(|blob_id, _| held(blob_id));
+    }
+
+    /// Scans one blob at `now` for `me`: who is gone (`connected` says who is reachable now), what to hand
+    /// off, and whether to lead a repair (planned over `candidates`, the live peers of the blob's
+    /// neighbourhood, asked for only when this node leads) or run a challenge round.
+    pub fn scan_blob(
+        &mut self,
+        now: Millis,
+        me: &P,
+        blob: &BlobAtScan<'_, P>,
+        connected: impl Fn(&P) -> bool,
+        candidates: impl FnOnce(&BTreeSet<P>) -> Vec<P>,
+    ) -> BlobDuties<P> {
+        let config = self.config;
+        let view = self.liveness.gone_holders(
+            blob.holders,
+            me,
+            now,
+            config.grace,
+            connected,
+            blob.failing,
+        );
+        let hand_off: Vec<u16> = hand_off_indexes(
+            blob.holders,
+            blob.held_whole,
+            me,
+            &view.gone,
+            blob.rebuilding,
+        )
+        .collect();
+        let settled = self.settling.settled(
+            blob.blob_id,
+            blob.fingerprint,
+            !blob.held_whole.is_empty(),
+            now,
+            config.settle,
+        );
+        let duty = match repair::leader(blob.holders, &view.gone) {
+            None => Duty::Nothing,
+            Some(leader) if leader != me => {
+                let mut without_leader = view.gone.clone();
+                without_leader.insert(leader.clone());
+                let deputy = repair::leader(blob.holders, &without_leader) == Some(me);
+                if deputy && settled && quiet(blob) && self.challenge_due(blob.blob_id, now) {
+                    Duty::ChallengeAsDeputy {
+                        leader: leader.clone(),
+                    }
+                } else {
+                    Duty::Nothing
+                }
+            }
+            Some(_) => self.lead(now, blob, &view.gone, view.pending, settled, candidates),
+        };
+        BlobDuties {
+            gone: view.gone,
+            newly_gone: view.newly_gone,
+            hand_off,
+            duty,
+        }
+    }
+
+    /// The leader's duty: repair when one is due now, else challenge when the blob has settled.
+    fn lead(
+        &mut self,
+        now: Millis,
+        blob: &BlobAtScan<'_, P>,
+        gone: &BTreeSet<P>,
+        pending: bool,
+        settled: bool,
+        candidates: impl FnOnce(&BTreeSet<P>) -> Vec<P>,
+    ) -> Duty<P> {
+        let config = self.config;
+        let lost = blob.holders.iter().filter(|h| gone.contains(*h)).count();
+        let losses_for = self.losses.observe(blob.blob_id, lost, now);
+        let shards = u16::try_from(blob.holders.len()).unwrap_or(u16::MAX);
+        if !blob.rebuilding
+            && repair_now(
+                lost,
+                shards,
+                config.min_lost,
+                pending,
+                losses_for,
+                config.grace,
+            )
+            && let Some(plan) = repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone))
+            && !plan.is_empty()
+        {
+            return Duty::Repair(plan);
+        }
+        // A blob whose list just changed is not challenged: its new holders may still be receiving.
+        if self.challenges_left > 0
+            && settled
+            && quiet(blob)
+            && self.challenge_due(blob.blob_id, now)
+        {
+            self.challenges_left -= 1;
+            return Duty::ChallengeAsLeader;
+        }
+        Duty::Nothing
+    }
+
+    /// Whether the blob's challenge interval has passed since its last round; if so, a round starts now.
+    fn challenge_due(&mut self, blob_id: BlobId, now: Millis) -> bool {
+        let interval = self.config.challenge_interval;
+        if interval == 0 {
+            return false;
+        }
+        let due = self
+            .last_challenged
+            .get(&blob_id)
+            .is_none_or(|&at| now.saturating_sub(at) >= interval);
+        if due {
+            self.last_challenged.insert(blob_id, now);
+        }
+        due
+    }
+
+    /// Holders currently counted missing (for metrics).
+    pub fn missing(&self) -> usize {
+        self.liveness.missing()
+    }
+}
+
+/// Whether no repair of the blob runs or ran lately, so its holders may be challenged.
+fn quiet<P>(blob: &BlobAtScan<'_, P>) -> bool {
+    !blob.rebuilding && !blob.recently_repaired
+}
+
+/// After a repair that failed partway, the holder list to announce: each target index that did not reach its
+/// new holder goes back to its holder `before` the repair (a departed one, which the next scan repairs again),
+/// so no list names a holder that lacks its sliver; delivered indexes keep their new holder.
+pub fn revert_undelivered<P: Clone>(
+    before: &[P],
+    after: &[P],
+    targets: &BTreeSet<u16>,
+    delivered: &BTreeSet<u16>,
+) -> Vec<P> {
+    let mut holders = after.to_vec();
+    for index in targets.iter().filter(|i| !delivered.contains(i)) {
+        if let (Some(slot), Some(old)) = (
+            holders.get_mut(usize::from(*index)),
+            before.get(usize::from(*index)),
+        ) {
+            slot.clone_from(old);
+        }
+    }
+    holders
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Peer = Vec<u8>;
+
+    fn peer(i: u8) -> Peer {
+        vec![i; 4]
+    }
+
+    fn config() -> StewardConfig {
+        StewardConfig {
+            scan_interval: 10,
+            grace: 100,
+            settle: 50,
+            min_lost: 1,
+            challenge_interval: 200,
+            challenges_per_scan: 1,
+        }
+    }
+
+    /// Six holders 0..6, one index each; this node holds its own index whole.
+    struct World {
+        holders: Vec<Peer>,
+        blob_id: BlobId,
+        none: BTreeSet<Peer>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self {
+                holders: (0..6).map(peer).collect(),
+                blob_id: BlobId::from_slice(&[9; 32]).unwrap(),
+                none: BTreeSet::new(),
+            }
+        }
+
+        fn blob<'a>(&'a self, held: &'a [u16], rebuilding: bool) -> BlobAtScan<'a, Peer> {
+            BlobAtScan {
+                blob_id: self.blob_id,
+                holders: &self.holders,
+                fingerprint: 1,
+                held_whole: held,
+                rebuilding,
+                recently_repaired: false,
+                failing: &self.none,
+            }
+        }
+    }
+
+    /// The live peers of an n-peer neighbourhood: the holders not gone, and as many spares (10, 11, …).
+    fn candidates(holders: &[Peer]) -> impl FnOnce(&BTreeSet<Peer>) -> Vec<Peer> + '_ {
+        move |gone: &BTreeSet<Peer>| {
+            let spares = (10u8..).take(gone.len()).map(peer);
+            holders
+                .iter()
+                .filter(|h| !gone.contains(*h))
+                .cloned()
+                .chain(spares)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_deputy_takes_over_when_the_leader_is_gone_for_the_grace_period() {
+        let world = World::new();
+        let me = peer(1);
+        let mut steward = Steward::new(config(), 0);
+        let held = [1u16];
+        let leader_down = |p: &Peer| *p != peer(0);
+        // The leader (holder 0) is missed from t = 0: within its grace period, this node is its deputy and does
+        // not repair.
+        for now in [0, 50, 99] {
+            let duties = steward.scan_blob(
+                now,
+                &me,
+                &world.blob(&held, false),
+                leader_down,
+                candidates(&world.holders),
+            );
+            assert!(duties.gone.is_empty());
+            assert!(
+                !matches!(duties.duty, Duty::Repair(_)),
+                "at {now}: {:?}",
+                duties.duty
+            );
+        }
+        // At t = grace it is gone: this node leads and moves index 0 to a live peer outside the list.
+        let duties = steward.scan_blob(
+            100,
+            &me,
+            &world.blob(&held, false),
+            leader_down,
+            candidates(&world.holders),
+        );
+        assert_eq!(duties.gone, BTreeSet::from([peer(0)]));
+        assert_eq!(duties.newly_gone, vec![peer(0)]);
+        let Duty::Repair(plan) = duties.duty else {
+            panic!("the new leader repairs: {:?}", duties.duty);
+        };
+        assert_ne!(plan.holders[0], peer(0));
+        assert_eq!(&plan.holders[1..], &world.holders[1..]);
+        // The old leader back before the repair started: it leads again, and the gone list empties.
+        let duties = steward.scan_blob(
+            110,
+            &me,
+            &world.blob(&held, false),
+            |_| true,
+            candidates(&world.holders),
+        );
+        assert!(duties.gone.is_empty());
+        assert!(!matches!(duties.duty, Duty::Repair(_)));
+    }
+
+    #[test]
+    fn a_leader_waits_for_a_holder_still_within_its_grace_period_but_not_longer_than_one_more() {
+        let world = World::new();
+        let me = peer(0);
+        let mut steward = Steward::new(config(), 0);
+        let held = [0u16];
+        let down_2 = |p: &Peer| *p != peer(2);
+        let down_2_3 = |p: &Peer| *p != peer(2) && *p != peer(3);
+        let mut scan = |now, connected: &dyn Fn(&Peer) -> bool| {
+            steward
+                .scan_blob(
+                    now,
+                    &me,
+                    &world.blob(&held, false),
+                    connected,
+                    candidates(&world.holders),
+                )
+                .duty
+        };
+        assert_eq!(scan(0, &down_2), Duty::Nothing);
+        // Holder 3 goes missing at 60, while 2 is still within its grace: at 100 holder 2 is gone but 3 is
+        // pending, so the repair waits to rebuild both at once.
+        assert!(!matches!(scan(60, &down_2_3), Duty::Repair(_)));
+        assert!(!matches!(scan(100, &down_2_3), Duty::Repair(_)));
+        // At 160 holder 3 is gone too: one repair moves both.
+        let Duty::Repair(plan) = scan(160, &down_2_3) else {
+            panic!("both gone: repair");
+        };
+        assert_eq!(plan.moves.len(), 2);
+    }
+
+    #[test]
+    fn holders_that_keep_going_missing_hold_a_loss_for_one_grace_period_at_most() {
+        let world = World::new();
+        let me = peer(0);
+        let mut steward = Steward::new(config(), 0);
+        let held = [0u16];
+        // Holder 1 is missed from 0 and gone at 100; from then on another holder is always newly missing.
+        let mut scan = |now: Millis, missing: &[u8]| {
+            let connected = |p: &Peer| !missing.iter().any(|&m| *p == peer(m));
+            steward
+                .scan_blob(
+                    now,
+                    &me,
+                    &world.blob(&held, false),
+                    connected,
+                    candidates(&world.holders),
+                )
+                .duty
+        };
+        assert_eq!(scan(0, &[1]), Duty::Nothing);
+        assert!(!matches!(scan(100, &[1, 2]), Duty::Repair(_)), "2 pending");
+        assert!(!matches!(scan(150, &[1, 3]), Duty::Repair(_)), "3 pending");
+        // The first loss was seen at 100: at 200 the wait ends although holder 4 is pending now.
+        assert!(matches!(scan(200, &[1, 4]), Duty::Repair(_)));
+    }
+
+    #[test]
+    fn challenges_wait_for_the_settle_time_their_interval_and_the_scan_budget() {
+        let world = World::new();
+        let me = peer(0);
+        let mut steward = Steward::new(config(), 0);
+        let held = [0u16];
+        let other = BlobId::from_slice(&[8; 32]).unwrap();
+        let up = |_: &Peer| true;
+        let scan = |steward: &mut Steward<Peer>, now, blob_id, rebuilding| {
+            let blob = BlobAtScan {
+                blob_id,
+                ..world.blob(&held, rebuilding)
+            };
+            steward
+                .scan_blob(now, &me, &blob, up, candidates(&world.holders))
+                .duty
+        };
+        steward.begin_scan(0, |_| true);
+        assert_eq!(
+            scan(&mut steward, 0, world.blob_id, false),
+            Duty::Nothing,
+            "settling"
+        );
+        assert_eq!(
+            scan(&mut steward, 0, other, false),
+            Duty::Nothing,
+            "settling"
+        );
+        steward.begin_scan(50, |_| true);
+        // Settled at 50; a repair running holds the round back.
+        assert_eq!(scan(&mut steward, 50, world.blob_id, true), Duty::Nothing);
+        assert_eq!(
+            scan(&mut steward, 50, world.blob_id, false),
+            Duty::ChallengeAsLeader
+        );
+        // One blob per scan: the other, settled too, waits for the next scan.
+        assert_eq!(scan(&mut steward, 50, other, false), Duty::Nothing);
+        steward.begin_scan(60, |_| true);
+        assert_eq!(
+            scan(&mut steward, 60, other, false),
+            Duty::ChallengeAsLeader
+        );
+        // The first blob again only after its interval.
+        assert_eq!(scan(&mut steward, 60, world.blob_id, false), Duty::Nothing);
+        steward.begin_scan(250, |_| true);
+        assert_eq!(
+            scan(&mut steward, 250, world.blob_id, false),
+            Duty::ChallengeAsLeader
+        );
+        // A new holder list restarts the settle time.
+        steward.begin_scan(500, |_| true);
+        let changed = BlobAtScan {
+            fingerprint: 2,
+            ..world.blob(&held, false)
+        };
+        let duty = steward
+            .scan_blob(500, &me, &changed, up, candidates(&world.holders))
+            .duty;
+        assert_eq!(duty, Duty::Nothing);
+        assert_eq!(steward.poll_timeout(), 510);
+    }
+
+    #[test]
+    fn the_deputy_challenges_the_leader_and_a_bystander_nobody() {
+        let world = World::new();
+        let mut deputy = Steward::new(config(), 0);
+        let mut bystander = Steward::new(config(), 0);
+        let up = |_: &Peer| true;
+        for now in [0, 60] {
+            let d = deputy
+                .scan_blob(
+                    now,
+                    &peer(1),
+                    &world.blob(&[1], false),
+                    up,
+                    candidates(&world.holders),
+                )
+                .duty;
+            let b = bystander
+                .scan_blob(
+                    now,
+                    &peer(2),
+                    &world.blob(&[2], false),
+                    up,
+                    candidates(&world.holders),
+                )
+                .duty;
+            assert_eq!(b, Duty::Nothing);
+            if now == 60 {
+                assert_eq!(d, Duty::ChallengeAsDeputy { leader: peer(0) });
+            }
+        }
+        // A node without a whole index of the blob never challenges.
+        let mut writing = Steward::new(config(), 0);
+        for now in [0, 60, 300] {
+            let duty = writing
+                .scan_blob(
+                    now,
+                    &peer(1),
+                    &world.blob(&[], false),
+                    up,
+                    candidates(&world.holders),
+                )
+                .duty;
+            assert_eq!(duty, Duty::Nothing);
+        }
+    }
+
+    #[test]
+    fn hand_offs_wait_while_this_node_rebuilds_from_its_slivers() {
+        let world = World::new();
+        let me = peer(7);
+        let mut steward = Steward::new(config(), 0);
+        // This node holds indexes 2 and 3 whole, which the list gives to holders 2 and 3.
+        let held = [2u16, 3];
+        let duties = steward.scan_blob(
+            0,
+            &me,
+            &world.blob(&held, false),
+            |_| true,
+            candidates(&world.holders),
+        );
+        assert_eq!(duties.hand_off, vec![2, 3]);
+        let duties = steward.scan_blob(
+            10,
+            &me,
+            &world.blob(&held, true),
+            |_| true,
+            candidates(&world.holders),
+        );
+        assert!(duties.hand_off.is_empty());
+        // Not to a gone holder: holder 3 is missed from 100 and gone at 200.
+        let down_3 = |p: &Peer| *p != peer(3);
+        steward.scan_blob(
+            100,
+            &me,
+            &world.blob(&held, false),
+            down_3,
+            candidates(&world.holders),
+        );
+        let duties = steward.scan_blob(
+            200,
+            &me,
+            &world.blob(&held, false),
+            down_3,
+            candidates(&world.holders),
+        );
+        assert_eq!(duties.hand_off, vec![2]);
+    }
+
+    #[test]
+    fn a_challenge_interval_of_zero_never_challenges() {
+        let world = World::new();
+        let mut steward = Steward::new(
+            StewardConfig {
+                challenge_interval: 0,
+                ..config()
+            },
+            0,
+        );
+        for now in (0..1000).step_by(50) {
+            steward.begin_scan(now, |_| true);
+            let duty = steward
+                .scan_blob(
+                    now,
+                    &peer(0),
+                    &world.blob(&[0], false),
+                    |_| true,
+                    candidates(&world.holders),
+                )
+                .duty;
+            assert_eq!(duty, Duty::Nothing);
+        }
+    }
+
+    proptest! {
+        /// A failed repair's announced list names a new holder only for what reached it.
+        #[test]
+        fn a_reverted_list_names_new_holders_only_for_delivered_indexes(
+            n in 1usize..40,
+            targets in proptest::collection::btree_set(0u16..40, 0..20),
+            delivered in proptest::collection::btree_set(0u16..40, 0..20),
+        ) {
+            let before: Vec<u8> = (0..n).map(|i| u8::try_from(i).unwrap()).collect();
+            let after: Vec<u8> = before.iter().map(|&h| if targets.contains(&u16::from(h)) { h + 100 } else { h }).collect();
+            let reverted = revert_undelivered(&before, &after, &targets, &delivered);
+            prop_assert_eq!(reverted.len(), n);
+            for (i, holder) in reverted.iter().enumerate() {
+                let index = u16::try_from(i).unwrap();
+                let expected = if targets.contains(&index) && !delivered.contains(&index) {
+                    before[i]
+                } else {
+                    after[i]
+                };
+                prop_assert_eq!(*holder, expected);
+            }
+        }
+
+        /// Whatever the connection pattern, a holder is gone exactly when this node has missed it on every scan
+        /// for at least the grace period, and only the blob's leader ever gets a repair to run.
+        #[test]
+        fn only_the_leader_repairs_and_only_holders_missed_for_the_grace_period_are_gone(
+            pattern in proptest::collection::vec(any::<u8>(), 1..30),
+            me in 0u8..6,
+        ) {
+            let world = World::new();
+            let me = peer(me);
+            let mut steward = Steward::new(config(), 0);
+            let mut missed_since: BTreeMap<Peer, Millis> = BTreeMap::new();
+            for (step, mask) in (0u64..).zip(&pattern) {
+                let now = step * 30;
+                let up = |p: &Peer| p[0] >= 6 || mask >> p[0] & 1 == 1;
+                for h in &world.holders {
+                    if up(h) { missed_since.remove(h); } else { missed_since.entry(h.clone()).or_insert(now); }
+                }
+                let held = [u16::from(me[0])];
+                let duties = steward.scan_blob(now, &me, &world.blob(&held, false), up, candidates(&world.holders));
+                let expected: BTreeSet<Peer> = missed_since
+                    .iter()
+                    .filter(|(p, since)| **p != me && now - **since >= 100)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                prop_assert_eq!(&duties.gone, &expected);
+                if matches!(duties.duty, Duty::Repair(_)) {
+                    prop_assert_eq!(repair::leader(&world.holders, &duties.gone), Some(&me));
+                }
+            }
+        }
+    }
+}
