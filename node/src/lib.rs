@@ -7,6 +7,7 @@ pub mod cache;
 pub mod client;
 pub mod daemon;
 pub mod devnet;
+pub(crate) mod drive;
 pub mod gateway;
 pub mod metrics;
 pub mod net;

@@ -16,19 +16,19 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::wire::pb;
-use floe_protocol::write::Timer;
 use floe_protocol::{
     BlobEncoder, BlobMetadata, BlobParams, EncodeError, EncodingType, Sliver, SliverProof,
 };
 
+use crate::drive::{Driver, Wake};
 use crate::service::{
-    Node, PutError, PutOptions, PutOutcome, SendError, StoreAnswer, certificate_of, timer_fires,
+    Node, PutError, PutOptions, PutOutcome, SendError, StoreAnswer, certificate_of,
 };
 use crate::spool::Spool;
 use crate::store::HolderRecord;
@@ -105,7 +105,7 @@ fn prepare_runs(
     metadata: BlobMetadata,
     threads: usize,
     asks: std::sync::mpsc::Receiver<usize>,
-    ready: mpsc::UnboundedSender<(usize, Result<RunSlivers, SpoolError>)>,
+    ready: impl Fn(usize, Result<RunSlivers, SpoolError>) -> bool,
 ) {
     let params = *metadata.params();
     let runs = store_runs(&params);
@@ -113,7 +113,7 @@ fn prepare_runs(
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(error) => {
-            let _ = ready.send((0, Err(SpoolError::Open(error))));
+            ready(0, Err(SpoolError::Open(error)));
             return;
         }
     };
@@ -158,10 +158,27 @@ fn prepare_runs(
             Ok(Arc::new(by_index))
         })();
         let failed = result.is_err();
-        if ready.send((run, result)).is_err() || failed {
+        if !ready(run, result) || failed {
             return;
         }
     }
+}
+
+/// What a streamed write's encoder thread and IO tasks report to its driver.
+enum StreamReport {
+    /// Run `run` encoded, or why it could not be.
+    Prepared {
+        run: usize,
+        slivers: Result<RunSlivers, SpoolError>,
+    },
+    /// The answer to a store request for one run of one index.
+    Sent {
+        peer: PeerKey,
+        index: u16,
+        run: usize,
+        attempt: u32,
+        result: Result<StoreAnswer, SendError>,
+    },
 }
 
 impl Node {
@@ -253,16 +270,19 @@ impl Node {
             }
         };
         let (ask_tx, ask_rx) = std::sync::mpsc::channel::<usize>();
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let mut driver = Driver::<StreamReport>::new(self.inner.epoch);
         {
             let (path, metadata) = (spool.path().to_owned(), metadata.clone());
             let threads = crate::service::hash_threads();
+            let reporter = driver.reporter();
             tokio::task::spawn_blocking(move || {
-                prepare_runs(path, metadata, threads, ask_rx, ready_tx)
+                prepare_runs(path, metadata, threads, ask_rx, |run, slivers| {
+                    reporter
+                        .send(StreamReport::Prepared { run, slivers })
+                        .is_ok()
+                })
             });
         }
-        let (sent_tx, mut sent_rx) =
-            mpsc::unbounded_channel::<(PeerKey, u16, usize, u32, Result<StoreAnswer, SendError>)>();
         let config = StreamWriteConfig {
             request_timeout: self.inner.write_config.request_timeout,
             max_attempts: self.inner.write_config.max_attempts,
@@ -271,7 +291,6 @@ impl Node {
         let (mut write, mut effects) = StreamWrite::start(blob_id, placement, runs.len(), config);
         let mut prepared: BTreeMap<usize, RunSlivers> = BTreeMap::new();
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
-        let mut timer = Timer::default();
         let metadata_pb: pb::BlobMetadata = (&metadata).into();
         let holders_pb: Vec<Bytes> = record
             .holders
@@ -301,10 +320,14 @@ impl Node {
                             .get(&run)
                             .and_then(|run| run.get(usize::from(index)))
                             .map(|slivers| slivers.iter().map(pb::Sliver::from).collect());
-                        let tx = sent_tx.clone();
                         let Some(slivers) = slivers else {
-                            let _ =
-                                tx.send((peer, index, run, attempt, Err(SendError::Unprepared)));
+                            driver.report(StreamReport::Sent {
+                                peer,
+                                index,
+                                run,
+                                attempt,
+                                result: Err(SendError::Unprepared),
+                            });
                             continue;
                         };
                         let request = pb::StoreRequest {
@@ -315,14 +338,18 @@ impl Node {
                             ..Default::default()
                         };
                         let node = self.clone();
-                        tokio::spawn(async move {
+                        driver.spawn(async move {
                             let result = node.send_store(&peer, blob_id, index, request).await;
-                            let _ = tx.send((peer, index, run, attempt, result));
+                            StreamReport::Sent {
+                                peer,
+                                index,
+                                run,
+                                attempt,
+                                result,
+                            }
                         });
                     }
-                    StreamWriteEffect::SetTimer(at) => {
-                        timer.request(at);
-                    }
+                    StreamWriteEffect::SetTimer(at) => driver.set_timer(at),
                     StreamWriteEffect::Certified => {
                         if let Some(sender) = certified_tx.take() {
                             let _ = sender.send(Ok(certificate_of(&blob_id, &receipts)));
@@ -350,31 +377,37 @@ impl Node {
                     }
                 }
             }
-            tokio::select! {
-                Some((run, result)) = ready_rx.recv() => {
-                    match result {
-                        Ok(slivers) => {
-                            prepared.insert(run, slivers);
-                            effects = write.on_prepared(run, self.now());
-                        }
-                        Err(why) => {
-                            tracing::warn!(%blob_id, run, %why, "encoding a run of a streamed write failed");
-                            fail(&mut certified_tx, PutError::Encode(why.to_string()));
-                            return;
-                        }
+            effects = match driver.next().await {
+                Wake::Report(StreamReport::Prepared { run, slivers }) => match slivers {
+                    Ok(slivers) => {
+                        prepared.insert(run, slivers);
+                        write.on_prepared(run, self.now())
                     }
-                }
-                Some((peer, index, run, attempt, result)) = sent_rx.recv() => {
+                    Err(why) => {
+                        tracing::warn!(%blob_id, run, %why, "encoding a run of a streamed write failed");
+                        fail(&mut certified_tx, PutError::Encode(why.to_string()));
+                        return;
+                    }
+                },
+                Wake::Report(StreamReport::Sent {
+                    peer,
+                    index,
+                    run,
+                    attempt,
+                    result,
+                }) => {
                     let now = self.now();
                     let run_end = runs.get(run).map_or(u64::MAX, |r| r.end);
-                    effects = match result {
+                    match result {
                         Ok(StoreAnswer::Receipt(receipt)) => {
                             let receipt = self.heed_receipt(&blob_id, index, &peer, receipt);
                             let signature = receipt.signature.to_vec();
                             receipts.insert(index, receipt);
                             write.on_receipt(&peer, index, signature)
                         }
-                        Ok(StoreAnswer::Progress { segments_held, .. }) if segments_held >= run_end => {
+                        Ok(StoreAnswer::Progress { segments_held, .. })
+                            if segments_held >= run_end =>
+                        {
                             write.on_progress(&peer, index, run, attempt, now)
                         }
                         Ok(StoreAnswer::Progress { segments_held, .. }) => {
@@ -385,13 +418,10 @@ impl Node {
                             tracing::debug!(%blob_id, index, run, attempt, %why, "store request failed");
                             write.on_failure(&peer, index, run, attempt, now)
                         }
-                    };
+                    }
                 }
-                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
-                    timer.fire();
-                    effects = write.on_timer(self.now());
-                }
-            }
+                Wake::Timer(now) => write.on_timer(now),
+            };
         }
     }
 }
@@ -415,13 +445,19 @@ mod tests {
             expected.metadata.blob_id()
         );
         let (ask_tx, ask_rx) = std::sync::mpsc::channel();
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
         let runs = store_runs(&params);
         for run in 0..runs.len() {
             ask_tx.send(run).unwrap();
         }
         drop(ask_tx);
-        prepare_runs(path, expected.metadata.clone(), 2, ask_rx, ready_tx);
+        prepare_runs(
+            path,
+            expected.metadata.clone(),
+            2,
+            ask_rx,
+            |run, slivers| ready_tx.send((run, slivers)).is_ok(),
+        );
         let mut seen = 0;
         while let Ok((run, slivers)) = ready_rx.try_recv() {
             let slivers = slivers.unwrap();
@@ -450,10 +486,12 @@ mod tests {
         changed[10] = 8;
         std::fs::write(&path, &changed).unwrap();
         let (ask_tx, ask_rx) = std::sync::mpsc::channel();
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
         ask_tx.send(0).unwrap();
         drop(ask_tx);
-        prepare_runs(path, metadata, 1, ask_rx, ready_tx);
+        prepare_runs(path, metadata, 1, ask_rx, |run, slivers| {
+            ready_tx.send((run, slivers)).is_ok()
+        });
         let (_, result) = ready_rx.try_recv().unwrap();
         assert!(matches!(result, Err(SpoolError::Changed(_))));
     }

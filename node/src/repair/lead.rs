@@ -175,28 +175,24 @@ impl Node {
             self.inner.write_config,
             self.now(),
         );
-        let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
-        let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
+        let mut driver = Driver::<RepairReport>::new(self.inner.epoch);
         let mut fetched: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
         let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
         let mut delivered: BTreeSet<u16> = BTreeSet::new();
-        let mut timer = Timer::default();
         let outcome: Result<(), RepairError> = 'repair: loop {
             let mut next = Vec::new();
             for effect in effects.drain(..) {
                 match effect {
                     RepairEffect::Fetch { peer, index } => {
-                        let (node, tx) = (self.clone(), fetched_tx.clone());
-                        tokio::spawn(async move {
+                        let node = self.clone();
+                        driver.spawn(async move {
                             let slivers = node
                                 .fetch_index(&peer, &blob_id, index, &params, first, count)
                                 .await;
-                            let _ = tx.send((index, slivers));
+                            RepairReport::Fetched { index, slivers }
                         });
                     }
-                    RepairEffect::SetTimer(at) => {
-                        timer.request(at);
-                    }
+                    RepairEffect::SetTimer(at) => driver.set_timer(at),
                     RepairEffect::Rebuild { sources, targets } => {
                         let chosen: BTreeMap<u16, Vec<VerifiedSliver>> = sources
                             .iter()
@@ -241,10 +237,10 @@ impl Node {
                             delivery,
                         );
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
-                        let (node, tx) = (self.clone(), sent_tx.clone());
+                        let node = self.clone();
                         let end = run.end;
                         let segments = params.segment_count();
-                        tokio::spawn(async move {
+                        driver.spawn(async move {
                             // Before the last run the holder answers progress; the receipt comes with the last.
                             let result = match node.send_store(&peer, blob_id, index, request).await
                             {
@@ -269,7 +265,12 @@ impl Node {
                                     Ordering::Relaxed,
                                 );
                             }
-                            let _ = tx.send((peer, index, attempt, result));
+                            RepairReport::Sent {
+                                peer,
+                                index,
+                                attempt,
+                                result,
+                            }
                         });
                     }
                     RepairEffect::Finished { failed, .. } if failed == 0 && !last => {
@@ -300,36 +301,36 @@ impl Node {
                 effects = next;
                 continue;
             }
-            tokio::select! {
-                Some((index, slivers)) = fetched_rx.recv() => {
+            effects = match driver.next().await {
+                Wake::Report(RepairReport::Fetched { index, slivers }) => {
                     let valid = slivers.is_some();
                     if let Some(slivers) = slivers {
                         let bytes: usize = slivers.iter().map(|s| s.sliver().data.len()).sum();
-                        self.inner.metrics.repair_bytes_fetched.fetch_add(
-                            u64::try_from(bytes).unwrap_or(u64::MAX),
-                            Ordering::Relaxed,
-                        );
+                        self.inner
+                            .metrics
+                            .repair_bytes_fetched
+                            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
                         fetched.insert(index, slivers);
                     }
-                    effects = repair.on_fetched(index, valid, self.now());
+                    repair.on_fetched(index, valid, self.now())
                 }
-                Some((peer, index, attempt, result)) = sent_rx.recv() => {
-                    effects = match result {
-                        Ok(signature) => {
-                            delivered.insert(index);
-                            repair.on_receipt(&peer, index, signature)
-                        }
-                        Err(why) => {
-                            tracing::debug!(%blob_id, index, attempt, %why, "delivering a rebuilt sliver failed");
-                            repair.on_send_failure(&peer, index, attempt, self.now())
-                        }
-                    };
-                }
-                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
-                    timer.fire();
-                    effects = repair.on_timer(self.now());
-                }
-            }
+                Wake::Report(RepairReport::Sent {
+                    peer,
+                    index,
+                    attempt,
+                    result,
+                }) => match result {
+                    Ok(signature) => {
+                        delivered.insert(index);
+                        repair.on_receipt(&peer, index, signature)
+                    }
+                    Err(why) => {
+                        tracing::debug!(%blob_id, index, attempt, %why, "delivering a rebuilt sliver failed");
+                        repair.on_send_failure(&peer, index, attempt, self.now())
+                    }
+                },
+                Wake::Timer(now) => repair.on_timer(now),
+            };
         };
         (outcome, delivered)
     }
@@ -455,4 +456,21 @@ impl Node {
         })
         .await?
     }
+}
+
+/// What a repair's IO tasks report to its driver.
+#[derive(Debug)]
+pub(super) enum RepairReport {
+    /// The verified slivers of `index` for the run, or `None` if its holder had none valid.
+    Fetched {
+        index: u16,
+        slivers: Option<Vec<VerifiedSliver>>,
+    },
+    /// A rebuilt run delivered to `peer` (its receipt's signature for the last run, empty before) or not.
+    Sent {
+        peer: PeerKey,
+        index: u16,
+        attempt: u32,
+        result: Result<Vec<u8>, SendError>,
+    },
 }

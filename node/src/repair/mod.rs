@@ -27,7 +27,7 @@ use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan
 use floe_protocol::steward;
 use floe_protocol::stream_write::store_runs;
 use floe_protocol::wire::{self, pb};
-use floe_protocol::write::{Millis, Timer};
+use floe_protocol::write::Millis;
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 mod challenges;
@@ -36,10 +36,11 @@ mod handoff;
 mod lead;
 mod scan;
 
+use crate::drive::{Driver, Wake};
 use crate::net::{Gossip, MAX_GOSSIP_LEN};
 use crate::service::{
     IndexSource, Node, SendError, StoreAnswer, check_holders, hash_threads, neighbourhood_in,
-    store_request, timer_fires,
+    store_request,
 };
 use crate::steward_state::RepairState;
 use crate::store::HolderRecord;

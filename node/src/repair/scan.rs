@@ -76,7 +76,7 @@ impl Node {
     pub async fn repair_loop(self) {
         loop {
             let due = self.state().steward.poll_timeout();
-            timer_fires(self.inner.epoch, Some(due)).await;
+            crate::drive::sleep_until(self.inner.epoch, Some(due)).await;
             if self.state().leaving {
                 return;
             }

@@ -29,7 +29,7 @@ use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::receipt;
 use floe_protocol::stream_write::{MAX_RUN_BYTES, cut_segments, store_runs};
 use floe_protocol::wire::pb;
-use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
+use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
 mod errors;
@@ -40,6 +40,7 @@ mod write;
 pub(crate) use write::neighbourhood_in;
 
 use crate::cache::BlobBytes;
+use crate::drive::{Driver, Wake};
 pub use errors::{SendError, StoreRefusal};
 
 use crate::net::{Inbound, NetClient, PeerView};
@@ -453,7 +454,7 @@ impl Node {
     }
 
     pub(crate) fn now(&self) -> Millis {
-        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        crate::drive::now(self.inner.epoch)
     }
 }
 
@@ -530,13 +531,5 @@ pub(crate) fn record<T, E>(
         latency.observe(started.elapsed().as_secs_f64());
     } else {
         failed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Completes when the state machine's timer, `at` milliseconds after `epoch`, fires; never when there is none.
-pub(crate) async fn timer_fires(epoch: Instant, at: Option<Millis>) {
-    match at {
-        Some(at) => tokio::time::sleep_until((epoch + Duration::from_millis(at)).into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -416,26 +416,22 @@ impl Node {
             self.inner.read_config,
             self.now(),
         );
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u16, Option<Vec<VerifiedSliver>>)>();
+        let mut driver = Driver::<(u16, Option<Vec<VerifiedSliver>>)>::new(self.inner.epoch);
         let mut got: BTreeMap<u16, Vec<VerifiedSliver>> = BTreeMap::new();
-        let mut timer = Timer::default();
         loop {
             for effect in effects.drain(..) {
                 match effect {
                     ReadEffect::Send { peer, index } => {
                         let node = self.clone();
-                        let tx = tx.clone();
                         let id = *blob_id;
-                        tokio::spawn(async move {
+                        driver.spawn(async move {
                             let slivers = node
                                 .fetch_index(&peer, &id, index, &params, first, count)
                                 .await;
-                            let _ = tx.send((index, slivers));
+                            (index, slivers)
                         });
                     }
-                    ReadEffect::SetTimer(at) => {
-                        timer.request(at);
-                    }
+                    ReadEffect::SetTimer(at) => driver.set_timer(at),
                     ReadEffect::Ready(indexes) => {
                         got.retain(|index, _| indexes.contains(index));
                         return Ok(got);
@@ -445,19 +441,16 @@ impl Node {
                     }
                 }
             }
-            tokio::select! {
-                Some((index, slivers)) = rx.recv() => {
+            effects = match driver.next().await {
+                Wake::Report((index, slivers)) => {
                     let valid = slivers.is_some();
                     if let Some(slivers) = slivers {
                         got.insert(index, slivers);
                     }
-                    effects = read.on_response(index, valid, self.now());
+                    read.on_response(index, valid, self.now())
                 }
-                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
-                    timer.fire();
-                    effects = read.on_timer(self.now());
-                }
-            }
+                Wake::Timer(now) => read.on_timer(now),
+            };
         }
     }
 

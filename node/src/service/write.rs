@@ -165,12 +165,12 @@ impl Node {
         certified_tx: oneshot::Sender<Result<pb::Certificate, PutError>>,
     ) {
         let mut certified_tx = Some(certified_tx);
-        let (tx, mut rx) =
-            mpsc::unbounded_channel::<(PeerKey, u16, u32, Result<pb::StorageReceipt, SendError>)>();
+        let mut driver = Driver::<(PeerKey, u16, u32, Result<pb::StorageReceipt, SendError>)>::new(
+            self.inner.epoch,
+        );
         let (mut write, mut effects) =
             Write::start(blob_id, placement, self.inner.write_config, self.now());
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
-        let mut timer = Timer::default();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -180,20 +180,17 @@ impl Node {
                         attempt,
                     } => {
                         let node = self.clone();
-                        let tx = tx.clone();
                         let source = IndexSource::Encoded(Arc::clone(&encoded));
                         let record = record.clone();
                         let metadata = encoded.metadata.clone();
-                        tokio::spawn(async move {
+                        driver.spawn(async move {
                             let result = node
                                 .send_index(&peer, index, &metadata, &record, &source)
                                 .await;
-                            let _ = tx.send((peer, index, attempt, result));
+                            (peer, index, attempt, result)
                         });
                     }
-                    WriteEffect::SetTimer(at) => {
-                        timer.request(at);
-                    }
+                    WriteEffect::SetTimer(at) => driver.set_timer(at),
                     WriteEffect::Certified => {
                         if let Some(sender) = certified_tx.take() {
                             let _ = sender.send(Ok(certificate_of(&blob_id, &receipts)));
@@ -220,27 +217,19 @@ impl Node {
                     }
                 }
             }
-            tokio::select! {
-                Some((peer, index, attempt, result)) = rx.recv() => {
-                    let now = self.now();
-                    effects = match result {
-                        Ok(receipt) => {
-                            let receipt = self.heed_receipt(&blob_id, index, &peer, receipt);
-                            let signature = receipt.signature.to_vec();
-                            receipts.insert(index, receipt);
-                            write.on_receipt(&peer, index, signature)
-                        }
-                        Err(why) => {
-                            tracing::debug!(%blob_id, index, attempt, %why, "store request failed");
-                            write.on_failure(&peer, index, attempt, now)
-                        }
-                    };
+            effects = match driver.next().await {
+                Wake::Report((peer, index, _, Ok(receipt))) => {
+                    let receipt = self.heed_receipt(&blob_id, index, &peer, receipt);
+                    let signature = receipt.signature.to_vec();
+                    receipts.insert(index, receipt);
+                    write.on_receipt(&peer, index, signature)
                 }
-                _ = timer_fires(self.inner.epoch, timer.deadline()) => {
-                    timer.fire();
-                    effects = write.on_timer(self.now());
+                Wake::Report((peer, index, attempt, Err(why))) => {
+                    tracing::debug!(%blob_id, index, attempt, %why, "store request failed");
+                    write.on_failure(&peer, index, attempt, self.now())
                 }
-            }
+                Wake::Timer(now) => write.on_timer(now),
+            };
         }
     }
 
