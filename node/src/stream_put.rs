@@ -33,9 +33,6 @@ use crate::service::{
 use crate::spool::Spool;
 use crate::store::HolderRecord;
 
-/// Runs encoded and held at once by a streamed write.
-const WINDOW: usize = 2;
-
 /// Why the spool of a streamed write could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -283,11 +280,7 @@ impl Node {
                 })
             });
         }
-        let config = StreamWriteConfig {
-            request_timeout: self.inner.write_config.request_timeout,
-            max_attempts: self.inner.write_config.max_attempts,
-            window: WINDOW,
-        };
+        let config = StreamWriteConfig::like(&self.inner.write_config);
         let (mut write, mut effects) = StreamWrite::start(blob_id, placement, runs.len(), config);
         let mut prepared: BTreeMap<usize, RunSlivers> = BTreeMap::new();
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();

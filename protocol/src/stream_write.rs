@@ -77,7 +77,19 @@ impl Default for StreamWriteConfig {
         Self {
             request_timeout: 30_000,
             max_attempts: 3,
-            window: 3,
+            window: 2,
+        }
+    }
+}
+
+impl StreamWriteConfig {
+    /// A streamed write that retries as `write` does, with the default window: the node and the simulator
+    /// both take their streamed writes' settings from their writes'.
+    pub fn like(write: &crate::write::WriteConfig) -> Self {
+        Self {
+            request_timeout: write.request_timeout,
+            max_attempts: write.max_attempts,
+            ..Self::default()
         }
     }
 }

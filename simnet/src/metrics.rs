@@ -102,6 +102,10 @@ pub struct Summary {
     pub blobs_certified: u64,
     /// Writes that failed or were abandoned (writer crashed) before certification.
     pub writes_failed: u64,
+    /// Writes of blobs over one segment, delivered run by run by `stream_write::StreamWrite`.
+    pub writes_streamed: u64,
+    /// Store requests of streamed writes (one run of one index each; retries included).
+    pub stream_runs_sent: u64,
     /// Availability at the end.
     pub availability_final: f64,
     /// Lowest sampled availability.

@@ -42,6 +42,7 @@ use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::repair::{self, Repair, RepairEffect};
 use floe_protocol::steward;
+use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 
 mod faults;
@@ -121,6 +122,8 @@ impl OpRef {
 enum Kind {
     StoreReq,
     StoreAck,
+    /// A holder kept a run of a streamed write; the index is not complete yet (the node's `StoreProgress`).
+    StoreProgress,
     StoreNack,
     ReadReq,
     ReadResp,
@@ -144,6 +147,7 @@ impl Kind {
             Kind::RepairStore => 7,
             Kind::RepairAck => 8,
             Kind::RepairNack => 9,
+            Kind::StoreProgress => 10,
         }
     }
 }
@@ -157,6 +161,7 @@ struct Msg {
     from: u32,
     to: u32,
     blob: u32,
+    /// A repair delivery's holder-list epoch; a streamed write's run for its store requests and answers.
     epoch: u32,
     op: OpRef,
 }
@@ -356,6 +361,9 @@ struct Blob {
     kad: u64,
     size: u64,
     sliver_bytes: u64,
+    /// Sliver bytes of one index in each run of a streamed write (`stream_write::store_runs`); empty for a blob
+    /// of one segment, which the node writes whole.
+    run_bytes: Box<[u64]>,
     n: u16,
     k: u16,
     status: Status,
@@ -401,6 +409,7 @@ struct RepairOp {
 enum OpKind {
     WriteLookup,
     Write(Box<Write>),
+    StreamWrite(Box<StreamWrite>),
     ReadLookup,
     Read(Box<ReadOp>),
     RepairLookup,
@@ -419,6 +428,7 @@ struct Op {
 enum Effects {
     None,
     Write(Vec<WriteEffect>),
+    StreamWrite(Vec<StreamWriteEffect>),
     Read(Vec<ReadEffect>),
     Repair(Vec<RepairEffect>),
 }
@@ -716,6 +726,16 @@ impl Sim {
             let full = as_u64(params.sliver_len(0).unwrap_or(0));
             let last = as_u64(params.sliver_len(segments - 1).unwrap_or(0));
             let sliver_bytes = full.saturating_mul(segments - 1).saturating_add(last);
+            // A blob over one segment is too large for the node to take in memory (its gateway spools bodies
+            // over a segment's 16 MiB): it is written run by run by a streamed write.
+            let run_bytes: Box<[u64]> = if segments > 1 {
+                store_runs(&params)
+                    .into_iter()
+                    .map(|run| run.map(|s| as_u64(params.sliver_len(s).unwrap_or(0))).sum())
+                    .collect()
+            } else {
+                Box::new([])
+            };
             let mut hasher = blake3::Hasher::new_derive_key("floe-simnet 2026-11 blob id v1");
             hasher.update(&self.seed.to_le_bytes());
             hasher.update(&i.to_le_bytes());
@@ -725,6 +745,7 @@ impl Sim {
                 kad: keyspace::Point::of_blob(&id).prefix(),
                 size,
                 sliver_bytes,
+                run_bytes,
                 n: shards,
                 k: params.source_shards(),
                 status: Status::Pending,
@@ -1139,6 +1160,40 @@ mod tests {
         let fixed = p50("verify_mb_per_s = 1e9\ncheck_mb_per_s = 1e9\nread_us = 50_000");
         assert!(slow > free, "{slow} vs {free}");
         assert!(fixed >= free + 50, "{fixed} vs {free}");
+    }
+
+    #[test]
+    fn blobs_over_one_segment_are_written_run_by_run_and_stored_whole() {
+        // 40 MiB blobs: three 16 MiB segments, written by `StreamWrite` as the node's gateway does. Gigabit
+        // links, so that reading one (40 MiB into one downlink) fits the read's 10 s timeout.
+        let sc = Scenario::from_toml(
+            "duration_ms = 1_800_000\n[nodes]\ncount = 30\nup_mbps = 1000.0\ndown_mbps = 1000.0\n\
+             [workload]\nblobs = 20\nwrite_phase_ms = 60_000\nread_rate_per_s = 0.5\n\
+             size_min_bytes = 41_943_040\nsize_max_bytes = 41_943_040\n",
+        )
+        .unwrap();
+        let a = run(&sc, 4, &RunOptions::default()).unwrap();
+        let s = &a.summary;
+        assert_eq!(s.writes_streamed, 20, "{s:?}");
+        let params =
+            BlobParams::new(EncodingType::RsSimd, 30, DEFAULT_SEGMENT_SIZE, 41_943_040).unwrap();
+        let runs = u64::try_from(store_runs(&params).len()).unwrap();
+        assert!(runs > 1, "{runs} runs");
+        // Every index of every blob, run by run (lost messages are retried, so at least that many).
+        assert!(s.stream_runs_sent >= 20 * 30 * runs, "{s:?}");
+        assert_eq!(s.blobs_certified, 20, "{s:?}");
+        assert_eq!(s.blobs_fully_replicated_final, 20, "{s:?}");
+        assert!(s.reads_ok > 0 && s.reads_failed == 0, "{s:?}");
+        assert_eq!(
+            run(&sc, 4, &RunOptions::default())
+                .unwrap()
+                .summary
+                .trace_hash,
+            s.trace_hash
+        );
+        // A blob of one segment is written whole, as before.
+        let small = run(&tiny(""), 4, &RunOptions::default()).unwrap().summary;
+        assert_eq!((small.writes_streamed, small.stream_runs_sent), (0, 0));
     }
 
     #[test]

@@ -156,6 +156,25 @@ impl Sim {
 
     pub(super) fn serve_store(&mut self, m: Msg) {
         let (b, i) = (ix(m.blob), usize::from(m.index));
+        // A run of a streamed write before the last: kept, and answered with progress. The index counts as
+        // stored (and receipted) with its last run. Runs arrive in order (the writer sends them so); the
+        // simulator does not track which earlier runs a holder kept.
+        let runs = self.blobs[b].run_bytes.len();
+        let run = usize::try_from(m.epoch).unwrap_or(usize::MAX);
+        if runs > 0 && run.saturating_add(1) < runs {
+            let bytes = self.blobs[b].run_bytes.get(run).copied().unwrap_or(0);
+            let progress = Msg {
+                kind: Kind::StoreProgress,
+                valid: true,
+                from: m.to,
+                to: m.from,
+                ..m
+            };
+            let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
+            let done = self.compute(m.to, self.now as f64, work);
+            self.send_at(progress, 0, done);
+            return;
+        }
         let holder = self.blobs[b].holders.get(i).copied();
         if holder == Some(m.to) && self.blobs[b].slot[i] != GOOD {
             let lost_write = self.sc.disk.lost_write;
@@ -173,8 +192,13 @@ impl Sim {
             to: m.from,
             ..m
         };
-        // The holder takes the sliver off the transport and verifies it before it answers.
-        let bytes = self.blobs[b].sliver_bytes;
+        // The holder takes the sliver (or the last run of it) off the transport and verifies it before it
+        // answers.
+        let bytes = if runs > 0 {
+            self.blobs[b].run_bytes.get(run).copied().unwrap_or(0)
+        } else {
+            self.blobs[b].sliver_bytes
+        };
         let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
         let done = self.compute(m.to, self.now as f64, work);
         self.send_at(ack, 0, done);

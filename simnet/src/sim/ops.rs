@@ -23,7 +23,7 @@ impl Sim {
         self.ops.release(r);
         let retry = self.now.saturating_add(self.sc.repair.grace_ms);
         match op.kind {
-            OpKind::WriteLookup | OpKind::Write(_) => {
+            OpKind::WriteLookup | OpKind::Write(_) | OpKind::StreamWrite(_) => {
                 if self.blobs[ix(op.blob)].status == Status::Certified {
                     self.schedule_reeval(op.blob, retry);
                 }
@@ -60,6 +60,7 @@ impl Sim {
         let now = self.now;
         let effects = match &mut op.kind {
             OpKind::Write(w) => Effects::Write(w.on_timer(now)),
+            OpKind::StreamWrite(w) => Effects::StreamWrite(w.on_timer(now)),
             OpKind::Read(x) => Effects::Read(x.machine.on_timer(now)),
             OpKind::Repair(p) => Effects::Repair(p.machine.on_timer(now)),
             _ => Effects::None,
@@ -97,6 +98,17 @@ impl Sim {
             (OpKind::Write(w), Kind::StoreNack) => {
                 Effects::Write(w.on_failure(&peer, m.index, attempt, now))
             }
+            (OpKind::StreamWrite(w), Kind::StoreAck) => {
+                Effects::StreamWrite(w.on_receipt(&peer, m.index, Vec::new()))
+            }
+            (OpKind::StreamWrite(w), Kind::StoreProgress) => {
+                let run = usize::try_from(m.epoch).unwrap_or(usize::MAX);
+                Effects::StreamWrite(w.on_progress(&peer, m.index, run, attempt, now))
+            }
+            (OpKind::StreamWrite(w), Kind::StoreNack) => {
+                let run = usize::try_from(m.epoch).unwrap_or(usize::MAX);
+                Effects::StreamWrite(w.on_failure(&peer, m.index, run, attempt, now))
+            }
             (OpKind::Read(x), Kind::ReadResp) => {
                 if m.valid {
                     insert_sorted(&mut x.valid, m.index);
@@ -125,6 +137,7 @@ impl Sim {
         match effects {
             Effects::None => {}
             Effects::Write(e) => self.apply_write(r, e),
+            Effects::StreamWrite(e) => self.apply_stream_write(r, e),
             Effects::Read(e) => self.apply_read(r, e),
             Effects::Repair(e) => self.apply_repair(r, e),
         }
@@ -197,10 +210,80 @@ impl Sim {
         self.blobs[b].holders = holders.into_boxed_slice();
         self.blobs[b].slot = vec![MISSING; usize::from(n)].into_boxed_slice();
         self.blobs[b].settled_from = self.now;
+        let runs = self.blobs[b].run_bytes.len();
+        if runs > 0 {
+            // Over one segment: the node's gateway spools it and writes it run by run.
+            self.s.writes_streamed += 1;
+            let config = StreamWriteConfig::like(&self.write_cfg);
+            let (machine, effects) = StreamWrite::start(id, placement, runs, config);
+            op.kind = OpKind::StreamWrite(Box::new(machine));
+            self.ops.put(r, op);
+            self.apply_stream_write(r, effects);
+            return;
+        }
         let (machine, effects) = Write::start(id, placement, self.write_cfg, self.now);
         op.kind = OpKind::Write(Box::new(machine));
         self.ops.put(r, op);
         self.apply_write(r, effects);
+    }
+
+    /// Maps a streamed write's effects to messages. A run is prepared at once (the simulator does not charge a
+    /// writer's encoding yet) and its slivers are sizes, so `Release` frees nothing.
+    pub(super) fn apply_stream_write(&mut self, r: OpRef, effects: Vec<StreamWriteEffect>) {
+        let mut queue: std::collections::VecDeque<StreamWriteEffect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let Some((owner, b, started)) =
+                self.ops.get(r).map(|op| (op.owner, op.blob, op.started))
+            else {
+                return;
+            };
+            match effect {
+                StreamWriteEffect::Prepare { run } => {
+                    let now = self.now;
+                    if let Some(Op {
+                        kind: OpKind::StreamWrite(w),
+                        ..
+                    }) = self.ops.get_mut(r)
+                    {
+                        queue.extend(w.on_prepared(run, now));
+                    }
+                }
+                StreamWriteEffect::Release { .. } => {}
+                StreamWriteEffect::Send {
+                    peer,
+                    index,
+                    run,
+                    attempt,
+                } => {
+                    let Some(to) = node_of(&peer) else { continue };
+                    let payload = self.blobs[ix(b)].run_bytes.get(run).copied().unwrap_or(0);
+                    let msg = Msg {
+                        kind: Kind::StoreReq,
+                        valid: false,
+                        index,
+                        attempt: u16::try_from(attempt).unwrap_or(u16::MAX),
+                        from: owner,
+                        to,
+                        blob: b,
+                        epoch: u32::try_from(run).unwrap_or(u32::MAX),
+                        op: r,
+                    };
+                    self.s.stream_runs_sent += 1;
+                    self.send(msg, payload);
+                }
+                StreamWriteEffect::SetTimer(at) => self.set_timer(r, at),
+                StreamWriteEffect::Certified => self.certify(b, self.now - started),
+                StreamWriteEffect::Failed { .. } => {
+                    self.ops.release(r);
+                    self.fail_write(b);
+                    return;
+                }
+                StreamWriteEffect::Finished => {
+                    self.ops.release(r);
+                    return;
+                }
+            }
+        }
     }
 
     pub(super) fn apply_write(&mut self, r: OpRef, effects: Vec<WriteEffect>) {
