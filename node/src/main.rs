@@ -162,7 +162,7 @@ struct NodeArgs {
     /// How often held blobs are checked for departed holders (default 10s).
     #[arg(long, value_name = "DURATION")]
     repair_interval: Option<String>,
-    /// How often the holders of the blobs this node leads are challenged (default 60s).
+    /// How often the holders of the blobs this node leads are challenged (default 60s; 0s turns challenges off).
     #[arg(long, value_name = "DURATION")]
     challenge_interval: Option<String>,
     /// How long a blob's holders go unchallenged after this node's sliver of it arrived or its holder list

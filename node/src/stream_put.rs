@@ -56,6 +56,12 @@ pub enum SpoolError {
     /// The spool's bytes differ from the first pass.
     #[error("the spool changed under the write at segment {0}")]
     Changed(u64),
+    /// The encoder made more slivers than a sliver index can number (a bug, not an input).
+    #[error("sliver index {0} is out of range")]
+    IndexOverflow(usize),
+    /// The encoder gave no proof for a sliver of `segment` (a bug, not an input).
+    #[error("no segment path for a sliver of segment {0}")]
+    NoSegmentPath(u64),
     /// The encoder refused.
     #[error("{0}")]
     Encode(#[from] EncodeError),
@@ -137,7 +143,8 @@ fn prepare_runs(
                 // Moved, not copied: the encoder allocates fresh buffers for the next segment.
                 let encoded = encoder.take_slivers();
                 for (index, (data, slivers)) in encoded.into_iter().zip(&mut by_index).enumerate() {
-                    let index = u16::try_from(index).map_err(|_| outside())?;
+                    let index =
+                        u16::try_from(index).map_err(|_| SpoolError::IndexOverflow(index))?;
                     slivers.push(Sliver {
                         header,
                         segment,
@@ -146,7 +153,7 @@ fn prepare_runs(
                         proof: SliverProof {
                             segment_path: tree
                                 .path(usize::from(index))
-                                .ok_or(SpoolError::Outside(segment))?,
+                                .ok_or(SpoolError::NoSegmentPath(segment))?,
                             blob_path: blob_path.clone(),
                         },
                     });

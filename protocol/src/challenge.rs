@@ -25,6 +25,10 @@ pub const HOLDERS_PER_ROUND: usize = 3;
 pub const MAX_NONCE_LEN: usize = 64;
 /// Length of the nonces [`round`] makes.
 pub const NONCE_LEN: usize = 16;
+/// How nodes before the typed `Busy` answer said they were too busy.
+const LEGACY_BUSY: &str = "node busy; try again";
+/// How nodes before the typed `StillReceiving` answer began it, followed by "H of S segments held".
+const LEGACY_RECEIVING: &str = "still receiving this sliver: ";
 
 /// What a node does about a blob's challenges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,8 @@ pub struct Challenge {
     pub index: u16,
     /// The segment asked for.
     pub segment: u64,
+    /// The blob's segments: a "still receiving" answer must name this count.
+    pub segments: u64,
     /// Echoed by the answer, so an answer matches its challenge.
     pub nonce: [u8; NONCE_LEN],
 }
@@ -133,9 +139,13 @@ impl Challenge {
             },
             (None, Some(receiving)) => {
                 let (held, total) = (receiving.segments_held, receiving.segment_count);
-                // Some first segments held, not all, and not the one asked for: anything else is a claim no
-                // honest holder makes, so a segment the holder says it holds must be produced.
-                if held > 0 && held < total && self.segment >= held && self.segment < total {
+                // Some first segments of the blob's own count held, not all, and not the one asked for: anything
+                // else is a claim no honest holder makes, so a segment the holder says it holds must be produced.
+                if total == self.segments
+                    && held > 0
+                    && held < total
+                    && (held..total).contains(&self.segment)
+                {
                     Verdict::NoVerdict(NoVerdict::StillReceiving { held, total })
                 } else {
                     Verdict::Failed(ChallengeFailure::ImplausiblyReceiving { held, total })
@@ -146,21 +156,43 @@ impl Challenge {
     }
 
     /// Judges whatever the holder answered: a challenge answer ([`Challenge::judge`]), "busy" (no verdict), a
-    /// refusal or anything else (a failure). `None` is no answer at all: unreachable is the liveness check's
-    /// business, not a failed proof.
-    pub fn judge_response(
-        &self,
-        blob_id: &BlobId,
-        response: Option<&pb::response::Kind>,
-    ) -> Verdict {
-        match response {
-            None => Verdict::NoVerdict(NoVerdict::Unreachable),
+    /// refusal, an empty answer or anything else (a failure). `None` is no answer at all: unreachable is the
+    /// liveness check's business, not a failed proof.
+    pub fn judge_response(&self, blob_id: &BlobId, response: Option<&pb::Response>) -> Verdict {
+        let Some(response) = response else {
+            return Verdict::NoVerdict(NoVerdict::Unreachable);
+        };
+        match &response.kind {
             Some(pb::response::Kind::Challenge(answer)) => self.judge(blob_id, answer),
             Some(pb::response::Kind::Busy(_)) => Verdict::NoVerdict(NoVerdict::Busy),
-            Some(pb::response::Kind::Error(why)) => {
-                Verdict::Failed(ChallengeFailure::Refused(bounded(why)))
-            }
+            Some(pb::response::Kind::Error(why)) => match self.legacy(blob_id, why) {
+                Some(verdict) => verdict,
+                None => Verdict::Failed(ChallengeFailure::Refused(bounded(why))),
+            },
             Some(_) => Verdict::Failed(ChallengeFailure::Refused("unexpected answer".into())),
+            None => Verdict::Failed(ChallengeFailure::Refused("empty answer".into())),
+        }
+    }
+
+    /// The answers of nodes from before the typed ones (`Busy`, `StillReceiving`), which gave both as text:
+    /// judged as their typed forms, so that a swarm can be upgraded node by node (docs/operators.md,
+    /// "Upgrades"). A text that is neither, or a claim no honest holder makes, is a refusal.
+    fn legacy(&self, blob_id: &BlobId, text: &str) -> Option<Verdict> {
+        if text == LEGACY_BUSY {
+            return Some(Verdict::NoVerdict(NoVerdict::Busy));
+        }
+        let rest = text
+            .strip_prefix(LEGACY_RECEIVING)?
+            .strip_suffix(" segments held")?;
+        let (held, total) = rest.split_once(" of ")?;
+        let answer = still_receiving_answer(
+            Bytes::copy_from_slice(&self.nonce),
+            held.parse().ok()?,
+            total.parse().ok()?,
+        );
+        match self.judge(blob_id, &answer) {
+            Verdict::Failed(_) => None,
+            verdict => Some(verdict),
         }
     }
 
@@ -302,6 +334,7 @@ pub fn round(
             holder: holder.clone(),
             index,
             segment,
+            segments: segments.max(1),
             nonce,
         });
     }
@@ -564,6 +597,7 @@ mod tests {
             holder: vec![1; 4],
             index: 2,
             segment: 1,
+            segments: 3,
             nonce: [7; NONCE_LEN],
         };
         let answer = |segment: u64, index: u16, nonce: &[u8]| pb::ChallengeAnswer {
@@ -613,11 +647,13 @@ mod tests {
         assert_eq!(request.nonce.as_ref(), &[7; NONCE_LEN]);
     }
 
-    fn segment_one_of(segment: u64) -> Challenge {
+    /// A challenge for `segment` of sliver 2 of a blob of `segments` segments.
+    fn challenge_of(segment: u64, segments: u64) -> Challenge {
         Challenge {
             holder: vec![1; 4],
             index: 2,
             segment,
+            segments,
             nonce: [7; NONCE_LEN],
         }
     }
@@ -627,7 +663,8 @@ mod tests {
         let blob_id = BlobId::from_slice(&[3; 32]).unwrap();
         let nonce = || Bytes::copy_from_slice(&[7; NONCE_LEN]);
         let judge = |segment: u64, held: u64, total: u64| {
-            segment_one_of(segment).judge(&blob_id, &still_receiving_answer(nonce(), held, total))
+            challenge_of(segment, total)
+                .judge(&blob_id, &still_receiving_answer(nonce(), held, total))
         };
         let no_verdict =
             |held, total| Verdict::NoVerdict(NoVerdict::StillReceiving { held, total });
@@ -642,49 +679,94 @@ mod tests {
         assert!(matches!(judge(5, 0, 10), Verdict::Failed(_)));
         assert!(matches!(judge(10, 10, 10), Verdict::Failed(_)));
         assert!(matches!(judge(12, 3, 10), Verdict::Failed(_)));
+        // A count other than the blob's own would excuse segments that do not exist.
+        assert!(matches!(
+            challenge_of(5, 10).judge(&blob_id, &still_receiving_answer(nonce(), 3, u64::MAX)),
+            Verdict::Failed(ChallengeFailure::ImplausiblyReceiving { .. })
+        ));
         // The nonce is checked first, as for a sliver.
         let mut wrong = still_receiving_answer(Bytes::copy_from_slice(&[8; NONCE_LEN]), 1, 2);
         assert_eq!(
-            segment_one_of(1).judge(&blob_id, &wrong),
+            challenge_of(1, 2).judge(&blob_id, &wrong),
             Verdict::Failed(ChallengeFailure::WrongNonce)
         );
         wrong.nonce = nonce();
-        assert_eq!(segment_one_of(1).judge(&blob_id, &wrong), no_verdict(1, 2));
+        assert_eq!(challenge_of(1, 2).judge(&blob_id, &wrong), no_verdict(1, 2));
     }
 
     #[test]
-    fn busy_and_no_answer_prove_nothing_and_a_refusal_fails() {
+    fn busy_and_no_answer_prove_nothing_and_a_refusal_or_an_empty_answer_fails() {
         let blob_id = BlobId::from_slice(&[3; 32]).unwrap();
-        let challenge = segment_one_of(0);
+        let challenge = challenge_of(4, 10);
+        let answer = |kind: Option<pb::response::Kind>| pb::Response { kind };
+        let judge = |kind: Option<pb::response::Kind>| {
+            challenge.judge_response(&blob_id, Some(&answer(kind)))
+        };
         assert_eq!(
             challenge.judge_response(&blob_id, None),
             Verdict::NoVerdict(NoVerdict::Unreachable)
         );
         assert_eq!(
-            challenge.judge_response(&blob_id, Some(&pb::response::Kind::Busy(pb::Busy {}))),
+            judge(Some(pb::response::Kind::Busy(pb::Busy {}))),
             Verdict::NoVerdict(NoVerdict::Busy)
         );
-        // A refusal is a failure whatever it says: "busy" in words is not the typed answer.
-        let refused = challenge.judge_response(
-            &blob_id,
-            Some(&pb::response::Kind::Error("node busy; try again".into())),
-        );
+        // An answer with nothing in it (or a kind this node does not know) is no excuse.
         assert!(matches!(
-            refused,
+            judge(None),
+            Verdict::Failed(ChallengeFailure::Refused(_))
+        ));
+        assert!(matches!(
+            judge(Some(pb::response::Kind::Error("sliver not held".into()))),
             Verdict::Failed(ChallengeFailure::Refused(_))
         ));
         let long = "x".repeat(10_000);
         let Verdict::Failed(ChallengeFailure::Refused(kept)) =
-            challenge.judge_response(&blob_id, Some(&pb::response::Kind::Error(long)))
+            judge(Some(pb::response::Kind::Error(long)))
         else {
             panic!("a refusal fails");
         };
         assert_eq!(kept.len(), 200);
         let other = pb::response::Kind::Progress(pb::StoreProgress::default());
-        assert!(matches!(
-            challenge.judge_response(&blob_id, Some(&other)),
-            Verdict::Failed(_)
-        ));
+        assert!(matches!(judge(Some(other)), Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn the_text_answers_of_older_nodes_are_judged_as_their_typed_forms() {
+        let blob_id = BlobId::from_slice(&[3; 32]).unwrap();
+        let text = |challenge: &Challenge, text: &str| {
+            let response = pb::Response {
+                kind: Some(pb::response::Kind::Error(text.into())),
+            };
+            challenge.judge_response(&blob_id, Some(&response))
+        };
+        let challenge = challenge_of(4, 10);
+        assert_eq!(
+            text(&challenge, "node busy; try again"),
+            Verdict::NoVerdict(NoVerdict::Busy)
+        );
+        assert_eq!(
+            text(
+                &challenge,
+                "still receiving this sliver: 3 of 10 segments held"
+            ),
+            Verdict::NoVerdict(NoVerdict::StillReceiving { held: 3, total: 10 })
+        );
+        // The same rules as the typed answer: a held segment, the wrong count, or a garbled text fails.
+        for refused in [
+            "still receiving this sliver: 5 of 10 segments held",
+            "still receiving this sliver: 3 of 99 segments held",
+            "still receiving this sliver: x of 10 segments held",
+            "still receiving this sliver",
+            "node busy",
+        ] {
+            assert!(
+                matches!(
+                    text(&challenge, refused),
+                    Verdict::Failed(ChallengeFailure::Refused(_))
+                ),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
@@ -709,6 +791,7 @@ mod tests {
             holder: vec![1; 4],
             index,
             segment: 0,
+            segments: 1,
             nonce: [0; NONCE_LEN],
         };
         let record = |tally: &mut Tally<&str>, index, verdict: &Verdict| {
@@ -885,7 +968,7 @@ mod tests {
         ) {
             prop_assume!(segment < total);
             let blob_id = BlobId::from_slice(&[5; 32]).unwrap();
-            let challenge = segment_one_of(segment);
+            let challenge = challenge_of(segment, total);
             let answer = still_receiving_answer(Bytes::copy_from_slice(&challenge.nonce), held, total);
             let verdict = challenge.judge(&blob_id, &answer);
             if answers_still_receiving(held, total, segment, growing) {

@@ -47,7 +47,7 @@ impl Node {
             kind: Some(pb::request::Kind::Challenge(challenge.request(&blob_id))),
         };
         let response = match self.inner.net.request(peer, request).await {
-            Ok(response) => response.kind,
+            Ok(response) => Some(response),
             Err(why) => {
                 tracing::debug!(%peer, %why, "challenge not delivered");
                 None

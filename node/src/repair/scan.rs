@@ -89,6 +89,7 @@ impl Node {
     pub(super) async fn scan(&self) {
         {
             let mut state = self.state();
+            state.steward.begin_scan(self.now());
             state.recent.retain(|_, at| at.elapsed() < RECENT_REPAIR);
             state.departed.retain(|_, at| at.elapsed() < DEPARTED_FOR);
         }
@@ -105,9 +106,7 @@ impl Node {
             state
                 .challenge_failures
                 .retain_slivers(|blob_id, _, _| held.contains(blob_id));
-            state
-                .steward
-                .begin_scan(self.now(), |blob_id| held.contains(blob_id));
+            state.steward.retain(|blob_id| held.contains(blob_id));
         }
         let connected = |holder: &PeerKey| {
             PeerId::from_bytes(holder).is_ok_and(|peer| view.connected_peers.contains(&peer))

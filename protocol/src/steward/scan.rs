@@ -121,11 +121,15 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         self.next_scan
     }
 
-    /// Opens a scan at `now`: the next one is due a scan interval later, the per-scan challenge budget starts
-    /// again, and what is kept about blobs no longer held (`held` says no) is forgotten.
-    pub fn begin_scan(&mut self, now: Millis, mut held: impl FnMut(&BlobId) -> bool) {
+    /// Opens a scan at `now`: the next one is due a scan interval later (whatever becomes of this one), and
+    /// the per-scan challenge budget starts again.
+    pub fn begin_scan(&mut self, now: Millis) {
         self.next_scan = now.saturating_add(self.config.scan_interval.max(1));
         self.challenges_left = self.config.challenges_per_scan;
+    }
+
+    /// Forgets what is kept about blobs no longer held (`held` says no).
+    pub fn retain(&mut self, mut held: impl FnMut(&BlobId) -> bool) {
         self.settling.retain(&mut held);
         self.losses.retain(&mut held);
         self.last_challenged.retain(|blob_id, _| held(blob_id));
@@ -468,7 +472,7 @@ mod tests {
                 .scan_blob(now, &me, &blob, up, candidates(&world.holders))
                 .duty
         };
-        steward.begin_scan(0, |_| true);
+        steward.begin_scan(0);
         assert_eq!(
             scan(&mut steward, 0, world.blob_id, false),
             Duty::Nothing,
@@ -479,7 +483,7 @@ mod tests {
             Duty::Nothing,
             "settling"
         );
-        steward.begin_scan(50, |_| true);
+        steward.begin_scan(50);
         // Settled at 50; a repair running holds the round back.
         assert_eq!(scan(&mut steward, 50, world.blob_id, true), Duty::Nothing);
         assert_eq!(
@@ -488,20 +492,20 @@ mod tests {
         );
         // One blob per scan: the other, settled too, waits for the next scan.
         assert_eq!(scan(&mut steward, 50, other, false), Duty::Nothing);
-        steward.begin_scan(60, |_| true);
+        steward.begin_scan(60);
         assert_eq!(
             scan(&mut steward, 60, other, false),
             Duty::ChallengeAsLeader
         );
         // The first blob again only after its interval.
         assert_eq!(scan(&mut steward, 60, world.blob_id, false), Duty::Nothing);
-        steward.begin_scan(250, |_| true);
+        steward.begin_scan(250);
         assert_eq!(
             scan(&mut steward, 250, world.blob_id, false),
             Duty::ChallengeAsLeader
         );
         // A new holder list restarts the settle time.
-        steward.begin_scan(500, |_| true);
+        steward.begin_scan(500);
         let changed = BlobAtScan {
             fingerprint: 2,
             ..world.blob(&held, false)
@@ -612,7 +616,7 @@ mod tests {
             0,
         );
         for now in (0..1000).step_by(50) {
-            steward.begin_scan(now, |_| true);
+            steward.begin_scan(now);
             let duty = steward
                 .scan_blob(
                     now,

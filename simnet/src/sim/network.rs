@@ -170,7 +170,12 @@ impl Sim {
                 to: m.from,
                 ..m
             };
-            let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
+            let transfer = if m.from == m.to {
+                0.0
+            } else {
+                self.transfer_ms(bytes)
+            };
+            let work = self.message_ms() + transfer + self.verify_ms(bytes);
             let done = self.compute(m.to, self.now as f64, work);
             self.send_at(progress, 0, done);
             return;
@@ -199,7 +204,12 @@ impl Sim {
         } else {
             self.blobs[b].sliver_bytes
         };
-        let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
+        let transfer = if m.from == m.to {
+            0.0
+        } else {
+            self.transfer_ms(bytes)
+        };
+        let work = self.message_ms() + transfer + self.verify_ms(bytes);
         let done = self.compute(m.to, self.now as f64, work);
         self.send_at(ack, 0, done);
     }
@@ -299,7 +309,12 @@ impl Sim {
         }
         // The new holder takes the rebuilt sliver off the transport and verifies it before it answers.
         let bytes = self.blobs[b].sliver_bytes;
-        let work = self.message_ms() + self.transfer_ms(bytes) + self.verify_ms(bytes);
+        let transfer = if m.from == m.to {
+            0.0
+        } else {
+            self.transfer_ms(bytes)
+        };
+        let work = self.message_ms() + transfer + self.verify_ms(bytes);
         let done = self.compute(m.to, self.now as f64, work);
         self.send_at(reply, 0, done);
     }

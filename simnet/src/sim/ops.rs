@@ -280,6 +280,10 @@ impl Sim {
                 }
                 StreamWriteEffect::Finished => {
                     self.ops.release(r);
+                    if self.blobs[ix(b)].status == Status::Certified {
+                        // Holders that left while the write ran are noticed once their grace is over.
+                        self.schedule_reeval(b, self.now.saturating_add(self.sc.repair.grace_ms));
+                    }
                     return;
                 }
             }
