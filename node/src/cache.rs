@@ -190,6 +190,51 @@ impl CheckedSegments {
     }
 }
 
+/// Segment decoders kept between reads, with their work buffers: a read takes one and gives it back, so a first
+/// read's consistency check does not pay for a fresh codec and fresh buffers (page faults) every time. Bounded:
+/// at most `keep` decoders wait here; a read that finds none makes its own.
+pub struct Decoders {
+    idle: Mutex<Vec<floe_protocol::SegmentDecoder>>,
+    keep: usize,
+    threads: usize,
+}
+
+impl Decoders {
+    /// A pool keeping up to `keep` idle decoders that hash on `threads` threads.
+    pub fn new(keep: usize, threads: usize) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            keep,
+            threads,
+        }
+    }
+
+    /// A decoder for blobs with `params`.
+    pub fn take(&self, params: floe_protocol::BlobParams) -> floe_protocol::SegmentDecoder {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(mut decoder) => {
+                decoder.restart(params);
+                decoder
+            }
+            None => floe_protocol::SegmentDecoder::new(params).with_hash_threads(self.threads),
+        }
+    }
+
+    /// Gives a decoder back for a later read.
+    pub fn give(&self, decoder: floe_protocol::SegmentDecoder) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.keep {
+            idle.push(decoder);
+        }
+    }
+
+    /// Decoders waiting.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 mod tests {
@@ -269,5 +314,42 @@ mod tests {
         let none = CheckedSegments::new(0);
         none.insert(&a, 0);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn decoders_are_reused_up_to_the_bound() {
+        use floe_protocol::{BlobParams, EncodingType};
+        let pool = Decoders::new(2, 1);
+        let small = BlobParams::new(EncodingType::RsSimd, 4, 1024, 3000).unwrap();
+        let large = BlobParams::new(EncodingType::RsSimd, 10, 4096, 90_000).unwrap();
+        let (a, b, c) = (pool.take(small), pool.take(small), pool.take(large));
+        assert_eq!(pool.idle(), 0);
+        pool.give(a);
+        pool.give(b);
+        pool.give(c);
+        assert_eq!(pool.idle(), 2, "one over the bound is dropped");
+        // A reused decoder decodes blobs of other parameters.
+        let data = vec![5u8; 90_000];
+        let encoded = floe_protocol::EncodedBlob::encode(large, &data).unwrap();
+        let blob_id = encoded.metadata.blob_id();
+        let mut decoder = pool.take(large);
+        let mut out = Vec::new();
+        for segment in 0..large.segment_count() {
+            let slivers: Vec<_> = (0..large.source_shards())
+                .map(|i| {
+                    floe_protocol::VerifiedSliver::new(
+                        encoded.sliver(segment, i).unwrap(),
+                        &blob_id,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            out.extend(
+                decoder
+                    .decode(segment, &slivers, floe_protocol::Consistency::Full)
+                    .unwrap(),
+            );
+        }
+        assert_eq!(out, data);
     }
 }

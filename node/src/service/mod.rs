@@ -19,7 +19,7 @@ use libp2p::identity::{Keypair, PublicKey};
 use tokio::sync::{mpsc, oneshot};
 
 use floe_protocol::content_type;
-use floe_protocol::decoder::{Consistency, DecodeError, SegmentDecoder, VerifiedSliver};
+use floe_protocol::decoder::{Consistency, DecodeError, VerifiedSliver};
 use floe_protocol::encoder::EncodedBlob;
 use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
 use floe_protocol::holders::{self, Acceptance, HolderListError, Via};
@@ -351,6 +351,8 @@ pub(crate) struct Inner {
     max_get: u64,
     cache: crate::cache::BlobCache,
     checked: crate::cache::CheckedSegments,
+    /// Segment decoders reused across reads (their codecs and work buffers).
+    decoders: crate::cache::Decoders,
     stream_permits: Arc<tokio::sync::Semaphore>,
     put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
@@ -401,6 +403,7 @@ impl Node {
                 max_get,
                 cache: crate::cache::BlobCache::new(cache_bytes),
                 checked: crate::cache::CheckedSegments::new(CHECKED_SEGMENTS),
+                decoders: crate::cache::Decoders::new(MAX_STREAMS, hash_threads()),
                 stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
                 put_permits: Arc::new(tokio::sync::Semaphore::new(crate::spool::MAX_STREAMED_PUTS)),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),

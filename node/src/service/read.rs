@@ -224,9 +224,9 @@ impl Node {
         }
         let placement = Placement::from_holders(holders).ok_or(GetError::NotFound(*blob_id))?;
         let segments = params.segments_for_range(start, end);
-        let mut decoder = Some(SegmentDecoder::new(params).with_hash_threads(hash_threads()));
+        let mut decoder = Some(self.inner.decoders.take(params));
         let mut first = segments.start;
-        while first < segments.end {
+        'rounds: while first < segments.end {
             let count = (segments.end - first).min(SEGMENTS_PER_ROUND);
             let round_started = Instant::now();
             let slivers = self
@@ -303,10 +303,14 @@ impl Node {
                         .unwrap_or(0);
                 let chunk = Bytes::from(bytes).slice(from.min(to)..to);
                 if tx.send(chunk).await.is_err() {
-                    return Ok(()); // the reader is gone
+                    break 'rounds; // the reader is gone
                 }
             }
             first += count;
+        }
+        // Kept for the next read (a failed read drops its decoder instead).
+        if let Some(decoder) = decoder {
+            self.inner.decoders.give(decoder);
         }
         Ok(())
     }
