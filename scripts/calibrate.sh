@@ -58,15 +58,16 @@ grace_ms = 3_000
 
 # This machine's CPU as the swarm below uses it (docs/simnet.md, "CPU"): sliver throughputs measured by
 # floe-simnet cpu on one core (1 MiB, n = 20), and the transport and fixed costs of 20 release nodes sharing two
-# cores over loopback with noise, fitted once to first reads of 64 KiB and 1 MiB blobs. Each can be overridden
+# cores over loopback with noise, fitted once to first reads of 64 KiB and 1 MiB blobs (2026-12-03, after reads
+# began reusing decoders). Each can be overridden
 # from the environment (CALIBRATE_VERIFY, CALIBRATE_CHECK, CALIBRATE_TRANSFER, CALIBRATE_MESSAGE_US,
 # CALIBRATE_READ_US) to try others.
 [cpu]
 verify_mb_per_s = ${CALIBRATE_VERIFY:-5020}
 check_mb_per_s = ${CALIBRATE_CHECK:-1140}
-transfer_mb_per_s = ${CALIBRATE_TRANSFER:-93}
+transfer_mb_per_s = ${CALIBRATE_TRANSFER:-210}
 message_us = ${CALIBRATE_MESSAGE_US:-0}
-read_us = ${CALIBRATE_READ_US:-4400}
+read_us = ${CALIBRATE_READ_US:-0}
 
 [[crash]]
 at_ms = 120_000
