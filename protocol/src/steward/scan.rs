@@ -321,6 +321,24 @@ mod tests {
             }
         }
 
+        /// One scan of the blob by `steward` for `me`, holding `held` whole and rebuilding nothing.
+        fn scan(
+            &self,
+            steward: &mut Steward<Peer>,
+            now: Millis,
+            me: &Peer,
+            held: &[u16],
+            connected: impl Fn(&Peer) -> bool,
+        ) -> BlobDuties<Peer> {
+            steward.scan_blob(
+                now,
+                me,
+                &self.blob(held, false),
+                connected,
+                candidates(&self.holders),
+            )
+        }
+
         fn blob<'a>(&'a self, held: &'a [u16], rebuilding: bool) -> BlobAtScan<'a, Peer> {
             BlobAtScan {
                 blob_id: self.blob_id,
@@ -357,13 +375,7 @@ mod tests {
         // The leader (holder 0) is missed from t = 0: within its grace period, this node is its deputy and does
         // not repair.
         for now in [0, 50, 99] {
-            let duties = steward.scan_blob(
-                now,
-                &me,
-                &world.blob(&held, false),
-                leader_down,
-                candidates(&world.holders),
-            );
+            let duties = world.scan(&mut steward, now, &me, &held, leader_down);
             assert!(duties.gone.is_empty());
             assert!(
                 !matches!(duties.duty, Duty::Repair(_)),
@@ -372,13 +384,7 @@ mod tests {
             );
         }
         // At t = grace it is gone: this node leads and moves index 0 to a live peer outside the list.
-        let duties = steward.scan_blob(
-            100,
-            &me,
-            &world.blob(&held, false),
-            leader_down,
-            candidates(&world.holders),
-        );
+        let duties = world.scan(&mut steward, 100, &me, &held, leader_down);
         assert_eq!(duties.gone, BTreeSet::from([peer(0)]));
         assert_eq!(duties.newly_gone, vec![peer(0)]);
         let Duty::Repair(plan) = duties.duty else {
@@ -387,13 +393,7 @@ mod tests {
         assert_ne!(plan.holders[0], peer(0));
         assert_eq!(&plan.holders[1..], &world.holders[1..]);
         // The old leader back before the repair started: it leads again, and the gone list empties.
-        let duties = steward.scan_blob(
-            110,
-            &me,
-            &world.blob(&held, false),
-            |_| true,
-            candidates(&world.holders),
-        );
+        let duties = world.scan(&mut steward, 110, &me, &held, |_| true);
         assert!(duties.gone.is_empty());
         assert!(!matches!(duties.duty, Duty::Repair(_)));
     }
@@ -407,15 +407,7 @@ mod tests {
         let down_2 = |p: &Peer| *p != peer(2);
         let down_2_3 = |p: &Peer| *p != peer(2) && *p != peer(3);
         let mut scan = |now, connected: &dyn Fn(&Peer) -> bool| {
-            steward
-                .scan_blob(
-                    now,
-                    &me,
-                    &world.blob(&held, false),
-                    connected,
-                    candidates(&world.holders),
-                )
-                .duty
+            world.scan(&mut steward, now, &me, &held, connected).duty
         };
         assert_eq!(scan(0, &down_2), Duty::Nothing);
         // Holder 3 goes missing at 60, while 2 is still within its grace: at 100 holder 2 is gone but 3 is
@@ -438,15 +430,7 @@ mod tests {
         // Holder 1 is missed from 0 and gone at 100; from then on another holder is always newly missing.
         let mut scan = |now: Millis, missing: &[u8]| {
             let connected = |p: &Peer| !missing.iter().any(|&m| *p == peer(m));
-            steward
-                .scan_blob(
-                    now,
-                    &me,
-                    &world.blob(&held, false),
-                    connected,
-                    candidates(&world.holders),
-                )
-                .duty
+            world.scan(&mut steward, now, &me, &held, connected).duty
         };
         assert_eq!(scan(0, &[1]), Duty::Nothing);
         assert!(!matches!(scan(100, &[1, 2]), Duty::Repair(_)), "2 pending");
@@ -524,24 +508,8 @@ mod tests {
         let mut bystander = Steward::new(config(), 0);
         let up = |_: &Peer| true;
         for now in [0, 60] {
-            let d = deputy
-                .scan_blob(
-                    now,
-                    &peer(1),
-                    &world.blob(&[1], false),
-                    up,
-                    candidates(&world.holders),
-                )
-                .duty;
-            let b = bystander
-                .scan_blob(
-                    now,
-                    &peer(2),
-                    &world.blob(&[2], false),
-                    up,
-                    candidates(&world.holders),
-                )
-                .duty;
+            let d = world.scan(&mut deputy, now, &peer(1), &[1], up).duty;
+            let b = world.scan(&mut bystander, now, &peer(2), &[2], up).duty;
             assert_eq!(b, Duty::Nothing);
             if now == 60 {
                 assert_eq!(d, Duty::ChallengeAsDeputy { leader: peer(0) });
@@ -550,15 +518,7 @@ mod tests {
         // A node without a whole index of the blob never challenges.
         let mut writing = Steward::new(config(), 0);
         for now in [0, 60, 300] {
-            let duty = writing
-                .scan_blob(
-                    now,
-                    &peer(1),
-                    &world.blob(&[], false),
-                    up,
-                    candidates(&world.holders),
-                )
-                .duty;
+            let duty = world.scan(&mut writing, now, &peer(1), &[], up).duty;
             assert_eq!(duty, Duty::Nothing);
         }
     }
@@ -570,13 +530,7 @@ mod tests {
         let mut steward = Steward::new(config(), 0);
         // This node holds indexes 2 and 3 whole, which the list gives to holders 2 and 3.
         let held = [2u16, 3];
-        let duties = steward.scan_blob(
-            0,
-            &me,
-            &world.blob(&held, false),
-            |_| true,
-            candidates(&world.holders),
-        );
+        let duties = world.scan(&mut steward, 0, &me, &held, |_| true);
         assert_eq!(duties.hand_off, vec![2, 3]);
         let duties = steward.scan_blob(
             10,
@@ -588,20 +542,8 @@ mod tests {
         assert!(duties.hand_off.is_empty());
         // Not to a gone holder: holder 3 is missed from 100 and gone at 200.
         let down_3 = |p: &Peer| *p != peer(3);
-        steward.scan_blob(
-            100,
-            &me,
-            &world.blob(&held, false),
-            down_3,
-            candidates(&world.holders),
-        );
-        let duties = steward.scan_blob(
-            200,
-            &me,
-            &world.blob(&held, false),
-            down_3,
-            candidates(&world.holders),
-        );
+        world.scan(&mut steward, 100, &me, &held, down_3);
+        let duties = world.scan(&mut steward, 200, &me, &held, down_3);
         assert_eq!(duties.hand_off, vec![2]);
     }
 
@@ -617,15 +559,7 @@ mod tests {
         );
         for now in (0..1000).step_by(50) {
             steward.begin_scan(now);
-            let duty = steward
-                .scan_blob(
-                    now,
-                    &peer(0),
-                    &world.blob(&[0], false),
-                    |_| true,
-                    candidates(&world.holders),
-                )
-                .duty;
+            let duty = world.scan(&mut steward, now, &peer(0), &[0], |_| true).duty;
             assert_eq!(duty, Duty::Nothing);
         }
     }
@@ -671,7 +605,7 @@ mod tests {
                     if up(h) { missed_since.remove(h); } else { missed_since.entry(h.clone()).or_insert(now); }
                 }
                 let held = [u16::from(me[0])];
-                let duties = steward.scan_blob(now, &me, &world.blob(&held, false), up, candidates(&world.holders));
+                let duties = world.scan(&mut steward, now, &me, &held, up);
                 let expected: BTreeSet<Peer> = missed_since
                     .iter()
                     .filter(|(p, since)| **p != me && now - **since >= 100)

@@ -46,6 +46,17 @@ impl Sim {
         }
     }
 
+    /// What a holder spends on a store request carrying `bytes` of slivers: handling it, taking the bytes off
+    /// the transport (nothing for its own delivery to itself) and verifying them.
+    pub(super) fn receive_ms(&self, m: &Msg, bytes: u64) -> f64 {
+        let transfer = if m.from == m.to {
+            0.0
+        } else {
+            self.transfer_ms(bytes)
+        };
+        self.message_ms() + transfer + self.verify_ms(bytes)
+    }
+
     /// Sends `m` once its sender's work on it is done at `ready` (fractional ms, not before now).
     pub(super) fn send_at(&mut self, m: Msg, payload: u64, ready: f64) {
         let bytes = payload.saturating_add(self.sc.network.message_overhead_bytes);
@@ -170,12 +181,7 @@ impl Sim {
                 to: m.from,
                 ..m
             };
-            let transfer = if m.from == m.to {
-                0.0
-            } else {
-                self.transfer_ms(bytes)
-            };
-            let work = self.message_ms() + transfer + self.verify_ms(bytes);
+            let work = self.receive_ms(&m, bytes);
             let done = self.compute(m.to, self.now as f64, work);
             self.send_at(progress, 0, done);
             return;
@@ -204,12 +210,7 @@ impl Sim {
         } else {
             self.blobs[b].sliver_bytes
         };
-        let transfer = if m.from == m.to {
-            0.0
-        } else {
-            self.transfer_ms(bytes)
-        };
-        let work = self.message_ms() + transfer + self.verify_ms(bytes);
+        let work = self.receive_ms(&m, bytes);
         let done = self.compute(m.to, self.now as f64, work);
         self.send_at(ack, 0, done);
     }
@@ -309,12 +310,7 @@ impl Sim {
         }
         // The new holder takes the rebuilt sliver off the transport and verifies it before it answers.
         let bytes = self.blobs[b].sliver_bytes;
-        let transfer = if m.from == m.to {
-            0.0
-        } else {
-            self.transfer_ms(bytes)
-        };
-        let work = self.message_ms() + transfer + self.verify_ms(bytes);
+        let work = self.receive_ms(&m, bytes);
         let done = self.compute(m.to, self.now as f64, work);
         self.send_at(reply, 0, done);
     }

@@ -227,6 +227,17 @@ impl Sim {
         self.apply_write(r, effects);
     }
 
+    /// A write or streamed write is over: `finished` (every index stored or given up) or failed.
+    fn write_ended(&mut self, r: OpRef, b: u32, finished: bool) {
+        self.ops.release(r);
+        if !finished {
+            self.fail_write(b);
+        } else if self.blobs[ix(b)].status == Status::Certified {
+            // Holders that left while the write ran are noticed once their grace is over.
+            self.schedule_reeval(b, self.now.saturating_add(self.sc.repair.grace_ms));
+        }
+    }
+
     /// Maps a streamed write's effects to messages. A run is prepared at once (the simulator does not charge a
     /// writer's encoding yet) and its slivers are sizes, so `Release` frees nothing.
     pub(super) fn apply_stream_write(&mut self, r: OpRef, effects: Vec<StreamWriteEffect>) {
@@ -273,19 +284,8 @@ impl Sim {
                 }
                 StreamWriteEffect::SetTimer(at) => self.set_timer(r, at),
                 StreamWriteEffect::Certified => self.certify(b, self.now - started),
-                StreamWriteEffect::Failed { .. } => {
-                    self.ops.release(r);
-                    self.fail_write(b);
-                    return;
-                }
-                StreamWriteEffect::Finished => {
-                    self.ops.release(r);
-                    if self.blobs[ix(b)].status == Status::Certified {
-                        // Holders that left while the write ran are noticed once their grace is over.
-                        self.schedule_reeval(b, self.now.saturating_add(self.sc.repair.grace_ms));
-                    }
-                    return;
-                }
+                StreamWriteEffect::Failed { .. } => return self.write_ended(r, b, false),
+                StreamWriteEffect::Finished => return self.write_ended(r, b, true),
             }
         }
     }
@@ -320,19 +320,8 @@ impl Sim {
                 }
                 WriteEffect::SetTimer(at) => self.set_timer(r, at),
                 WriteEffect::Certified => self.certify(b, self.now - started),
-                WriteEffect::Failed { .. } => {
-                    self.ops.release(r);
-                    self.fail_write(b);
-                    return;
-                }
-                WriteEffect::Finished => {
-                    self.ops.release(r);
-                    if self.blobs[ix(b)].status == Status::Certified {
-                        // Holders that left while the write ran are noticed once their grace is over.
-                        self.schedule_reeval(b, self.now.saturating_add(self.sc.repair.grace_ms));
-                    }
-                    return;
-                }
+                WriteEffect::Failed { .. } => return self.write_ended(r, b, false),
+                WriteEffect::Finished => return self.write_ended(r, b, true),
             }
         }
     }
