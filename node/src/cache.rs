@@ -190,9 +190,10 @@ impl CheckedSegments {
     }
 }
 
-/// Segment decoders kept between reads, with their work buffers: a read takes one and gives it back, so a first
-/// read's consistency check does not pay for a fresh codec and fresh buffers (page faults) every time. Bounded:
-/// at most `keep` decoders wait here; a read that finds none makes its own.
+/// Segment decoders kept between reads and repairs, with their work buffers: a read (or a repair's run) takes one
+/// and gives it back, so a first read's consistency check and a rebuild do not pay for a fresh codec and fresh
+/// buffers (page faults) every time. Bounded: at most `keep` decoders wait here; a taker that finds none makes
+/// its own.
 pub struct Decoders {
     idle: Mutex<Vec<floe_protocol::SegmentDecoder>>,
     keep: usize,

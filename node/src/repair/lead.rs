@@ -428,7 +428,7 @@ impl Node {
                     .collect::<Result<Vec<_>, _>>()?;
                 chosen.insert(*index, verified);
             }
-            let mut decoder = SegmentDecoder::new(params).with_hash_threads(hash_threads());
+            let mut decoder = node.inner.decoders.take(params);
             let mut rebuilt: BTreeMap<u16, Vec<Sliver>> = BTreeMap::new();
             for segment in run.clone() {
                 let these: Vec<VerifiedSliver> = chosen
@@ -452,6 +452,7 @@ impl Node {
                     rebuilt.entry(sliver.index).or_default().push(sliver);
                 }
             }
+            node.inner.decoders.give(decoder);
             Ok(rebuilt)
         })
         .await?

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use floe_protocol::challenge::{self, Challenge, Recorded, Role, Verdict};
 use floe_protocol::content_type;
-use floe_protocol::decoder::{SegmentDecoder, VerifiedSliver};
+use floe_protocol::decoder::VerifiedSliver;
 use floe_protocol::holders::{self, Acceptance, Via};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
@@ -39,8 +39,7 @@ mod scan;
 use crate::drive::{Driver, Wake};
 use crate::net::{Gossip, MAX_GOSSIP_LEN};
 use crate::service::{
-    IndexSource, Node, SendError, StoreAnswer, check_holders, hash_threads, neighbourhood_in,
-    store_request,
+    IndexSource, Node, SendError, StoreAnswer, check_holders, neighbourhood_in, store_request,
 };
 use crate::steward_state::RepairState;
 use crate::store::HolderRecord;

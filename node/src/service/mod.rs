@@ -351,8 +351,8 @@ pub(crate) struct Inner {
     max_get: u64,
     cache: crate::cache::BlobCache,
     checked: crate::cache::CheckedSegments,
-    /// Segment decoders reused across reads (their codecs and work buffers).
-    decoders: crate::cache::Decoders,
+    /// Segment decoders reused across reads and repairs (their codecs and work buffers).
+    pub(crate) decoders: crate::cache::Decoders,
     stream_permits: Arc<tokio::sync::Semaphore>,
     put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
