@@ -1,7 +1,8 @@
 //! One scan's decisions for each blob held here, with the state they need between scans: the [`Steward`].
 //!
 //! A driver scans every `scan_interval` ([`Steward::poll_timeout`]): it opens the scan with
-//! [`Steward::begin_scan`], tells the steward what it knows of each blob it holds ([`BlobAtScan`]: the holder
+//! [`Steward::begin_scan`], forgets the blobs it no longer holds ([`Steward::retain`]), tells the steward what
+//! it knows of each blob it holds ([`BlobAtScan`]: the holder
 //! list, the indexes held whole, whether a repair of it runs here, which holders challenges found failing), and
 //! acts on the [`BlobDuties`] it gets back: hand-offs, a repair to start, a challenge round to run. The steward
 //! decides who is gone (grace counted from the first scan that missed a holder), who leads and deputises, when
