@@ -181,6 +181,17 @@ pub struct PeerView {
     pub connected_peers: BTreeSet<PeerId>,
 }
 
+impl PeerView {
+    /// The measured round-trip times keyed by peer ID bytes, as the protocol's read and repair machines rank
+    /// holders.
+    pub fn rtt_by_key(&self) -> BTreeMap<Vec<u8>, u64> {
+        self.rtt_ms
+            .iter()
+            .map(|(peer, ms)| (peer.to_bytes(), *ms))
+            .collect()
+    }
+}
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

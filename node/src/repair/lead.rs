@@ -157,12 +157,7 @@ impl Node {
             .copied()
             .filter(|i| !targets.contains(i))
             .collect();
-        let view = self.inner.net.view().await;
-        let rtt: BTreeMap<Vec<u8>, u64> = view
-            .rtt_ms
-            .iter()
-            .map(|(p, ms)| (p.to_bytes(), *ms))
-            .collect();
+        let rtt = self.inner.net.view().await.rtt_by_key();
         let (mut repair, mut effects) = Repair::start(
             blob_id,
             params.source_shards(),

@@ -400,12 +400,7 @@ impl Node {
         first: u64,
         count: u64,
     ) -> Result<BTreeMap<u16, Vec<VerifiedSliver>>, GetError> {
-        let view = self.inner.net.view().await;
-        let rtt: BTreeMap<Vec<u8>, u64> = view
-            .rtt_ms
-            .iter()
-            .map(|(p, ms)| (p.to_bytes(), *ms))
-            .collect();
+        let rtt = self.inner.net.view().await.rtt_by_key();
         let me = self.inner.peer_id.to_bytes();
         let (mut read, mut effects) = Read::start(
             placement,

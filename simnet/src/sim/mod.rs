@@ -166,6 +166,24 @@ struct Msg {
     op: OpRef,
 }
 
+impl Msg {
+    /// A request of `kind` from `from` to `to` about sliver `index` of blob `blob`, for operation `op`: first
+    /// attempt, no epoch or run (callers set those where they apply).
+    fn request(kind: Kind, from: u32, to: u32, blob: u32, index: u16, op: OpRef) -> Self {
+        Self {
+            kind,
+            valid: false,
+            index,
+            attempt: 0,
+            from,
+            to,
+            blob,
+            epoch: 0,
+            op,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Sample,

@@ -167,21 +167,27 @@ impl Sim {
     // -----------------------------------------------------------------------------------------------------------
     // Writes
 
+    /// Starts an operation of `owner`'s on blob `b` with its Kademlia lookup (`kind` says which), done after
+    /// the lookup's latency.
+    pub(super) fn start_lookup(&mut self, owner: u32, b: u32, kind: OpKind) {
+        let op = Op {
+            owner,
+            incarnation: self.nodes[ix(owner)].incarnation,
+            blob: b,
+            started: self.now,
+            timer: Timer::default(),
+            kind,
+        };
+        let r = self.ops.insert(op);
+        self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
+    }
+
     pub(super) fn write_start(&mut self, b: u32) {
         let Some(writer) = self.pick_live_honest() else {
             self.fail_write(b);
             return;
         };
-        let op = Op {
-            owner: writer,
-            incarnation: self.nodes[ix(writer)].incarnation,
-            blob: b,
-            started: self.now,
-            timer: Timer::default(),
-            kind: OpKind::WriteLookup,
-        };
-        let r = self.ops.insert(op);
-        self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
+        self.start_lookup(writer, b, OpKind::WriteLookup);
     }
 
     pub(super) fn begin_write(&mut self, r: OpRef, mut op: Op) {
@@ -269,15 +275,9 @@ impl Sim {
                     let Some(to) = node_of(&peer) else { continue };
                     let payload = self.blobs[ix(b)].run_bytes.get(run).copied().unwrap_or(0);
                     let msg = Msg {
-                        kind: Kind::StoreReq,
-                        valid: false,
-                        index,
                         attempt: u16::try_from(attempt).unwrap_or(u16::MAX),
-                        from: owner,
-                        to,
-                        blob: b,
                         epoch: u32::try_from(run).unwrap_or(u32::MAX),
-                        op: r,
+                        ..Msg::request(Kind::StoreReq, owner, to, b, index, r)
                     };
                     self.s.stream_runs_sent += 1;
                     self.send(msg, payload);
@@ -305,15 +305,8 @@ impl Sim {
                 } => {
                     let Some(to) = node_of(&peer) else { continue };
                     let msg = Msg {
-                        kind: Kind::StoreReq,
-                        valid: false,
-                        index,
                         attempt: u16::try_from(attempt).unwrap_or(u16::MAX),
-                        from: owner,
-                        to,
-                        blob: b,
-                        epoch: 0,
-                        op: r,
+                        ..Msg::request(Kind::StoreReq, owner, to, b, index, r)
                     };
                     let payload = self.blobs[ix(b)].sliver_bytes;
                     self.send(msg, payload);
@@ -349,16 +342,7 @@ impl Sim {
             return;
         };
         self.s.reads_started += 1;
-        let op = Op {
-            owner: reader,
-            incarnation: self.nodes[ix(reader)].incarnation,
-            blob: b,
-            started: self.now,
-            timer: Timer::default(),
-            kind: OpKind::ReadLookup,
-        };
-        let r = self.ops.insert(op);
-        self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
+        self.start_lookup(reader, b, OpKind::ReadLookup);
     }
 
     pub(super) fn begin_read(&mut self, r: OpRef, mut op: Op) {
@@ -396,17 +380,7 @@ impl Sim {
             match effect {
                 ReadEffect::Send { peer, index } => {
                     let Some(to) = node_of(&peer) else { continue };
-                    let msg = Msg {
-                        kind: Kind::ReadReq,
-                        valid: false,
-                        index,
-                        attempt: 0,
-                        from: owner,
-                        to,
-                        blob: b,
-                        epoch: 0,
-                        op: r,
-                    };
+                    let msg = Msg::request(Kind::ReadReq, owner, to, b, index, r);
                     self.send(msg, 0);
                 }
                 ReadEffect::SetTimer(at) => self.set_timer(r, at),

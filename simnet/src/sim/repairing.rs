@@ -361,17 +361,7 @@ impl Sim {
             match effect {
                 RepairEffect::Fetch { peer, index } => {
                     let Some(to) = node_of(&peer) else { continue };
-                    let msg = Msg {
-                        kind: Kind::FetchReq,
-                        valid: false,
-                        index,
-                        attempt: 0,
-                        from: owner,
-                        to,
-                        blob: b,
-                        epoch: 0,
-                        op: r,
-                    };
+                    let msg = Msg::request(Kind::FetchReq, owner, to, b, index, r);
                     self.send(msg, 0);
                 }
                 RepairEffect::SetTimer(at) => self.set_timer(r, at),
