@@ -156,10 +156,12 @@ impl Node {
                     .filter(|p| !gone.contains(p) && !excluded.contains(p))
                     .collect()
             };
-            let duties =
-                self.state()
-                    .steward
-                    .scan_blob(self.now(), &me, &blob, connected, candidates);
+            let now = self.now();
+            let out_of_reach = steward::out_of_reach_now(now, connected);
+            let duties = self
+                .state()
+                .steward
+                .scan_blob(now, &me, &blob, out_of_reach, candidates);
             for holder in &duties.newly_gone {
                 if let Ok(peer) = PeerId::from_bytes(holder) {
                     tracing::info!(%peer, grace = ?self.inner.repair.grace, "holder out of reach past the grace period; its slivers move");

@@ -184,13 +184,10 @@ impl RepairConfig {
             settle: millis(self.challenge_settle),
             min_lost: self.min_lost,
             challenge_interval: millis(self.challenge_interval),
-            challenges_per_scan: CHALLENGES_PER_SCAN,
+            challenges_per_scan: floe_protocol::steward::DEFAULT_CHALLENGES_PER_SCAN,
         }
     }
 }
-
-/// Blobs a node challenges as their leader per scan, so a scan's cost stays bounded.
-const CHALLENGES_PER_SCAN: usize = 16;
 
 impl Default for RepairConfig {
     fn default() -> Self {

@@ -1,6 +1,6 @@
 //! Stewardship: the rules a holder applies to each blob it holds on every scan, with time as an input. Who of a
-//! blob's holders is gone ([`Liveness`]: out of reach for the grace period, counted from when this peer first
-//! found them missing), when a blob has settled enough for its holders to be challenged ([`Settling`]), which
+//! blob's holders is gone ([`Liveness`]: out of reach for the grace period, counted from when the driver last
+//! reached them, or from the first scan that found them out of reach), when a blob has settled enough for its holders to be challenged ([`Settling`]), which
 //! partial sliver indexes were abandoned ([`Partials`]), which slivers this peer must hand off
 //! ([`hand_off_indexes`]) and whether its repair is due now ([`repair_now`]).
 //!
@@ -20,15 +20,21 @@ use crate::write::Millis;
 
 mod scan;
 
-pub use scan::{BlobAtScan, BlobDuties, Duty, Steward, StewardConfig, revert_undelivered};
+pub use scan::{
+    BlobAtScan, BlobDuties, DEFAULT_CHALLENGES_PER_SCAN, Duty, Steward, StewardConfig,
+    revert_undelivered,
+};
 
 /// What a scan makes of one holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {
     /// Connected now.
     Here,
-    /// Not connected, for less than the grace period: its slivers are not moved yet.
-    Missing,
+    /// Out of reach for less than the grace period: its slivers are not moved yet.
+    Missing {
+        /// When it becomes gone if it stays out of reach.
+        until: Millis,
+    },
     /// Not connected for the grace period or longer: its slivers move. `newly` the first time a scan says so
     /// (for the driver's log), until the peer is seen again.
     Gone {
@@ -42,77 +48,144 @@ pub enum Presence {
 pub struct HolderView<P> {
     /// Out of reach past the grace period, or failing.
     pub gone: BTreeSet<P>,
-    /// Another holder is missing but still within its grace period.
-    pub pending: bool,
+    /// Another holder is missing but still within its grace period: the earliest time one of them becomes gone.
+    pub pending_until: Option<Millis>,
     /// Holders reported gone for the first time (for the driver's log).
     pub newly_gone: Vec<P>,
+    /// Sliver indexes whose holder is gone.
+    pub lost: usize,
 }
 
-/// Since when each holder this peer found unconnected has been missing.
+/// What the driver knows of whether a holder is reachable: `None` when it is, else since when it has been out
+/// of reach. A time before `now` is taken as known (when its connection closed, a departure the simulator
+/// scheduled); `now` says the driver knows no better ([`out_of_reach_now`]), and the steward counts from the
+/// first scan that found the peer out of reach.
+pub type OutOfReach = Option<Millis>;
+
+/// The [`OutOfReach`] of a driver that only knows who is connected at `now`: a peer's grace period then runs
+/// from the first scan that found it unconnected.
+pub fn out_of_reach_now<P>(
+    now: Millis,
+    connected: impl Fn(&P) -> bool,
+) -> impl Fn(&P) -> OutOfReach {
+    move |peer| (!connected(peer)).then_some(now)
+}
+
+/// Since when each holder this peer found out of reach has been missing.
 #[derive(Debug, Clone)]
 pub struct Liveness<P> {
-    missing_since: BTreeMap<P, Millis>,
-    reported: BTreeSet<P>,
+    missing: BTreeMap<P, Missed>,
+    /// Scans begun ([`Liveness::begin_scan`]): a peer no scan looked at since the last one is forgotten.
+    scan: u64,
+}
+
+/// One missing peer.
+#[derive(Debug, Clone, Copy)]
+struct Missed {
+    since: Millis,
+    reported: bool,
+    last_scan: u64,
 }
 
 impl<P> Default for Liveness<P> {
     fn default() -> Self {
         Self {
-            missing_since: BTreeMap::new(),
-            reported: BTreeSet::new(),
+            missing: BTreeMap::new(),
+            scan: 0,
         }
     }
 }
 
 impl<P: Ord + Clone> Liveness<P> {
-    /// Records what a scan saw of `peer` at `now`. A peer's grace period runs from the first scan that found it
-    /// unconnected (a peer this node never talked to is not gone at once), and ends when it is seen again.
-    pub fn observe(&mut self, peer: &P, connected: bool, now: Millis, grace: Millis) -> Presence {
-        if connected {
-            if !self.missing_since.is_empty() {
-                self.missing_since.remove(peer);
-                self.reported.remove(peer);
-            }
+    /// Opens a scan: peers the previous scan did not find out of reach (reached again, or no blob held here
+    /// names them any more) are forgotten, so departed peers do not pile up; one missed again later starts a
+    /// new grace period, as a peer never seen does.
+    pub fn begin_scan(&mut self) {
+        self.scan = self.scan.saturating_add(1);
+        let scan = self.scan;
+        self.missing
+            .retain(|_, missed| missed.last_scan.saturating_add(1) >= scan);
+    }
+
+    /// Records what a scan saw of `peer` at `now`: reachable (`None`) or out of reach since a time
+    /// ([`OutOfReach`]). A peer's grace period runs from when the driver knows it went out of reach, else from
+    /// the first scan that found it so (a peer this node never talked to is not gone at once), and ends once a
+    /// whole scan finds it reachable: a scan that misses it again after that starts a new one. Reachable peers
+    /// cost nothing here; most are.
+    pub fn observe(
+        &mut self,
+        peer: &P,
+        out_of_reach: OutOfReach,
+        now: Millis,
+        grace: Millis,
+    ) -> Presence {
+        let Some(since) = out_of_reach else {
             return Presence::Here;
+        };
+        let (known, since, scan) = (since < now, since.min(now), self.scan);
+        let fresh = Missed {
+            since,
+            reported: false,
+            last_scan: scan,
+        };
+        // Looked up before inserting: a peer already missing costs no clone.
+        let missed = match self.missing.get_mut(peer) {
+            // Not missed by the previous scan or this one: reached meanwhile; its grace period starts again.
+            Some(missed) if missed.last_scan.saturating_add(1) < scan => {
+                *missed = fresh;
+                missed
+            }
+            Some(missed) => missed,
+            None => self.missing.entry(peer.clone()).or_insert(fresh),
+        };
+        if known {
+            missed.since = since;
         }
-        let since = *self.missing_since.entry(peer.clone()).or_insert(now);
-        if now.saturating_sub(since) < grace {
-            return Presence::Missing;
+        missed.last_scan = scan;
+        let until = missed.since.saturating_add(grace);
+        if now < until {
+            return Presence::Missing { until };
         }
         Presence::Gone {
-            newly: self.reported.insert(peer.clone()),
+            newly: !std::mem::replace(&mut missed.reported, true),
         }
     }
 
     /// A blob's holders as this peer sees them at `now`: the gone ones (out of reach past the grace period, or
-    /// in `failing`), and whether another is still within its grace period (`pending`: a repair then waits for
-    /// it, at most one grace period, so holders lost together are rebuilt in one repair). `me` is never gone.
+    /// in `failing`), and when the first still within its grace period becomes gone (`pending_until`: a repair
+    /// waits for it, at most one grace period, so holders lost together are rebuilt in one repair). `me` is
+    /// never gone.
     pub fn gone_holders(
         &mut self,
         holders: &[P],
         me: &P,
         now: Millis,
         grace: Millis,
-        connected: impl Fn(&P) -> bool,
+        out_of_reach: impl Fn(&P) -> OutOfReach,
         failing: &BTreeSet<P>,
     ) -> HolderView<P> {
         let mut view = HolderView {
             gone: BTreeSet::new(),
-            pending: false,
+            pending_until: None,
             newly_gone: Vec::new(),
+            lost: 0,
         };
         for holder in holders.iter().filter(|h| *h != me) {
-            match self.observe(holder, connected(holder), now, grace) {
-                Presence::Here => {}
-                Presence::Missing => view.pending = true,
+            let out = match self.observe(holder, out_of_reach(holder), now, grace) {
+                Presence::Here => false,
+                Presence::Missing { until } => {
+                    view.pending_until = Some(view.pending_until.map_or(until, |t| t.min(until)));
+                    false
+                }
                 Presence::Gone { newly } => {
                     if newly {
                         view.newly_gone.push(holder.clone());
                     }
-                    view.gone.insert(holder.clone());
+                    true
                 }
-            }
-            if failing.contains(holder) {
+            };
+            if out || (!failing.is_empty() && failing.contains(holder)) {
+                view.lost += 1;
                 view.gone.insert(holder.clone());
             }
         }
@@ -121,7 +194,7 @@ impl<P: Ord + Clone> Liveness<P> {
 
     /// Peers currently counted missing.
     pub fn missing(&self) -> usize {
-        self.missing_since.len()
+        self.missing.len()
     }
 }
 
@@ -300,28 +373,114 @@ mod tests {
         let holders = [0u8, 1, 2, 3];
         // 1 and 2 are missing from t = 10; 0 is this peer.
         let up = |p: &u8| *p == 3;
-        let view = live.gone_holders(&holders, &0, 10, grace, up, &none);
-        assert!(view.gone.is_empty() && view.pending);
-        let view = live.gone_holders(&holders, &0, 109, grace, up, &none);
-        assert!(view.gone.is_empty() && view.pending);
-        let view = live.gone_holders(&holders, &0, 110, grace, up, &none);
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 10, grace, out_of_reach_now(10, up), &none);
+        assert!(view.gone.is_empty());
+        assert_eq!(
+            view.pending_until,
+            Some(110),
+            "gone a grace period after first missed"
+        );
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 109, grace, out_of_reach_now(109, up), &none);
+        assert!(view.gone.is_empty() && view.pending_until.is_some());
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 110, grace, out_of_reach_now(110, up), &none);
         assert_eq!(view.gone, BTreeSet::from([1, 2]));
-        assert!(!view.pending);
+        assert_eq!(view.pending_until, None);
         assert_eq!(view.newly_gone, vec![1, 2]);
         // Reported once; 2 comes back and its clock restarts.
         let up = |p: &u8| *p == 3 || *p == 2;
-        let view = live.gone_holders(&holders, &0, 150, grace, up, &none);
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 150, grace, out_of_reach_now(150, up), &none);
         assert_eq!(view.gone, BTreeSet::from([1]));
         assert!(view.newly_gone.is_empty());
         let up = |p: &u8| *p == 3;
-        let view = live.gone_holders(&holders, &0, 200, grace, up, &none);
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 200, grace, out_of_reach_now(200, up), &none);
         assert_eq!(view.gone, BTreeSet::from([1]));
-        assert!(view.pending, "2 went missing again at 200");
+        assert!(view.pending_until.is_some(), "2 went missing again at 200");
         // Failing holders are gone whatever their connection.
         let failing = BTreeSet::from([3]);
-        let view = live.gone_holders(&holders, &0, 200, grace, up, &failing);
+        live.begin_scan();
+        let view = live.gone_holders(
+            &holders,
+            &0,
+            200,
+            grace,
+            out_of_reach_now(200, up),
+            &failing,
+        );
         assert!(view.gone.contains(&3));
         assert_eq!(live.missing(), 2);
+    }
+
+    #[test]
+    fn a_driver_that_knows_when_a_holder_went_out_of_reach_counts_grace_from_then() {
+        let mut live = Liveness::<u8>::default();
+        let (grace, none) = (100, BTreeSet::new());
+        let holders = [0u8, 1, 2];
+        // Holder 1's connection closed at 30; the first scan to look is at 80.
+        let down_since_30 = |p: &u8| (*p == 1).then_some(30);
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 80, grace, down_since_30, &none);
+        assert_eq!(view.pending_until, Some(130));
+        live.begin_scan();
+        let view = live.gone_holders(&holders, &0, 130, grace, down_since_30, &none);
+        assert_eq!(view.gone, BTreeSet::from([1]));
+        // A time in the future counts as now, and `now` as "not known": the first scan's time stays.
+        let mut live = Liveness::<u8>::default();
+        live.begin_scan();
+        let view = live.gone_holders(
+            &holders,
+            &0,
+            10,
+            grace,
+            |p: &u8| (*p == 2).then_some(500),
+            &none,
+        );
+        assert_eq!(view.pending_until, Some(110));
+        live.begin_scan();
+        let view = live.gone_holders(
+            &holders,
+            &0,
+            60,
+            grace,
+            |p: &u8| (*p == 2).then_some(60),
+            &none,
+        );
+        assert_eq!(view.pending_until, Some(110));
+        // What the driver knows wins over what a scan first saw: a later outage it knows the start of.
+        live.begin_scan();
+        let view = live.gone_holders(
+            &holders,
+            &0,
+            70,
+            grace,
+            |p: &u8| (*p == 2).then_some(65),
+            &none,
+        );
+        assert_eq!(view.pending_until, Some(165));
+    }
+
+    #[test]
+    fn peers_no_scan_looks_at_any_more_are_forgotten() {
+        let mut live = Liveness::<u8>::default();
+        let (grace, none) = (100, BTreeSet::new());
+        let up = |p: &u8| *p == 0;
+        live.begin_scan();
+        live.gone_holders(&[0, 1, 2], &0, 0, grace, out_of_reach_now(0, up), &none);
+        assert_eq!(live.missing(), 2);
+        // The next scan still looks at 1 (another blob's list), no longer at 2.
+        live.begin_scan();
+        live.gone_holders(&[0, 1], &0, 10, grace, out_of_reach_now(10, up), &none);
+        assert_eq!(live.missing(), 2, "kept for one full scan");
+        live.begin_scan();
+        assert_eq!(live.missing(), 1);
+        // In the same scan, named again: 2 starts a new grace period; 1 kept its own.
+        let view = live.gone_holders(&[0, 1, 2], &0, 100, grace, out_of_reach_now(100, up), &none);
+        assert_eq!(view.gone, BTreeSet::from([1]));
+        assert_eq!(view.pending_until, Some(200));
     }
 
     #[test]
@@ -467,8 +626,9 @@ mod tests {
                 for (i, slot) in missing_from.iter_mut().enumerate() {
                     if up[i] { *slot = None } else if slot.is_none() { *slot = Some(now) }
                 }
+                live.begin_scan();
                 let gone = live
-                    .gone_holders(&holders, &0, now, grace, |p| up[usize::from(*p)], &BTreeSet::new())
+                    .gone_holders(&holders, &0, now, grace, out_of_reach_now(now, |p: &u8| up[usize::from(*p)]), &BTreeSet::new())
                     .gone;
                 prop_assert!(!gone.contains(&0));
                 for p in 1u8..4 {

@@ -5,10 +5,15 @@
 //! it knows of each blob it holds ([`BlobAtScan`]: the holder
 //! list, the indexes held whole, whether a repair of it runs here, which holders challenges found failing), and
 //! acts on the [`BlobDuties`] it gets back: hand-offs, a repair to start, a challenge round to run. The steward
-//! decides who is gone (grace counted from the first scan that missed a holder), who leads and deputises, when
+//! decides who is gone (grace counted from when the driver knows a holder went out of reach, else from the first
+//! scan that missed it), who leads and deputises, when
 //! a blob has settled, when a lead repair is due (the lazy threshold, waiting at most one grace period for
 //! holders still within theirs), and when and how often to challenge. Time is an input; the driver keeps the
 //! clock, the store, the network and the challenge tally.
+//!
+//! A driver may also scan a blob on events instead of every interval (the simulator scans a blob when one of
+//! its holders departs, at its challenge rounds, and at [`BlobDuties::recheck_at`]): the steward's answers
+//! depend only on its inputs and `now`, so a scan skipped while nothing changed decides nothing differently.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +21,10 @@ use crate::blob_id::BlobId;
 use crate::repair::{self, RepairPlan};
 use crate::write::Millis;
 
-use super::{Liveness, Losses, Settling, hand_off_indexes, repair_now};
+use super::{HolderView, Liveness, Losses, OutOfReach, Settling, hand_off_indexes, repair_now};
+
+/// Blobs a node challenges as their leader per scan by default, so a scan's cost stays bounded.
+pub const DEFAULT_CHALLENGES_PER_SCAN: usize = 16;
 
 /// The settings a steward decides by (the node's flags of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +74,19 @@ pub struct BlobDuties<P> {
     pub newly_gone: Vec<P>,
     /// Sliver indexes held here to hand off to their listed holder.
     pub hand_off: Vec<u16>,
+    /// This node leads the blob in its own view (the first of its holders not gone).
+    pub leads: bool,
+    /// This node is the blob's deputy in its own view (the first of its holders not gone after the leader).
+    pub deputises: bool,
     /// What else to do.
     pub duty: Duty<P>,
+    /// This node leads and a repair of losses is due, but waits for holders still within their grace period.
+    pub repair_waits: bool,
+    /// When a scan of this blob may next decide differently with nothing else changed: a holder still within
+    /// its grace period becomes gone, or a repair waiting for such holders stops waiting. `None` when only new
+    /// input (a departure, a list, a verdict) can change the answer. A driver scanning every interval may
+    /// ignore it; one scanning on events scans again then.
+    pub recheck_at: Option<Millis>,
 }
 
 /// The one further thing a scan asks of this node for a blob.
@@ -122,11 +141,12 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         self.next_scan
     }
 
-    /// Opens a scan at `now`: the next one is due a scan interval later (whatever becomes of this one), and
-    /// the per-scan challenge budget starts again.
+    /// Opens a scan at `now`: the next one is due a scan interval later (whatever becomes of this one), the
+    /// per-scan challenge budget starts again, and peers the last scan did not look at are forgotten.
     pub fn begin_scan(&mut self, now: Millis) {
         self.next_scan = now.saturating_add(self.config.scan_interval.max(1));
         self.challenges_left = self.config.challenges_per_scan;
+        self.liveness.begin_scan();
     }
 
     /// Forgets what is kept about blobs no longer held (`held` says no).
@@ -136,15 +156,16 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         self.last_challenged.retain(|blob_id, _| held(blob_id));
     }
 
-    /// Scans one blob at `now` for `me`: who is gone (`connected` says who is reachable now), what to hand
-    /// off, and whether to lead a repair (planned over `candidates`, the live peers of the blob's
-    /// neighbourhood, asked for only when this node leads) or run a challenge round.
+    /// Scans one blob at `now` for `me`: who is gone (`out_of_reach` says who is not reachable, and since
+    /// when: [`super::out_of_reach_now`] for a driver that only knows who is connected now), what to hand off,
+    /// and whether to lead a repair (planned over `candidates`, the live peers of the blob's neighbourhood,
+    /// asked for only when this node leads) or run a challenge round.
     pub fn scan_blob(
         &mut self,
         now: Millis,
         me: &P,
         blob: &BlobAtScan<'_, P>,
-        connected: impl Fn(&P) -> bool,
+        out_of_reach: impl Fn(&P) -> OutOfReach,
         candidates: impl FnOnce(&BTreeSet<P>) -> Vec<P>,
     ) -> BlobDuties<P> {
         let config = self.config;
@@ -153,7 +174,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             me,
             now,
             config.grace,
-            connected,
+            out_of_reach,
             blob.failing,
         );
         let hand_off: Vec<u16> = hand_off_indexes(
@@ -164,19 +185,27 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             blob.rebuilding,
         )
         .collect();
-        let settled = self.settling.settled(
-            blob.blob_id,
-            blob.fingerprint,
-            !blob.held_whole.is_empty(),
-            now,
-            config.settle,
-        );
-        let duty = match repair::leader(blob.holders, &view.gone) {
+        // Settling matters only to challenges: with them off nothing is kept.
+        let settled = config.challenge_interval > 0
+            && self.settling.settled(
+                blob.blob_id,
+                blob.fingerprint,
+                !blob.held_whole.is_empty(),
+                now,
+                config.settle,
+            );
+        let leader = repair::leader(blob.holders, &view.gone);
+        let leads = leader == Some(me);
+        let mut deputises = false;
+        let mut recheck_at = view.pending_until;
+        let mut repair_waits = false;
+        let duty = match leader {
             None => Duty::Nothing,
             Some(leader) if leader != me => {
                 let mut without_leader = view.gone.clone();
                 without_leader.insert(leader.clone());
                 let deputy = repair::leader(blob.holders, &without_leader) == Some(me);
+                deputises = deputy;
                 if deputy && settled && quiet(blob) && self.challenge_due(blob.blob_id, now) {
                     Duty::ChallengeAsDeputy {
                         leader: leader.clone(),
@@ -185,13 +214,22 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
                     Duty::Nothing
                 }
             }
-            Some(_) => self.lead(now, blob, &view.gone, view.pending, settled, candidates),
+            Some(_) => {
+                let lead = self.lead(now, blob, &view, settled, candidates);
+                repair_waits = lead.waits;
+                recheck_at = earliest(recheck_at, lead.recheck_at);
+                lead.duty
+            }
         };
         BlobDuties {
             gone: view.gone,
             newly_gone: view.newly_gone,
             hand_off,
+            leads,
+            deputises,
             duty,
+            repair_waits,
+            recheck_at,
         }
     }
 
@@ -200,28 +238,39 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         &mut self,
         now: Millis,
         blob: &BlobAtScan<'_, P>,
-        gone: &BTreeSet<P>,
-        pending: bool,
+        view: &HolderView<P>,
         settled: bool,
         candidates: impl FnOnce(&BTreeSet<P>) -> Vec<P>,
-    ) -> Duty<P> {
+    ) -> Lead<P> {
         let config = self.config;
-        let lost = blob.holders.iter().filter(|h| gone.contains(*h)).count();
+        let (gone, lost, pending) = (&view.gone, view.lost, view.pending_until.is_some());
         let losses_for = self.losses.observe(blob.blob_id, lost, now);
         let shards = u16::try_from(blob.holders.len()).unwrap_or(u16::MAX);
-        if !blob.rebuilding
-            && repair_now(
-                lost,
-                shards,
-                config.min_lost,
-                pending,
-                losses_for,
-                config.grace,
-            )
-            && let Some(plan) = repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone))
-            && !plan.is_empty()
-        {
-            return Duty::Repair(plan);
+        let now_due = repair_now(
+            lost,
+            shards,
+            config.min_lost,
+            pending,
+            losses_for,
+            config.grace,
+        );
+        let waits = !now_due && lost > 0 && repair::repair_due(shards, lost, config.min_lost);
+        // Waiting for pending holders lasts one grace period from the first loss at most.
+        let mut recheck_at =
+            waits.then(|| now.saturating_add(config.grace.saturating_sub(losses_for)));
+        if !blob.rebuilding && now_due {
+            match repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone)) {
+                Some(plan) if !plan.is_empty() => {
+                    return Lead {
+                        duty: Duty::Repair(plan),
+                        recheck_at: None,
+                        waits,
+                    };
+                }
+                Some(_) => {}
+                // No live peer to move the slivers to: peers may join meanwhile, which is no input to a scan.
+                None => recheck_at = Some(now.saturating_add(config.grace.max(1))),
+            }
         }
         // A blob whose list just changed is not challenged: its new holders may still be receiving.
         if self.challenges_left > 0
@@ -230,9 +279,17 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             && self.challenge_due(blob.blob_id, now)
         {
             self.challenges_left -= 1;
-            return Duty::ChallengeAsLeader;
+            return Lead {
+                duty: Duty::ChallengeAsLeader,
+                recheck_at,
+                waits,
+            };
         }
-        Duty::Nothing
+        Lead {
+            duty: Duty::Nothing,
+            recheck_at,
+            waits,
+        }
     }
 
     /// Whether the blob's challenge interval has passed since its last round; if so, a round starts now.
@@ -254,6 +311,24 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
     /// Holders currently counted missing (for metrics).
     pub fn missing(&self) -> usize {
         self.liveness.missing()
+    }
+}
+
+/// What the leader's part of a scan decided.
+struct Lead<P> {
+    duty: Duty<P>,
+    /// When to scan again with nothing else changed (see [`BlobDuties::recheck_at`]).
+    recheck_at: Option<Millis>,
+    /// A repair of losses is due but waits for holders within their grace period.
+    waits: bool,
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -287,6 +362,7 @@ pub fn revert_undelivered<P: Clone>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::steward::out_of_reach_now;
     use proptest::prelude::*;
 
     type Peer = Vec<u8>;
@@ -331,11 +407,12 @@ mod tests {
             held: &[u16],
             connected: impl Fn(&Peer) -> bool,
         ) -> BlobDuties<Peer> {
+            steward.begin_scan(now);
             steward.scan_blob(
                 now,
                 me,
                 &self.blob(held, false),
-                connected,
+                out_of_reach_now(now, connected),
                 candidates(&self.holders),
             )
         }
@@ -423,6 +500,36 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_says_when_its_answer_may_change_without_new_input() {
+        let world = World::new();
+        let me = peer(0);
+        let mut steward = Steward::new(config(), 0);
+        let held = [0u16];
+        let down_2 = |p: &Peer| *p != peer(2);
+        let down_2_3 = |p: &Peer| *p != peer(2) && *p != peer(3);
+        let duties = world.scan(&mut steward, 0, &me, &held, down_2);
+        assert!(duties.leads);
+        assert_eq!(duties.recheck_at, Some(100), "holder 2's grace ends");
+        world.scan(&mut steward, 60, &me, &held, down_2_3);
+        // At 100 holder 2 is gone and 3 pending: the repair waits until 3's grace ends at 160 (before the
+        // wait's own bound at 200).
+        let duties = world.scan(&mut steward, 100, &me, &held, down_2_3);
+        assert_eq!(duties.duty, Duty::Nothing);
+        assert!(duties.repair_waits);
+        assert_eq!(duties.recheck_at, Some(160));
+        let duties = world.scan(&mut steward, 160, &me, &held, down_2_3);
+        assert!(matches!(duties.duty, Duty::Repair(_)));
+        assert_eq!(duties.recheck_at, None);
+        // The deputy does not lead, and rechecks when the leader's grace ends.
+        let mut deputy = Steward::new(config(), 0);
+        let duties = world.scan(&mut deputy, 5, &peer(1), &[1], |p: &Peer| *p != peer(0));
+        assert!(!duties.leads && duties.deputises);
+        assert_eq!(duties.recheck_at, Some(105));
+        let duties = world.scan(&mut deputy, 105, &peer(1), &[1], |p: &Peer| *p != peer(0));
+        assert!(duties.leads && matches!(duties.duty, Duty::Repair(_)));
+    }
+
+    #[test]
     fn holders_that_keep_going_missing_hold_a_loss_for_one_grace_period_at_most() {
         let world = World::new();
         let me = peer(0);
@@ -454,7 +561,13 @@ mod tests {
                 ..world.blob(&held, rebuilding)
             };
             steward
-                .scan_blob(now, &me, &blob, up, candidates(&world.holders))
+                .scan_blob(
+                    now,
+                    &me,
+                    &blob,
+                    out_of_reach_now(now, up),
+                    candidates(&world.holders),
+                )
                 .duty
         };
         steward.begin_scan(0);
@@ -496,7 +609,13 @@ mod tests {
             ..world.blob(&held, false)
         };
         let duty = steward
-            .scan_blob(500, &me, &changed, up, candidates(&world.holders))
+            .scan_blob(
+                500,
+                &me,
+                &changed,
+                out_of_reach_now(500, up),
+                candidates(&world.holders),
+            )
             .duty;
         assert_eq!(duty, Duty::Nothing);
         assert_eq!(steward.poll_timeout(), 510);
@@ -537,7 +656,7 @@ mod tests {
             10,
             &me,
             &world.blob(&held, true),
-            |_| true,
+            |_: &Peer| None,
             candidates(&world.holders),
         );
         assert!(duties.hand_off.is_empty());
@@ -586,6 +705,54 @@ mod tests {
                 };
                 prop_assert_eq!(*holder, expected);
             }
+        }
+
+        /// A driver that scans a blob only when a holder leaves or returns and at `recheck_at` (the simulator)
+        /// starts the same repair at the same time as one that scans every millisecond (the node, finely).
+        #[test]
+        fn scanning_on_events_and_at_recheck_times_decides_like_scanning_always(
+            outages in proptest::collection::vec(proptest::option::of((0u64..300, 1u64..300)), 5),
+            min_lost in 1u16..3,
+        ) {
+            let world = World::new();
+            let me = peer(0);
+            let config = StewardConfig { challenge_interval: 0, min_lost, ..config() };
+            // Holder i + 1 is out of reach from `down` for `length` ms.
+            let out_of_reach = |now: Millis| {
+                let outages = outages.clone();
+                move |p: &Peer| {
+                    let i = usize::from(p[0]).checked_sub(1)?;
+                    let (down, length) = (*outages.get(i)?)?;
+                    (down <= now && now < down + length).then_some(down)
+                }
+            };
+            let first_repair = |times: &mut dyn FnMut(&BlobDuties<Peer>, Millis) -> Option<Millis>| {
+                let mut steward = Steward::new(config, 0);
+                let mut now = 0;
+                loop {
+                    steward.begin_scan(now);
+                    let duties = steward.scan_blob(
+                        now, &me, &world.blob(&[0], false), out_of_reach(now), candidates(&world.holders),
+                    );
+                    if let Duty::Repair(plan) = duties.duty {
+                        return Some((now, plan));
+                    }
+                    now = times(&duties, now)?;
+                }
+            };
+            let always = first_repair(&mut |_, now| (now < 700).then_some(now + 1));
+            let mut events: BTreeSet<Millis> = outages
+                .iter()
+                .flatten()
+                .flat_map(|&(down, length)| [down, down + length])
+                .collect();
+            let on_events = first_repair(&mut |duties, now| {
+                if let Some(at) = duties.recheck_at {
+                    events.insert(at);
+                }
+                events.range(now + 1..).next().copied().filter(|&t| t <= 700)
+            });
+            prop_assert_eq!(always, on_events);
         }
 
         /// Whatever the connection pattern, a holder is gone exactly when this node has missed it on every scan
