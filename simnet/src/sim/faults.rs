@@ -25,11 +25,14 @@ impl Sim {
             return;
         }
         self.set_alive(node, false);
+        // Its steward is process memory: liveness, losses, settling and challenge times start again.
+        let steward = self.new_steward();
+        self.stewards[ix(node)] = steward;
         let n = &mut self.nodes[ix(node)];
         n.down_since = self.now;
         n.incarnation = n.incarnation.wrapping_add(1);
         let incarnation = n.incarnation;
-        self.refresh_gone_at(node);
+        self.refresh_down_at(node);
         self.s.crashes += 1;
         if wipe {
             self.wipe(node);

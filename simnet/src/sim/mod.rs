@@ -16,13 +16,16 @@
 //!   Routing tables are one global view (with the staleness window), not per node.
 //! - **Holder lists** are per blob and global: a delivered repair sliver changes the blob's holder for that index
 //!   at once, and the old holder's copy no longer counts (it is garbage once the announcement is adopted). So
-//!   there is one counted copy per index; an offline, superseded copy does not count towards durability.
-//! - **Repair**: a holder that has been down (or unreachable from the viewer) for `grace_ms` is gone. When a
-//!   holder's grace expires (and after writes, failed repairs, and partitions' grace), each affected blob is
-//!   evaluated: `repair::leader` over the holders, per reachability view (one view without partitions, one per
-//!   side with them). The leader looks up candidates, calls `repair::plan`, and runs a `repair::Repair` whose
-//!   targets are the indexes of gone holders; moves off live holders (rebalancing) are hand-offs, applied at
-//!   once and counted as hand-off bytes. Byzantine leaders never repair.
+//!   there is one counted copy per index; an offline, superseded copy does not count towards durability. A
+//!   delivery's list is judged by the node's rules (`holders::accept`, then `holders::supersedes`).
+//! - **Stewardship** (`stewarding`): every node keeps the node's own `steward::Steward`, which decides who of a
+//!   blob's holders is gone (down, or cut off by a partition, for `grace_ms`; or failing its challenges), who
+//!   leads, whether a repair is due (lazy threshold, waiting for holders within their grace) and when to
+//!   challenge. The simulator scans a blob on events rather than every scan interval: a holder's departure or a
+//!   partition reaching the grace period, a challenge round, a repair's end, and the steward's `recheck_at`.
+//!   The leader's plan (`repair::plan` over its lookup's candidates) runs as a `repair::Repair` whose targets
+//!   are the indexes of gone holders; moves off live holders (rebalancing) are hand-offs, applied at once and
+//!   counted as hand-off bytes. Byzantine leaders never repair.
 //! - **Gossip**: a repair claim reaches each listener after `hop_latency + U[0, heartbeat)` unless lost; the draw
 //!   is a pure hash of (seed, claim, listener), evaluated when a competing leader considers starting. A leader
 //!   that heard a live claim does not start its own.
@@ -37,11 +40,12 @@ use std::time::Instant;
 use floe_protocol::blob_id::BlobId;
 use floe_protocol::challenge::{self, ChallengeFailure, Recorded, Role, Tally, Verdict};
 use floe_protocol::encoding::{BlobParams, DEFAULT_SEGMENT_SIZE, EncodingType};
+use floe_protocol::holders;
 use floe_protocol::keyspace;
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
-use floe_protocol::repair::{self, Repair, RepairEffect};
-use floe_protocol::steward;
+use floe_protocol::repair::{self, Repair, RepairEffect, RepairPlan};
+use floe_protocol::steward::{Steward, StewardConfig};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 
@@ -51,6 +55,7 @@ mod ops;
 mod repairing;
 mod report;
 mod slots;
+mod stewarding;
 mod views;
 
 use crate::Error;
@@ -372,6 +377,8 @@ struct Claim {
     op: OpRef,
     serial: u64,
     at: Millis,
+    /// The steward's plan, until the leader's lookup is done and the repair starts.
+    planned: Option<Box<PlannedRepair>>,
 }
 
 struct Blob {
@@ -398,16 +405,11 @@ struct Blob {
     claims: Vec<Claim>,
     reeval: bool,
     reeval_at: Option<Millis>,
-    /// Since when the blob has had lost holders not yet repaired (`steward::Losses` in the node, per leader;
-    /// here per blob).
-    losses_since: Option<Millis>,
+    /// Moves on with every change of holder, epoch or repairer (the steward's list fingerprint).
+    list_version: u64,
     /// Last evaluation time: a blob is evaluated at most once per millisecond (a mass departure would
     /// otherwise evaluate it once per departed holder, with the same outcome).
     evaluated_at: Millis,
-    /// When the holder list last changed (a write or a repair started, a slot moved, a repair ended with
-    /// failures) or a sliver was last delivered: challenges wait `challenge_settle_ms` from then. The node restarts
-    /// a challenger's wait only for its own sliver; the simulator restarts it for any delivery of the blob.
-    settled_from: Millis,
 }
 
 struct ReadOp {
@@ -422,6 +424,14 @@ struct RepairOp {
     origin: Vec<(u16, u32)>,
     valid: Vec<u16>,
     have: Vec<u16>,
+}
+
+/// A repair a steward planned, waiting for its leader's lookup (kept in its [`Claim`]).
+struct PlannedRepair {
+    plan: RepairPlan<stewarding::SimPeer>,
+    gone: BTreeSet<stewarding::SimPeer>,
+    /// The blob's list the plan was made on.
+    fingerprint: u64,
 }
 
 enum OpKind {
@@ -578,10 +588,14 @@ pub struct Sim {
     region_weights: Vec<f64>,
     world: SimRng,
     nodes: Vec<Node>,
-    /// Per node, the time from which it counts as gone by liveness (down for the grace period; `Millis::MAX`
-    /// while alive): `gone_from` checks each holder of every blob it evaluates, and this array stays in cache
-    /// where the nodes themselves do not. Kept by `set_alive` and `crash`.
-    gone_at: Vec<Millis>,
+    /// Per node, since when it has been down (`Millis::MAX` while up): scans ask it for every holder of every
+    /// blob, and this array stays in cache where the nodes themselves do not. Kept by `set_alive` and `crash`.
+    down_at: Vec<Millis>,
+    /// Each node's steward (`floe_protocol::steward`): what it remembers between scans. A restart forgets it.
+    stewards: Vec<Steward<stewarding::SimPeer>>,
+    /// A scan's holder keys, kept between scans so a scan allocates none.
+    scratch_peers: Vec<stewarding::SimPeer>,
+    steward_cfg: StewardConfig,
     alive_count: u64,
     /// (kad key, node) sorted: the keyspace for lookups.
     kad: Vec<(u64, u32)>,
@@ -670,7 +684,10 @@ impl Sim {
             region_weights,
             world: rng::stream(seed, "world", 0),
             nodes: Vec::new(),
-            gone_at: Vec::new(),
+            down_at: Vec::new(),
+            stewards: Vec::new(),
+            scratch_peers: Vec::new(),
+            steward_cfg: stewarding::steward_config(&sc),
             alive_count: 0,
             kad: Vec::new(),
             kad_departed: 0,
@@ -778,9 +795,8 @@ impl Sim {
                 claims: Vec::new(),
                 reeval: false,
                 reeval_at: None,
-                losses_since: None,
+                list_version: 0,
                 evaluated_at: Millis::MAX,
-                settled_from: 0,
             });
         }
         Ok(())
@@ -876,7 +892,9 @@ impl Sim {
             rng: rng::stream(self.seed, "node", u64::from(id)),
             held: Vec::new(),
         });
-        self.gone_at.push(Millis::MAX);
+        self.down_at.push(Millis::MAX);
+        let steward = self.new_steward();
+        self.stewards.push(steward);
         let at = self.kad.partition_point(|e| *e < (kad, id));
         self.kad.insert(at, (kad, id));
         self.alive_count += 1;
@@ -1226,6 +1244,32 @@ mod tests {
         assert_eq!(s.duplicate_rebuilds, 0);
         assert_eq!(s.blobs_fully_replicated_final, s.blobs_certified, "{s:?}");
         assert!(s.repair_bytes > 0);
+    }
+
+    #[test]
+    fn a_repair_waits_for_holders_within_their_grace_but_not_beyond_the_bound() {
+        // Every node holds one sliver of every blob. Five nodes leave at 300 s, five at 400 s, five at 500 s;
+        // grace 120 s. At 420 s the first five are gone and the next pending, so the leaders wait; at 520 s the
+        // third five are pending in turn, but the wait ends one grace period after the first loss: the stewards
+        // asked to be scanned again at 540 s (`recheck_at`, no departure falls there), where a blob is repaired
+        // for the first ten, then for the last five after 620 s. Not every blob: one whose first holder not gone
+        // by then is among the last five still has that (down) holder as its leader, and nobody repairs it before
+        // 620 s, as in the node.
+        let sc = tiny(
+            "shards = 30\n[repair]\ngrace_ms = 120_000\n\
+             [[crash]]\nat_ms = 300_000\nnodes = [0, 1, 2, 3, 4]\nwipe = true\n\
+             [[crash]]\nat_ms = 400_000\nnodes = [5, 6, 7, 8, 9]\nwipe = true\n\
+             [[crash]]\nat_ms = 500_000\nnodes = [10, 11, 12, 13, 14]\nwipe = true\n",
+        );
+        let s = run(&sc, 5, &RunOptions::default()).unwrap().summary;
+        assert_eq!(s.blobs_certified, 20, "{s:?}");
+        assert!(s.repairs_waiting_for_pending > 0, "{s:?}");
+        assert!(
+            s.repairs_run > 20 && s.repairs_run <= 40,
+            "two repairs for most blobs: {s:?}"
+        );
+        assert_eq!(s.slivers_rebuilt, 20 * 15, "{s:?}");
+        assert_eq!(s.durability_losses, 0);
     }
 
     #[test]

@@ -255,19 +255,39 @@ impl Sim {
 
     pub(super) fn serve_repair_store(&mut self, m: Msg) {
         let (b, i) = (ix(m.blob), usize::from(m.index));
+        // The node's rule for a list offered in a store request (`holders::accept`), then the newer list wins
+        // (`holders::supersedes`); the repair's own list again (a later index of the same repair) is kept.
         let (epoch, repairer) = (self.blobs[b].epoch, self.blobs[b].repairer);
-        let current_key = if repairer == NO_NODE {
+        let held_repairer = if repairer == NO_NODE {
             Vec::new()
         } else {
             peer_key(repairer)
         };
-        let accept = (m.epoch == epoch && m.from == repairer)
-            || repair::supersedes(
-                u64::from(m.epoch),
-                &peer_key(m.from),
-                u64::from(epoch),
-                &current_key,
-            );
+        let held_holders: Vec<[u8; 4]> = self.blobs[b]
+            .holders
+            .iter()
+            .map(|h| h.to_be_bytes())
+            .collect();
+        let sender = peer_key(m.from);
+        let held = holders::List {
+            holders: &held_holders,
+            epoch: u64::from(epoch),
+            repairer: &held_repairer,
+        };
+        // The simulator's messages carry no list: only the epoch and the repairer are judged.
+        let offered = holders::List {
+            holders: &[],
+            epoch: u64::from(m.epoch),
+            repairer: &sender,
+        };
+        let accept =
+            match holders::accept(&offered, &sender, Some(&held), holders::Via::StoreRequest) {
+                Ok(holders::Acceptance::Offered) => {
+                    (m.epoch == epoch && m.from == repairer)
+                        || holders::supersedes(offered.epoch, &sender, held.epoch, &held_repairer)
+                }
+                _ => false,
+            };
         let mut reply = Msg {
             kind: Kind::RepairAck,
             valid: true,
@@ -281,6 +301,9 @@ impl Sim {
             reply.valid = false;
             self.send(reply, 0);
             return;
+        }
+        if (self.blobs[b].epoch, self.blobs[b].repairer) != (m.epoch, m.from) {
+            self.blobs[b].list_version += 1;
         }
         self.blobs[b].epoch = m.epoch;
         self.blobs[b].repairer = m.from;

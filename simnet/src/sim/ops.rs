@@ -214,8 +214,8 @@ impl Sim {
             return;
         }
         self.blobs[b].holders = holders.into_boxed_slice();
+        self.blobs[b].list_version += 1;
         self.blobs[b].slot = vec![MISSING; usize::from(n)].into_boxed_slice();
-        self.blobs[b].settled_from = self.now;
         let runs = self.blobs[b].run_bytes.len();
         if runs > 0 {
             // Over one segment: the node's gateway spools it and writes it run by run.

@@ -39,10 +39,12 @@ impl Sim {
         let threshold = self.sc.repair.challenge_failures;
         let partitioned = !self.active_partitions.is_empty();
         let tally = self.tallies.get(&viewer);
-        let (now, gone_at) = (self.now, self.gone_at.as_slice());
+        let (now, down_at) = (self.now, self.down_at.as_slice());
         move |x: u32| {
             x != viewer
-                && (gone_at.get(ix(x)).is_some_and(|&at| now >= at)
+                && (down_at
+                    .get(ix(x))
+                    .is_some_and(|&at| at != Millis::MAX && now.saturating_sub(at) >= grace)
                     || (partitioned
                         && self
                             .unreachable_since(viewer, x)
