@@ -152,11 +152,9 @@ impl Sim {
         // after a join) is a hand-off: the old holder sends its sliver and nothing is decoded. Hand-offs are
         // applied at once, like holder-list adoption; their bytes are counted apart from repair bytes.
         let moved: BTreeSet<u16> = plan.moves.iter().map(|m| m.index).collect();
-        let mut targets: BTreeSet<u16> = BTreeSet::new();
-        for m in &plan.moves {
-            if gone.contains(&m.from) {
-                targets.insert(m.index);
-            } else if let Some(to) = node_of(m.to.as_ref()) {
+        let targets: BTreeSet<u16> = plan.moves_from(&gone).map(|m| m.index).collect();
+        for m in plan.moves.iter().filter(|m| !targets.contains(&m.index)) {
+            if let Some(to) = node_of(m.to.as_ref()) {
                 let state = self.blobs[bi]
                     .slot
                     .get(usize::from(m.index))
