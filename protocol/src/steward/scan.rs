@@ -202,9 +202,13 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         let duty = match leader {
             None => Duty::Nothing,
             Some(leader) if leader != me => {
-                let mut without_leader = view.gone.clone();
-                without_leader.insert(leader.clone());
-                let deputy = repair::leader(blob.holders, &without_leader) == Some(me);
+                // The first holder after the leader not gone (`repair::leader` without the leader), found
+                // without copying the gone set: most scans are of blobs this node does not lead.
+                let deputy = blob
+                    .holders
+                    .iter()
+                    .find(|h| *h != leader && !view.gone.contains(*h))
+                    == Some(me);
                 deputises = deputy;
                 if deputy && settled && quiet(blob) && self.challenge_due(blob.blob_id, now) {
                     Duty::ChallengeAsDeputy {
@@ -780,6 +784,12 @@ mod tests {
                     .map(|(p, _)| p.clone())
                     .collect();
                 prop_assert_eq!(&duties.gone, &expected);
+                let leader = repair::leader(&world.holders, &duties.gone);
+                prop_assert_eq!(duties.leads, leader == Some(&me));
+                let mut without_leader = duties.gone.clone();
+                without_leader.extend(leader.cloned());
+                let deputy = leader.is_some() && repair::leader(&world.holders, &without_leader) == Some(&me);
+                prop_assert_eq!(duties.deputises, deputy && !duties.leads);
                 if matches!(duties.duty, Duty::Repair(_)) {
                     prop_assert_eq!(repair::leader(&world.holders, &duties.gone), Some(&me));
                 }
