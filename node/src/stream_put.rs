@@ -235,7 +235,8 @@ impl Node {
                 shards,
             });
         }
-        let (placement, record, recording) = self.place(&metadata, &options.content_type).await?;
+        let (placement, record, writer_record) =
+            self.place(&metadata, &options.content_type).await?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
         let node = self.clone();
@@ -246,7 +247,7 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
-        recording.done(&blob_id).await;
+        writer_record.finish(&blob_id).await;
         self.remember_certificate(blob_id, certificate.clone())?;
         Ok(PutOutcome {
             blob_id,

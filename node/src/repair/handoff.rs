@@ -93,7 +93,7 @@ impl Node {
                 .filter(|p| view.connected_peers.contains(p))
                 .map(|p| peer_key(&p))
                 .collect();
-            let Some(plan) = plan_rules::plan(&blob_id, &record.holders, &gone, &candidates) else {
+            let Some(plan) = plan_repair(&blob_id, &record.holders, &gone, &candidates) else {
                 report.failed += local.len();
                 continue;
             };

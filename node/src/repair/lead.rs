@@ -166,7 +166,7 @@ impl Node {
             sources,
             &have,
             |peer| rtt.get(peer).copied(),
-            plan_rules::repair_read_config(),
+            repair_read_config(),
             self.inner.write_config,
             self.now(),
         );

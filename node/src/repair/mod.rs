@@ -23,7 +23,9 @@ use floe_protocol::content_type;
 use floe_protocol::decoder::VerifiedSliver;
 use floe_protocol::holders::{self, Acceptance, Via};
 use floe_protocol::placement::PeerKey;
-use floe_protocol::repair::{self as plan_rules, Repair, RepairEffect, RepairPlan};
+use floe_protocol::repair::{
+    Repair, RepairEffect, RepairPlan, plan as plan_repair, repair_read_config,
+};
 use floe_protocol::steward;
 use floe_protocol::stream_write::store_runs;
 use floe_protocol::wire::{self, pb};

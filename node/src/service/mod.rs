@@ -475,14 +475,14 @@ pub(crate) fn certificate_of(
     }
 }
 
-/// The writer's record of a new blob (metadata and holder list) being stored; see [`Node::place`].
-pub(crate) struct Recording(tokio::task::JoinHandle<Result<(), crate::store::StoreError>>);
+/// The task storing the writer's own record of a new blob (metadata and holder list); see [`Node::place`].
+pub(crate) struct WriterRecordTask(tokio::task::JoinHandle<Result<(), crate::store::StoreError>>);
 
-impl Recording {
+impl WriterRecordTask {
     /// Waits until the record is stored. By then the blob is certified on its holders, so a failure here does
     /// not fail the put: it costs only this node's own record of the blob (the holders keep theirs, and reads
     /// find the metadata there), and is logged.
-    pub(crate) async fn done(self, blob_id: &BlobId) {
+    pub(crate) async fn finish(self, blob_id: &BlobId) {
         let error = match self.0.await {
             Ok(Ok(())) => return,
             Ok(Err(error)) => error.to_string(),

@@ -57,7 +57,8 @@ impl Node {
             });
         }
         let encoded_at = started.elapsed();
-        let (placement, record, recording) = self.place(&encoded.metadata, content_type).await?;
+        let (placement, record, writer_record) =
+            self.place(&encoded.metadata, content_type).await?;
         let placed_at = started.elapsed();
         let encoded_metadata = encoded.metadata.clone();
 
@@ -71,7 +72,7 @@ impl Node {
         let certificate = certified_rx
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
-        recording.done(&blob_id).await;
+        writer_record.finish(&blob_id).await;
         tracing::debug!(
             %blob_id,
             encode_us = encoded_at.as_micros(),
@@ -100,13 +101,13 @@ impl Node {
         })
     }
 
-    /// A new blob's placement over its neighbourhood, and the recording of the writer's holder record (list and
+    /// A new blob's placement over its neighbourhood, and the task storing the writer's holder record (list and
     /// content type) here, which runs while the slivers go out: await it before answering the put.
     pub(crate) async fn place(
         &self,
         metadata: &BlobMetadata,
         content_type: &str,
-    ) -> Result<(Placement, HolderRecord, Recording), PutError> {
+    ) -> Result<(Placement, HolderRecord, WriterRecordTask), PutError> {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
         let neighbourhood: Vec<PeerKey> = self
@@ -121,10 +122,10 @@ impl Node {
         let record = HolderRecord::initial(placement.holder_list()).with_content_type(content_type);
         let node = self.clone();
         let (metadata, listed) = (metadata.clone(), record.clone());
-        let recording = Recording(tokio::task::spawn_blocking(move || {
+        let writer_record = WriterRecordTask(tokio::task::spawn_blocking(move || {
             node.inner.store.put_record(&metadata, &listed).map(|_| ())
         }));
-        Ok((placement, record, recording))
+        Ok((placement, record, writer_record))
     }
 
     pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {
