@@ -185,6 +185,7 @@ impl Node {
                             let outcome = node
                                 .run_repair(blob_id, metadata, record, plan, gone, local)
                                 .await;
+                            let succeeded = outcome.is_ok();
                             if let Err(why) = outcome {
                                 node.inner
                                     .metrics
@@ -192,7 +193,9 @@ impl Node {
                                     .fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(%blob_id, %why, "repair failed; will retry");
                             }
+                            let now = node.now();
                             let mut state = node.state();
+                            state.steward.handle_repair_ended(blob_id, now, succeeded);
                             state.running.remove(&blob_id);
                             state.recent.insert(blob_id, Instant::now());
                         });

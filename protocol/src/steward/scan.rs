@@ -113,6 +113,8 @@ pub struct Steward<P> {
     settling: Settling,
     losses: Losses,
     last_challenged: BTreeMap<BlobId, Millis>,
+    /// Blobs whose last repair led here failed: how many times in a row, and when the next may start.
+    failed_repairs: BTreeMap<BlobId, (u32, Millis)>,
     next_scan: Millis,
     challenges_left: usize,
 }
@@ -126,6 +128,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             settling: Settling::default(),
             losses: Losses::default(),
             last_challenged: BTreeMap::new(),
+            failed_repairs: BTreeMap::new(),
             next_scan: now,
             challenges_left: config.challenges_per_scan,
         }
@@ -154,6 +157,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         self.settling.retain(&mut held);
         self.losses.retain(&mut held);
         self.last_challenged.retain(|blob_id, _| held(blob_id));
+        self.failed_repairs.retain(|blob_id, _| held(blob_id));
     }
 
     /// Scans one blob at `now` for `me`: who is gone (`out_of_reach` says who is not reachable, and since
@@ -262,7 +266,11 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         // Waiting for pending holders lasts one grace period from the first loss at most.
         let mut recheck_at =
             waits.then(|| now.saturating_add(config.grace.saturating_sub(losses_for)));
-        if !blob.rebuilding && now_due {
+        let retry_at = self.retry_wait(&blob.blob_id, now);
+        if let Some(at) = retry_at.filter(|_| now_due && !blob.rebuilding) {
+            recheck_at = Some(recheck_at.map_or(at, |t| t.min(at)));
+        }
+        if !blob.rebuilding && now_due && retry_at.is_none() {
             match repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone)) {
                 Some(plan) if !plan.is_empty() => {
                     return Lead {
@@ -310,6 +318,37 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             self.last_challenged.insert(blob_id, now);
         }
         due
+    }
+
+    /// Tells the steward how a repair of `blob_id` this node led ended at `now`. After a failure (sources out of
+    /// reach, deliveries refused) the next attempt waits a scan interval, doubling with each failure in a row
+    /// up to a grace period, so a repair that cannot succeed yet does not fetch k slivers every scan; a success
+    /// clears the count.
+    pub fn handle_repair_ended(&mut self, blob_id: BlobId, now: Millis, succeeded: bool) {
+        if succeeded {
+            self.failed_repairs.remove(&blob_id);
+            return;
+        }
+        let failures = self
+            .failed_repairs
+            .get(&blob_id)
+            .map_or(1, |&(failures, _)| failures.saturating_add(1));
+        let wait = self
+            .config
+            .scan_interval
+            .max(1)
+            .saturating_mul(1 << failures.saturating_sub(1).min(20))
+            .min(self.config.grace.max(self.config.scan_interval).max(1));
+        self.failed_repairs
+            .insert(blob_id, (failures, now.saturating_add(wait)));
+    }
+
+    /// When a repair of `blob_id` may start again after failing, if it is still waiting at `now`.
+    fn retry_wait(&self, blob_id: &BlobId, now: Millis) -> Option<Millis> {
+        self.failed_repairs
+            .get(blob_id)
+            .map(|&(_, at)| at)
+            .filter(|&at| now < at)
     }
 
     /// Holders currently counted missing (for metrics).
@@ -531,6 +570,36 @@ mod tests {
         assert_eq!(duties.recheck_at, Some(105));
         let duties = world.scan(&mut deputy, 105, &peer(1), &[1], |p: &Peer| *p != peer(0));
         assert!(duties.leads && matches!(duties.duty, Duty::Repair(_)));
+    }
+
+    #[test]
+    fn a_failed_repair_is_retried_after_a_scan_interval_doubling_up_to_the_grace_period() {
+        let world = World::new();
+        let me = peer(0);
+        let mut steward = Steward::new(config(), 0);
+        let held = [0u16];
+        let down_3 = |p: &Peer| *p != peer(3);
+        world.scan(&mut steward, 0, &me, &held, down_3);
+        let repairs = |steward: &mut Steward<Peer>, now| {
+            let duties = world.scan(steward, now, &me, &held, down_3);
+            (matches!(duties.duty, Duty::Repair(_)), duties.recheck_at)
+        };
+        assert!(repairs(&mut steward, 100).0, "gone at 100");
+        // Scan interval 10, grace 100: waits of 10, 20, 40, 80, then 100 at most.
+        let mut now = 100;
+        for wait in [10, 20, 40, 80, 100, 100] {
+            steward.handle_repair_ended(world.blob_id, now, false);
+            assert_eq!(
+                repairs(&mut steward, now + wait - 1),
+                (false, Some(now + wait))
+            );
+            assert!(repairs(&mut steward, now + wait).0);
+            now += wait;
+        }
+        // A success clears the count: the next failure waits one interval again.
+        steward.handle_repair_ended(world.blob_id, now, true);
+        steward.handle_repair_ended(world.blob_id, now, false);
+        assert_eq!(repairs(&mut steward, now + 9), (false, Some(now + 10)));
     }
 
     #[test]

@@ -228,7 +228,6 @@ impl Sim {
             let Some((owner, b)) = self.ops.get(r).map(|op| (op.owner, op.blob)) else {
                 return;
             };
-            let retry = self.now.saturating_add(self.sc.repair.grace_ms);
             match effect {
                 RepairEffect::Fetch { peer, index } => {
                     let Some(to) = node_of(&peer) else { continue };
@@ -278,18 +277,28 @@ impl Sim {
                 }
                 RepairEffect::Finished { failed, .. } => {
                     self.s.repairs_finished += 1;
-                    self.ops.release(r);
-                    self.end_claim(b, r, (failed > 0).then_some(retry));
+                    self.repair_ended(r, owner, b, failed == 0);
                     return;
                 }
                 RepairEffect::Failed { .. } => {
                     self.s.repairs_failed += 1;
-                    self.ops.release(r);
-                    self.end_claim(b, r, Some(retry));
+                    self.repair_ended(r, owner, b, false);
                     return;
                 }
             }
         }
+    }
+
+    /// A repair `owner` led ended: its steward hears how (a failed one waits before the next attempt), and the
+    /// blob is scanned again next millisecond after a failure, where the steward says when to try again
+    /// (`recheck_at`).
+    fn repair_ended(&mut self, r: OpRef, owner: u32, b: u32, succeeded: bool) {
+        let (now, blob_id) = (self.now, self.blobs[ix(b)].id);
+        if let Some(steward) = self.stewards.get_mut(ix(owner)) {
+            steward.handle_repair_ended(blob_id, now, succeeded);
+        }
+        self.ops.release(r);
+        self.end_claim(b, r, (!succeeded).then(|| now.saturating_add(1)));
     }
 
     pub(super) fn rebuild_done(&mut self, r: OpRef) {

@@ -7,10 +7,10 @@
 //! holder's grace period may have ended (departure and partition checks), at its challenge rounds, when a
 //! repair of it ends, and at the steward's own `recheck_at`. The steward's answers depend only on its inputs and
 //! the time, so the scans skipped in between would decide nothing new (proptest
-//! `scanning_on_events_and_at_recheck_times_decides_like_scanning_always` in the protocol crate). Two things
-//! differ from the node, both recorded in docs/simnet.md: the simulator tells the steward when a holder went out
+//! `scanning_on_events_and_at_recheck_times_decides_like_scanning_always` in the protocol crate). One thing
+//! differs from the node (docs/simnet.md, "Stewardship"): the simulator tells the steward when a holder went out
 //! of reach (its departure or the partition's start), where the node counts from its first scan after, at most
-//! one scan interval later; and a scan here covers one blob, so the per-scan challenge budget never binds.
+//! one scan interval later. A scan here covers one blob; a node begins a new scan once per scan interval.
 
 use super::*;
 
