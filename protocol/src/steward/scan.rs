@@ -83,8 +83,9 @@ pub struct BlobDuties<P> {
     /// This node leads and a repair of losses is due, but waits for holders still within their grace period.
     pub repair_waits: bool,
     /// When a scan of this blob may next decide differently with nothing else changed: a holder still within
-    /// its grace period becomes gone, or a repair waiting for such holders stops waiting. `None` when only new
-    /// input (a departure, a list, a verdict) can change the answer. A driver scanning every interval may
+    /// its grace period becomes gone, a repair waiting for such holders stops waiting, a repair that failed may
+    /// be tried again, or (a grace period on) a due repair that found no live peer looks again. `None` when only
+    /// new input (a departure, a list, a verdict) can change the answer. A driver scanning every interval may
     /// ignore it; one scanning on events scans again then.
     pub recheck_at: Option<Millis>,
 }
@@ -267,8 +268,8 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         let mut recheck_at =
             waits.then(|| now.saturating_add(config.grace.saturating_sub(losses_for)));
         let retry_at = self.retry_wait(&blob.blob_id, now);
-        if let Some(at) = retry_at.filter(|_| now_due && !blob.rebuilding) {
-            recheck_at = Some(recheck_at.map_or(at, |t| t.min(at)));
+        if now_due && !blob.rebuilding {
+            recheck_at = earliest(recheck_at, retry_at);
         }
         if !blob.rebuilding && now_due && retry_at.is_none() {
             match repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone)) {
