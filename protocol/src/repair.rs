@@ -71,7 +71,9 @@ pub use crate::holders::supersedes;
 /// score. Then, while one peer holds more than its share (⌈n/N⌉ of the N live peers, or 1 when N ≥ n) and
 /// another holds less than ⌊n/N⌋, the most loaded gives its lowest-scored index to the least loaded: a join
 /// takes its share and no more. Holders that are live stay put otherwise, so a departure moves only the
-/// departed peer's slivers. `None` when no live peer remains.
+/// departed peer's slivers. Only candidates give or take slivers: a live holder the caller cannot reach now
+/// (out of reach but not yet gone) keeps what it holds and is given nothing it could not receive. `None` when
+/// slivers must move and no candidate can take them.
 ///
 /// Peers are anything ordered like their bytes (`PeerKey`s in the node); the simulator plans with fixed-size
 /// arrays, which compare without a call and cost no allocation.
@@ -90,11 +92,18 @@ pub fn plan<P: Ord + Clone + AsRef<[u8]>>(
     // bytes, and peer and index scores are hashed only when a decision reads them, at most once each.
     let holder_gone: Vec<bool> = holders.iter().map(|h| gone.contains(h)).collect();
     // The live pool in key order: live holders, then the best-scored candidates up to n peers in all.
+    let mut reachable: Vec<&P> = candidates.iter().filter(|c| !gone.contains(*c)).collect();
+    reachable.sort_unstable();
+    reachable.dedup();
     let mut pool: Vec<LivePeer<'_, P>> = holders
         .iter()
         .zip(&holder_gone)
         .filter(|&(_, &is_gone)| !is_gone)
-        .map(|(peer, _)| LivePeer::new(peer, None))
+        .map(|(peer, _)| {
+            let mut live = LivePeer::new(peer, None);
+            live.moves = reachable.binary_search(&peer).is_ok();
+            live
+        })
         .collect();
     pool.sort_unstable_by(|a, b| a.peer.cmp(b.peer));
     pool.dedup_by(|a, b| a.peer == b.peer);
@@ -145,11 +154,11 @@ pub fn plan<P: Ord + Clone + AsRef<[u8]>>(
         if slot.is_some() {
             continue;
         }
-        let least = live.iter().map(|p| p.load).min()?;
+        let least = live.iter().filter(|p| p.moves).map(|p| p.load).min()?;
         let index_score = index_score_at(blob_id, &mut index_scores, index);
         let mut best: Option<(u64, usize)> = None;
         for (at, peer) in live.iter_mut().enumerate() {
-            if peer.load != least {
+            if !peer.moves || peer.load != least {
                 continue;
             }
             let pair = splitmix64(peer.score(blob_id) ^ index_score);
@@ -164,10 +173,14 @@ pub fn plan<P: Ord + Clone + AsRef<[u8]>>(
     let mut new_holders: Vec<usize> = new_holders.into_iter().collect::<Option<_>>()?;
     // Rebalance: each move lowers the sum of squared loads, so this ends; at most n moves.
     let (floor, ceil) = (n / live.len(), n.div_ceil(live.len()));
+    let movers: Vec<usize> = (0..live.len()).filter(|&at| live[at].moves).collect();
     for _ in 0..n {
-        // The most loaded and the least loaded peer, each tie going to the lowest key.
-        let (mut most, mut least) = (0, 0);
-        for at in 1..live.len() {
+        // The most loaded and the least loaded peer that may move slivers, each tie going to the lowest key.
+        let Some(&first) = movers.first() else {
+            break;
+        };
+        let (mut most, mut least) = (first, first);
+        for &at in &movers[1..] {
             if live[at].load > live[most].load {
                 most = at;
             }
@@ -232,6 +245,8 @@ struct LivePeer<'a, P> {
     load: usize,
     /// Its placement score for the blob ([`Placement::peer_score`]), once something needed it.
     score: Option<u64>,
+    /// Among the candidates (reachable now): it may take slivers, and give them up in a rebalance.
+    moves: bool,
 }
 
 impl<'a, P: AsRef<[u8]>> LivePeer<'a, P> {
@@ -240,6 +255,7 @@ impl<'a, P: AsRef<[u8]>> LivePeer<'a, P> {
             peer,
             load: 0,
             score,
+            moves: true,
         }
     }
 
@@ -563,6 +579,12 @@ mod tests {
             return None;
         }
         let mut load: BTreeMap<PeerKey, usize> = pool.iter().map(|p| (p.clone(), 0)).collect();
+        // Only candidates give or take slivers.
+        let movers: BTreeSet<PeerKey> = candidates
+            .iter()
+            .filter(|c| !gone.contains(*c))
+            .cloned()
+            .collect();
         let mut new_holders: Vec<Option<PeerKey>> = holders
             .iter()
             .map(|h| (!gone.contains(h)).then(|| h.clone()))
@@ -581,6 +603,7 @@ mod tests {
             }
             let best = load
                 .iter()
+                .filter(|(p, _)| movers.contains(*p))
                 .min_by(|(pa, la), (pb, lb)| {
                     la.cmp(lb)
                         .then_with(|| score(pb, index).cmp(&score(pa, index)))
@@ -599,10 +622,12 @@ mod tests {
         for _ in 0..n {
             let most = load
                 .iter()
+                .filter(|(p, _)| movers.contains(*p))
                 .max_by(|(pa, la), (pb, lb)| la.cmp(lb).then_with(|| pb.cmp(pa)))
                 .map(|(p, l)| (p.clone(), *l));
             let least = load
                 .iter()
+                .filter(|(p, _)| movers.contains(*p))
                 .min_by(|(pa, la), (pb, lb)| la.cmp(lb).then_with(|| pa.cmp(pb)))
                 .map(|(p, l)| (p.clone(), *l));
             let (Some((most, most_load)), Some((least, least_load))) = (most, least) else {
@@ -698,6 +723,31 @@ mod tests {
         }
         let load = loads(&plan.holders);
         assert!(load.values().all(|&l| l == 1), "distinct holders: {load:?}");
+    }
+
+    #[test]
+    fn a_holder_out_of_reach_keeps_its_slivers_and_is_given_none() {
+        let id = BlobId([5; 32]);
+        let holders = Placement::new(&id, 12, &peers(0..12))
+            .unwrap()
+            .holder_list();
+        let gone: BTreeSet<PeerKey> = peers(0..4).into_iter().collect();
+        // Holders 10 and 11 are live (within their grace period) but out of reach: not candidates.
+        let unreachable = peers(10..12);
+        let candidates: Vec<PeerKey> = peers(4..10).into_iter().chain(peers(12..14)).collect();
+        let plan = plan(&id, &holders, &gone, &candidates).unwrap();
+        assert_eq!(plan.moves.len(), 4, "only the gone peers' slivers move");
+        for m in &plan.moves {
+            assert!(gone.contains(&m.from));
+            assert!(!unreachable.contains(&m.to), "{m:?}");
+        }
+        for (old, new) in holders.iter().zip(&plan.holders) {
+            if unreachable.contains(old) {
+                assert_eq!(old, new, "an unreachable holder keeps its index");
+            }
+        }
+        // Nobody to take the slivers: no plan.
+        assert_eq!(super::plan(&id, &holders, &gone, &[]), None);
     }
 
     #[test]
