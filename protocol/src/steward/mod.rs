@@ -430,37 +430,16 @@ mod tests {
         assert_eq!(view.gone, BTreeSet::from([1]));
         // A time in the future counts as now, and `now` as "not known": the first scan's time stays.
         let mut live = Liveness::<u8>::default();
-        live.begin_scan();
-        let view = live.gone_holders(
-            &holders,
-            &0,
-            10,
-            grace,
-            |p: &u8| (*p == 2).then_some(500),
-            &none,
-        );
-        assert_eq!(view.pending_until, Some(110));
-        live.begin_scan();
-        let view = live.gone_holders(
-            &holders,
-            &0,
-            60,
-            grace,
-            |p: &u8| (*p == 2).then_some(60),
-            &none,
-        );
-        assert_eq!(view.pending_until, Some(110));
+        let mut pending_until = |now: Millis, since: Millis| {
+            live.begin_scan();
+            let out = |p: &u8| (*p == 2).then_some(since);
+            live.gone_holders(&holders, &0, now, grace, out, &none)
+                .pending_until
+        };
+        assert_eq!(pending_until(10, 500), Some(110));
+        assert_eq!(pending_until(60, 60), Some(110));
         // What the driver knows wins over what a scan first saw: a later outage it knows the start of.
-        live.begin_scan();
-        let view = live.gone_holders(
-            &holders,
-            &0,
-            70,
-            grace,
-            |p: &u8| (*p == 2).then_some(65),
-            &none,
-        );
-        assert_eq!(view.pending_until, Some(165));
+        assert_eq!(pending_until(70, 65), Some(165));
     }
 
     #[test]
