@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub max_connections: Option<u32>,
     /// Lazy-repair threshold: lost slivers a blob waits for before its repair (default 1).
     pub repair_min_lost: Option<u16>,
+    /// Most slivers a blob written here is cut into (default 1000).
+    pub max_shards: Option<u16>,
     /// Origins whose web pages may store blobs through the gateway: "*", or origins separated by commas
     /// (default none; reads are open to every origin).
     pub cors_write_origins: Option<String>,
@@ -122,6 +124,9 @@ impl NodeConfig {
         if other.repair_min_lost.is_some() {
             self.repair_min_lost = other.repair_min_lost;
         }
+        if other.max_shards.is_some() {
+            self.max_shards = other.max_shards;
+        }
         if other.http_max_connections.is_some() {
             self.http_max_connections = other.http_max_connections;
         }
@@ -146,6 +151,20 @@ impl NodeConfig {
         }
         self
     }
+}
+
+/// `--max-shards`: between the smallest n a blob may have and the default cap.
+fn check_max_shards(max_shards: Option<u16>) -> anyhow::Result<u16> {
+    use floe_protocol::encoding::{DEFAULT_MAX_SHARDS, MIN_SHARDS};
+    let Some(n) = max_shards else {
+        return Ok(DEFAULT_MAX_SHARDS);
+    };
+    if !(MIN_SHARDS..=DEFAULT_MAX_SHARDS).contains(&n) {
+        anyhow::bail!(
+            "--max-shards must be between {MIN_SHARDS} and {DEFAULT_MAX_SHARDS}, not {n}"
+        );
+    }
+    Ok(n)
 }
 
 /// Parses sizes like `4096`, `64KiB`, `10MB`, `2GiB`, `1TiB`.
@@ -293,6 +312,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(DEFAULT_MAX_BODY);
     let capacity = config.capacity.as_deref().map(parse_size).transpose()?;
+    let max_shards = check_max_shards(config.max_shards)?;
     let cache_size = config
         .cache_size
         .as_deref()
@@ -367,6 +387,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         MAX_GET,
         cache_size,
         repair,
+        max_shards,
     );
     codecs
         .await

@@ -186,6 +186,10 @@ struct NodeArgs {
     /// every loss at once; capped at half the losses a blob tolerates).
     #[arg(long, value_name = "N")]
     repair_min_lost: Option<u16>,
+    /// Most slivers a blob written here is cut into (default 1000; the default n is the swarm size up to this).
+    /// Operators of small swarms lower it so that each network can hold a share (docs/protocol.md §9).
+    #[arg(long, value_name = "N")]
+    max_shards: Option<u16>,
     /// Origins whose web pages may store blobs through the gateway: * or origins like https://app.example
     /// separated by commas (default none; every origin may read).
     #[arg(long, value_name = "ORIGINS")]
@@ -304,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 upnp: args.no_upnp.then_some(false),
                 max_connections: args.max_connections,
                 repair_min_lost: args.repair_min_lost,
+                max_shards: args.max_shards,
                 cors_write_origins: args.cors_write_origins,
                 http_header_timeout: args.http_header_timeout,
                 http_idle_timeout: args.http_idle_timeout,

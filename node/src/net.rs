@@ -16,7 +16,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub,
     identify, noise, ping, relay, tcp, upnp, yamux,
@@ -24,6 +24,7 @@ use libp2p::{
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use floe_protocol::diversity::Network;
 use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 
 /// The floe request-response protocol.
@@ -179,6 +180,22 @@ pub struct PeerView {
     pub listen_addrs: Vec<Multiaddr>,
     /// Connected peers that answer pings (fewer than three failed in a row), sorted.
     pub connected_peers: BTreeSet<PeerId>,
+    /// The network (/24 or /48) of each peer whose address is known: for a connected peer the address of its
+    /// oldest open connection (the one it is actually reached on), otherwise the first address the routing
+    /// table holds for it.
+    pub networks: BTreeMap<PeerId, Network>,
+    /// This node's own network, from its first listen address that names a host (none when it listens only on
+    /// 0.0.0.0 or ::).
+    pub own_network: Option<Network>,
+}
+
+/// The network of the first IP address in `addr` (for a relayed address, the relay's).
+pub fn network_of(addr: &Multiaddr) -> Option<Network> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(Network::of(ip.into())),
+        Protocol::Ip6(ip) => Some(Network::of(ip.into())),
+        _ => None,
+    })
 }
 
 impl PeerView {
@@ -414,6 +431,7 @@ pub fn start(
             pending: HashMap::new(),
             rtt_ms: BTreeMap::new(),
             ping_failures: BTreeMap::new(),
+            connection_networks: BTreeMap::new(),
             bootstrapped: false,
             bootstrap: config.bootstrap,
             metrics: libp2p::metrics::Metrics::new(registry),
@@ -431,6 +449,8 @@ pub struct EventLoop {
     rtt_ms: BTreeMap<PeerId, u64>,
     /// Consecutive failed pings per connected peer.
     ping_failures: BTreeMap<PeerId, u32>,
+    /// The network of each open connection's remote address, per peer.
+    connection_networks: BTreeMap<PeerId, BTreeMap<ConnectionId, Network>>,
     bootstrapped: bool,
     bootstrap: Vec<Multiaddr>,
     /// libp2p's own metrics (connections, kad, identify, ping, gossipsub, DCUtR), exported on `/metrics`.
@@ -468,9 +488,21 @@ impl EventLoop {
 
     fn view(&mut self) -> PeerView {
         let mut peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        // Connections first: an address a peer is reached on outweighs one it only claims.
+        let mut networks: BTreeMap<PeerId, Network> = self
+            .connection_networks
+            .iter()
+            .filter_map(|(peer, conns)| Some((*peer, *conns.values().next()?)))
+            .collect();
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
-                peers.push(*entry.node.key.preimage());
+                let peer = *entry.node.key.preimage();
+                peers.push(peer);
+                if let std::collections::btree_map::Entry::Vacant(slot) = networks.entry(peer)
+                    && let Some(net) = entry.node.value.iter().find_map(network_of)
+                {
+                    slot.insert(net);
+                }
             }
         }
         peers.sort();
@@ -486,12 +518,25 @@ impl EventLoop {
                     .is_none_or(|&n| n < UNANSWERED_PINGS)
             })
             .collect();
+        let listen_addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+        let own_network = listen_addrs
+            .iter()
+            .filter(|a| {
+                !a.iter().any(|p| match p {
+                    Protocol::Ip4(ip) => ip.is_unspecified(),
+                    Protocol::Ip6(ip) => ip.is_unspecified(),
+                    _ => false,
+                })
+            })
+            .find_map(network_of);
         PeerView {
             connected: connected_peers.len(),
             peers,
             rtt_ms: self.rtt_ms.clone(),
-            listen_addrs: self.swarm.listeners().cloned().collect(),
+            listen_addrs,
             connected_peers,
+            networks,
+            own_network,
         }
     }
 
@@ -551,9 +596,18 @@ impl EventLoop {
                 tracing::info!(%address, "listening");
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if let Some(net) = network_of(endpoint.get_remote_address()) {
+                    self.connection_networks
+                        .entry(peer_id)
+                        .or_default()
+                        .insert(connection_id, net);
+                }
                 if !self.bootstrapped {
                     self.bootstrapped = true;
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -561,9 +615,20 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                if let Some(conns) = self.connection_networks.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
                 num_established: 0,
                 ..
             } => {
+                self.connection_networks.remove(&peer_id);
                 self.rtt_ms.remove(&peer_id);
                 self.ping_failures.remove(&peer_id);
                 tracing::debug!(%peer_id, "disconnected");

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
+use floe_protocol::encoding::DEFAULT_SEGMENT_SIZE;
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::wire::pb;
@@ -214,7 +214,7 @@ impl Node {
             .await
             .map_err(|e| PutError::Internal(format!("spooling the body: {e}")))?;
         let view = self.inner.net.view().await;
-        let shards = default_shards(view.peers.len() + 1);
+        let shards = self.shards_for(&view);
         let length = spool.len();
         let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
         let path = spool.path().to_owned();

@@ -86,13 +86,14 @@ impl Node {
             // Only this node leaves in this plan: other holders' slivers stay where they are (a departed one is
             // for the repair leader to rebuild).
             let gone: BTreeSet<PeerKey> = [me.clone()].into_iter().collect();
-            let candidates: Vec<PeerKey> = self
-                .neighbourhood(&blob_id)
-                .await
-                .into_iter()
-                .filter(|p| view.connected_peers.contains(p))
-                .map(|p| peer_key(&p))
-                .collect();
+            let candidates = repair_candidates_in(
+                &view,
+                &self.inner.peer_id,
+                &blob_id,
+                &record.holders,
+                &gone,
+                |p| view.connected_peers.contains(p),
+            );
             let Some(plan) = plan_repair(&blob_id, &record.holders, &gone, &candidates) else {
                 report.failed += local.len();
                 continue;

@@ -149,12 +149,18 @@ impl Node {
             };
             // The live peers of the blob's neighbourhood, as this node sees it, for a repair plan.
             let candidates = |gone: &BTreeSet<PeerKey>| -> Vec<PeerKey> {
-                neighbourhood_in(&view, &self.inner.peer_id, &blob_id)
-                    .into_iter()
-                    .filter(|p| *p == self.inner.peer_id || view.connected_peers.contains(p))
-                    .map(|p| peer_key(&p))
-                    .filter(|p| !gone.contains(p) && !excluded.contains(p))
-                    .collect()
+                let usable = |p: &PeerId| {
+                    (*p == self.inner.peer_id || view.connected_peers.contains(p))
+                        && !excluded.contains(&peer_key(p))
+                };
+                repair_candidates_in(
+                    &view,
+                    &self.inner.peer_id,
+                    &blob_id,
+                    &record.holders,
+                    gone,
+                    usable,
+                )
             };
             let now = self.now();
             let out_of_reach = steward::out_of_reach_now(now, connected);

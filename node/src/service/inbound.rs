@@ -96,9 +96,14 @@ impl Node {
     async fn outside_own_view(&self, request: &pb::StoreRequest) -> Option<String> {
         let metadata = BlobMetadata::try_from(request.metadata.as_ref()?).ok()?;
         let blob_id = metadata.blob_id();
-        let shards = usize::from(metadata.params().shards());
-        let neighbourhood = self.neighbourhood(&blob_id).await;
-        outside_note(&self.inner.peer_id, &neighbourhood, shards, &blob_id)
+        let shards = metadata.params().shards();
+        let neighbourhood = self.neighbourhood(&blob_id, shards).await;
+        outside_note(
+            &self.inner.peer_id,
+            &neighbourhood,
+            usize::from(shards),
+            &blob_id,
+        )
     }
 
     fn handle_store(&self, request: pb::StoreRequest, sender: &PeerId) -> pb::Response {

@@ -8,7 +8,7 @@
 //! driver shares; `inbound` answers peers, `write` carries out puts, `read` carries out gets. Each of those
 //! only adds methods to `Node` and uses this file, never each other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use floe_protocol::content_type;
 use floe_protocol::decoder::{Consistency, DecodeError, VerifiedSliver};
+use floe_protocol::diversity;
 use floe_protocol::encoder::EncodedBlob;
-use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, default_shards};
+use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, MIN_SHARDS, default_shards};
 use floe_protocol::holders::{self, Acceptance, HolderListError, Via};
 use floe_protocol::keyspace;
 use floe_protocol::placement::{PeerKey, Placement};
@@ -37,7 +38,7 @@ mod inbound;
 mod read;
 mod write;
 
-pub(crate) use write::neighbourhood_in;
+pub(crate) use write::{neighbourhood_in, repair_candidates_in};
 
 use crate::cache::BlobBytes;
 use crate::drive::{Driver, Wake};
@@ -354,6 +355,8 @@ pub(crate) struct Inner {
     put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
+    /// The most slivers a blob written here is cut into (`--max-shards`).
+    max_shards: u16,
     pub(crate) repair_state: std::sync::Mutex<crate::steward_state::RepairState>,
     spool_dir: std::path::PathBuf,
 }
@@ -377,6 +380,7 @@ impl Node {
         max_get: u64,
         cache_bytes: u64,
         repair: RepairConfig,
+        max_shards: u16,
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
         crate::spool::clear_spool_dir(&spool_dir);
@@ -405,6 +409,7 @@ impl Node {
                 put_permits: Arc::new(tokio::sync::Semaphore::new(crate::spool::MAX_STREAMED_PUTS)),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
                 repair,
+                max_shards,
                 repair_state: std::sync::Mutex::new(crate::steward_state::RepairState::new(
                     steward, 0,
                 )),
@@ -431,6 +436,11 @@ impl Node {
     /// The hot-blob cache.
     pub fn cache(&self) -> &crate::cache::BlobCache {
         &self.inner.cache
+    }
+
+    /// The n of a blob written now: the swarm size in `view` (this node included), up to `--max-shards`.
+    pub(crate) fn shards_for(&self, view: &PeerView) -> u16 {
+        default_shards(view.peers.len() + 1).min(self.inner.max_shards.max(MIN_SHARDS))
     }
 
     /// The storage capacity (`--capacity`), if limited.

@@ -60,7 +60,11 @@ impl Node {
         {
             return Ok(found);
         }
-        for peer in self.neighbourhood(blob_id).await.into_iter().take(32) {
+        // The blob's n is not known yet: the cap is the one a blob written now would get.
+        let view = self.inner.net.view().await;
+        let shards = self.shards_for(&view);
+        let lookups = neighbourhood_in(&view, &self.inner.peer_id, blob_id, shards);
+        for peer in lookups.into_iter().take(32) {
             if peer == self.inner.peer_id {
                 continue;
             }

@@ -4,22 +4,82 @@
 use super::*;
 
 /// The peers of `view` and `me`, ordered by distance to `blob_id` (`keyspace::by_distance`, Kademlia's own
-/// metric).
-pub(crate) fn neighbourhood_in(view: &PeerView, me: &PeerId, blob_id: &BlobId) -> Vec<PeerId> {
+/// metric) and then spread over networks for an n-sliver blob (`diversity::spread`): the first `shards` hold at
+/// most ⌈n / S⌉ peers per /24 or /48 wherever the swarm allows it.
+pub(crate) fn neighbourhood_in(
+    view: &PeerView,
+    me: &PeerId,
+    blob_id: &BlobId,
+    shards: u16,
+) -> Vec<PeerId> {
     let mut peers = view.peers.clone();
     peers.push(*me);
     peers.sort();
     peers.dedup();
     keyspace::by_distance(blob_id, &mut peers, |p| p.to_bytes());
+    let network = network_in(view, me);
+    let cap = diversity::cap(
+        shards,
+        diversity::count_networks(peers.iter().map(&network)),
+    );
+    diversity::spread(&mut peers, network, cap, &BTreeMap::new());
     peers
+}
+
+/// The network of a peer as `view` knows it (`me` by its listen address).
+pub(crate) fn network_in<'a>(
+    view: &'a PeerView,
+    me: &'a PeerId,
+) -> impl Fn(&PeerId) -> Option<diversity::Network> + 'a {
+    move |peer| {
+        if peer == me {
+            view.own_network
+        } else {
+            view.networks.get(peer).copied()
+        }
+    }
+}
+
+/// A repair's candidates for a blob of `holders` (as the steward asks for them, given the holders it takes for
+/// `gone`): the live holders that `usable` says can move slivers, and as many new peers from the blob's spread
+/// neighbourhood as there are indexes to place, counting the networks of the holders that stay
+/// (`diversity::repair_candidates`).
+pub(crate) fn repair_candidates_in(
+    view: &PeerView,
+    me: &PeerId,
+    blob_id: &BlobId,
+    holders: &[PeerKey],
+    gone: &BTreeSet<PeerKey>,
+    usable: impl Fn(&PeerId) -> bool,
+) -> Vec<PeerKey> {
+    let shards = u16::try_from(holders.len()).unwrap_or(u16::MAX);
+    let network = network_in(view, me);
+    let by_key = |key: &PeerKey| PeerId::from_bytes(key).ok().and_then(|p| network(&p));
+    let networks = view.peers.iter().chain(std::iter::once(me)).map(&network);
+    let cap = diversity::cap(shards, diversity::count_networks(networks));
+    let kept: Vec<PeerKey> = holders
+        .iter()
+        .filter(|h| !gone.contains(*h))
+        .cloned()
+        .collect();
+    let live: Vec<PeerKey> = neighbourhood_in(view, me, blob_id, shards)
+        .into_iter()
+        .filter(|p| usable(p))
+        .map(|p| p.to_bytes())
+        .filter(|p| !gone.contains(p))
+        .collect();
+    let newcomers = diversity::repair_candidates(shards, &kept, &live, by_key, cap);
+    live.into_iter()
+        .filter(|p| kept.contains(p) || newcomers.contains(p))
+        .collect()
 }
 
 impl Node {
     /// Peers in our view, ourselves included, ordered by distance to `blob_id` (`keyspace::by_distance`,
-    /// Kademlia's own metric).
-    pub(crate) async fn neighbourhood(&self, blob_id: &BlobId) -> Vec<PeerId> {
+    /// Kademlia's own metric) and spread over networks for an n-sliver blob.
+    pub(crate) async fn neighbourhood(&self, blob_id: &BlobId, shards: u16) -> Vec<PeerId> {
         let view = self.inner.net.view().await;
-        neighbourhood_in(&view, &self.inner.peer_id, blob_id)
+        neighbourhood_in(&view, &self.inner.peer_id, blob_id, shards)
     }
 
     /// Stores a blob: encodes it, sends each sliver index to its holder and returns once receipts certify it.
@@ -35,7 +95,7 @@ impl Node {
     async fn put_inner(&self, data: Bytes, options: &PutOptions) -> Result<PutOutcome, PutError> {
         let content_type = options.content_type.as_str();
         let view = self.inner.net.view().await;
-        let shards = default_shards(view.peers.len() + 1);
+        let shards = self.shards_for(&view);
         let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let params = BlobParams::new(EncodingType::RsSimd, shards, DEFAULT_SEGMENT_SIZE, length)?;
         let whole = data.clone();
@@ -111,7 +171,7 @@ impl Node {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
         let neighbourhood: Vec<PeerKey> = self
-            .neighbourhood(&blob_id)
+            .neighbourhood(&blob_id, shards)
             .await
             .into_iter()
             .take(usize::from(shards))

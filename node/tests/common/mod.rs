@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub struct NodeProc {
     pub child: Option<Child>,
+    pub peer_id: String,
     pub dir: PathBuf,
     pub http: String,
     pub listen: String,
@@ -48,6 +49,16 @@ impl Drop for TestSwarm {
 }
 
 pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, extra: &[String]) -> NodeProc {
+    spawn_node_on("/ip4/127.0.0.1/tcp/0", dir, bootstrap, extra)
+}
+
+/// A node listening on the multiaddr `listen` (any 127.0.0.0/8 address: Linux answers on all of them).
+pub fn spawn_node_on(
+    listen: &str,
+    dir: &Path,
+    bootstrap: Option<&str>,
+    extra: &[String],
+) -> NodeProc {
     let info_path = dir.join("node.json");
     let _ = std::fs::remove_file(&info_path);
     std::fs::create_dir_all(dir).unwrap();
@@ -61,7 +72,7 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, extra: &[String]) -> Node
         .args([
             "node",
             "--listen",
-            "/ip4/127.0.0.1/tcp/0",
+            listen,
             "--http",
             "127.0.0.1:0",
             "--max-body",
@@ -101,6 +112,7 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, extra: &[String]) -> Node
     };
     NodeProc {
         child: Some(child),
+        peer_id: info["peerId"].as_str().unwrap().to_owned(),
         dir: dir.to_owned(),
         http: format!("http://{}", info["http"].as_str().unwrap()),
         listen: info["listen"][0].as_str().unwrap().to_owned(),
@@ -139,13 +151,25 @@ impl TestSwarm {
 
     /// Starts `count` nodes with `extra` flags (repair timings, say).
     pub fn start_with(count: usize, extra: &[&str]) -> Self {
+        Self::start_on(&vec!["/ip4/127.0.0.1/tcp/0"; count], extra)
+    }
+
+    /// Starts one node per listen multiaddr in `listen` (on loopback addresses), with `extra` flags.
+    pub fn start_on(listen: &[&str], extra: &[&str]) -> Self {
+        let count = listen.len();
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let root = tempfile::tempdir().unwrap();
-        let mut nodes = vec![spawn_node(&root.path().join("node-0"), None, &extra)];
+        let mut nodes = vec![spawn_node_on(
+            listen[0],
+            &root.path().join("node-0"),
+            None,
+            &extra,
+        )];
         let bootstrap = nodes[0].listen.clone();
-        for i in 1..count {
-            nodes.push(spawn_node(
+        for (i, addr) in listen.iter().enumerate().skip(1) {
+            nodes.push(spawn_node_on(
+                addr,
                 &root.path().join(format!("node-{i}")),
                 Some(&bootstrap),
                 &extra,
