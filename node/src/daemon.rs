@@ -61,6 +61,8 @@ pub struct NodeConfig {
     pub handoff_timeout: Option<String>,
     /// How long part of a sliver index may sit without growing before it is deleted, e.g. "1h".
     pub partial_ttl: Option<String>,
+    /// How long a peer must be known before repairs give it slivers while older peers could take them, e.g. "2h".
+    pub newcomer_age: Option<String>,
     /// Ask the local router for a port mapping with UPnP (default true).
     pub upnp: Option<bool>,
     /// Established connections at most (default 512).
@@ -140,6 +142,7 @@ impl NodeConfig {
             (&mut self.challenge_settle, other.challenge_settle),
             (&mut self.handoff_timeout, other.handoff_timeout),
             (&mut self.partial_ttl, other.partial_ttl),
+            (&mut self.newcomer_age, other.newcomer_age),
             (&mut self.cors_write_origins, other.cors_write_origins),
             (&mut self.http_header_timeout, other.http_header_timeout),
             (&mut self.http_idle_timeout, other.http_idle_timeout),
@@ -360,6 +363,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         challenge_settle: duration(&config.challenge_settle, defaults.challenge_settle)?,
         handoff_timeout: duration(&config.handoff_timeout, defaults.handoff_timeout)?,
         partial_ttl: duration(&config.partial_ttl, defaults.partial_ttl)?,
+        newcomer_age: duration(&config.newcomer_age, defaults.newcomer_age)?,
         min_lost: config.repair_min_lost.unwrap_or(defaults.min_lost),
         ..defaults
     };

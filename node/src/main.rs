@@ -176,6 +176,10 @@ struct NodeArgs {
     /// growing before it is deleted (default 1h).
     #[arg(long, value_name = "DURATION")]
     partial_ttl: Option<String>,
+    /// How long this node must have known a peer before a repair, hand-off or rebalance gives it slivers while
+    /// an older peer could take them: an ID ground next to a blob has to wait this out (default 2h).
+    #[arg(long, value_name = "DURATION")]
+    newcomer_age: Option<String>,
     /// Do not ask the local router for a port mapping (UPnP).
     #[arg(long)]
     no_upnp: bool,
@@ -305,6 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 challenge_settle: args.challenge_settle,
                 handoff_timeout: args.handoff_timeout,
                 partial_ttl: args.partial_ttl,
+                newcomer_age: args.newcomer_age,
                 upnp: args.no_upnp.then_some(false),
                 max_connections: args.max_connections,
                 repair_min_lost: args.repair_min_lost,

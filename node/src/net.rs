@@ -187,6 +187,9 @@ pub struct PeerView {
     /// This node's own network, from its first listen address that names a host (none when it listens only on
     /// 0.0.0.0 or ::).
     pub own_network: Option<Network>,
+    /// When this node first connected to each peer it still knows (forgotten once the peer leaves both the
+    /// connections and the routing table): a peer's age, for the newcomer rule of repairs.
+    pub first_seen: BTreeMap<PeerId, std::time::Instant>,
 }
 
 /// The network of the first IP address in `addr` (for a relayed address, the relay's).
@@ -432,6 +435,7 @@ pub fn start(
             rtt_ms: BTreeMap::new(),
             ping_failures: BTreeMap::new(),
             connection_networks: BTreeMap::new(),
+            first_seen: BTreeMap::new(),
             bootstrapped: false,
             bootstrap: config.bootstrap,
             metrics: libp2p::metrics::Metrics::new(registry),
@@ -451,6 +455,8 @@ pub struct EventLoop {
     ping_failures: BTreeMap<PeerId, u32>,
     /// The network of each open connection's remote address, per peer.
     connection_networks: BTreeMap<PeerId, BTreeMap<ConnectionId, Network>>,
+    /// When each known peer was first connected.
+    first_seen: BTreeMap<PeerId, std::time::Instant>,
     bootstrapped: bool,
     bootstrap: Vec<Multiaddr>,
     /// libp2p's own metrics (connections, kad, identify, ping, gossipsub, DCUtR), exported on `/metrics`.
@@ -507,6 +513,9 @@ impl EventLoop {
         }
         peers.sort();
         peers.dedup();
+        // Bounded by the routing table: a peer known nowhere any more starts over as a newcomer.
+        self.first_seen
+            .retain(|peer, _| peers.binary_search(peer).is_ok());
         // A peer that failed its last pings is connected but not answering: not counted as reachable.
         let connected_peers: BTreeSet<PeerId> = self
             .swarm
@@ -537,6 +546,7 @@ impl EventLoop {
             connected_peers,
             networks,
             own_network,
+            first_seen: self.first_seen.clone(),
         }
     }
 
@@ -602,6 +612,9 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.first_seen
+                    .entry(peer_id)
+                    .or_insert_with(std::time::Instant::now);
                 if let Some(net) = network_of(endpoint.get_remote_address()) {
                     self.connection_networks
                         .entry(peer_id)

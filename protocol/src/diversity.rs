@@ -11,7 +11,7 @@
 //! It decides only the order: it does not learn addresses, keep state or do I/O. A peer whose network is not
 //! known (no address seen yet) counts as a network of its own and adds nothing to S.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 /// A network as the cap counts them: the first three bytes of an IPv4 address (its /24) or the first six of an
@@ -70,8 +70,8 @@ pub fn cap(shards: u16, networks: usize) -> usize {
 }
 
 /// The number of distinct known networks among `networks`.
-pub fn count_networks(networks: impl IntoIterator<Item = Option<Network>>) -> usize {
-    let mut seen: Vec<Network> = networks.into_iter().flatten().collect();
+pub fn count_networks<N: Ord>(networks: impl IntoIterator<Item = Option<N>>) -> usize {
+    let mut seen: Vec<N> = networks.into_iter().flatten().collect();
     seen.sort_unstable();
     seen.dedup();
     seen.len()
@@ -82,15 +82,16 @@ pub fn count_networks(networks: impl IntoIterator<Item = Option<Network>>) -> us
 /// peers of that network first: holders that keep their slivers in a repair) divided by `cap`; peers are
 /// ordered by tier and, within a tier, keep their order. Tier 0 is the capped neighbourhood; later tiers fill
 /// in, closest first and still spread, only where the networks known have fewer than n peers within the cap.
-/// A peer whose network is unknown is alone in its network (tier 0).
-pub fn spread<P>(
+/// A peer whose network is unknown is alone in its network (tier 0). Networks are [`Network`]s in the node and
+/// any ordered key in the simulator.
+pub fn spread<P, N: Ord + Copy>(
     peers: &mut Vec<P>,
-    network: impl Fn(&P) -> Option<Network>,
+    network: impl Fn(&P) -> Option<N>,
     cap: usize,
-    preset: &BTreeMap<Network, usize>,
+    preset: &BTreeMap<N, usize>,
 ) {
     let cap = cap.max(1);
-    let mut seen: BTreeMap<Network, usize> = BTreeMap::new();
+    let mut seen: BTreeMap<N, usize> = BTreeMap::new();
     let mut tiered: Vec<(usize, P)> = peers
         .drain(..)
         .map(|peer| {
@@ -113,46 +114,47 @@ pub fn spread<P>(
     peers.extend(tiered.into_iter().map(|(_, peer)| peer));
 }
 
-/// A repair's candidates: the `reachable` live holders that keep their slivers, plus the peers that may take the
-/// slivers of gone holders, chosen from `neighbourhood` (live peers, closest first) in [`spread`] order with the
-/// networks of the kept holders counted first, as many as there are indexes to place (`shards` minus the
-/// holders kept). `repair::plan` then fills the gone holders' indexes from exactly these, so a repair never
-/// puts more than `cap` slivers in one network where the neighbourhood allows it.
-pub fn repair_candidates<P: Ord + Clone>(
+/// The peers that may take the slivers of a repair's gone holders (or a hand-off's, or a rebalance's): chosen
+/// from `neighbourhood` (live peers, closest first) in [`spread`] order with the networks of the holders that
+/// stay (`kept_holders`, reachable or not) counted first, as many as there are indexes to place (`shards` minus
+/// the holders kept), in neighbourhood order. Peers that are not `senior` (known for less than the minimum age)
+/// come only after every senior one: a newcomer takes slivers only when no established peer can, so an ID
+/// ground next to a blob after it was written must wait out the age first. The caller plans over these and the
+/// reachable kept holders: `repair::plan` fills the gone holders' indexes from exactly them, so a repair puts
+/// no more than `cap` slivers in one network where the neighbourhood allows it.
+pub fn repair_candidates<P: Ord + Clone, N: Ord + Copy>(
     shards: u16,
     kept_holders: &[P],
     neighbourhood: &[P],
-    network: impl Fn(&P) -> Option<Network>,
+    network: impl Fn(&P) -> Option<N>,
     cap: usize,
+    senior: impl Fn(&P) -> bool,
 ) -> Vec<P> {
     let mut kept: Vec<P> = kept_holders.to_vec();
     kept.sort();
     kept.dedup();
-    let mut preset: BTreeMap<Network, usize> = BTreeMap::new();
+    let mut preset: BTreeMap<N, usize> = BTreeMap::new();
     for net in kept.iter().filter_map(&network) {
         *preset.entry(net).or_insert(0) += 1;
     }
-    let mut others: Vec<P> = neighbourhood
+    // A peer listed twice would take two places: the first listing counts.
+    let mut seen: BTreeSet<&P> = BTreeSet::new();
+    let (mut others, mut juniors): (Vec<P>, Vec<P>) = neighbourhood
         .iter()
-        .filter(|p| kept.binary_search(p).is_err())
+        .filter(|p| kept.binary_search(p).is_err() && seen.insert(*p))
         .cloned()
-        .collect();
-    // A peer listed twice would take two places.
-    let mut seen = Vec::with_capacity(others.len());
-    others.retain(|p| match seen.binary_search(p) {
-        Ok(_) => false,
-        Err(at) => {
-            seen.insert(at, p.clone());
-            true
-        }
-    });
+        .partition(|p| senior(p));
     spread(&mut others, &network, cap, &preset);
+    spread(&mut juniors, &network, cap, &preset);
+    others.append(&mut juniors);
     let room = usize::from(shards).saturating_sub(kept.len());
     others.truncate(room);
-    let mut candidates = kept;
-    candidates.extend(neighbourhood.iter().filter(|p| others.contains(p)).cloned());
-    candidates.dedup();
-    candidates
+    others.sort();
+    neighbourhood
+        .iter()
+        .filter(|p| others.binary_search(p).is_ok())
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -213,7 +215,7 @@ mod tests {
         assert_eq!(peers, vec![0, 1, 6, 7, 8, 9, 2, 3, 4, 5]);
         // Unknown networks stand alone.
         let mut peers: Vec<u8> = (0..4).collect();
-        spread(&mut peers, |_| None, 1, &BTreeMap::new());
+        spread(&mut peers, |_| None::<Network>, 1, &BTreeMap::new());
         assert_eq!(peers, vec![0, 1, 2, 3]);
     }
 
@@ -226,11 +228,70 @@ mod tests {
             x => net(x),
         };
         let neighbourhood: Vec<u8> = (0..9).collect();
-        let candidates = repair_candidates(4, &[21, 20], &neighbourhood, network, 2);
-        assert_eq!(candidates, vec![20, 21, 4, 5]);
+        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, |_| true);
+        assert_eq!(newcomers, vec![4, 5]);
+        // Peer 4 joined a moment ago: 5 and 6 are taken before it.
+        let senior = |p: &u8| *p != 4;
+        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, senior);
+        assert_eq!(newcomers, vec![5, 6]);
+        // When only newcomers are left, they take the slivers (in spread order) rather than none.
+        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, |_| false);
+        assert_eq!(newcomers, vec![4, 5]);
     }
 
     proptest! {
+        /// A repair's newcomers: never a kept holder, as many as there are indexes to place (or every other peer
+        /// when fewer), seniors only when enough seniors fit, and then no network over the cap with the kept
+        /// holders counted.
+        #[test]
+        fn repair_newcomers_keep_the_cap_and_prefer_seniors(
+            peers in proptest::collection::vec((0u8..5, any::<bool>()), 0..40),
+            kept_count in 0usize..12,
+            shards in 1u16..16,
+            cap in 1usize..4,
+        ) {
+            // Peers 0..kept_count are the kept holders; the neighbourhood is every peer, closest first.
+            let network = |p: &usize| peers.get(*p).and_then(|(n, _)| net(*n));
+            let senior = |p: &usize| peers.get(*p).is_some_and(|(_, s)| *s);
+            let kept: Vec<usize> = (0..kept_count.min(peers.len())).collect();
+            let neighbourhood: Vec<usize> = (0..peers.len()).collect();
+            let newcomers = repair_candidates(shards, &kept, &neighbourhood, network, cap, senior);
+            let room = usize::from(shards).saturating_sub(kept.len());
+            prop_assert!(newcomers.iter().all(|p| !kept.contains(p)));
+            prop_assert_eq!(newcomers.len(), room.min(peers.len() - kept.len()));
+            let mut preset: BTreeMap<Network, usize> = BTreeMap::new();
+            for p in &kept {
+                if let Some(n) = network(p) {
+                    *preset.entry(n).or_insert(0) += 1;
+                }
+            }
+            // Seniors that fit the cap, counting the kept holders and closer seniors.
+            let mut fill = preset.clone();
+            let fitting = neighbourhood
+                .iter()
+                .filter(|p| !kept.contains(p) && senior(p))
+                .filter(|p| {
+                    let Some(n) = network(p) else { return true };
+                    let count = fill.entry(n).or_insert(0);
+                    *count += 1;
+                    *count <= cap
+                })
+                .count();
+            if fitting >= room {
+                prop_assert!(newcomers.iter().all(senior));
+                let mut total = preset.clone();
+                for p in &newcomers {
+                    if let Some(n) = network(p) {
+                        *total.entry(n).or_insert(0) += 1;
+                    }
+                }
+                for (n, count) in total {
+                    let before = preset.get(&n).copied().unwrap_or(0);
+                    prop_assert!(count <= cap.max(before), "{n}: {count} over cap {cap}");
+                }
+            }
+        }
+
         /// Whatever the networks, the first n peers after `spread` hold at most `cap` per network whenever the
         /// peers allow it (at least n of them within the cap), and `spread` only reorders.
         #[test]

@@ -93,6 +93,7 @@ impl Node {
                 &record.holders,
                 &gone,
                 |p| view.connected_peers.contains(p),
+                self.inner.repair.newcomer_age,
             );
             let Some(plan) = plan_repair(&blob_id, &record.holders, &gone, &candidates) else {
                 report.failed += local.len();

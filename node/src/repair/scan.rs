@@ -160,6 +160,7 @@ impl Node {
                     &record.holders,
                     gone,
                     usable,
+                    self.inner.repair.newcomer_age,
                 )
             };
             let now = self.now();

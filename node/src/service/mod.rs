@@ -173,6 +173,9 @@ pub struct RepairConfig {
     /// How long part of a sliver index (the runs of a write, repair or hand-off that stopped midway) may sit
     /// here without growing before it is deleted.
     pub partial_ttl: Duration,
+    /// How long this node must have known a peer before a repair, hand-off or rebalance gives it slivers while
+    /// an older peer could take them (`diversity::repair_candidates`).
+    pub newcomer_age: Duration,
 }
 
 impl RepairConfig {
@@ -202,6 +205,7 @@ impl Default for RepairConfig {
             handoff_timeout: Duration::from_secs(60),
             min_lost: 1,
             partial_ttl: Duration::from_secs(3600),
+            newcomer_age: Duration::from_secs(2 * 3600),
         }
     }
 }

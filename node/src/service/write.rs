@@ -42,8 +42,8 @@ pub(crate) fn network_in<'a>(
 
 /// A repair's candidates for a blob of `holders` (as the steward asks for them, given the holders it takes for
 /// `gone`): the live holders that `usable` says can move slivers, and as many new peers from the blob's spread
-/// neighbourhood as there are indexes to place, counting the networks of the holders that stay
-/// (`diversity::repair_candidates`).
+/// neighbourhood as there are indexes to place, counting the networks of the holders that stay, and peers known
+/// for less than `newcomer_age` only after every older one (`diversity::repair_candidates`).
 pub(crate) fn repair_candidates_in(
     view: &PeerView,
     me: &PeerId,
@@ -51,6 +51,7 @@ pub(crate) fn repair_candidates_in(
     holders: &[PeerKey],
     gone: &BTreeSet<PeerKey>,
     usable: impl Fn(&PeerId) -> bool,
+    newcomer_age: Duration,
 ) -> Vec<PeerKey> {
     let shards = u16::try_from(holders.len()).unwrap_or(u16::MAX);
     let network = network_in(view, me);
@@ -68,7 +69,17 @@ pub(crate) fn repair_candidates_in(
         .map(|p| p.to_bytes())
         .filter(|p| !gone.contains(p))
         .collect();
-    let newcomers = diversity::repair_candidates(shards, &kept, &live, by_key, cap);
+    let senior = |key: &PeerKey| {
+        PeerId::from_bytes(key).is_ok_and(|p| {
+            p == *me
+                || view
+                    .first_seen
+                    .get(&p)
+                    .is_some_and(|at| at.elapsed() >= newcomer_age)
+        })
+    };
+    let newcomers = diversity::repair_candidates(shards, &kept, &live, by_key, cap, senior);
+    // `live` holds peers that answer now, so the kept holders in it are the ones that may move slivers.
     live.into_iter()
         .filter(|p| kept.contains(p) || newcomers.contains(p))
         .collect()
