@@ -58,6 +58,12 @@ pub struct Scenario {
     /// Byzantine holders.
     #[serde(default)]
     pub byzantine: Option<ByzantineConfig>,
+    /// The networks (/24s) nodes sit in, for the per-network cap on a blob's slivers.
+    #[serde(default)]
+    pub networks: NetworksConfig,
+    /// An attacker grinding peer IDs next to the blob IDs (`[sybil]`).
+    #[serde(default)]
+    pub sybil: Option<SybilConfig>,
     /// Disk faults.
     #[serde(default)]
     pub disk: DiskConfig,
@@ -261,6 +267,10 @@ pub struct RepairConfig {
     /// delivered, before it challenges the blob's holders (the node's `--challenge-settle`, default 60 s): a
     /// sliver still on its way is not counted as lost.
     pub challenge_settle_ms: Millis,
+    /// How long a node must have been in the swarm before a repair, hand-off or rebalance gives it slivers
+    /// while an older peer could take them (the node's `--newcomer-age`, default 2 h; 0 here, so scenarios
+    /// without it replay as before it existed).
+    pub newcomer_age_ms: Millis,
 }
 
 impl Default for RepairConfig {
@@ -273,6 +283,7 @@ impl Default for RepairConfig {
             challenge_interval_ms: 0,
             challenge_failures: 3,
             challenge_settle_ms: 60_000,
+            newcomer_age_ms: 0,
         }
     }
 }
@@ -399,6 +410,48 @@ pub struct ByzantineConfig {
     pub fraction: f64,
     /// What they do.
     pub behaviour: Behaviour,
+}
+
+/// The networks honest nodes sit in (docs/protocol.md §9, "Networks").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworksConfig {
+    /// Honest nodes spread round-robin over this many networks; 0 puts every node in a network of its own
+    /// (the cap then never binds, and lookups skip it).
+    pub count: u32,
+    /// Whether writes and repairs apply the per-network cap (`floe_protocol::diversity`); off only to measure
+    /// what it prevents.
+    pub cap: bool,
+}
+
+impl Default for NetworksConfig {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            cap: true,
+        }
+    }
+}
+
+/// An attacker with unlimited peer IDs in a few networks: before the writes, for each of the first
+/// `target_blobs` blobs, it joins with ⌈n / networks⌉ IDs per network closer to the blob's ID than any honest
+/// peer (n IDs in all, enough to take the whole neighbourhood without the cap). Its nodes accept slivers and
+/// sign receipts, then misbehave as `behaviour` says, and never lead a repair.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SybilConfig {
+    /// Networks the attacker has addresses in (A).
+    pub networks: u32,
+    /// Blobs it targets (the first ones written); default all.
+    #[serde(default)]
+    pub target_blobs: Option<u32>,
+    /// What its nodes do with the slivers they get.
+    #[serde(default = "default_sybil_behaviour")]
+    pub behaviour: Behaviour,
+}
+
+fn default_sybil_behaviour() -> Behaviour {
+    Behaviour::Withhold
 }
 
 /// Disk faults.
@@ -556,6 +609,15 @@ impl Scenario {
         }
         if self.partition.len() > 8 || self.outage.len() > 64 || self.crash.len() > 1024 {
             return bad("at most 8 partitions, 64 outages and 1024 crashes");
+        }
+        if let Some(sybil) = &self.sybil {
+            if sybil.networks == 0 {
+                return bad("sybil.networks must be at least 1");
+            }
+            let targets = u64::from(sybil.target_blobs.unwrap_or(w.blobs).min(w.blobs));
+            if targets.saturating_mul(u64::from(shards)) > 1_000_000 {
+                return bad("sybil: target_blobs × n must be at most 1,000,000 attacker IDs");
+            }
         }
         if let Some(byz) = &self.byzantine
             && !probability(byz.fraction)

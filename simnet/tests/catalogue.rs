@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 8] = [
+const CATALOGUE: [&str; 10] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
@@ -13,6 +13,8 @@ const CATALOGUE: [&str; 8] = [
     "partition.toml",
     "regional-outage.toml",
     "scale-sweep.toml",
+    "sybil-grind-uncapped.toml",
+    "sybil-grind.toml",
 ];
 
 fn dir() -> PathBuf {
@@ -192,4 +194,48 @@ fn lazy_repair_runs_fewer_repairs_for_less_traffic_and_loses_nothing() {
     assert_eq!(e.durability_losses, 0);
     assert_eq!(e.availability_min, 1.0, "{e:?}");
     assert_eq!(l.availability_min, 1.0, "{l:?}");
+}
+
+/// `sybil-grind` at a tenth of its size (100 blobs, 300 honest nodes in networks of their own, 20 minutes), as
+/// a debug build runs it in seconds: with the per-network cap (c = 1) an attacker in A networks holds at most A
+/// slivers of a blob, so every blob stays readable at A = n − k = 66 and none is at A = 67; without the cap one
+/// network takes them all.
+#[test]
+fn sybil_grind_is_harmless_up_to_the_edge_of_the_cap_and_total_without_it() {
+    let small = |name: &str, networks: u32| {
+        let mut scenario = load(name);
+        scenario.duration_ms = 1_200_000;
+        scenario.nodes.count = 300;
+        scenario.workload.blobs = 100;
+        scenario.workload.write_phase_ms = 300_000;
+        scenario
+            .sybil
+            .as_mut()
+            .expect("sybil-grind has an attacker")
+            .networks = networks;
+        scenario
+    };
+    let at_edge = run_quiet(&small("sybil-grind.toml", 66), 1);
+    assert_eq!(at_edge.summary.blobs_certified, 100);
+    assert_eq!(
+        at_edge.summary.availability_min, 1.0,
+        "{:?}",
+        at_edge.summary
+    );
+    assert_eq!(at_edge.summary.reads_failed, 0);
+    assert!(at_edge.summary.challenges_failed > 0 && at_edge.summary.repairs_run > 0);
+    let again = run_quiet(&small("sybil-grind.toml", 66), 1);
+    assert_eq!(at_edge.summary.trace_hash, again.summary.trace_hash);
+    let past_edge = run_quiet(&small("sybil-grind.toml", 67), 1);
+    assert_eq!(
+        past_edge.summary.availability_final, 0.0,
+        "{:?}",
+        past_edge.summary
+    );
+    let uncapped = run_quiet(&small("sybil-grind-uncapped.toml", 1), 1);
+    assert_eq!(
+        uncapped.summary.availability_final, 0.0,
+        "{:?}",
+        uncapped.summary
+    );
 }

@@ -49,6 +49,7 @@ use floe_protocol::steward::{Steward, StewardConfig};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 
+mod diversity;
 mod faults;
 mod network;
 mod ops;
@@ -253,6 +254,10 @@ impl Ev {
 
 struct Node {
     region: u8,
+    /// The network (/24) it sits in (`sim::diversity`).
+    network: u32,
+    /// When it first joined (a restart keeps its identity and its age).
+    joined_at: Millis,
     byzantine: Option<Behaviour>,
     alive: bool,
     departed: bool,
@@ -506,6 +511,8 @@ pub struct Sim {
     /// (kad key, node) sorted: the keyspace for lookups.
     kad: Vec<(u64, u32)>,
     kad_departed: usize,
+    /// How the per-network cap applies (`sim::diversity`).
+    networks: diversity::Networks,
     /// (reader, blob) pairs whose consistency check the reader has run: its later reads skip it.
     checked: BTreeSet<(u32, u32)>,
     blobs: Vec<Blob>,
@@ -597,6 +604,7 @@ impl Sim {
             alive_count: 0,
             kad: Vec::new(),
             kad_departed: 0,
+            networks: diversity::Networks::default(),
             checked: BTreeSet::new(),
             blobs: Vec::new(),
             ops: Slab::default(),
@@ -648,6 +656,7 @@ impl Sim {
             }
         }
         sim.make_blobs(shards)?;
+        sim.add_sybils();
         sim.schedule_workload_and_faults();
         Ok(sim)
     }
@@ -766,6 +775,17 @@ impl Sim {
 
     fn add_node(&mut self) -> u32 {
         let id = u32::try_from(self.nodes.len()).unwrap_or(NO_NODE - 1);
+        let kad = kad_of(&peer_key(id));
+        let network = self.honest_network(id);
+        self.push_node(network);
+        let at = self.kad.partition_point(|e| *e < (kad, id));
+        self.kad.insert(at, (kad, id));
+        id
+    }
+
+    /// A new live node in `network`, not yet in the keyspace.
+    fn push_node(&mut self, network: u32) -> u32 {
+        let id = u32::try_from(self.nodes.len()).unwrap_or(NO_NODE - 1);
         let total: f64 = self.region_weights.iter().sum();
         let mut draw = rng::unit(&mut self.world) * total;
         let mut region = 0u8;
@@ -778,13 +798,14 @@ impl Sim {
                 draw -= weight;
             }
         }
-        let kad = kad_of(&peer_key(id));
         // Mbit/s → bytes per ms: × 10^6 / 8 / 1000.
         let up_rate = self.sc.nodes.up_mbps * 125.0;
         let down_rate = self.sc.nodes.down_mbps * 125.0;
         let now = self.now as f64;
         self.nodes.push(Node {
             region,
+            network,
+            joined_at: self.now,
             byzantine: None,
             alive: true,
             departed: false,
@@ -801,8 +822,6 @@ impl Sim {
         self.down_at.push(Millis::MAX);
         let steward = self.new_steward();
         self.stewards.push(steward);
-        let at = self.kad.partition_point(|e| *e < (kad, id));
-        self.kad.insert(at, (kad, id));
         self.alive_count += 1;
         id
     }

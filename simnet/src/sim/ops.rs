@@ -194,8 +194,9 @@ impl Sim {
         let b = ix(op.blob);
         let (id, kad, n) = (self.blobs[b].id, self.blobs[b].kad, self.blobs[b].n);
         let keys: Vec<PeerKey> = self
-            .lookup(op.owner, kad, usize::from(n))
+            .spread_lookup(op.owner, kad, n, usize::from(n))
             .into_iter()
+            .take(usize::from(n))
             .map(peer_key)
             .collect();
         let Some(placement) = Placement::new(&id, n, &keys) else {

@@ -163,10 +163,22 @@ impl Sim {
             let out_of_reach = |peer: &SimPeer| sim.out_of_reach_since(node, peer.node());
             // The peers of the blob's neighbourhood that `node` can reach now, as the node takes its connected
             // ones; a peer failing its challenges gets no new slivers.
-            let candidates = |_: &BTreeSet<SimPeer>| -> Vec<SimPeer> {
+            let candidates = |gone: &BTreeSet<SimPeer>| -> Vec<SimPeer> {
                 let blob = &sim.blobs[bi];
                 let threshold = sim.sc.repair.challenge_failures;
                 let tally = sim.tallies.get(&node);
+                if sim.networks.active || sim.sc.repair.newcomer_age_ms > 0 {
+                    let usable = |c: u32| {
+                        sim.out_of_reach_since(node, c).is_none()
+                            && tally.is_none_or(|t| !t.is_failing(&c, threshold))
+                    };
+                    let gone = |c: u32| gone.contains(&SimPeer::of(c));
+                    return sim
+                        .spread_repair_candidates(node, b, gone, usable)
+                        .into_iter()
+                        .map(SimPeer::of)
+                        .collect();
+                }
                 sim.lookup(node, blob.kad, usize::from(blob.n))
                     .into_iter()
                     .filter(|&c| sim.out_of_reach_since(node, c).is_none())
