@@ -25,6 +25,8 @@ pub struct RepairState {
     pub(crate) departed: BTreeMap<PeerKey, Instant>,
     /// Partial sliver indexes held here: segments held when last seen to grow, and since when.
     pub(crate) partial: steward::Partials,
+    /// When this node last caught up with each blob's list by asking its holders (an announcement far ahead).
+    pub(crate) caught_up: BTreeMap<BlobId, Instant>,
     pub(crate) leaving: bool,
 }
 
@@ -39,6 +41,7 @@ impl RepairState {
             steward: steward::Steward::new(config, now),
             departed: BTreeMap::new(),
             partial: steward::Partials::default(),
+            caught_up: BTreeMap::new(),
             leaving: false,
         }
     }

@@ -218,7 +218,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
 
     // Hostile but well-formed floe requests from a real libp2p peer.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    let ours_id = runtime.block_on(async {
         use floe_protocol::wire::pb;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let (client, _inbound, _gossip, event_loop) = floe_node::net::start(
@@ -465,7 +465,56 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             other => panic!("a challenge of a segment on its way got {other:?}"),
         }
 
+        // A blob whose writer's list names this peer as a holder (of indexes 1 to 3; the node holds index 0):
+        // as a holder it may announce lists, but one epoch far ahead is not taken from it alone. The node asks
+        // the other holders (only this peer), finds no two that agree, and keeps its list: before, one holder
+        // could jump the epoch to u64::MAX and freeze the blob's list for good.
+        let ours = floe_protocol::encoder::EncodedBlob::encode(
+            floe_protocol::BlobParams::new(
+                floe_protocol::encoding::EncodingType::RsSimd,
+                4,
+                1024,
+                100,
+            )
+            .unwrap(),
+            &[0x44u8; 100],
+        )
+        .unwrap();
+        let ours_id = ours.metadata.blob_id();
+        let ours_holders: Vec<bytes::Bytes> = std::iter::once(peer.to_bytes().into())
+            .chain(std::iter::repeat_n(me.clone().into(), 3))
+            .collect();
+        match client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Store(pb::StoreRequest {
+                        slivers: vec![(&ours.sliver(0, 0).unwrap()).into()],
+                        metadata: Some((&ours.metadata).into()),
+                        holders: ours_holders,
+                        ..Default::default()
+                    })),
+                },
+            )
+            .await
+            .unwrap()
+            .kind
+        {
+            Some(pb::response::Kind::Receipt(_)) => {}
+            other => panic!("a writer's store got {other:?}"),
+        }
+        let far_ahead = pb::RepairAnnouncement {
+            blob_id: ours_id.as_bytes().to_vec().into(),
+            indexes: vec![0],
+            repairer: me.clone().into(),
+            epoch: u64::MAX,
+            holders: vec![me.clone().into(); 4],
+        };
+
         tokio::time::sleep(Duration::from_secs(2)).await; // let the gossip subscription reach the node
+        client
+            .publish(prost::Message::encode_to_vec(&far_ahead))
+            .await;
         client.publish(vec![0xff; 300]).await;
         client
             .publish(prost::Message::encode_to_vec(&takeover(me.clone())))
@@ -474,6 +523,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             .publish(prost::Message::encode_to_vec(&takeover(peer.to_bytes())))
             .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
+        ours_id
     });
     wait_until(
         "the forged gossip to arrive",
@@ -481,6 +531,13 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
         || metric(node, "floe_announcements_refused_total") >= 3,
     );
     assert_eq!(metric(node, "floe_holder_lists_adopted_total"), 0);
+    // The node may have rebalanced the blob itself (this peer held three of its four indexes), but the far
+    // epoch was not taken.
+    let ours = blob_status(node, &ours_id.to_string());
+    assert!(
+        ours["holderListEpoch"].as_u64().is_some_and(|e| e < 100),
+        "{ours}"
+    );
     wait_until(
         "the stalled partial index to be deleted",
         Duration::from_secs(20),

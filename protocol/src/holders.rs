@@ -49,6 +49,10 @@ pub enum Acceptance {
     Held,
     /// Nothing to do: an announcement about a blob this peer does not hold.
     Ignore,
+    /// Keep the list held for now and ask the blob's holders ([`agreed`]): an announcement from a holder whose
+    /// epoch is more than [`MAX_EPOCH_STEP`] ahead. Taken from one peer, such a jump could freeze the blob's
+    /// epochs at the largest value; a peer that really missed several announcements catches up this way.
+    CatchUp,
 }
 
 /// Why a list is refused outright.
@@ -105,9 +109,9 @@ pub const MAX_EPOCH_STEP: u64 = 2;
 ///   not adopted, but the slivers it came with are kept ([`Acceptance::Held`]). A peer holding no list yet keeps
 ///   a repaired list that did not come from its repairer as [`Acceptance::Provisional`]: a forged one gains
 ///   nothing there that a forged writer's list could not.
-/// - An announcement that fails the test is refused; one about an unknown blob is ignored. Announcements are
-///   not bounded in epoch yet: a peer that missed several would otherwise never catch up by gossip (the
-///   repair leader's metadata query is the only other path); docs/protocol.md §13 and the holder-list issue.
+/// - An announcement that fails the test is refused; one about an unknown blob is ignored. One more than
+///   [`MAX_EPOCH_STEP`] ahead of the held list is not taken from its sender alone: [`Acceptance::CatchUp`]
+///   says to ask the holders and adopt what [`agreed`] finds.
 pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
     offered: &List<'_, P>,
     sender: &[u8],
@@ -124,10 +128,12 @@ pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
             let Some(held) = held else {
                 return Ok(Acceptance::Ignore);
             };
-            if repairer_holds(held) {
-                Ok(Acceptance::Offered)
-            } else {
+            if !repairer_holds(held) {
                 Err(HolderListError::RepairerHoldsNothing)
+            } else if offered.epoch > held.epoch.saturating_add(MAX_EPOCH_STEP) {
+                Ok(Acceptance::CatchUp)
+            } else {
+                Ok(Acceptance::Offered)
             }
         }
         Via::StoreRequest => Ok(match held {
@@ -144,6 +150,36 @@ pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
             None => Acceptance::Provisional,
         }),
     }
+}
+
+/// How many answers must carry the same list before a peer adopts it from the metadata answers of the blob's
+/// holders: two, so that no single holder can make a peer take a list it made up, or one so far ahead that
+/// the blob's epochs would freeze.
+pub const CATCH_UP_QUORUM: usize = 2;
+
+/// The list a peer catching up adopts from `answers`, the lists the blob's holders answered to its metadata
+/// queries (one answer per holder; the caller asks distinct peers): the newest, by [`supersedes`], that
+/// supersedes `held` and that at least [`CATCH_UP_QUORUM`] answers carry identically (holders, epoch and
+/// repairer). `None` when no newer list has that support: a lone answer, however new, decides nothing. Its
+/// repairer need not hold a sliver in the list held, as [`accept`] asks of a list from one peer: a peer that
+/// missed several lists may not know the holder that made the newest, and the agreement is the evidence.
+pub fn agreed<'a, P: PartialEq>(
+    held: &List<'_, P>,
+    answers: &[List<'a, P>],
+) -> Option<List<'a, P>> {
+    let mut best: Option<List<'a, P>> = None;
+    for answer in answers {
+        let newer_than = |other: &List<'_, P>| {
+            supersedes(answer.epoch, answer.repairer, other.epoch, other.repairer)
+        };
+        if !newer_than(held) || best.as_ref().is_some_and(|b| !newer_than(b)) {
+            continue;
+        }
+        if answers.iter().filter(|other| *other == answer).count() >= CATCH_UP_QUORUM {
+            best = Some(*answer);
+        }
+    }
+    best
 }
 
 /// Whether a list (`epoch`, made by `repairer`) replaces the one held (`current_epoch`, `current_repairer`): a
@@ -226,9 +262,30 @@ mod tests {
     }
 
     #[test]
+    fn catching_up_takes_the_newest_list_two_holders_agree_on() {
+        let held = list(&peers(&[1, 2, 3]), 4, &[1]);
+        let truth = list(&peers(&[1, 5, 3]), 9, &[5]);
+        let stale = list(&peers(&[1, 2, 3]), 4, &[1]);
+        let forged = list(&peers(&[9, 9, 9]), u64::MAX, &[9]);
+        let agree = |answers: &[&(Vec<Peer>, u64, Vec<u8>)]| {
+            let views: Vec<List<'_, Peer>> = answers.iter().map(|a| view(a)).collect();
+            agreed(&view(&held), &views).map(|l| (l.holders.to_vec(), l.epoch))
+        };
+        assert_eq!(
+            agree(&[&truth, &forged, &truth]),
+            Some((truth.0.clone(), 9))
+        );
+        // One answer alone, however new, decides nothing.
+        assert_eq!(agree(&[&forged, &stale, &truth]), None);
+        assert_eq!(agree(&[&forged]), None);
+        // Two stale answers are not newer than the list held.
+        assert_eq!(agree(&[&stale, &stale]), None);
+    }
+
+    #[test]
     fn announcements_follow_the_rule() {
         let held = list(&peers(&[1, 2, 3]), 4, &[1]);
-        let offered = list(&peers(&[2, 2, 3]), 9, &[2]);
+        let offered = list(&peers(&[2, 2, 3]), 5, &[2]);
         let accept_from = |sender: &[u8], held: Option<&List<'_, Peer>>| {
             accept(&view(&offered), sender, held, Via::Announcement)
         };
@@ -241,6 +298,17 @@ mod tests {
             Err(HolderListError::NotFromRepairer)
         );
         assert_eq!(accept_from(&[2], None), Ok(Acceptance::Ignore));
+        // More than two epochs ahead: not from one peer alone.
+        let far = list(&peers(&[2, 2, 3]), 7, &[2]);
+        assert_eq!(
+            accept(&view(&far), &[2], Some(&view(&held)), Via::Announcement),
+            Ok(Acceptance::CatchUp)
+        );
+        let near = list(&peers(&[2, 2, 3]), 6, &[2]);
+        assert_eq!(
+            accept(&view(&near), &[2], Some(&view(&held)), Via::Announcement),
+            Ok(Acceptance::Offered)
+        );
         let stranger = list(&peers(&[9, 9, 9]), 9, &[9]);
         assert_eq!(
             accept(
@@ -273,9 +341,32 @@ mod tests {
             if verdict == Ok(Acceptance::Offered) && epoch > 0 {
                 prop_assert!(held_names.contains(&repairer));
                 prop_assert_eq!(repairer, sender);
-                if !announcement {
-                    prop_assert!(epoch <= held_epoch + MAX_EPOCH_STEP);
-                }
+                prop_assert!(epoch <= held_epoch + MAX_EPOCH_STEP);
+            }
+        }
+
+        /// A single byzantine answer among honest ones (each the true newest list or a stale one) is never the
+        /// list adopted unless it copies the truth, and the truth is adopted whenever two honest holders answer it.
+        #[test]
+        fn one_holder_cannot_decide_a_catch_up(
+            honest in proptest::collection::vec(any::<bool>(), 0..6),
+            forged_names in proptest::collection::vec(0u8..16, 3),
+            forged_epoch in 0u64..u64::MAX,
+            forged_repairer in 0u8..16,
+            at in 0usize..7,
+        ) {
+            let held = list(&peers(&[1, 2, 3]), 4, &[1]);
+            let truth = list(&peers(&[1, 5, 3]), 9, &[5]);
+            let forged = list(&peers(&forged_names), forged_epoch, &[forged_repairer]);
+            let mut answers: Vec<&(Vec<Peer>, u64, Vec<u8>)> =
+                honest.iter().map(|&current| if current { &truth } else { &held }).collect();
+            answers.insert(at.min(answers.len()), &forged);
+            let views: Vec<List<'_, Peer>> = answers.iter().map(|a| view(a)).collect();
+            let adopted = agreed(&view(&held), &views);
+            let truthful = honest.iter().filter(|&&c| c).count();
+            match adopted {
+                Some(list) => prop_assert!(list == view(&truth)),
+                None => prop_assert!(truthful < CATCH_UP_QUORUM),
             }
         }
 

@@ -330,21 +330,23 @@ impl Node {
         (outcome, delivered)
     }
 
-    /// The newest holder record among the live holders', if it supersedes `current`.
-    pub(super) async fn newer_record(
+    /// The newest holder record that at least two of the live holders answer alike, if it supersedes `current`
+    /// (`holders::agreed`): no single holder can make this node adopt a list.
+    pub(crate) async fn newer_record(
         &self,
         blob_id: &BlobId,
         current: &HolderRecord,
         gone: &BTreeSet<PeerKey>,
     ) -> Option<HolderRecord> {
         let me = peer_key(&self.inner.peer_id);
-        let mut best: Option<HolderRecord> = None;
+        let mut answers: Vec<HolderRecord> = Vec::new();
         let peers: BTreeSet<&PeerKey> = current
             .holders
             .iter()
             .filter(|h| **h != me && !gone.contains(*h))
             .collect();
-        for holder in peers.into_iter().take(3) {
+        // Four, so that one lying and one stale holder still leave two to agree.
+        for holder in peers.into_iter().take(CATCH_UP_ASKED) {
             let Ok(peer) = PeerId::from_bytes(holder) else {
                 continue;
             };
@@ -361,12 +363,13 @@ impl Node {
             let shards = current.holders.len();
             if record.holders.len() == shards
                 && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
-                && record.supersedes(best.as_ref().unwrap_or(current))
             {
-                best = Some(record);
+                answers.push(record);
             }
         }
-        best
+        let lists: Vec<_> = answers.iter().map(HolderRecord::as_list).collect();
+        let agreed = holders::agreed(&current.as_list(), &lists)?;
+        answers.iter().find(|r| r.as_list() == agreed).cloned()
     }
 
     pub(super) async fn announce(

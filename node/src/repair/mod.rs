@@ -53,6 +53,12 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
+/// Holders a node asks for their record when it catches up with a blob's list (`holders::agreed` needs two to
+/// agree): four, so that one lying and one stale holder still leave two.
+const CATCH_UP_ASKED: usize = 4;
+/// At most one catch-up per blob in this long: an announcement far ahead costs its receivers metadata queries,
+/// and a holder sending them in a loop must not turn every other holder into a query storm.
+const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A duration on the protocol's millisecond clock.
 fn millis(duration: std::time::Duration) -> Millis {

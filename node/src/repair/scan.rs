@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// What an announcement led to.
+enum Heard {
+    /// Not a blob held here, or a list not taken.
+    Nothing,
+    /// The list was offered; whether it is now the one held.
+    Adopted(bool),
+    /// The list is too far ahead to take from its sender alone: catch up with the holders.
+    FarAhead(BlobMetadata, HolderRecord),
+}
+
 impl Node {
     /// Applies gossiped repair announcements until the network stops.
     pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
@@ -44,15 +54,26 @@ impl Node {
                 held.as_ref().map(|(_, current)| current.as_list()).as_ref(),
                 Via::Announcement,
             )?;
-            let Some((metadata, _)) = held.filter(|_| acceptance == Acceptance::Offered) else {
-                return Ok(None); // not a blob we hold: nothing to update, nothing to remember
+            let Some((metadata, current)) = held else {
+                return Ok(Heard::Nothing); // not a blob we hold: nothing to update, nothing to remember
             };
             check_holders(&record.holders, metadata.params().shards())?;
-            Ok::<_, AnnouncementError>(node.inner.store.put_record(&metadata, &record).map(Some)?)
+            match acceptance {
+                Acceptance::Offered => Ok::<_, AnnouncementError>(Heard::Adopted(
+                    node.inner.store.put_record(&metadata, &record)?,
+                )),
+                Acceptance::CatchUp => Ok(Heard::FarAhead(metadata, current)),
+                _ => Ok(Heard::Nothing),
+            }
         })
         .await??;
-        let Some(adopted) = adopted else {
-            return Ok(());
+        let adopted = match adopted {
+            Heard::Nothing => return Ok(()),
+            Heard::FarAhead(metadata, current) => {
+                self.catch_up(blob_id, metadata, current, &gossip.source);
+                return Ok(());
+            }
+            Heard::Adopted(adopted) => adopted,
         };
         let mut state = self.state();
         state.recent.insert(blob_id, Instant::now());
@@ -69,6 +90,55 @@ impl Node {
             tracing::info!(%blob_id, source = %gossip.source, "adopted a new holder list");
         }
         Ok(())
+    }
+
+    /// Asks the blob's holders for their record after an announcement more than two epochs ahead, and adopts
+    /// what two of them agree on (`holders::agreed`), at most once per blob every [`CATCH_UP_EVERY`].
+    fn catch_up(
+        &self,
+        blob_id: BlobId,
+        metadata: BlobMetadata,
+        current: HolderRecord,
+        from: &PeerId,
+    ) {
+        {
+            let mut state = self.state();
+            let now = Instant::now();
+            if state
+                .caught_up
+                .get(&blob_id)
+                .is_some_and(|at| now.duration_since(*at) < CATCH_UP_EVERY)
+            {
+                return;
+            }
+            state.caught_up.insert(blob_id, now);
+            state
+                .caught_up
+                .retain(|_, at| now.duration_since(*at) < CATCH_UP_EVERY);
+        }
+        tracing::info!(%blob_id, %from, epoch = current.epoch, "announcement far ahead of our list; asking the holders");
+        let node = self.clone();
+        tokio::spawn(async move {
+            let Some(newer) = node
+                .newer_record(&blob_id, &current, &BTreeSet::new())
+                .await
+            else {
+                tracing::info!(%blob_id, "no two holders agree on a newer list; keeping ours");
+                return;
+            };
+            let (store_node, epoch) = (node.clone(), newer.epoch);
+            let adopted = tokio::task::spawn_blocking(move || {
+                store_node.inner.store.put_record(&metadata, &newer)
+            })
+            .await;
+            if let Ok(Ok(true)) = adopted {
+                node.inner
+                    .metrics
+                    .holder_lists_adopted
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%blob_id, epoch, "caught up with the list two holders agree on");
+            }
+        });
     }
 
     /// Checks the blobs held here every interval: repairs what this node leads, hands off what is no longer

@@ -238,7 +238,7 @@ impl Node {
             Via::StoreRequest,
         )?;
         let record = match (acceptance, current) {
-            (Acceptance::Held, Some(current)) => current,
+            (Acceptance::Held | Acceptance::CatchUp, Some(current)) => current,
             (Acceptance::Provisional, _) => HolderRecord {
                 epoch: 0,
                 repairer: Vec::new(),
