@@ -437,6 +437,61 @@ mod tests {
     use super::*;
     use libp2p::kad;
 
+    /// A repair's new holders, as the node picks them from its view: never a peer it met moments ago while an
+    /// older one can take the sliver, and no second peer of a network that already holds its share.
+    #[test]
+    fn repair_candidates_skip_newcomers_and_full_networks() {
+        let me = PeerId::random();
+        let blob_id = BlobId::from_slice(&[7; 32]).unwrap();
+        // Twelve peers by distance to the blob: 0..4 (closest) joined just now; 4 and 5 share the /24 of holder
+        // 8; 6 and 7 are old and alone in their /24s; 8..12 hold the blob with this node (11 has gone).
+        let mut peers: Vec<PeerId> = (0..12).map(|_| PeerId::random()).collect();
+        keyspace::by_distance(&blob_id, &mut peers, |p| p.to_bytes());
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(3 * 3600))
+            .unwrap();
+        let mut view = PeerView {
+            peers: peers.clone(),
+            connected: peers.len(),
+            connected_peers: peers.iter().copied().collect(),
+            own_network: Some(diversity::Network::V4([10, 0, 0])),
+            ..PeerView::default()
+        };
+        for (i, peer) in peers.iter().enumerate() {
+            let net = match i {
+                4 | 5 => 8,
+                i => u8::try_from(i).unwrap(),
+            };
+            view.networks
+                .insert(*peer, diversity::Network::V4([10, 1, net]));
+            let seen = if i < 4 { Instant::now() } else { long_ago };
+            view.first_seen.insert(*peer, seen);
+        }
+        let holders: Vec<PeerKey> = std::iter::once(me)
+            .chain(peers[8..].iter().copied())
+            .map(|p| p.to_bytes())
+            .collect();
+        let gone: BTreeSet<PeerKey> = [peers[11].to_bytes()].into_iter().collect();
+        let new_holder = |age: Duration| {
+            let candidates =
+                repair_candidates_in(&view, &me, &blob_id, &holders, &gone, |_| true, age);
+            // The holders that stay and answer are candidates too (they may give or take slivers).
+            for kept in &holders[..4] {
+                assert!(candidates.contains(kept), "{candidates:?}");
+            }
+            let new: Vec<PeerKey> = candidates
+                .into_iter()
+                .filter(|c| !holders.contains(c))
+                .collect();
+            assert_eq!(new.len(), 1, "one index to place: {new:?}");
+            new[0].clone()
+        };
+        // The closest old peer with room in its network: 6 (4 and 5 would put a second sliver in 8's /24).
+        assert_eq!(new_holder(Duration::from_secs(3600)), peers[6].to_bytes());
+        // With no age asked, the closest peer takes it.
+        assert_eq!(new_holder(Duration::ZERO), peers[0].to_bytes());
+    }
+
     /// The protocol's neighbourhood metric is the one libp2p's Kademlia looks peers up by, so a node's
     /// neighbourhood is what its DHT lookups find.
     #[test]
