@@ -28,6 +28,25 @@ fn sixteen_nodes_in_four_networks_hold_at_most_two_slivers_per_network() {
         .iter()
         .map(|n| (n.peer_id.clone(), network_of(&n.listen)))
         .collect();
+    // Every node learns the four networks from the addresses it reaches the others on.
+    for node in &swarm.nodes {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let status = json(&format!("{}/v1/node/status", node.http));
+            if status["networks"]["known"] == 4 {
+                assert_eq!(
+                    status["networks"]["own"],
+                    format!("127.0.{}.0/24", network_of(&node.listen))
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "networks not learned: {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
     // Let every node connect to the others it will place on, so it judges them by a connection's address.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let blobs: Vec<(String, Vec<u8>)> = (0..30u64)

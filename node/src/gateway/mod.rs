@@ -202,6 +202,13 @@ async fn node_status(State(state): State<AppState>) -> Response {
         "listenAddresses": view.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "connectedPeers": view.connected,
         "knownPeers": view.peers.len(),
+        // The networks (/24 or /48) the per-network cap of a blob's slivers counts (docs/protocol.md §9).
+        "networks": {
+            "own": view.own_network.map(|n| n.to_string()),
+            "known": floe_protocol::diversity::count_networks(
+                view.networks.values().copied().map(Some).chain(std::iter::once(view.own_network)),
+            ),
+        },
         "sliversStored": counters.slivers.load(Ordering::Relaxed),
         "bytesStored": counters.bytes.load(Ordering::Relaxed),
         "capacityBytes": state.node.capacity(),
