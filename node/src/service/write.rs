@@ -58,11 +58,13 @@ pub(crate) fn repair_candidates_in(
     let by_key = |key: &PeerKey| PeerId::from_bytes(key).ok().and_then(|p| network(&p));
     let networks = view.peers.iter().chain(std::iter::once(me)).map(&network);
     let cap = diversity::cap(shards, diversity::count_networks(networks));
-    let kept: Vec<PeerKey> = holders
+    let mut kept: Vec<PeerKey> = holders
         .iter()
         .filter(|h| !gone.contains(*h))
         .cloned()
         .collect();
+    kept.sort();
+    kept.dedup();
     let live: Vec<PeerKey> = neighbourhood_in(view, me, blob_id, shards)
         .into_iter()
         .filter(|p| usable(p))
@@ -78,10 +80,11 @@ pub(crate) fn repair_candidates_in(
                     .is_some_and(|at| at.elapsed() >= newcomer_age)
         })
     };
-    let newcomers = diversity::repair_candidates(shards, &kept, &live, by_key, cap, senior);
+    let mut newcomers = diversity::repair_candidates(shards, &kept, &live, by_key, cap, senior);
+    newcomers.sort();
     // `live` holds peers that answer now, so the kept holders in it are the ones that may move slivers.
     live.into_iter()
-        .filter(|p| kept.contains(p) || newcomers.contains(p))
+        .filter(|p| kept.binary_search(p).is_ok() || newcomers.binary_search(p).is_ok())
         .collect()
 }
 
