@@ -14,6 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::write::Millis;
+
 /// A network as the cap counts them: the first three bytes of an IPv4 address (its /24) or the first six of an
 /// IPv6 address (its /48). An IPv4-mapped IPv6 address counts as the IPv4 address it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -117,8 +119,8 @@ pub fn spread<P, N: Ord + Copy>(
 /// The peers that may take the slivers of a repair's gone holders (or a hand-off's, or a rebalance's): chosen
 /// from `neighbourhood` (live peers, closest first) in [`spread`] order with the networks of the holders that
 /// stay (`kept_holders`, reachable or not) counted first, as many as there are indexes to place (`shards` minus
-/// the holders kept), in neighbourhood order. Peers that are not `senior` (known for less than the minimum age)
-/// come only after every senior one: a newcomer takes slivers only when no established peer can, so an ID
+/// the holders kept), in neighbourhood order. Peers the caller has known for less than `newcomer_age`
+/// (`known_for`: how long, `None` for never) come only after every older one: a newcomer takes slivers only when no established peer can, so an ID
 /// ground next to a blob after it was written must wait out the age first. The caller plans over these and the
 /// reachable kept holders: `repair::plan` fills the gone holders' indexes from exactly them, so a repair puts
 /// no more than `cap` slivers in one network where the neighbourhood allows it.
@@ -128,7 +130,8 @@ pub fn repair_candidates<P: Ord + Clone, N: Ord + Copy>(
     neighbourhood: &[P],
     network: impl Fn(&P) -> Option<N>,
     cap: usize,
-    senior: impl Fn(&P) -> bool,
+    known_for: impl Fn(&P) -> Option<Millis>,
+    newcomer_age: Millis,
 ) -> Vec<P> {
     let mut kept: Vec<P> = kept_holders.to_vec();
     kept.sort();
@@ -143,7 +146,7 @@ pub fn repair_candidates<P: Ord + Clone, N: Ord + Copy>(
         .iter()
         .filter(|p| kept.binary_search(p).is_err() && seen.insert(*p))
         .cloned()
-        .partition(|p| senior(p));
+        .partition(|p| known_for(p).is_some_and(|age| age >= newcomer_age));
     spread(&mut others, &network, cap, &preset);
     spread(&mut juniors, &network, cap, &preset);
     others.append(&mut juniors);
@@ -228,14 +231,16 @@ mod tests {
             x => net(x),
         };
         let neighbourhood: Vec<u8> = (0..9).collect();
-        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, |_| true);
+        let old = |_: &u8| Some(100);
+        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, old, 10);
         assert_eq!(newcomers, vec![4, 5]);
         // Peer 4 joined a moment ago: 5 and 6 are taken before it.
-        let senior = |p: &u8| *p != 4;
-        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, senior);
+        let age = |p: &u8| Some(if *p == 4 { 3 } else { 100 });
+        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, age, 10);
         assert_eq!(newcomers, vec![5, 6]);
         // When only newcomers are left, they take the slivers (in spread order) rather than none.
-        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, |_| false);
+        let never = |_: &u8| None;
+        let newcomers = repair_candidates(4, &[21, 20], &neighbourhood, network, 2, never, 10);
         assert_eq!(newcomers, vec![4, 5]);
     }
 
@@ -255,7 +260,9 @@ mod tests {
             let senior = |p: &usize| peers.get(*p).is_some_and(|(_, s)| *s);
             let kept: Vec<usize> = (0..kept_count.min(peers.len())).collect();
             let neighbourhood: Vec<usize> = (0..peers.len()).collect();
-            let newcomers = repair_candidates(shards, &kept, &neighbourhood, network, cap, senior);
+            let known_for = |p: &usize| Some(if senior(p) { 10 } else { 9 });
+            let newcomers =
+                repair_candidates(shards, &kept, &neighbourhood, network, cap, known_for, 10);
             let room = usize::from(shards).saturating_sub(kept.len());
             prop_assert!(newcomers.iter().all(|p| !kept.contains(p)));
             prop_assert_eq!(newcomers.len(), room.min(peers.len() - kept.len()));

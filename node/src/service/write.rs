@@ -12,6 +12,16 @@ pub(crate) fn neighbourhood_in(
     blob_id: &BlobId,
     shards: u16,
 ) -> Vec<PeerId> {
+    spread_neighbourhood(view, me, blob_id, shards).0
+}
+
+/// [`neighbourhood_in`], and the cap per network it was spread with.
+fn spread_neighbourhood(
+    view: &PeerView,
+    me: &PeerId,
+    blob_id: &BlobId,
+    shards: u16,
+) -> (Vec<PeerId>, usize) {
     let mut peers = view.peers.clone();
     peers.push(*me);
     peers.sort();
@@ -23,7 +33,7 @@ pub(crate) fn neighbourhood_in(
         diversity::count_networks(peers.iter().map(&network)),
     );
     diversity::spread(&mut peers, network, cap, &BTreeMap::new());
-    peers
+    (peers, cap)
 }
 
 /// The network of a peer as `view` knows it (`me` by its listen address).
@@ -56,8 +66,6 @@ pub(crate) fn repair_candidates_in(
     let shards = u16::try_from(holders.len()).unwrap_or(u16::MAX);
     let network = network_in(view, me);
     let by_key = |key: &PeerKey| PeerId::from_bytes(key).ok().and_then(|p| network(&p));
-    let networks = view.peers.iter().chain(std::iter::once(me)).map(&network);
-    let cap = diversity::cap(shards, diversity::count_networks(networks));
     let mut kept: Vec<PeerKey> = holders
         .iter()
         .filter(|h| !gone.contains(*h))
@@ -65,22 +73,31 @@ pub(crate) fn repair_candidates_in(
         .collect();
     kept.sort();
     kept.dedup();
-    let live: Vec<PeerKey> = neighbourhood_in(view, me, blob_id, shards)
+    let (neighbourhood, cap) = spread_neighbourhood(view, me, blob_id, shards);
+    let live: Vec<PeerKey> = neighbourhood
         .into_iter()
         .filter(|p| usable(p))
         .map(|p| p.to_bytes())
         .filter(|p| !gone.contains(p))
         .collect();
-    let senior = |key: &PeerKey| {
-        PeerId::from_bytes(key).is_ok_and(|p| {
-            p == *me
-                || view
-                    .first_seen
-                    .get(&p)
-                    .is_some_and(|at| at.elapsed() >= newcomer_age)
-        })
+    // How long this node has known each peer, an input to the protocol's newcomer rule.
+    let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
+    let known_for = |key: &PeerKey| {
+        let peer = PeerId::from_bytes(key).ok()?;
+        if peer == *me {
+            return Some(Millis::MAX);
+        }
+        view.first_seen.get(&peer).map(|at| millis(at.elapsed()))
     };
-    let mut newcomers = diversity::repair_candidates(shards, &kept, &live, by_key, cap, senior);
+    let mut newcomers = diversity::repair_candidates(
+        shards,
+        &kept,
+        &live,
+        by_key,
+        cap,
+        known_for,
+        millis(newcomer_age),
+    );
     newcomers.sort();
     // `live` holds peers that answer now, so the kept holders in it are the ones that may move slivers.
     live.into_iter()

@@ -102,8 +102,8 @@ impl Sim {
             .collect();
         let network = |id: &u32| Some(self.nodes[ix(*id)].network);
         let age = self.sc.repair.newcomer_age_ms;
-        let senior = |id: &u32| self.now.saturating_sub(self.nodes[ix(*id)].joined_at) >= age;
-        let mut newcomers = rule::repair_candidates(n, &kept, &live, network, cap, senior);
+        let known_for = |id: &u32| Some(self.now.saturating_sub(self.nodes[ix(*id)].joined_at));
+        let mut newcomers = rule::repair_candidates(n, &kept, &live, network, cap, known_for, age);
         newcomers.sort_unstable();
         kept.sort_unstable();
         live.into_iter()
