@@ -84,6 +84,20 @@ pub struct NodeConfig {
     pub http_max_connections_per_ip: Option<usize>,
     /// The slowest a request body may arrive, in bytes per second, e.g. "1KiB" (default 1KiB).
     pub http_min_body_rate: Option<String>,
+    /// Requests per second one gateway client may sustain, bursts of ten seconds' worth (default 50; 0: no
+    /// limit).
+    pub http_client_requests: Option<u64>,
+    /// Bytes per second one gateway client may move, e.g. "64MiB" (default 64MiB; 0: no limit).
+    pub http_client_bytes: Option<String>,
+    /// Requests one gateway client may have in flight (default 16; 0: no limit).
+    pub http_client_in_flight: Option<u32>,
+    /// Addresses and networks the gateway does not limit, separated by commas, or "none" (default
+    /// "127.0.0.1,::1").
+    pub http_exempt: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For names the gateway client, separated by commas (default none).
+    pub http_trusted_proxies: Option<String>,
+    /// File of API keys, one per line, each with ten times an address's gateway budget.
+    pub api_keys: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -135,6 +149,15 @@ impl NodeConfig {
         if other.http_max_connections_per_ip.is_some() {
             self.http_max_connections_per_ip = other.http_max_connections_per_ip;
         }
+        if other.http_client_requests.is_some() {
+            self.http_client_requests = other.http_client_requests;
+        }
+        if other.http_client_in_flight.is_some() {
+            self.http_client_in_flight = other.http_client_in_flight;
+        }
+        if other.api_keys.is_some() {
+            self.api_keys = other.api_keys;
+        }
         for (mine, theirs) in [
             (&mut self.repair_grace, other.repair_grace),
             (&mut self.repair_interval, other.repair_interval),
@@ -147,6 +170,9 @@ impl NodeConfig {
             (&mut self.http_header_timeout, other.http_header_timeout),
             (&mut self.http_idle_timeout, other.http_idle_timeout),
             (&mut self.http_min_body_rate, other.http_min_body_rate),
+            (&mut self.http_client_bytes, other.http_client_bytes),
+            (&mut self.http_exempt, other.http_exempt),
+            (&mut self.http_trusted_proxies, other.http_trusted_proxies),
         ] {
             if theirs.is_some() {
                 *mine = theirs;
@@ -154,6 +180,52 @@ impl NodeConfig {
         }
         self
     }
+}
+
+/// The gateway's per-client budgets from `--http-client-*`, `--http-exempt`, `--http-trusted-proxies` and
+/// `--api-keys`.
+fn fair_use_config(config: &NodeConfig) -> anyhow::Result<gateway::FairUseConfig> {
+    use gateway::fair_use;
+    let defaults = gateway::FairUseConfig::default();
+    let networks = |value: &Option<String>, flag: &str, default: Vec<ipnet::IpNet>| {
+        value.as_deref().map_or(Ok(default), |list| {
+            fair_use::parse_networks(list).with_context(|| format!("--{flag}"))
+        })
+    };
+    let api_keys = match &config.api_keys {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --api-keys {}", path.display()))?;
+            let keys = fair_use::parse_api_keys(&text);
+            if keys.is_empty() {
+                anyhow::bail!("--api-keys {} lists no key", path.display());
+            }
+            keys
+        }
+    };
+    Ok(gateway::FairUseConfig {
+        requests_per_second: config
+            .http_client_requests
+            .unwrap_or(defaults.requests_per_second),
+        bytes_per_second: config
+            .http_client_bytes
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .context("--http-client-bytes")?
+            .unwrap_or(defaults.bytes_per_second),
+        max_in_flight: config
+            .http_client_in_flight
+            .unwrap_or(defaults.max_in_flight),
+        exempt: networks(&config.http_exempt, "http-exempt", defaults.exempt)?,
+        trusted_proxies: networks(
+            &config.http_trusted_proxies,
+            "http-trusted-proxies",
+            defaults.trusted_proxies,
+        )?,
+        api_keys,
+    })
 }
 
 /// `--max-shards`: between the smallest n a blob may have and the default cap.
@@ -354,6 +426,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         );
     }
 
+    let fair_use = fair_use_config(&config)?;
+
     let store = Store::open(&data_dir).context("opening the store")?;
     let defaults = RepairConfig::default();
     let repair = RepairConfig {
@@ -411,6 +485,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
             registry: std::sync::Arc::new(registry),
             write_origins,
+            fair_use: std::sync::Arc::new(gateway::FairUse::new(fair_use)),
         },
     );
     let server = tokio::spawn(async move {
@@ -527,5 +602,60 @@ mod tests {
         assert_eq!(merged.listen, vec!["/ip4/127.0.0.1/tcp/1".to_owned()]);
         assert_eq!(merged.capacity.as_deref(), Some("1GiB"));
         assert!(toml::from_str::<NodeConfig>("typo = 1").is_err());
+    }
+
+    #[test]
+    fn fair_use_settings_come_from_the_file_and_flags_or_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, "# ours\nalpha\n").unwrap();
+        let file: NodeConfig = toml::from_str(&format!(
+            "http-client-requests = 7\nhttp-client-bytes = \"1MiB\"\nhttp-exempt = \"none\"\n\
+             api-keys = {:?}",
+            keys.display().to_string()
+        ))
+        .unwrap();
+        let flags = NodeConfig {
+            http_client_in_flight: Some(3),
+            http_trusted_proxies: Some("10.0.0.0/8".into()),
+            ..NodeConfig::default()
+        };
+        let config = fair_use_config(&file.merge(flags)).unwrap();
+        assert_eq!(config.requests_per_second, 7);
+        assert_eq!(config.bytes_per_second, 1 << 20);
+        assert_eq!(config.max_in_flight, 3);
+        assert!(config.exempt.is_empty());
+        assert_eq!(config.trusted_proxies.len(), 1);
+        assert_eq!(config.api_keys, vec!["alpha".to_owned()]);
+        assert_eq!(
+            fair_use_config(&NodeConfig::default()).unwrap(),
+            gateway::FairUseConfig::default()
+        );
+
+        let wrong = |config: NodeConfig| format!("{:#}", fair_use_config(&config).unwrap_err());
+        let message = wrong(NodeConfig {
+            http_exempt: Some("127.0.0.1,localhost".into()),
+            ..NodeConfig::default()
+        });
+        assert!(
+            message.contains("--http-exempt") && message.contains("localhost"),
+            "{message}"
+        );
+        let message = wrong(NodeConfig {
+            http_client_bytes: Some("fast".into()),
+            ..NodeConfig::default()
+        });
+        assert!(message.contains("--http-client-bytes"), "{message}");
+        let message = wrong(NodeConfig {
+            api_keys: Some(dir.path().join("missing")),
+            ..NodeConfig::default()
+        });
+        assert!(message.contains("--api-keys"), "{message}");
+        std::fs::write(&keys, "# nothing\n").unwrap();
+        let message = wrong(NodeConfig {
+            api_keys: Some(keys),
+            ..NodeConfig::default()
+        });
+        assert!(message.contains("lists no key"), "{message}");
     }
 }

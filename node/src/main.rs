@@ -216,6 +216,29 @@ struct NodeArgs {
     /// 1KiB).
     #[arg(long, value_name = "SIZE")]
     http_min_body_rate: Option<String>,
+    /// Requests per second one gateway client (an IP address, an IPv6 /64, or an API key) may sustain, with
+    /// bursts of ten seconds' worth; over it, 429 with Retry-After (default 50; 0: no limit).
+    #[arg(long, value_name = "N")]
+    http_client_requests: Option<u64>,
+    /// Bytes per second one gateway client may move, uploads and downloads together, e.g. 64MiB (default
+    /// 64MiB; 0: no limit).
+    #[arg(long, value_name = "SIZE")]
+    http_client_bytes: Option<String>,
+    /// Requests one gateway client may have in flight at once (default 16; 0: no limit).
+    #[arg(long, value_name = "N")]
+    http_client_in_flight: Option<u32>,
+    /// Addresses and networks (like 10.0.0.0/8) the gateway does not limit, separated by commas, or "none"
+    /// (default 127.0.0.1,::1: the operator's own tools).
+    #[arg(long, value_name = "LIST")]
+    http_exempt: Option<String>,
+    /// Reverse proxies in front of the gateway, separated by commas: their requests are judged by the client
+    /// address they append to X-Forwarded-For (default none).
+    #[arg(long, value_name = "LIST")]
+    http_trusted_proxies: Option<String>,
+    /// File of API keys, one per line: a request with X-Floe-Api-Key set to one of them has that key's budget,
+    /// ten times an address's.
+    #[arg(long, value_name = "FILE")]
+    api_keys: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -320,6 +343,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http_max_connections: args.http_max_connections,
                 http_max_connections_per_ip: args.http_max_connections_per_ip,
                 http_min_body_rate: args.http_min_body_rate,
+                http_client_requests: args.http_client_requests,
+                http_client_bytes: args.http_client_bytes,
+                http_client_in_flight: args.http_client_in_flight,
+                http_exempt: args.http_exempt,
+                http_trusted_proxies: args.http_trusted_proxies,
+                api_keys: args.api_keys,
             };
             runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
         }

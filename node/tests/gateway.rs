@@ -786,3 +786,117 @@ fn idle_and_trickling_connections_neither_slow_a_get_nor_stay_open() {
     // The node still serves.
     assert_eq!(get(node, &id).unwrap().len(), 200_000);
 }
+
+/// One request from a chosen loopback source address; returns the status, headers and body.
+fn request_from(
+    source: [u8; 4],
+    target: SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = connect_one(source, target);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len());
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let body = bytes.get(split + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body)
+}
+
+#[test]
+fn greedy_clients_get_429_with_retry_after_and_others_keep_their_budget() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("keys");
+    std::fs::write(&key_file, "# test keys\nsesame\n").unwrap();
+    let swarm = TestSwarm::start_with(
+        4,
+        &[
+            "--http-client-requests",
+            "2",
+            "--http-client-bytes",
+            "100KiB",
+            "--api-keys",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let node = &swarm.nodes[0];
+    let target: SocketAddr = node.http.trim_start_matches("http://").parse().unwrap();
+    let status = "/v1/api"; // cheap, and open to pages on every origin
+
+    // Two requests a second, bursts of twenty: about the twenty-first in a row is refused (plus the two a second
+    // the bucket refills while they run), with the time to wait.
+    let started = Instant::now();
+    let mut served = 0;
+    let (code, headers, body) = loop {
+        let answer = request_from(
+            [127, 0, 5, 1],
+            target,
+            status,
+            "Origin: https://app.example\r\n",
+        );
+        if answer.0 != 200 || served > 100 {
+            break answer;
+        }
+        served += 1;
+    };
+    assert_envelope(code, &body, 429, "over the request rate");
+    let allowed = 20.0 + 2.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        (20..=100).contains(&served) && f64::from(served) <= allowed,
+        "{served} requests served before the first 429 (at most {allowed:.1} allowed)"
+    );
+    let message = serde_json::from_slice::<Value>(&body).unwrap()["error"]["message"].clone();
+    assert!(message.as_str().unwrap().contains("127.0.5.1"), "{message}");
+    let wait: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=1).contains(&wait), "Retry-After {wait}");
+    // A browser can read it: CORS wraps the refusal.
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
+
+    // Another address, a known API key from the refused address, and the operator's own host are served.
+    assert_eq!(request_from([127, 0, 5, 2], target, status, "").0, 200);
+    let key = "X-Floe-Api-Key: sesame\r\n";
+    assert_eq!(request_from([127, 0, 5, 1], target, status, key).0, 200);
+    let (code, _, body) = request_from([127, 0, 5, 1], target, status, "X-Floe-Api-Key: guess\r\n");
+    assert_envelope(code, &body, 401, "an unknown API key");
+    for _ in 0..40 {
+        assert_eq!(request_from([127, 0, 0, 1], target, status, "").0, 200);
+    }
+
+    // Bytes: 100 KiB a second, bursts of 1,000 KiB. A 1.5 MiB read is served whole, then the debt holds the
+    // client's next request for about (1,536 − 1,000) / 100 seconds.
+    let data = blob(1536 << 10, 21);
+    let id = put(node, &data); // from 127.0.0.1: exempt
+    let (code, _, body) = request_from([127, 0, 5, 3], target, &format!("/v1/blobs/{id}"), "");
+    assert_eq!(code, 200);
+    assert!(body == data, "the overdrawing read is served whole");
+    let (code, headers, body) = request_from([127, 0, 5, 3], target, status, "");
+    assert_envelope(code, &body, 429, "over the byte budget");
+    let wait: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    assert!((3..=6).contains(&wait), "Retry-After {wait}");
+
+    assert!(metric(node, "floe_gateway_over_request_rate_total") >= 1);
+    assert!(metric(node, "floe_gateway_over_byte_budget_total") >= 1);
+    assert!(metric(node, "floe_gateway_unknown_api_keys_total") >= 1);
+    assert_eq!(metric(node, "floe_gateway_client_requests_per_second"), 2);
+}

@@ -18,7 +18,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let c = state.node.store().counters();
     let view = state.node.net().view().await;
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let rows: Vec<(&str, &str, u64)> = vec![
+    let mut rows: Vec<(&str, &str, u64)> = vec![
         (
             "floe_slivers_stored",
             "sliver indexes held",
@@ -215,6 +215,55 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.challenges_answered),
         ),
     ];
+    let fair = &state.fair_use;
+    let limits = fair.config();
+    rows.extend([
+        (
+            "floe_gateway_over_request_rate_total",
+            "gateway requests refused with 429: the client was over its request rate",
+            load(&fair.counters.over_requests),
+        ),
+        (
+            "floe_gateway_over_byte_budget_total",
+            "gateway requests refused with 429: the client was over its byte budget",
+            load(&fair.counters.over_bytes),
+        ),
+        (
+            "floe_gateway_over_in_flight_total",
+            "gateway requests refused with 429: the client had its most requests in flight",
+            load(&fair.counters.over_in_flight),
+        ),
+        (
+            "floe_gateway_unknown_api_keys_total",
+            "gateway requests refused with 401: unknown API key",
+            load(&fair.counters.unknown_keys),
+        ),
+        (
+            "floe_gateway_client_bytes_total",
+            "body bytes charged to limited gateway clients",
+            load(&fair.counters.bytes_charged),
+        ),
+        (
+            "floe_gateway_clients",
+            "gateway clients with a budget tracked",
+            u64::try_from(fair.clients()).unwrap_or(u64::MAX),
+        ),
+        (
+            "floe_gateway_client_requests_per_second",
+            "requests per second one gateway client may sustain (0: no limit)",
+            limits.requests_per_second,
+        ),
+        (
+            "floe_gateway_client_bytes_per_second",
+            "bytes per second one gateway client may move (0: no limit)",
+            limits.bytes_per_second,
+        ),
+        (
+            "floe_gateway_client_max_in_flight",
+            "requests one gateway client may have in flight (0: no limit)",
+            u64::from(limits.max_in_flight),
+        ),
+    ]);
     // floe's counters live in the node as atomics; they are copied into a registry of constants per scrape and
     // encoded after libp2p's, so the answer is one OpenMetrics document with one EOF.
     let mut floe = Registry::default();

@@ -2,14 +2,16 @@
 //! code and browsers can point at any floe peer.
 //!
 //! [`ROUTES`] lists every route; the router is built from it and `/v1/api` (the OpenAPI document) is tested
-//! against it. Layers, outermost first: CORS and nosniff ([`cors`]), the error envelope for whatever answers
-//! without one ([`errors`]), request-size checks (414, 431) and the request timer. The server under the router
+//! against it. Layers, outermost first: the request timer, CORS and nosniff ([`cors`]), per-client budgets
+//! ([`fair_use`]), the error envelope for whatever answers without one ([`errors`]), request-size checks (414,
+//! 431). The server under the router
 //! ([`serve`]) enforces the connection, header, idle and body-rate limits. The module owns HTTP only: what a
 //! blob, a range or a put means is the node's business.
 
 mod blobs;
 pub mod cors;
 pub mod errors;
+pub mod fair_use;
 pub mod http_cache;
 mod metrics;
 pub mod serve;
@@ -32,6 +34,7 @@ use crate::service::Node;
 use errors::error;
 
 pub use cors::WriteOrigins;
+pub use fair_use::{FairUse, FairUseConfig};
 pub use serve::ServeLimits;
 
 /// Gateway settings.
@@ -43,6 +46,8 @@ pub struct GatewayConfig {
     pub registry: Arc<Registry>,
     /// Origins whose pages may write (`--cors-write-origins`).
     pub write_origins: WriteOrigins,
+    /// Per-client budgets (`--http-client-*`).
+    pub fair_use: Arc<FairUse>,
 }
 
 #[derive(Clone)]
@@ -54,6 +59,8 @@ struct AppState {
     registry: Arc<Registry>,
     /// KiB of request bodies held in memory at once, across requests ([`BODY_MEMORY_BUDGET`]).
     body_budget: Arc<tokio::sync::Semaphore>,
+    /// Per-client budgets, for the metrics.
+    fair_use: Arc<FairUse>,
 }
 
 /// Memory for request bodies received and not yet encoded, across all requests: 1,024 connections each sending
@@ -116,9 +123,15 @@ pub fn router(node: Node, config: GatewayConfig) -> Router {
             max_body: u64::try_from(config.max_body).unwrap_or(u64::MAX),
             registry: config.registry,
             body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_MEMORY_BUDGET / 1024)),
+            fair_use: Arc::clone(&config.fair_use),
         })
         .layer(axum::middleware::from_fn(check_request_size))
         .layer(axum::middleware::from_fn(errors::envelope_errors))
+        // Inside CORS, so a browser can read a 429; outside everything that does work.
+        .layer(axum::middleware::from_fn_with_state(
+            config.fair_use,
+            fair_use::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             config.write_origins,
             cors::browser_headers,

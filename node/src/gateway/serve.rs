@@ -166,7 +166,7 @@ pub async fn serve(
         let (app, stop, done) = (app.clone(), stop_rx.clone(), done_tx.clone());
         let lingering = Arc::clone(&lingering);
         tokio::spawn(async move {
-            connection(stream, app, limits, stop, lingering).await;
+            connection(stream, peer, app, limits, stop, lingering).await;
             drop((admitted, done));
         });
     }
@@ -255,6 +255,7 @@ impl Drop for InFlight {
 
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     app: Router,
     limits: ServeLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -275,7 +276,11 @@ async fn connection(
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let guard = InFlight::enter(&service_activity);
-            let request = request.map(|body| rate_checked(Body::new(body), limits));
+            let mut request = request.map(|body| rate_checked(Body::new(body), limits));
+            // The client's address, for the per-client budgets (`fair_use`).
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let app = app.clone();
             async move {
                 // The request is in flight until its answer's body ends, not when its handler returns: a
