@@ -3,6 +3,7 @@
 //! Modules here do IO (files, network, clocks) around `floe-protocol`; protocol decisions stay there.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod budget;
 pub mod cache;
 pub mod client;
 pub mod daemon;

@@ -465,6 +465,58 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             other => panic!("a challenge of a segment on its way got {other:?}"),
         }
 
+        // A flood of valid slivers whose holder list gives every index to this peer, not to the node: no write,
+        // repair or hand-off sends that, so the node stores them only within this peer's small budget (1 MiB/s,
+        // 10 MiB of burst) and then refuses them, saying why and when to retry.
+        let (mut stored, mut refused) = (0, Vec::new());
+        for b in 0..8u8 {
+            let flood = floe_protocol::encoder::EncodedBlob::encode(
+                floe_protocol::BlobParams::new(
+                    floe_protocol::encoding::EncodingType::RsSimd,
+                    4,
+                    1 << 20,
+                    1 << 20,
+                )
+                .unwrap(),
+                &vec![b; 1 << 20],
+            )
+            .unwrap();
+            for index in 0..4u16 {
+                let request = pb::StoreRequest {
+                    slivers: vec![(&flood.sliver(0, index).unwrap()).into()],
+                    metadata: Some((&flood.metadata).into()),
+                    holders: vec![me.clone().into(); 4],
+                    ..Default::default()
+                };
+                match client
+                    .request(
+                        peer,
+                        pb::Request {
+                            kind: Some(pb::request::Kind::Store(request)),
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .kind
+                {
+                    Some(pb::response::Kind::Receipt(_)) => stored += 1,
+                    Some(pb::response::Kind::Error(why)) => refused.push(why),
+                    other => panic!("an unexpected store got {other:?}"),
+                }
+            }
+        }
+        // 32 slivers of 512 KiB: the burst takes 20, the refill a few more while they go.
+        assert!(
+            (20..32).contains(&stored),
+            "{stored} stored, refused: {refused:?}"
+        );
+        assert!(
+            refused
+                .iter()
+                .all(|why| why.contains("over its budget") && why.contains("retry in")),
+            "{refused:?}"
+        );
+
         // A blob whose writer's list names this peer as a holder (of indexes 1 to 3; the node holds index 0):
         // as a holder it may announce lists, but one epoch far ahead is not taken from it alone. The node asks
         // the other holders (only this peer), finds no two that agree, and keeps its list: before, one holder
@@ -531,6 +583,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
         || metric(node, "floe_announcements_refused_total") >= 3,
     );
     assert_eq!(metric(node, "floe_holder_lists_adopted_total"), 0);
+    assert!(metric(node, "floe_unexpected_stores_refused_total") >= 1);
     // The node may have rebalanced the blob itself (this peer held three of its four indexes), but the far
     // epoch was not taken.
     let ours = blob_status(node, &ours_id.to_string());

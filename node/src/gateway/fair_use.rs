@@ -38,9 +38,8 @@ use axum::response::Response;
 use ipnet::IpNet;
 
 use super::errors::error;
+use crate::budget::{BURST_SECONDS, Bucket, whole_seconds};
 
-/// A client's bursts: this many seconds of its sustained rates.
-pub const BURST_SECONDS: u64 = 10;
 /// A client with an API key gets this many times the budget of an address.
 pub const API_KEY_FACTOR: u64 = 10;
 /// Clients tracked at most while they owe; past this, new clients share one budget.
@@ -49,8 +48,6 @@ pub const MAX_CLIENTS: usize = 100_000;
 pub const API_KEY_HEADER: &str = "x-floe-api-key";
 /// Clients tracked before settled ones are forgotten (at most once a second).
 const PRUNE_AT: usize = 4_096;
-/// A token, in the buckets' unit (token-nanoseconds): a rate of r per second adds r units per nanosecond.
-const UNIT: i128 = 1_000_000_000;
 
 /// The limits, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,53 +144,6 @@ enum Client {
     Key(blake3::Hash),
     /// Everyone who arrived while [`MAX_CLIENTS`] others still owed.
     Overflow,
-}
-
-/// A token bucket: `level` in [`UNIT`]s, refilled to `at`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    level: i128,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: u64, now: Instant) -> Self {
-        Self {
-            level: capacity(rate),
-            at: now,
-        }
-    }
-
-    fn refill(&mut self, rate: u64, now: Instant) {
-        let elapsed =
-            i128::try_from(now.saturating_duration_since(self.at).as_nanos()).unwrap_or(i128::MAX);
-        self.level = self
-            .level
-            .saturating_add(elapsed.saturating_mul(i128::from(rate)))
-            .min(capacity(rate));
-        self.at = self.at.max(now);
-    }
-
-    /// Time until the level reaches `want` at `rate` (a rate of 0 never refills: the caller checks it first).
-    fn wait_for(&self, want: i128, rate: u64) -> Duration {
-        let missing = want.saturating_sub(self.level);
-        if missing <= 0 || rate == 0 {
-            return Duration::ZERO;
-        }
-        let rate = i128::from(rate);
-        let nanos = missing.saturating_add(rate - 1) / rate;
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    }
-
-    fn is_full(&self, rate: u64) -> bool {
-        self.level >= capacity(rate)
-    }
-}
-
-fn capacity(rate: u64) -> i128 {
-    i128::from(rate)
-        .saturating_mul(i128::from(BURST_SECONDS))
-        .saturating_mul(UNIT)
 }
 
 /// A client's budget.
@@ -307,9 +257,7 @@ impl Refusal {
                 allowed,
                 retry_after,
             } => {
-                let seconds = retry_after.as_secs().saturating_add(u64::from(
-                    retry_after.subsec_nanos() > 0 || retry_after.is_zero(),
-                ));
+                let seconds = whole_seconds(*retry_after);
                 let what = match limit {
                     Limit::Requests => format!(
                         "{client} is over its request rate of {allowed} per second (bursts of {})",
@@ -364,8 +312,7 @@ impl Ticket {
             .fetch_add(bytes, Ordering::Relaxed);
         let mut budget = lock(budget);
         if budget.rates.bytes > 0 {
-            let cost = i128::from(bytes).saturating_mul(UNIT);
-            budget.bytes.level = budget.bytes.level.saturating_sub(cost);
+            budget.bytes.take(bytes);
         }
     }
 }
@@ -493,13 +440,13 @@ impl FairUse {
                 ),
                 &self.counters.over_in_flight,
             ))
-        } else if rates.requests > 0 && budget.requests.level < UNIT {
-            let wait = budget.requests.wait_for(UNIT, rates.requests);
+        } else if rates.requests > 0 && !budget.requests.has(1) {
+            let wait = budget.requests.wait_for(1, rates.requests);
             Some((
                 over(Limit::Requests, rates.requests, wait),
                 &self.counters.over_requests,
             ))
-        } else if rates.bytes > 0 && budget.bytes.level < 0 {
+        } else if rates.bytes > 0 && !budget.bytes.has(0) {
             let wait = budget.bytes.wait_for(0, rates.bytes);
             Some((
                 over(Limit::Bytes, rates.bytes, wait),
@@ -513,7 +460,7 @@ impl FairUse {
             return Err(refusal);
         }
         if rates.requests > 0 {
-            budget.requests.level = budget.requests.level.saturating_sub(UNIT);
+            budget.requests.take(1);
         }
         budget.in_flight = budget.in_flight.saturating_add(1);
         drop(budget);

@@ -195,6 +195,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.placement_disagreements),
         ),
         (
+            "floe_unexpected_stores_total",
+            "store requests whose holder list gives the sliver to another peer, stored within the sender's budget",
+            load(&m.unexpected_stores),
+        ),
+        (
+            "floe_unexpected_stores_refused_total",
+            "such store requests refused: the sender was over its budget",
+            load(&m.unexpected_stores_refused),
+        ),
+        (
             "floe_announcements_refused_total",
             "gossiped repair announcements refused",
             load(&m.announcements_refused),

@@ -64,6 +64,20 @@ pub enum StoreRefusal {
         /// The capacity.
         capacity: u64,
     },
+    /// The holder list sent gives the sliver to another peer, and the sender is over its budget for such
+    /// stores.
+    #[error(
+        "the holder list sent gives sliver {index} to another peer, and this sender is over its budget for such \
+         stores ({rate} bytes per second); retry in {retry_after} s"
+    )]
+    Unexpected {
+        /// The sliver index.
+        index: u16,
+        /// The budget, bytes per second.
+        rate: u64,
+        /// Seconds until the sender's budget allows another.
+        retry_after: u64,
+    },
     /// The content type is not one a node keeps.
     #[error("{0}")]
     ContentType(#[from] ContentTypeError),

@@ -212,10 +212,36 @@ impl Node {
         };
         check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
-        if record.holders.get(usize::from(index)) != Some(&me) {
-            // Stored anyway: the sender's view decided; if it is not ours, the hand-off duty of the repair loop
-            // passes the sliver on to the listed holder.
-            tracing::info!(%blob_id, index, "stored a sliver the sender's holder list gives to another peer");
+        if record.holders.get(usize::from(index)) != Some(&me) && *sender != self.inner.peer_id {
+            // Stored anyway, within the sender's budget: the sender's view decided; if it is not ours, the
+            // hand-off duty of the repair loop passes the sliver on to the listed holder. No write, repair or
+            // hand-off sends such a store, so the budget is small.
+            let bytes: u64 = slivers
+                .iter()
+                .map(|s| u64::try_from(s.data.len()).unwrap_or(u64::MAX))
+                .sum();
+            let charged = self
+                .inner
+                .unexpected_stores
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .charge(sender, bytes, Instant::now());
+            if let Err(wait) = charged {
+                self.inner
+                    .metrics
+                    .unexpected_stores_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(StoreRefusal::Unexpected {
+                    index,
+                    rate: super::UNEXPECTED_STORE_RATE,
+                    retry_after: crate::budget::whole_seconds(wait),
+                });
+            }
+            self.inner
+                .metrics
+                .unexpected_stores
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%blob_id, index, %sender, "stored a sliver the sender's holder list gives to another peer");
         }
         if record.epoch > 0 && self.inner.store.has(&blob_id, index) {
             self.inner

@@ -138,6 +138,10 @@ pub struct Metrics {
     pub holder_lists_adopted: AtomicU64,
     /// Slivers stored here although, by this node's view, it is outside the blob's neighbourhood.
     pub stored_outside_own_view: AtomicU64,
+    /// Store requests whose holder list gives the sliver to another peer, stored within the sender's budget.
+    pub unexpected_stores: AtomicU64,
+    /// Such store requests refused: the sender was over its budget ([`UNEXPECTED_STORE_RATE`]).
+    pub unexpected_stores_refused: AtomicU64,
     /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
     pub placement_disagreements: AtomicU64,
     /// Gossiped announcements refused (malformed, unsigned by their repairer, from a non-holder, bad list).
@@ -363,7 +367,14 @@ pub(crate) struct Inner {
     max_shards: u16,
     pub(crate) repair_state: std::sync::Mutex<crate::steward_state::RepairState>,
     spool_dir: std::path::PathBuf,
+    /// Per-peer budgets for stores no holder list asked of this node ([`UNEXPECTED_STORE_RATE`]).
+    pub(crate) unexpected_stores: std::sync::Mutex<crate::budget::PeerBudgets<PeerId>>,
 }
+
+/// Bytes per second (with ten seconds of burst) a peer may push in store requests whose holder list gives the
+/// sliver to someone else: no write, repair or hand-off does that, so only a confused or hostile peer does, and
+/// without a budget such a peer could fill the disk and have the hand-off duty relay its bytes.
+pub const UNEXPECTED_STORE_RATE: u64 = 1 << 20;
 
 /// A peer key as text, for logs.
 pub(crate) fn peer_label(peer: &[u8]) -> String {
@@ -418,6 +429,9 @@ impl Node {
                     steward, 0,
                 )),
                 spool_dir,
+                unexpected_stores: std::sync::Mutex::new(crate::budget::PeerBudgets::new(
+                    UNEXPECTED_STORE_RATE,
+                )),
             }),
         }
     }
