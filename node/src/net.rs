@@ -35,6 +35,8 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
 pub const AGENT_VERSION: &str = concat!("floe/", env!("CARGO_PKG_VERSION"));
 /// The gossipsub topic of repair announcements.
 pub const REPAIR_TOPIC: &str = "floe/repair/1";
+/// The gossipsub topic on which nodes with a capacity say how much room they have left (`pb::Room`).
+pub const ROOM_TOPIC: &str = "floe/room/1";
 /// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.
 pub const MAX_GOSSIP_LEN: usize = 256 * 1024;
 /// Largest request or response: a sliver set plus metadata.
@@ -147,13 +149,33 @@ pub struct Behaviour {
     upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
-/// A gossip message on the repair topic, with the peer that signed it.
+/// A gossip message, with the peer that signed it and its topic.
 #[derive(Debug)]
 pub struct Gossip {
     /// The author (gossipsub signs messages, so this is authenticated).
     pub source: PeerId,
+    /// The topic it came on.
+    pub topic: Topic,
     /// The message bytes.
     pub data: Vec<u8>,
+}
+
+/// floe's gossip topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// [`REPAIR_TOPIC`]: repair announcements.
+    Repair,
+    /// [`ROOM_TOPIC`]: free space.
+    Room,
+}
+
+impl Topic {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Repair => REPAIR_TOPIC,
+            Self::Room => ROOM_TOPIC,
+        }
+    }
 }
 
 /// A request from a peer, to be answered through [`NetClient::respond`].
@@ -237,6 +259,7 @@ enum Command {
         reply: oneshot::Sender<PeerView>,
     },
     Publish {
+        topic: Topic,
         data: Vec<u8>,
     },
     Dial {
@@ -285,7 +308,24 @@ impl NetClient {
 
     /// Publishes `data` on the repair topic. Best effort: with no subscribed peer it is dropped (and logged).
     pub async fn publish(&self, data: Vec<u8>) {
-        let _ = self.commands.send(Command::Publish { data }).await;
+        let _ = self
+            .commands
+            .send(Command::Publish {
+                topic: Topic::Repair,
+                data,
+            })
+            .await;
+    }
+
+    /// Publishes this node's room (`pb::Room`) on the room topic. Best effort, like [`Self::publish`].
+    pub async fn publish_room(&self, data: Vec<u8>) {
+        let _ = self
+            .commands
+            .send(Command::Publish {
+                topic: Topic::Room,
+                data,
+            })
+            .await;
     }
 
     /// Dials `peer` if it is not connected, so that a holder that is only idle is not taken for gone.
@@ -399,10 +439,12 @@ pub fn start(
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&gossipsub::IdentTopic::new(REPAIR_TOPIC))?;
+    for topic in [REPAIR_TOPIC, ROOM_TOPIC] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic))?;
+    }
     for addr in &config.listen {
         swarm.listen_on(addr.clone()).map_err(|e| {
             // libp2p's transport error displays as an empty string; its cause says what went wrong.
@@ -571,10 +613,11 @@ impl EventLoop {
             Command::View { reply } => {
                 let _ = reply.send(self.view());
             }
-            Command::Publish { data } => {
-                let topic = gossipsub::IdentTopic::new(REPAIR_TOPIC);
-                if let Err(error) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-                    tracing::warn!(%error, "could not publish a repair announcement");
+            Command::Publish { topic, data } => {
+                let name = gossipsub::IdentTopic::new(topic.name());
+                if let Err(error) = self.swarm.behaviour_mut().gossipsub.publish(name, data) {
+                    // No peer subscribed yet (a node alone), or a duplicate: nothing is lost but this message.
+                    tracing::debug!(%error, ?topic, "could not publish gossip");
                 }
             }
             Command::Dial { peer } => {
@@ -651,16 +694,20 @@ impl EventLoop {
                 ..
             })) => {
                 // Strict validation: only signed messages arrive here, so the source is the author.
-                if let Some(source) = message.source
+                let topic = [Topic::Repair, Topic::Room]
+                    .into_iter()
+                    .find(|t| message.topic == gossipsub::IdentTopic::new(t.name()).hash());
+                if let (Some(source), Some(topic)) = (message.source, topic)
                     && self
                         .gossip
                         .try_send(Gossip {
                             source,
+                            topic,
                             data: message.data,
                         })
                         .is_err()
                 {
-                    tracing::warn!(%source, "gossip queue full; dropped an announcement");
+                    tracing::warn!(%source, ?topic, "gossip queue full; dropped a message");
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {

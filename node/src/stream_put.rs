@@ -7,7 +7,7 @@
 //! write's decisions (window, retries, quorum) are the protocol crate's. Memory stays at about `window` encoded
 //! runs plus one segment, whatever the blob's size; disk holds the spool until the write finishes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -292,6 +292,8 @@ impl Node {
         let (mut write, mut effects) = StreamWrite::start(blob_id, placement, runs.len(), config);
         let mut prepared: BTreeMap<usize, RunSlivers> = BTreeMap::new();
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
+        // Indexes a holder refused for lack of room: a failed write says so (507).
+        let mut full: BTreeSet<u16> = BTreeSet::new();
         let metadata_pb: pb::BlobMetadata = (&metadata).into();
         let holders_pb: Vec<Bytes> = record
             .holders
@@ -368,6 +370,7 @@ impl Node {
                                 stored,
                                 needed,
                                 failed,
+                                full: full.len(),
                             },
                         );
                         return;
@@ -417,6 +420,9 @@ impl Node {
                         }
                         Err(why) => {
                             tracing::debug!(%blob_id, index, run, attempt, %why, "store request failed");
+                            if matches!(why, SendError::Full { .. }) {
+                                full.insert(index);
+                            }
                             write.on_failure(&peer, index, run, attempt, now)
                         }
                     }

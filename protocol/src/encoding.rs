@@ -255,6 +255,22 @@ impl BlobParams {
             .map(|len| sliver_len_for(len, self.source_shards))
     }
 
+    /// Bytes of one sliver index over every segment: what a holder stores for each index it holds.
+    pub fn index_bytes(&self) -> u64 {
+        let segments = self.segment_count();
+        let len = |segment: u64| {
+            self.sliver_len(segment)
+                .and_then(|len| u64::try_from(len).ok())
+                .unwrap_or(0)
+        };
+        if segments == 0 {
+            return 0;
+        }
+        len(0)
+            .saturating_mul(segments - 1)
+            .saturating_add(len(segments - 1))
+    }
+
     /// The segments that hold bytes `[start, end)` of the blob.
     pub fn segments_for_range(&self, start: u64, end: u64) -> std::ops::Range<u64> {
         if start >= end {
@@ -638,6 +654,21 @@ pub fn prepare_codecs() -> Result<(), CodecError> {
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_bytes_add_up_every_segment_of_one_index() {
+        let params = BlobParams::new(EncodingType::RsSimd, 10, 1024, 2500).unwrap();
+        let per_segment: u64 = (0..params.segment_count())
+            .map(|segment| params.sliver_len(segment).unwrap() as u64)
+            .sum();
+        assert_eq!(params.index_bytes(), per_segment);
+        assert!(params.index_bytes() > 2500 / u64::from(params.source_shards()));
+        let empty = BlobParams::new(EncodingType::RsSimd, 10, 1024, 0).unwrap();
+        assert_eq!(
+            empty.index_bytes(),
+            empty.segment_count() * empty.sliver_len(0).map_or(0, |l| l as u64)
+        );
+    }
 
     #[test]
     fn codecs_prepare_with_a_recovering_decode() {

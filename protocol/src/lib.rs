@@ -26,6 +26,7 @@ pub mod placement;
 pub mod read;
 pub mod receipt;
 pub mod repair;
+pub mod room;
 pub mod steward;
 pub mod stream_write;
 pub mod wire;

@@ -233,6 +233,10 @@ pub async fn put_blob(
             axum::Json(walrus::put_answer(&outcome, encoded)).into_response()
         }
         Err(PutError::Params(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        // Out of room: up front (nothing sent), or refused by enough holders that the write failed.
+        Err(e @ (PutError::NoRoom(_) | PutError::NotCertified { full: 1.., .. })) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, e)
+        }
         Err(e @ (PutError::NotCertified { .. } | PutError::Busy(_))) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e)
         }

@@ -195,6 +195,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.placement_disagreements),
         ),
         (
+            "floe_stores_refused_full_total",
+            "store requests refused because they would take this node over --capacity",
+            load(&m.stores_refused_full),
+        ),
+        (
+            "floe_holders_full_total",
+            "store requests this node sent that the holder refused for lack of room",
+            load(&m.holders_full),
+        ),
+        (
+            "floe_peers_without_room",
+            "peers that said they have no room left",
+            u64::try_from(state.node.peers_without_room()).unwrap_or(u64::MAX),
+        ),
+        (
             "floe_unexpected_stores_total",
             "store requests whose holder list gives the sliver to another peer, stored within the sender's budget",
             load(&m.unexpected_stores),
@@ -225,6 +240,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.challenges_answered),
         ),
     ];
+    if let Some(free) = state.node.free_bytes() {
+        rows.push((
+            "floe_free_bytes",
+            "bytes this node may still store under --capacity",
+            free,
+        ));
+    }
     let fair = &state.fair_use;
     let limits = fair.config();
     rows.extend([

@@ -225,6 +225,9 @@ async fn node_status(State(state): State<AppState>) -> Response {
         "sliversStored": counters.slivers.load(Ordering::Relaxed),
         "bytesStored": counters.bytes.load(Ordering::Relaxed),
         "capacityBytes": state.node.capacity(),
+        "freeBytes": state.node.free_bytes(),
+        // Peers that said they have no room left (docs/operators.md, "Capacity").
+        "peersWithoutRoom": state.node.peers_without_room(),
         "uptimeSeconds": state.node.uptime().as_secs(),
         "corruptSliversFound": counters.corrupt_found.load(Ordering::Relaxed),
         "repair": {

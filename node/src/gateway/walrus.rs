@@ -134,19 +134,8 @@ pub fn blob_id_of_object(object: &str) -> Option<BlobId> {
 
 /// Bytes the holders store for a blob: every sliver of every segment.
 pub fn encoded_length(params: &BlobParams) -> u64 {
-    let per_segment = |segment: u64| {
-        params
-            .sliver_len(segment)
-            .and_then(|len| u64::try_from(len).ok())
-            .unwrap_or(0)
-    };
-    let segments = params.segment_count();
-    if segments == 0 {
-        return 0;
-    }
-    let full = per_segment(0).saturating_mul(segments.saturating_sub(1));
-    let last = per_segment(segments.saturating_sub(1));
-    full.saturating_add(last)
+    params
+        .index_bytes()
         .saturating_mul(u64::from(params.shards()))
 }
 

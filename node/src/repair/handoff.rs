@@ -92,7 +92,10 @@ impl Node {
                 &blob_id,
                 &record.holders,
                 &gone,
-                |p| view.connected_peers.contains(p),
+                |p| {
+                    view.connected_peers.contains(p)
+                        && self.has_room(p, metadata.params().index_bytes())
+                },
                 self.inner.repair.newcomer_age,
             );
             let Some(plan) = plan_repair(&blob_id, &record.holders, &gone, &candidates) else {

@@ -14,10 +14,16 @@ enum Heard {
 }
 
 impl Node {
-    /// Applies gossiped repair announcements until the network stops.
+    /// Applies gossiped repair announcements and notes peers' room until the network stops.
     pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
         while let Some(message) = gossip.recv().await {
             let source = message.source;
+            if message.topic == crate::net::Topic::Room {
+                if let Err(why) = self.on_room_gossip(source, &message.data) {
+                    tracing::debug!(%source, %why, "refused a room announcement");
+                }
+                continue;
+            }
             if let Err(why) = self.on_announcement(message).await {
                 self.inner
                     .metrics
@@ -151,6 +157,7 @@ impl Node {
                 return;
             }
             self.scan().await;
+            self.announce_room().await;
         }
     }
 
@@ -217,11 +224,14 @@ impl Node {
                 recently_repaired,
                 failing: &failing,
             };
-            // The live peers of the blob's neighbourhood, as this node sees it, for a repair plan.
+            // The live peers of the blob's neighbourhood, as this node sees it, for a repair plan; a peer known to
+            // lack room for one of its sliver indexes keeps what it holds and is given nothing.
+            let needed = metadata.params().index_bytes();
             let candidates = |gone: &BTreeSet<PeerKey>| -> Vec<PeerKey> {
                 let usable = |p: &PeerId| {
                     (*p == self.inner.peer_id || view.connected_peers.contains(p))
                         && !excluded.contains(&peer_key(p))
+                        && self.has_room(p, needed)
                 };
                 repair_candidates_in(
                     &view,

@@ -113,6 +113,14 @@ pub enum SendError {
     /// The holder's queue was full.
     #[error("node busy; try again")]
     Busy,
+    /// The holder has no room for the sliver.
+    #[error("the holder is full: {free} of its {capacity} bytes free")]
+    Full {
+        /// Its free bytes.
+        free: u64,
+        /// Its capacity.
+        capacity: u64,
+    },
     /// The receipt does not hold.
     #[error("{0}")]
     Receipt(#[from] ReceiptError),

@@ -128,6 +128,19 @@ impl Node {
                     segments_held,
                 })),
             },
+            Err(StoreRefusal::Full { held, capacity }) => {
+                self.inner
+                    .metrics
+                    .stores_refused_full
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(held, capacity, %sender, "refused a store request: no room");
+                pb::Response {
+                    kind: Some(pb::response::Kind::Full(pb::Room {
+                        free_bytes: capacity.saturating_sub(held),
+                        capacity_bytes: capacity,
+                    })),
+                }
+            }
             Err(why) => {
                 self.inner
                     .metrics

@@ -29,13 +29,14 @@ use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::receipt;
 use floe_protocol::stream_write::{MAX_RUN_BYTES, cut_segments, store_runs};
-use floe_protocol::wire::pb;
+use floe_protocol::wire::{WireError, pb};
 use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
 mod errors;
 mod inbound;
 mod read;
+mod room;
 mod write;
 
 pub(crate) use write::{neighbourhood_in, repair_candidates_in};
@@ -142,6 +143,10 @@ pub struct Metrics {
     pub unexpected_stores: AtomicU64,
     /// Such store requests refused: the sender was over its budget ([`UNEXPECTED_STORE_RATE`]).
     pub unexpected_stores_refused: AtomicU64,
+    /// Store requests refused because they would take this node over `--capacity`.
+    pub stores_refused_full: AtomicU64,
+    /// Store requests this node sent that a holder refused for lack of room.
+    pub holders_full: AtomicU64,
     /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
     pub placement_disagreements: AtomicU64,
     /// Gossiped announcements refused (malformed, unsigned by their repairer, from a non-holder, bad list).
@@ -225,7 +230,7 @@ pub enum PutError {
     Encode(String),
     /// Not enough holders stored their slivers.
     #[error(
-        "only {stored} of the {needed} receipts needed came back ({failed} holders failed); the swarm is too small or too many peers are failing"
+        "only {stored} of the {needed} receipts needed came back ({failed} holders failed, {full} of them for lack of room); the swarm is too small, too full, or too many peers are failing"
     )]
     NotCertified {
         /// Receipts.
@@ -234,7 +239,12 @@ pub enum PutError {
         needed: usize,
         /// Failed holders.
         failed: usize,
+        /// Sliver indexes refused for lack of room.
+        full: usize,
     },
+    /// Too few peers have room for the blob's slivers; nothing was sent.
+    #[error("{0}")]
+    NoRoom(#[from] floe_protocol::room::NoRoom),
     /// Too many large puts at once; try again later.
     #[error("this node is writing {0} large blobs already; try again shortly")]
     Busy(usize),
@@ -369,6 +379,8 @@ pub(crate) struct Inner {
     spool_dir: std::path::PathBuf,
     /// Per-peer budgets for stores no holder list asked of this node ([`UNEXPECTED_STORE_RATE`]).
     pub(crate) unexpected_stores: std::sync::Mutex<crate::budget::PeerBudgets<PeerId>>,
+    /// Peers' free space and this node's last announcement of its own.
+    rooms: std::sync::Mutex<room::Rooms>,
 }
 
 /// Bytes per second (with ten seconds of burst) a peer may push in store requests whose holder list gives the
@@ -432,6 +444,7 @@ impl Node {
                 unexpected_stores: std::sync::Mutex::new(crate::budget::PeerBudgets::new(
                     UNEXPECTED_STORE_RATE,
                 )),
+                rooms: std::sync::Mutex::new(room::Rooms::default()),
             }),
         }
     }

@@ -201,11 +201,15 @@ impl Node {
     ) -> Result<(Placement, HolderRecord, WriterRecordTask), PutError> {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
-        let neighbourhood: Vec<PeerKey> = self
-            .neighbourhood(&blob_id, shards)
-            .await
+        // Peers known to lack room for one of its sliver indexes are skipped, and the next in the spread order
+        // step in; too few with room, and nothing is sent (`room::holders_with_room`).
+        let needed = metadata.params().index_bytes();
+        let ordered = self.neighbourhood(&blob_id, shards).await;
+        let neighbourhood: Vec<PeerKey> =
+            floe_protocol::room::holders_with_room(&ordered, shards, |peer| {
+                self.has_room(peer, needed)
+            })?
             .into_iter()
-            .take(usize::from(shards))
             .map(|p| p.to_bytes())
             .collect();
         let placement = Placement::new(&blob_id, shards, &neighbourhood)
@@ -263,6 +267,8 @@ impl Node {
         let (mut write, mut effects) =
             Write::start(blob_id, placement, self.inner.write_config, self.now());
         let mut receipts: BTreeMap<u16, pb::StorageReceipt> = BTreeMap::new();
+        // Indexes a holder refused for lack of room: a failed write says so (507).
+        let mut full: BTreeSet<u16> = BTreeSet::new();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -299,6 +305,7 @@ impl Node {
                                 stored,
                                 needed,
                                 failed,
+                                full: full.len(),
                             }));
                         }
                         return;
@@ -318,6 +325,9 @@ impl Node {
                 }
                 Wake::Report((peer, index, attempt, Err(why))) => {
                     tracing::debug!(%blob_id, index, attempt, %why, "store request failed");
+                    if matches!(why, SendError::Full { .. }) {
+                        full.insert(index);
+                    }
                     write.on_failure(&peer, index, attempt, self.now())
                 }
                 Wake::Timer(now) => write.on_timer(now),
@@ -446,6 +456,18 @@ impl Node {
             }
             Some(pb::response::Kind::Error(why)) => Err(SendError::Refused(why)),
             Some(pb::response::Kind::Busy(_)) => Err(SendError::Busy),
+            Some(pb::response::Kind::Full(room)) => {
+                // Remembered, so the next writes and repairs skip it until it says it has room again.
+                self.note_room(peer_id, room.free_bytes);
+                self.inner
+                    .metrics
+                    .holders_full
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(SendError::Full {
+                    free: room.free_bytes,
+                    capacity: room.capacity_bytes,
+                })
+            }
             _ => Err(SendError::Unexpected),
         }
     }
