@@ -1,7 +1,8 @@
 //! Room: which peers can take a blob's slivers, and when a holder tells the swarm how much space it has left.
 //!
 //! A node with a capacity (`--capacity`) refuses a store that would take it over, answering its free bytes, and
-//! gossips its free bytes now and then ([`should_announce`]). Writers and repairers skip peers known to lack
+//! gossips its free bytes now and then ([`should_announce`]). Writes stop short of the last tenth of a capacity
+//! ([`usable`]): that reserve is for repairs and hand-offs, so a swarm that writes fill up can still heal. Writers and repairers skip peers known to lack
 //! room for one sliver index of the blob ([`holders_with_room`]); readers still follow the holder list. A write
 //! that cannot find ⌈2n/3⌉ distinct peers with room is refused before anything is sent ([`NoRoom`]): it could
 //! not be certified, and a refusal up front leaves no slivers behind. What peers say about their room is a
@@ -20,6 +21,26 @@ pub const REANNOUNCE_AFTER: Millis = 10 * 60 * 1000;
 pub const ROOM_TTL: Millis = 3 * REANNOUNCE_AFTER;
 /// Free bytes must move by at least this fraction of the capacity (1/100) before a holder announces again.
 pub const ANNOUNCE_STEP_DIVISOR: u64 = 100;
+/// The share of a capacity kept for repairs and hand-offs (a tenth): writes never use it.
+pub const REPAIR_RESERVE_DIVISOR: u64 = 10;
+
+/// What a store is for: a write may not use the repair reserve; a repair or hand-off may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A writer's slivers (the writer's list, epoch 0).
+    Write,
+    /// A rebuilt or handed-off sliver (a repaired list).
+    Repair,
+}
+
+/// Bytes of `free` (out of `capacity`) a store for `purpose` may use: all of them for a repair, all but the
+/// reserve ([`REPAIR_RESERVE_DIVISOR`]) for a write.
+pub fn usable(free: u64, capacity: u64, purpose: Purpose) -> u64 {
+    match purpose {
+        Purpose::Repair => free,
+        Purpose::Write => free.saturating_sub(capacity / REPAIR_RESERVE_DIVISOR),
+    }
+}
 
 /// A write that cannot be certified for lack of room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,11 +79,24 @@ pub fn holders_with_room<P: Clone>(
     Ok(chosen)
 }
 
-/// Whether a peer that announced `free` bytes at `at` (if it did) has room for `needed` bytes at `now`: unknown
-/// or stale ([`ROOM_TTL`]) counts as room.
-pub fn has_room(announced: Option<(u64, Millis)>, needed: u64, now: Millis) -> bool {
+/// A peer's last word on its room: free bytes and capacity, and when it said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    /// Free bytes.
+    pub free: u64,
+    /// Capacity.
+    pub capacity: u64,
+    /// When (the driver's clock).
+    pub at: Millis,
+}
+
+/// Whether a peer that announced its room (if it did) has room for `needed` bytes for `purpose` at `now`:
+/// unknown or stale ([`ROOM_TTL`]) counts as room.
+pub fn has_room(announced: Option<Announced>, needed: u64, purpose: Purpose, now: Millis) -> bool {
     match announced {
-        Some((free, at)) if now.saturating_sub(at) < ROOM_TTL => free >= needed,
+        Some(a) if now.saturating_sub(a.at) < ROOM_TTL => {
+            usable(a.free, a.capacity, purpose) >= needed
+        }
         _ => true,
     }
 }
@@ -117,10 +151,23 @@ mod tests {
 
     #[test]
     fn announcements_are_heeded_until_stale() {
-        assert!(has_room(None, u64::MAX, 0));
-        assert!(has_room(Some((100, 0)), 100, 5));
-        assert!(!has_room(Some((99, 0)), 100, ROOM_TTL - 1));
-        assert!(has_room(Some((99, 0)), 100, ROOM_TTL));
+        let said = |free| {
+            Some(Announced {
+                free,
+                capacity: 1_000,
+                at: 0,
+            })
+        };
+        assert!(has_room(None, u64::MAX, Purpose::Write, 0));
+        assert!(has_room(said(200), 100, Purpose::Write, 5));
+        assert!(!has_room(said(199), 100, Purpose::Write, ROOM_TTL - 1));
+        assert!(has_room(said(199), 100, Purpose::Write, ROOM_TTL));
+        // The last tenth is for repairs only.
+        assert!(has_room(said(100), 100, Purpose::Repair, 5));
+        assert!(!has_room(said(99), 100, Purpose::Repair, 5));
+        assert_eq!(usable(150, 1_000, Purpose::Write), 50);
+        assert_eq!(usable(50, 1_000, Purpose::Write), 0);
+        assert_eq!(usable(50, 1_000, Purpose::Repair), 50);
     }
 
     #[test]

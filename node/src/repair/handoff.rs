@@ -94,7 +94,11 @@ impl Node {
                 &gone,
                 |p| {
                     view.connected_peers.contains(p)
-                        && self.has_room(p, metadata.params().index_bytes())
+                        && self.has_room(
+                            p,
+                            metadata.params().index_bytes(),
+                            floe_protocol::room::Purpose::Repair,
+                        )
                 },
                 self.inner.repair.newcomer_age,
             );

@@ -231,7 +231,7 @@ impl Node {
                 let usable = |p: &PeerId| {
                     (*p == self.inner.peer_id || view.connected_peers.contains(p))
                         && !excluded.contains(&peer_key(p))
-                        && self.has_room(p, needed)
+                        && self.has_room(p, needed, floe_protocol::room::Purpose::Repair)
                 };
                 repair_candidates_in(
                     &view,

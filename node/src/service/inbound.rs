@@ -2,6 +2,7 @@
 //! challenges and metadata queries, with a cap on requests handled at once.
 
 use super::*;
+use floe_protocol::room;
 
 /// The note a holder puts in its receipt when `me` is not among the first `shards` of `neighbourhood` (its view of
 /// the peers, ordered by distance to the blob ID).
@@ -213,7 +214,14 @@ impl Node {
                 .map(|s| u64::try_from(s.data.len()).unwrap_or(u64::MAX))
                 .sum();
             let held = self.inner.store.counters().bytes.load(Ordering::Relaxed);
-            if held.saturating_add(incoming) > capacity && !slivers.is_empty() {
+            // A writer's list (epoch 0) may not use the repair reserve; a repair or hand-off may.
+            let purpose = if request.holders_epoch == 0 {
+                room::Purpose::Write
+            } else {
+                room::Purpose::Repair
+            };
+            let usable = room::usable(capacity.saturating_sub(held), capacity, purpose);
+            if incoming > usable && !slivers.is_empty() {
                 return Err(StoreRefusal::Full { held, capacity });
             }
         }

@@ -3,7 +3,7 @@
 //! are `floe_protocol::room`'s; this module keeps the state and does the IO.
 
 use super::*;
-use floe_protocol::room;
+use floe_protocol::room::{self, Announced, Purpose};
 
 /// Peers whose room is remembered at most; past this, stale entries go, then the map stops growing (an unknown
 /// peer counts as having room, so forgetting loses nothing but a refused store).
@@ -12,8 +12,8 @@ const MAX_ROOMS: usize = 16_384;
 /// What peers said of their room, and what this node last announced.
 #[derive(Debug, Default)]
 pub(crate) struct Rooms {
-    /// Free bytes each peer last reported, and when (this node's clock, [`Node::now`]).
-    peers: std::collections::HashMap<PeerId, (u64, Millis)>,
+    /// Each peer's last word on its room, and when (this node's clock, [`Node::now`]).
+    peers: std::collections::HashMap<PeerId, Announced>,
     /// This node's last announcement.
     announced: Option<(u64, Millis)>,
 }
@@ -32,44 +32,57 @@ impl Node {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether `peer` (this node included) has room for `needed` bytes, as far as this node knows.
-    pub(crate) fn has_room(&self, peer: &PeerId, needed: u64) -> bool {
+    /// Whether `peer` (this node included) has room for `needed` bytes for `purpose`, as far as this node knows.
+    pub(crate) fn has_room(&self, peer: &PeerId, needed: u64, purpose: Purpose) -> bool {
         if *peer == self.inner.peer_id {
-            return self.free_bytes().is_none_or(|free| free >= needed);
+            return match (self.inner.capacity, self.free_bytes()) {
+                (Some(capacity), Some(free)) => room::usable(free, capacity, purpose) >= needed,
+                _ => true,
+            };
         }
         let announced = self.rooms().peers.get(peer).copied();
-        room::has_room(announced, needed, self.now())
+        room::has_room(announced, needed, purpose, self.now())
     }
 
     /// Remembers what `peer` said of its room.
-    pub(crate) fn note_room(&self, peer: PeerId, free: u64) {
+    pub(crate) fn note_room(&self, peer: PeerId, said: &pb::Room) {
         let now = self.now();
         let mut rooms = self.rooms();
         if rooms.peers.len() >= MAX_ROOMS && !rooms.peers.contains_key(&peer) {
             rooms
                 .peers
-                .retain(|_, (_, at)| now.saturating_sub(*at) < room::ROOM_TTL);
+                .retain(|_, a| now.saturating_sub(a.at) < room::ROOM_TTL);
             if rooms.peers.len() >= MAX_ROOMS {
                 return;
             }
         }
-        rooms.peers.insert(peer, (free, now));
+        rooms.peers.insert(
+            peer,
+            Announced {
+                free: said.free_bytes,
+                capacity: said.capacity_bytes,
+                at: now,
+            },
+        );
     }
 
-    /// Peers known to have no room at all now.
+    /// Peers known to have no room left for writes now (their free bytes are within the repair reserve).
     pub fn peers_without_room(&self) -> usize {
         let now = self.now();
         self.rooms()
             .peers
             .values()
-            .filter(|(free, at)| *free == 0 && now.saturating_sub(*at) < room::ROOM_TTL)
+            .filter(|a| {
+                room::usable(a.free, a.capacity, Purpose::Write) == 0
+                    && now.saturating_sub(a.at) < room::ROOM_TTL
+            })
             .count()
     }
 
     /// A room announcement gossiped by `source`.
     pub(crate) fn on_room_gossip(&self, source: PeerId, data: &[u8]) -> Result<(), WireError> {
         let announced: pb::Room = floe_protocol::wire::decode_body(data, 64, "Room")?;
-        self.note_room(source, announced.free_bytes);
+        self.note_room(source, &announced);
         Ok(())
     }
 

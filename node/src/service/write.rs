@@ -207,7 +207,7 @@ impl Node {
         let ordered = self.neighbourhood(&blob_id, shards).await;
         let neighbourhood: Vec<PeerKey> =
             floe_protocol::room::holders_with_room(&ordered, shards, |peer| {
-                self.has_room(peer, needed)
+                self.has_room(peer, needed, floe_protocol::room::Purpose::Write)
             })?
             .into_iter()
             .map(|p| p.to_bytes())
@@ -458,7 +458,7 @@ impl Node {
             Some(pb::response::Kind::Busy(_)) => Err(SendError::Busy),
             Some(pb::response::Kind::Full(room)) => {
                 // Remembered, so the next writes and repairs skip it until it says it has room again.
-                self.note_room(peer_id, room.free_bytes);
+                self.note_room(peer_id, &room);
                 self.inner
                     .metrics
                     .holders_full
