@@ -164,6 +164,14 @@ pub struct Summary {
     pub slivers_found_lost: u64,
     /// Stores acknowledged but never written.
     pub lost_writes: u64,
+    /// Writes refused before anything was sent: fewer than ⌈2n/3⌉ peers had room (`room::holders_with_room`).
+    pub writes_refused_no_room: u64,
+    /// Store and repair deliveries a holder refused because they would take it over its capacity.
+    pub stores_refused_full: u64,
+    /// Most sliver bytes one node held at the end.
+    pub stored_bytes_max: u64,
+    /// Nodes holding more than their capacity at the end: must be 0.
+    pub nodes_over_capacity: u64,
     /// Reads started.
     pub reads_started: u64,
     /// Reads that returned k valid slivers.

@@ -462,6 +462,9 @@ pub struct DiskConfig {
     pub bitrot_per_sliver_per_day: f64,
     /// Probability that a store is acknowledged with a receipt but the sliver never reaches the disk.
     pub lost_write: f64,
+    /// Sliver bytes each node may hold (0: no limit), as `floe node --capacity`: a full node refuses stores, and
+    /// writers and repair leaders skip peers without room for one sliver index (`floe_protocol::room`).
+    pub capacity_bytes: u64,
 }
 
 /// The parameter a sweep varies.

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 10] = [
+const CATALOGUE: [&str; 11] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
     "disk-faults.toml",
+    "full-swarm.toml",
     "mass-departure.toml",
     "partition.toml",
     "regional-outage.toml",
@@ -103,6 +104,32 @@ fn disk_faults_replay() {
         "{s:?}"
     );
     assert_eq!(s.durability_losses, 0, "{s:?}");
+}
+
+/// More blobs than the swarm's capacity: writes that fit are certified and the rest refused before anything is
+/// sent; no node goes over; writes leave the repair reserve alone, so the crash's slivers are rebuilt and every
+/// certified blob stays readable.
+#[test]
+fn a_full_swarm_refuses_writes_up_front_and_still_repairs() {
+    let a = replays("full-swarm.toml");
+    let s = &a.summary;
+    assert!(
+        s.blobs_certified > 100 && s.writes_refused_no_room > 100,
+        "{s:?}"
+    );
+    assert_eq!(s.blobs_certified + s.writes_failed, s.blobs, "{s:?}");
+    assert_eq!(s.nodes_over_capacity, 0, "{s:?}");
+    assert!(s.stored_bytes_max <= 2_000_000, "{s:?}");
+    assert!(
+        s.crashes > 0 && s.repairs_finished > 0 && s.repairs_failed == 0,
+        "{s:?}"
+    );
+    assert_eq!(s.availability_min, 1.0, "{s:?}");
+    assert_eq!(s.durability_losses, 0, "{s:?}");
+    assert!(
+        s.blobs_fully_replicated_final * 10 >= s.blobs_certified * 9,
+        "{s:?}"
+    );
 }
 
 #[test]

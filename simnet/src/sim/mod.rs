@@ -45,6 +45,7 @@ use floe_protocol::keyspace;
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::repair::{self, Repair, RepairEffect, RepairPlan};
+use floe_protocol::room;
 use floe_protocol::steward::{Steward, StewardConfig};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
@@ -274,6 +275,8 @@ struct Node {
     rng: SimRng,
     /// (blob, index) slots this node stored; entries go stale when the slot moves and are dropped lazily.
     held: Vec<(u32, u16)>,
+    /// Sliver bytes of the slots it holds (good or rotten), against `[disk] capacity_bytes`.
+    stored: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -818,6 +821,7 @@ impl Sim {
             cpu_free: now,
             rng: rng::stream(self.seed, "node", u64::from(id)),
             held: Vec::new(),
+            stored: 0,
         });
         self.down_at.push(Millis::MAX);
         let steward = self.new_steward();

@@ -187,6 +187,22 @@ impl Sim {
             return;
         }
         let holder = self.blobs[b].holders.get(i).copied();
+        if holder == Some(m.to)
+            && self.blobs[b].slot[i] != GOOD
+            && !self.has_room(m.to, self.index_bytes(m.blob), room::Purpose::Write)
+        {
+            // Over its capacity: refused, as the node answers `Room` (the writer counts a failed holder).
+            self.s.stores_refused_full += 1;
+            let nack = Msg {
+                kind: Kind::StoreNack,
+                valid: false,
+                from: m.to,
+                to: m.from,
+                ..m
+            };
+            self.send(nack, 0);
+            return;
+        }
         if holder == Some(m.to) && self.blobs[b].slot[i] != GOOD {
             let lost_write = self.sc.disk.lost_write;
             if rng::chance(&mut self.nodes[ix(m.to)].rng, lost_write) {
@@ -297,6 +313,14 @@ impl Sim {
         };
         if !accept {
             self.s.superseded_deliveries += 1;
+            reply.kind = Kind::RepairNack;
+            reply.valid = false;
+            self.send(reply, 0);
+            return;
+        }
+        let new_here = self.blobs[b].holders.get(i) != Some(&m.to) || self.blobs[b].slot[i] != GOOD;
+        if new_here && !self.has_room(m.to, self.index_bytes(m.blob), room::Purpose::Repair) {
+            self.s.stores_refused_full += 1;
             reply.kind = Kind::RepairNack;
             reply.valid = false;
             self.send(reply, 0);

@@ -193,12 +193,20 @@ impl Sim {
     pub(super) fn begin_write(&mut self, r: OpRef, mut op: Op) {
         let b = ix(op.blob);
         let (id, kad, n) = (self.blobs[b].id, self.blobs[b].kad, self.blobs[b].n);
-        let keys: Vec<PeerKey> = self
-            .spread_lookup(op.owner, kad, n, usize::from(n))
-            .into_iter()
-            .take(usize::from(n))
-            .map(peer_key)
-            .collect();
+        let needed = self.index_bytes(op.blob);
+        let ordered = self.spread_lookup(op.owner, kad, n, usize::from(n));
+        // Without a capacity every peer has room and this takes the first n, as before.
+        let keys: Vec<PeerKey> = match room::holders_with_room(&ordered, n, |&p| {
+            self.has_room(p, needed, room::Purpose::Write)
+        }) {
+            Ok(holders) => holders.into_iter().map(peer_key).collect(),
+            Err(_) => {
+                self.s.writes_refused_no_room += 1;
+                self.ops.release(r);
+                self.fail_write(op.blob);
+                return;
+            }
+        };
         let Some(placement) = Placement::new(&id, n, &keys) else {
             self.ops.release(r);
             self.fail_write(op.blob);
@@ -213,6 +221,14 @@ impl Sim {
             self.ops.release(r);
             self.fail_write(op.blob);
             return;
+        }
+        // A write of a blob that was written before (a failed one retried) starts from empty slots.
+        for index in 0..self.blobs[b].holders.len() {
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            if self.blobs[b].slot.get(usize::from(index)) != Some(&MISSING) {
+                let holder = self.blobs[b].holders[usize::from(index)];
+                self.slot_change(op.blob, index, holder, MISSING);
+            }
         }
         self.blobs[b].holders = holders.into_boxed_slice();
         self.blobs[b].list_version += 1;

@@ -94,6 +94,14 @@ impl Sim {
         s.read_p99_ms = self.read_hist.percentile(99.0);
         s.write_p50_ms = self.write_hist.percentile(50.0);
         s.write_p99_ms = self.write_hist.percentile(99.0);
+        s.stored_bytes_max = self.nodes.iter().map(|n| n.stored).max().unwrap_or(0);
+        let capacity = self.sc.disk.capacity_bytes;
+        s.nodes_over_capacity = as_u64(
+            self.nodes
+                .iter()
+                .filter(|n| capacity > 0 && n.stored > capacity)
+                .count(),
+        );
         s.wall_seconds = started.elapsed().as_secs_f64();
         RunResult { summary: s, rows }
     }

@@ -26,6 +26,18 @@ impl Sim {
         let old_state = self.blobs[bi].slot[i];
         let (old_live, old_durable) = self.contribution(old, old_state);
         let (new_live, new_durable) = self.contribution(to, state);
+        // The capacity model: an occupied slot's bytes count on its holder.
+        let bytes = self.index_bytes(b);
+        if old_state != MISSING
+            && let Some(node) = self.nodes.get_mut(ix(old))
+        {
+            node.stored = node.stored.saturating_sub(bytes);
+        }
+        if state != MISSING
+            && let Some(node) = self.nodes.get_mut(ix(to))
+        {
+            node.stored = node.stored.saturating_add(bytes);
+        }
         let blob = &mut self.blobs[bi];
         if old != to {
             blob.list_version += 1;
@@ -168,6 +180,27 @@ impl Sim {
                 break;
             }
         }
+    }
+
+    /// Sliver bytes one index of blob `b` takes on its holder: every run of a streamed blob, else its sliver.
+    pub(super) fn index_bytes(&self, b: u32) -> u64 {
+        let blob = &self.blobs[ix(b)];
+        if blob.run_bytes.is_empty() {
+            blob.sliver_bytes
+        } else {
+            blob.run_bytes.iter().sum()
+        }
+    }
+
+    /// Whether `node` has room for `bytes` more for `purpose` (`[disk] capacity_bytes`, with the repair reserve
+    /// of `room::usable`; the simulator's peers know each other's room exactly, where the node's learn it from
+    /// gossip and refusals).
+    pub(super) fn has_room(&self, node: u32, bytes: u64, purpose: room::Purpose) -> bool {
+        let capacity = self.sc.disk.capacity_bytes;
+        capacity == 0
+            || self.nodes.get(ix(node)).is_some_and(|n| {
+                room::usable(capacity.saturating_sub(n.stored), capacity, purpose) >= bytes
+            })
     }
 
     pub(super) fn fail_write(&mut self, b: u32) {

@@ -167,10 +167,13 @@ impl Sim {
                 let blob = &sim.blobs[bi];
                 let threshold = sim.sc.repair.challenge_failures;
                 let tally = sim.tallies.get(&node);
+                // A peer without room for one index keeps what it holds and is given nothing.
+                let needed = sim.index_bytes(b);
                 if sim.networks.active || sim.sc.repair.newcomer_age_ms > 0 {
                     let usable = |c: u32| {
                         sim.out_of_reach_since(node, c).is_none()
                             && tally.is_none_or(|t| !t.is_failing(&c, threshold))
+                            && sim.has_room(c, needed, room::Purpose::Repair)
                     };
                     let gone = |c: u32| gone.contains(&SimPeer::of(c));
                     return sim
@@ -183,6 +186,7 @@ impl Sim {
                     .into_iter()
                     .filter(|&c| sim.out_of_reach_since(node, c).is_none())
                     .filter(|c| tally.is_none_or(|t| !t.is_failing(c, threshold)))
+                    .filter(|&c| sim.has_room(c, needed, room::Purpose::Repair))
                     .map(SimPeer::of)
                     .collect()
             };
