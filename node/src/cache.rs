@@ -33,6 +33,8 @@ pub struct BlobBytes {
     pub content_type: String,
     /// The bytes.
     pub bytes: Bytes,
+    /// The epoch it is stored until (`floe_protocol::lifetime`): past it, the cache does not serve it.
+    pub end_epoch: u64,
 }
 
 #[derive(Default)]
@@ -258,6 +260,7 @@ mod tests {
             metadata: encoded.metadata,
             content_type: "text/plain".into(),
             bytes: Bytes::from(data),
+            end_epoch: floe_protocol::lifetime::FOREVER,
         }
     }
 

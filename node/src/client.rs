@@ -337,17 +337,21 @@ fn transfer_bar(len: Option<u64>, verb: &str, quiet: bool) -> indicatif::Progres
     bar
 }
 
-/// Uploads `source`, with `content_type` as the blob's media type; returns the gateway's JSON answer.
-/// `quiet` hides the progress display.
+/// Uploads `source`, with `content_type` as the blob's media type, to be kept for `epochs` epochs (the node's
+/// default if `None`); returns the gateway's JSON answer. `quiet` hides the progress display.
 pub fn put(
     gateway: &str,
     source: &Source,
     content_type: Option<&str>,
+    epochs: Option<u64>,
     quiet: bool,
 ) -> Result<Value, ClientError> {
     let base = gateway_url(gateway)?;
     let (reader, len) = source.open()?;
-    let url = format!("{base}/v1/blobs");
+    let url = match epochs {
+        Some(epochs) => format!("{base}/v1/blobs?epochs={epochs}"),
+        None => format!("{base}/v1/blobs"),
+    };
     let bar = transfer_bar(len, "uploading", quiet);
     let error = Arc::new(Mutex::new(None));
     let mut reader = Watched {

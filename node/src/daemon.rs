@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::{self, GatewayConfig};
 use crate::net::{self, NetConfig};
-use crate::service::{Node, RepairConfig};
+use crate::service::{LifetimeConfig, Node, RepairConfig};
 use crate::store::Store;
 
 /// Default libp2p port.
@@ -98,6 +98,12 @@ pub struct NodeConfig {
     pub http_trusted_proxies: Option<String>,
     /// File of API keys, one per line, each with ten times an address's gateway budget.
     pub api_keys: Option<PathBuf>,
+    /// The length of an epoch, e.g. "1d" or "10s" (default 1 day); every node of a swarm must use the same.
+    pub epoch_duration: Option<String>,
+    /// Epochs a blob is kept when its put does not say (default 30).
+    pub default_epochs: Option<u64>,
+    /// The most epochs ahead a put may ask for (default 365).
+    pub max_epochs: Option<u64>,
 }
 
 impl NodeConfig {
@@ -158,6 +164,12 @@ impl NodeConfig {
         if other.api_keys.is_some() {
             self.api_keys = other.api_keys;
         }
+        if other.default_epochs.is_some() {
+            self.default_epochs = other.default_epochs;
+        }
+        if other.max_epochs.is_some() {
+            self.max_epochs = other.max_epochs;
+        }
         for (mine, theirs) in [
             (&mut self.repair_grace, other.repair_grace),
             (&mut self.repair_interval, other.repair_interval),
@@ -173,6 +185,7 @@ impl NodeConfig {
             (&mut self.http_client_bytes, other.http_client_bytes),
             (&mut self.http_exempt, other.http_exempt),
             (&mut self.http_trusted_proxies, other.http_trusted_proxies),
+            (&mut self.epoch_duration, other.epoch_duration),
         ] {
             if theirs.is_some() {
                 *mine = theirs;
@@ -226,6 +239,36 @@ fn fair_use_config(config: &NodeConfig) -> anyhow::Result<gateway::FairUseConfig
         )?,
         api_keys,
     })
+}
+
+/// Blob lifetimes from `--epoch-duration`, `--default-epochs` and `--max-epochs`.
+fn lifetime_config(config: &NodeConfig) -> anyhow::Result<LifetimeConfig> {
+    let defaults = LifetimeConfig::default();
+    let lifetimes = LifetimeConfig {
+        epoch_duration: config
+            .epoch_duration
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .context("--epoch-duration")?
+            .unwrap_or(defaults.epoch_duration),
+        default_epochs: config.default_epochs.unwrap_or(defaults.default_epochs),
+        max_epochs: config.max_epochs.unwrap_or(defaults.max_epochs),
+    };
+    if lifetimes.epoch_duration < Duration::from_secs(1) {
+        anyhow::bail!("--epoch-duration must be at least 1s");
+    }
+    if lifetimes.max_epochs == 0 {
+        anyhow::bail!("--max-epochs must be at least 1");
+    }
+    if !(1..=lifetimes.max_epochs).contains(&lifetimes.default_epochs) {
+        anyhow::bail!(
+            "--default-epochs must be between 1 and --max-epochs ({}), not {}",
+            lifetimes.max_epochs,
+            lifetimes.default_epochs
+        );
+    }
+    Ok(lifetimes)
 }
 
 /// `--max-shards`: between the smallest n a blob may have and the default cap.
@@ -286,7 +329,8 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         "" | "s" => 1_000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
-        other => anyhow::bail!("unknown duration unit {other:?} in {text:?}; use ms, s, m or h"),
+        "d" => 86_400_000,
+        other => anyhow::bail!("unknown duration unit {other:?} in {text:?}; use ms, s, m, h or d"),
     };
     number
         .checked_mul(millis)
@@ -427,6 +471,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
 
     let fair_use = fair_use_config(&config)?;
+    let lifetimes = lifetime_config(&config)?;
 
     let store = Store::open(&data_dir).context("opening the store")?;
     let defaults = RepairConfig::default();
@@ -466,6 +511,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         cache_size,
         repair,
         max_shards,
+        lifetimes,
     );
     codecs
         .await
@@ -583,7 +629,8 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("99999999999999999h").is_err());
     }
 

@@ -16,6 +16,7 @@ pub async fn run(
     data_dir: Option<PathBuf>,
     cache_size: Option<String>,
     max_body: Option<String>,
+    epoch_duration: Option<String>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!((1..=64).contains(&nodes), "--nodes must be 1 to 64");
     let port = |offset: usize, i: usize| -> anyhow::Result<u16> {
@@ -59,6 +60,9 @@ pub async fn run(
             }
             if let Some(size) = &max_body {
                 command.arg("--max-body").arg(size);
+            }
+            if let Some(duration) = &epoch_duration {
+                command.arg("--epoch-duration").arg(duration);
             }
             children.push(command.spawn().context("starting a node")?);
             if i == 0 {

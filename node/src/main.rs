@@ -53,6 +53,9 @@ enum Command {
         /// Each node's largest accepted PUT body, e.g. 16GiB (bodies over 16 MiB are spooled to disk).
         #[arg(long, value_name = "SIZE")]
         max_body: Option<String>,
+        /// Each node's epoch, the unit of blob lifetimes, e.g. 10s to watch blobs expire (default 1d).
+        #[arg(long, value_name = "DURATION")]
+        epoch_duration: Option<String>,
     },
     /// Store FILE through a node's gateway; prints the blob ID. FILE may be a pipe, a FIFO, /dev/stdin, a
     /// process substitution, or - for standard input.
@@ -63,6 +66,10 @@ enum Command {
         /// The blob's media type, served back with it (e.g. text/html; charset=utf-8, video/webm).
         #[arg(long, value_name = "TYPE")]
         content_type: Option<String>,
+        /// Keep the blob for this many epochs from now (default: the node's --default-epochs); storing it again
+        /// with more extends it.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: Option<u64>,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -239,6 +246,16 @@ struct NodeArgs {
     /// ten times an address's.
     #[arg(long, value_name = "FILE")]
     api_keys: Option<PathBuf>,
+    /// The length of an epoch, the unit of blob lifetimes (default 1d; every node of a swarm must use the same;
+    /// a devnet may use seconds).
+    #[arg(long, value_name = "DURATION")]
+    epoch_duration: Option<String>,
+    /// Epochs a blob is kept when its put does not say (default 30).
+    #[arg(long, value_name = "N")]
+    default_epochs: Option<u64>,
+    /// The most epochs ahead a put may ask for, and what epochs=max means (default 365).
+    #[arg(long, value_name = "N")]
+    max_epochs: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -349,6 +366,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http_exempt: args.http_exempt,
                 http_trusted_proxies: args.http_trusted_proxies,
                 api_keys: args.api_keys,
+                epoch_duration: args.epoch_duration,
+                default_epochs: args.default_epochs,
+                max_epochs: args.max_epochs,
             };
             runtime()?.block_on(floe_node::daemon::run(file.merge(flags)))?;
         }
@@ -358,18 +378,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             cache_size,
             max_body,
+            epoch_duration,
         } => {
             runtime()?.block_on(floe_node::devnet::run(
-                nodes, base_port, data_dir, cache_size, max_body,
+                nodes,
+                base_port,
+                data_dir,
+                cache_size,
+                max_body,
+                epoch_duration,
             ))?;
         }
         Command::Put {
             file,
             content_type,
+            epochs,
             gateway,
         } => {
             let source = Source::from_arg(&file);
-            let answer = client::put(&gateway.gateway, &source, content_type.as_deref(), json)?;
+            let answer = client::put(
+                &gateway.gateway,
+                &source,
+                content_type.as_deref(),
+                epochs,
+                json,
+            )?;
             if json {
                 client::print_json(&answer)?;
             } else {

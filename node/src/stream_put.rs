@@ -224,19 +224,23 @@ impl Node {
             .map_err(|e| PutError::Internal(e.to_string()))?
             .map_err(|e| PutError::Encode(e.to_string()))?;
         let blob_id = metadata.blob_id();
-        if !options.force
-            && let Some(certificate) = self.certificate(&blob_id)
-        {
+        let epoch = self.current_epoch();
+        let end_epoch = self.put_end_epoch(options)?;
+        if let Some((certificate, held)) = self.already_certified(&blob_id, options, end_epoch) {
             return Ok(PutOutcome {
                 blob_id,
                 already_certified: true,
                 certificate,
                 size: length,
                 shards,
+                end_epoch: held,
+                epoch,
             });
         }
-        let (placement, record, writer_record) =
-            self.place(&metadata, &options.content_type).await?;
+        let extension = self.certificate(&blob_id).is_some() && !options.force;
+        let (placement, record, writer_record) = self
+            .place(&metadata, &options.content_type, end_epoch)
+            .await?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
         let node = self.clone();
@@ -251,10 +255,12 @@ impl Node {
         self.remember_certificate(blob_id, certificate.clone())?;
         Ok(PutOutcome {
             blob_id,
-            already_certified: false,
+            already_certified: extension,
             certificate,
             size: length,
             shards,
+            end_epoch,
+            epoch,
         })
     }
 

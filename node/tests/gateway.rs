@@ -387,7 +387,14 @@ fn browsers_get_cors_conditionals_content_types_and_walrus_answers() {
     }
     assert!(object["id"].as_str().unwrap().starts_with("0x"));
     assert_eq!(object["deletable"], false);
-    assert_eq!(object["storage"]["endEpoch"], u64::from(u32::MAX));
+    // No ?epochs=: the default lifetime, 30 epochs.
+    let end = object["storage"]["endEpoch"].as_u64().unwrap();
+    assert_eq!(
+        Some(end),
+        object["registeredEpoch"].as_u64().map(|e| e + 30),
+        "{answer}"
+    );
+    assert_eq!(object["storage"]["startEpoch"], object["registeredEpoch"]);
     assert!(object["storage"]["storageSize"].as_u64().unwrap() > html.len() as u64);
     assert!(
         answer["newlyCreated"]["resourceOperation"]["registerFromScratch"]["encodedLength"]
@@ -400,7 +407,7 @@ fn browsers_get_cors_conditionals_content_types_and_walrus_answers() {
         .unwrap();
     let again: Value = serde_json::from_str(&again.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(again["alreadyCertified"]["blobId"], id.as_str(), "{again}");
-    assert_eq!(again["alreadyCertified"]["endEpoch"], u64::from(u32::MAX));
+    assert_eq!(again["alreadyCertified"]["endEpoch"], end);
 
     let get = |headers: &[(&str, &str)]| {
         let mut request =

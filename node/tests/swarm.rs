@@ -399,6 +399,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                         holders_epoch: u64::MAX,
                         holders_repairer: me.clone().into(),
                         content_type: String::new(),
+                        end_epoch: 0,
                     })),
                 },
             )
@@ -621,14 +622,6 @@ const REPAIR_FLAGS: [&str; 8] = [
     "--challenge-settle",
     "5s",
 ];
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 fn blob_status(node: &NodeProc, id: &str) -> Value {
     json(&format!("{}/v1/blobs/{id}/status", node.http))

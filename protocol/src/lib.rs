@@ -20,6 +20,7 @@ pub mod encoder;
 pub mod encoding;
 pub mod holders;
 pub mod keyspace;
+pub mod lifetime;
 pub mod merkle;
 pub mod metadata;
 pub mod placement;

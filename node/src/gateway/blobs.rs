@@ -209,9 +209,14 @@ pub async fn put_blob(
             }
         },
     };
+    let end_epoch = match state.node.end_epoch_for(query.epochs) {
+        Ok(end) => end,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let options = PutOptions {
         content_type: label,
         force: query.force,
+        end_epoch: Some(end_epoch),
     };
     let result = match receive_body(&state, &headers, body).await {
         // The budget stays taken while the put encodes the body.
@@ -497,7 +502,7 @@ pub async fn get_byte_range(
 /// The HTTP answer for a failed read.
 pub fn get_error(e: GetError) -> Response {
     match e {
-        GetError::NotFound(_) => error(StatusCode::NOT_FOUND, e),
+        GetError::NotFound(_) | GetError::Expired { .. } => error(StatusCode::NOT_FOUND, e),
         GetError::NotEnoughSlivers { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e),
         GetError::Inconsistent(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         GetError::Range { .. } => error(StatusCode::RANGE_NOT_SATISFIABLE, e),
@@ -561,6 +566,8 @@ pub async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) 
         "sliversOnKnownPeers": holders_known,
         "certificateQuorum": floe_protocol::write::certificate_quorum(p.shards()),
         "holderListEpoch": record.epoch,
+        // Stored until the end of this epoch (null: no end); the node's status says which epoch it is now.
+        "endEpoch": (record.end_epoch != floe_protocol::lifetime::FOREVER).then_some(record.end_epoch),
         "health": {
             "sliversPresent": present,
             "shards": p.shards(),

@@ -195,6 +195,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.placement_disagreements),
         ),
         (
+            "floe_expired_slivers_dropped_total",
+            "slivers deleted because their blob's lifetime was over",
+            load(&m.expired_slivers_dropped),
+        ),
+        (
+            "floe_blobs_expiring_soon",
+            "blobs held here within two epochs of their end epoch",
+            load(&m.blobs_expiring_soon),
+        ),
+        (
+            "floe_epoch",
+            "the current epoch (--epoch-duration)",
+            state.node.current_epoch(),
+        ),
+        (
             "floe_stores_refused_full_total",
             "store requests refused because they would take this node over --capacity",
             load(&m.stores_refused_full),

@@ -226,6 +226,10 @@ async fn node_status(State(state): State<AppState>) -> Response {
         "bytesStored": counters.bytes.load(Ordering::Relaxed),
         "capacityBytes": state.node.capacity(),
         "freeBytes": state.node.free_bytes(),
+        // Blob lifetimes (docs/operators.md, "Lifetimes").
+        "epoch": state.node.current_epoch(),
+        "epochDurationSeconds": state.node.lifetimes().epoch_duration.as_secs(),
+        "blobsExpiringSoon": m.blobs_expiring_soon.load(Ordering::Relaxed),
         // Peers that said they have no room left (docs/operators.md, "Capacity").
         "peersWithoutRoom": state.node.peers_without_room(),
         "uptimeSeconds": state.node.uptime().as_secs(),

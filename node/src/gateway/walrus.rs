@@ -1,24 +1,27 @@
 //! Walrus publisher compatibility: the query parameters of `PUT /v1/blobs`, checked, and the answer shapes
 //! (`newlyCreated`, `alreadyCertified`) with every field Walrus clients read, each one true of floe.
 //!
-//! floe has no chain, no Sui objects and (until blob lifetimes land) no epochs. What the fields say today,
-//! documented in docs/operators.md: floe is at epoch 0 and keeps every blob until epoch [`FOREVER_EPOCH`] (the
-//! largest epoch Walrus can name: never); a blob's object ID is its blob ID in hex (`0x…`, 32 bytes, the shape of
-//! a Sui object ID), which `GET /v1/blobs/by-object-id/{id}` accepts; nothing costs anything; nothing can be
-//! deleted yet. Parameters floe cannot honour get a 400 that says why; those its usual behaviour already satisfies
-//! (`epochs`: kept longer than asked; `deletable`: the answer says `false`) are checked and accepted.
+//! floe has no chain and no Sui objects. What the fields say, documented in docs/operators.md: epochs are floe's
+//! own (`--epoch-duration`, `floe_protocol::lifetime`), and `endEpoch` is the epoch a blob is stored until, inclusive
+//! (a blob stored before lifetimes existed answers the largest epoch Walrus can name, [`FOREVER_EPOCH`]); a blob's
+//! object ID is its blob ID in hex (`0x…`, 32 bytes, the shape of a Sui object ID), which `GET
+//! /v1/blobs/by-object-id/{id}` accepts; nothing costs anything; nothing can be deleted yet. Parameters floe cannot
+//! honour get a 400 that says why; those its usual behaviour already satisfies (`deletable`: the answer says
+//! `false`) are checked and accepted.
 
 use serde_json::{Value, json};
 
 use floe_protocol::{BlobId, BlobParams, content_type};
 
-use crate::service::PutOutcome;
+use crate::service::{EpochsAsked, PutOutcome};
 
-/// The epoch floe is in: there are none yet.
-pub const CURRENT_EPOCH: u32 = 0;
-/// The end epoch of every blob: the largest a Walrus client can parse, meaning "kept until deleted", and floe
-/// deletes nothing yet.
+/// The end epoch answered for a blob without one: the largest a Walrus client can parse.
 pub const FOREVER_EPOCH: u32 = u32::MAX;
+
+/// An epoch as Walrus answers it (a u32); floe's are u64, and one past u32 (or none) answers [`FOREVER_EPOCH`].
+fn walrus_epoch(epoch: u64) -> u32 {
+    u32::try_from(epoch).unwrap_or(FOREVER_EPOCH)
+}
 
 /// The checked query of a `PUT /v1/blobs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,8 +30,8 @@ pub struct PutQuery {
     pub force: bool,
     /// The media type from `?content_type=`, if given (the header's otherwise).
     pub content_type: Option<String>,
-    /// `?epochs=` as asked (ignored: floe keeps every blob; kept for the log).
-    pub epochs: Option<u32>,
+    /// `?epochs=` as asked (the node's `--default-epochs` if absent).
+    pub epochs: Option<EpochsAsked>,
 }
 
 /// Why a query is refused: a message for the 400.
@@ -58,14 +61,14 @@ pub fn parse_put_query(pairs: &[(String, String)]) -> Result<PutQuery, QueryErro
         match name.as_str() {
             "epochs" => {
                 query.epochs = Some(if value == "max" {
-                    FOREVER_EPOCH
+                    EpochsAsked::Max
                 } else {
-                    match value.parse::<u32>() {
-                        Ok(n) if n >= 1 => n,
+                    match value.parse::<u64>() {
+                        Ok(n) if n >= 1 => EpochsAsked::Count(n),
                         _ => {
                             return Err(QueryError(format!(
-                                "epochs must be a whole number from 1 to {FOREVER_EPOCH} or \"max\", got {value:?} \
-                                 (floe keeps every blob until it is deleted; see docs/operators.md)"
+                                "epochs must be a whole number of epochs from 1 (this node's --max-epochs at \
+                                 most) or \"max\", got {value:?}; see docs/operators.md, \"Lifetimes\""
                             )));
                         }
                     }
@@ -154,7 +157,7 @@ pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
     if outcome.already_certified {
         return json!({"alreadyCertified": {
             "blobId": id,
-            "endEpoch": FOREVER_EPOCH,
+            "endEpoch": walrus_epoch(outcome.end_epoch),
             "object": object,
             "certificate": certificate,
         }});
@@ -163,15 +166,15 @@ pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
         "newlyCreated": {
             "blobObject": {
                 "id": object,
-                "registeredEpoch": CURRENT_EPOCH,
+                "registeredEpoch": walrus_epoch(outcome.epoch),
                 "blobId": id,
                 "size": outcome.size,
                 "encodingType": "rs-simd",
-                "certifiedEpoch": CURRENT_EPOCH,
+                "certifiedEpoch": walrus_epoch(outcome.epoch),
                 "storage": {
                     "id": object,
-                    "startEpoch": CURRENT_EPOCH,
-                    "endEpoch": FOREVER_EPOCH,
+                    "startEpoch": walrus_epoch(outcome.epoch),
+                    "endEpoch": walrus_epoch(outcome.end_epoch),
                     "storageSize": encoded_length,
                 },
                 "deletable": false,
@@ -180,7 +183,7 @@ pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
             },
             "resourceOperation": {"registerFromScratch": {
                 "encodedLength": encoded_length,
-                "epochsAhead": FOREVER_EPOCH - CURRENT_EPOCH,
+                "epochsAhead": outcome.end_epoch.saturating_sub(outcome.epoch),
             }},
             "cost": 0,
         }
@@ -213,13 +216,13 @@ mod tests {
         ]))
         .unwrap();
         assert!(ok.force);
-        assert_eq!(ok.epochs, Some(5));
+        assert_eq!(ok.epochs, Some(EpochsAsked::Count(5)));
         assert_eq!(ok.content_type.as_deref(), Some("text/html"));
         assert_eq!(
             parse_put_query(&pairs(&[("epochs", "max")]))
                 .unwrap()
                 .epochs,
-            Some(FOREVER_EPOCH)
+            Some(EpochsAsked::Max)
         );
         for (query, needle) in [
             (vec![("epochs", "notanumber")], "epochs must be"),

@@ -111,6 +111,7 @@ impl Node {
                 epoch: record.epoch.saturating_add(1),
                 repairer: me.clone(),
                 content_type: record.content_type.clone(),
+                end_epoch: record.end_epoch,
             };
             self.announce(&blob_id, &new_record, &BTreeSet::new()).await;
             let node = self.clone();

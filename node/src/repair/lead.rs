@@ -40,6 +40,7 @@ impl Node {
             epoch: record.epoch.saturating_add(1),
             repairer: me.clone(),
             content_type: record.content_type.clone(),
+            end_epoch: record.end_epoch,
         };
         {
             let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
@@ -85,6 +86,7 @@ impl Node {
                 epoch: new_record.epoch.saturating_add(1),
                 repairer: me,
                 content_type: new_record.content_type.clone(),
+                end_epoch: new_record.end_epoch,
             };
             self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
             let node = self.clone();
@@ -358,8 +360,10 @@ impl Node {
                 epoch: answer.holders_epoch,
                 repairer: answer.holders_repairer.to_vec(),
                 content_type: content_type::or_none(&answer.content_type).to_owned(),
+                end_epoch: floe_protocol::lifetime::from_wire(answer.end_epoch),
             }
-            .keeping_label_of(current);
+            .keeping_label_of(current)
+            .merged_with(current);
             let shards = current.holders.len();
             if record.holders.len() == shards
                 && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()

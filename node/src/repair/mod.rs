@@ -22,6 +22,7 @@ use floe_protocol::challenge::{self, Challenge, Recorded, Role, Verdict};
 use floe_protocol::content_type;
 use floe_protocol::decoder::VerifiedSliver;
 use floe_protocol::holders::{self, Acceptance, Via};
+use floe_protocol::lifetime;
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{
     Repair, RepairEffect, RepairPlan, plan as plan_repair, repair_read_config,
@@ -245,6 +246,7 @@ mod tests {
             epoch: 4,
             repairer: vec![1, 2],
             content_type: String::new(),
+            end_epoch: floe_protocol::lifetime::FOREVER,
         };
         let same = record.clone();
         let mut moved = record.clone();

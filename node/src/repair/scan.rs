@@ -13,7 +13,33 @@ enum Heard {
     FarAhead(BlobMetadata, HolderRecord),
 }
 
+/// A live blob this close to its end epoch counts as expiring soon (`floe_blobs_expiring_soon`, and
+/// `blobsExpiringSoon` in the node's status).
+pub const EXPIRY_WARNING_EPOCHS: u64 = 2;
+
 impl Node {
+    /// Deletes this node's slivers of a blob whose lifetime is over (its record stays, saying so, so a late
+    /// store or announcement cannot bring the blob back to life).
+    async fn drop_expired(&self, blob_id: BlobId, end_epoch: u64, indexes: &[u16]) {
+        if indexes.is_empty() {
+            return;
+        }
+        let (node, indexes) = (self.clone(), indexes.to_vec());
+        let dropped = tokio::task::spawn_blocking(move || {
+            indexes
+                .iter()
+                .filter(|&&index| node.inner.store.remove_sliver(&blob_id, index).is_ok())
+                .count()
+        })
+        .await
+        .unwrap_or(0);
+        self.inner.metrics.expired_slivers_dropped.fetch_add(
+            u64::try_from(dropped).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        tracing::info!(%blob_id, end_epoch, dropped, "dropped the slivers of an expired blob");
+    }
+
     /// Applies gossiped repair announcements and notes peers' room until the network stops.
     pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
         while let Some(message) = gossip.recv().await {
@@ -53,6 +79,12 @@ impl Node {
                     .as_ref()
                     .map(|(_, current)| current.content_type.clone())
                     .unwrap_or_default(),
+                // Nor an end epoch: the blob's stays (the store keeps the later of two).
+                end_epoch: held
+                    .as_ref()
+                    .map_or(floe_protocol::lifetime::FOREVER, |(_, current)| {
+                        current.end_epoch
+                    }),
             };
             let acceptance = holders::accept(
                 &record.as_list(),
@@ -191,10 +223,29 @@ impl Node {
         let excluded = self.excluded_peers();
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
         let mut partial: BTreeMap<(BlobId, u16), u64> = BTreeMap::new();
+        let epoch = self.current_epoch();
+        let mut expiring = 0usize;
         for blob_id in blobs {
             let Some((metadata, record, held)) = self.held(blob_id).await else {
                 continue;
             };
+            // A blob past its end epoch is neither repaired, handed off nor challenged; one grace epoch later
+            // its slivers go (`lifetime::is_expired`).
+            if !lifetime::is_live(record.end_epoch, epoch) {
+                if lifetime::is_expired(record.end_epoch, epoch) {
+                    let indexes: Vec<u16> = held
+                        .whole
+                        .iter()
+                        .copied()
+                        .chain(held.partial.iter().map(|&(index, _)| index))
+                        .collect();
+                    self.drop_expired(blob_id, record.end_epoch, &indexes).await;
+                }
+                continue;
+            }
+            if lifetime::expires_within(record.end_epoch, epoch, EXPIRY_WARNING_EPOCHS) {
+                expiring += 1;
+            }
             partial.extend(
                 held.partial
                     .iter()
@@ -301,6 +352,10 @@ impl Node {
                 }
             }
         }
+        self.inner.metrics.blobs_expiring_soon.store(
+            u64::try_from(expiring).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
         for peer in to_dial.into_iter().take(64) {
             self.inner.net.dial(peer).await;

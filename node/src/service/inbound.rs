@@ -230,6 +230,7 @@ impl Node {
             epoch: request.holders_epoch,
             repairer: request.holders_repairer.to_vec(),
             content_type: content_type::check(&request.content_type)?.to_owned(),
+            end_epoch: floe_protocol::lifetime::from_wire(request.end_epoch),
         };
         check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
@@ -285,7 +286,8 @@ impl Node {
             Via::StoreRequest,
         )?;
         let record = match (acceptance, current) {
-            (Acceptance::Held | Acceptance::CatchUp, Some(current)) => current,
+            // The list held stays; a later end epoch offered with it still counts (an extension).
+            (Acceptance::Held | Acceptance::CatchUp, Some(current)) => current.merged_with(&record),
             (Acceptance::Provisional, _) => HolderRecord {
                 epoch: 0,
                 repairer: Vec::new(),
@@ -470,6 +472,7 @@ impl Node {
                     holders_epoch: record.epoch,
                     holders_repairer: record.repairer.into(),
                     content_type: record.content_type,
+                    end_epoch: record.end_epoch,
                 },
                 None => pb::MetadataResponse::default(),
             })),

@@ -35,6 +35,7 @@ use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
 mod errors;
 mod inbound;
+mod lifetimes;
 mod read;
 mod room;
 mod write;
@@ -44,6 +45,7 @@ pub(crate) use write::{neighbourhood_in, repair_candidates_in};
 use crate::cache::BlobBytes;
 use crate::drive::{Driver, Wake};
 pub use errors::{SendError, StoreRefusal};
+pub use lifetimes::{EpochsAsked, LifetimeConfig};
 
 use crate::net::{Inbound, NetClient, PeerView};
 use crate::store::{HolderRecord, Store};
@@ -147,6 +149,10 @@ pub struct Metrics {
     pub stores_refused_full: AtomicU64,
     /// Store requests this node sent that a holder refused for lack of room.
     pub holders_full: AtomicU64,
+    /// Slivers deleted because their blob's lifetime was over.
+    pub expired_slivers_dropped: AtomicU64,
+    /// Blobs held here within `repair::scan::EXPIRY_WARNING_EPOCHS` of their end epoch, at the last scan.
+    pub blobs_expiring_soon: AtomicU64,
     /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
     pub placement_disagreements: AtomicU64,
     /// Gossiped announcements refused (malformed, unsigned by their repairer, from a non-holder, bad list).
@@ -245,6 +251,9 @@ pub enum PutError {
     /// Too few peers have room for the blob's slivers; nothing was sent.
     #[error("{0}")]
     NoRoom(#[from] floe_protocol::room::NoRoom),
+    /// The lifetime asked for is not one this node accepts.
+    #[error("{0}")]
+    Lifetime(#[from] floe_protocol::lifetime::LifetimeError),
     /// Too many large puts at once; try again later.
     #[error("this node is writing {0} large blobs already; try again shortly")]
     Busy(usize),
@@ -259,6 +268,18 @@ pub enum GetError {
     /// No peer knows the blob.
     #[error("no peer knows blob {0}")]
     NotFound(BlobId),
+    /// The blob's lifetime is over.
+    #[error(
+        "blob {blob_id} expired: it was stored until the end of epoch {end_epoch}, and this is epoch {current}"
+    )]
+    Expired {
+        /// The blob.
+        blob_id: BlobId,
+        /// Its end epoch.
+        end_epoch: u64,
+        /// The current epoch.
+        current: u64,
+    },
     /// Too few valid slivers reachable.
     #[error("only {have} of the {need} valid slivers needed are reachable")]
     NotEnoughSlivers {
@@ -311,6 +332,10 @@ pub struct PutOutcome {
     pub size: u64,
     /// n.
     pub shards: u16,
+    /// The epoch it is stored until.
+    pub end_epoch: u64,
+    /// The epoch it was stored in.
+    pub epoch: u64,
 }
 
 /// How a blob is to be stored.
@@ -321,6 +346,8 @@ pub struct PutOptions {
     pub content_type: String,
     /// Store even if this node already holds a certificate for the blob (Walrus' `force`).
     pub force: bool,
+    /// The epoch to store it until (`None`: `--default-epochs` from now); a later one than the blob has extends it.
+    pub end_epoch: Option<u64>,
 }
 
 /// A holder's answer to a store request.
@@ -381,6 +408,8 @@ pub(crate) struct Inner {
     pub(crate) unexpected_stores: std::sync::Mutex<crate::budget::PeerBudgets<PeerId>>,
     /// Peers' free space and this node's last announcement of its own.
     rooms: std::sync::Mutex<room::Rooms>,
+    /// How long blobs live.
+    lifetimes: LifetimeConfig,
 }
 
 /// Bytes per second (with ten seconds of burst) a peer may push in store requests whose holder list gives the
@@ -408,6 +437,7 @@ impl Node {
         cache_bytes: u64,
         repair: RepairConfig,
         max_shards: u16,
+        lifetimes: LifetimeConfig,
     ) -> Self {
         let peer_id = keypair.public().to_peer_id();
         crate::spool::clear_spool_dir(&spool_dir);
@@ -445,6 +475,7 @@ impl Node {
                     UNEXPECTED_STORE_RATE,
                 )),
                 rooms: std::sync::Mutex::new(room::Rooms::default()),
+                lifetimes,
             }),
         }
     }
@@ -551,6 +582,7 @@ pub(crate) fn store_request(
         holders_epoch: record.epoch,
         holders_repairer: Bytes::from(record.repairer.clone()),
         content_type: record.content_type.clone(),
+        end_epoch: record.end_epoch,
     }
 }
 

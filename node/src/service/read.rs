@@ -45,6 +45,24 @@ impl Node {
         self.find_metadata_excluding(blob_id, &[]).await
     }
 
+    /// `found`, unless its end epoch is past: an expired blob is not served, whoever still holds it.
+    fn unless_expired(
+        &self,
+        blob_id: &BlobId,
+        found: (BlobMetadata, HolderRecord),
+    ) -> Result<(BlobMetadata, HolderRecord), GetError> {
+        let current = self.current_epoch();
+        if floe_protocol::lifetime::is_live(found.1.end_epoch, current) {
+            Ok(found)
+        } else {
+            Err(GetError::Expired {
+                blob_id: *blob_id,
+                end_epoch: found.1.end_epoch,
+                current,
+            })
+        }
+    }
+
     /// Like [`Self::find_metadata`], skipping records whose holder list is in `tried`: a reader that could not
     /// read with one list (a stale or hostile one) asks for another.
     async fn find_metadata_excluding(
@@ -58,7 +76,7 @@ impl Node {
             tokio::task::spawn_blocking(move || store.inner.store.metadata_record(&id)).await
             && !tried.contains(&found.1.holders)
         {
-            return Ok(found);
+            return self.unless_expired(blob_id, found);
         }
         // The blob's n is not known yet: the cap is the one a blob written now would get.
         let view = self.inner.net.view().await;
@@ -88,8 +106,9 @@ impl Node {
                     epoch: record.holders_epoch,
                     repairer: record.holders_repairer.to_vec(),
                     content_type: content_type::or_none(&record.content_type).to_owned(),
+                    end_epoch: floe_protocol::lifetime::from_wire(record.end_epoch),
                 };
-                return Ok((metadata, found));
+                return self.unless_expired(blob_id, (metadata, found));
             }
         }
         Err(GetError::NotFound(*blob_id))
@@ -103,6 +122,15 @@ impl Node {
     ) -> Result<BlobBytes, GetError> {
         let started = Instant::now();
         let result = match self.inner.cache.get(blob_id) {
+            Some(blob)
+                if !floe_protocol::lifetime::is_live(blob.end_epoch, self.current_epoch()) =>
+            {
+                Err(GetError::Expired {
+                    blob_id: *blob_id,
+                    end_epoch: blob.end_epoch,
+                    current: self.current_epoch(),
+                })
+            }
             Some(blob) => slice_cached(blob, range),
             None => {
                 let result = self.get_inner(blob_id, range).await;
@@ -141,6 +169,7 @@ impl Node {
                 HolderRecord {
                     holders,
                     content_type,
+                    end_epoch,
                     ..
                 },
             ) = match self.find_metadata_excluding(blob_id, &tried).await {
@@ -168,6 +197,7 @@ impl Node {
                         metadata,
                         content_type,
                         bytes,
+                        end_epoch,
                     });
                 }
             }

@@ -136,20 +136,25 @@ impl Node {
             .map_err(|e| PutError::Internal(e.to_string()))?
             .map_err(|e| PutError::Encode(e.to_string()))?;
         let blob_id = encoded.metadata.blob_id();
-        if !options.force
-            && let Some(certificate) = self.certificate(&blob_id)
-        {
+        let epoch = self.current_epoch();
+        let end_epoch = self.put_end_epoch(options)?;
+        if let Some((certificate, held)) = self.already_certified(&blob_id, options, end_epoch) {
             return Ok(PutOutcome {
                 blob_id,
                 already_certified: true,
                 certificate,
                 size: length,
                 shards,
+                end_epoch: held,
+                epoch,
             });
         }
+        // Certified here before, with an earlier end epoch: this write extends it.
+        let extension = self.certificate(&blob_id).is_some() && !options.force;
         let encoded_at = started.elapsed();
-        let (placement, record, writer_record) =
-            self.place(&encoded.metadata, content_type).await?;
+        let (placement, record, writer_record) = self
+            .place(&encoded.metadata, content_type, end_epoch)
+            .await?;
         let placed_at = started.elapsed();
         let encoded_metadata = encoded.metadata.clone();
 
@@ -182,13 +187,16 @@ impl Node {
             metadata: encoded_metadata,
             content_type: label,
             bytes: whole,
+            end_epoch,
         });
         Ok(PutOutcome {
             blob_id,
-            already_certified: false,
+            already_certified: extension,
             certificate,
             size: length,
             shards,
+            end_epoch,
+            epoch,
         })
     }
 
@@ -198,6 +206,7 @@ impl Node {
         &self,
         metadata: &BlobMetadata,
         content_type: &str,
+        end_epoch: u64,
     ) -> Result<(Placement, HolderRecord, WriterRecordTask), PutError> {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
@@ -214,13 +223,23 @@ impl Node {
             .collect();
         let placement = Placement::new(&blob_id, shards, &neighbourhood)
             .ok_or_else(|| PutError::Internal("no peers".into()))?;
-        let record = HolderRecord::initial(placement.holder_list()).with_content_type(content_type);
+        let record = HolderRecord::initial(placement.holder_list())
+            .with_content_type(content_type)
+            .with_end_epoch(end_epoch);
         let node = self.clone();
         let (metadata, listed) = (metadata.clone(), record.clone());
         let writer_record = WriterRecordTask(tokio::task::spawn_blocking(move || {
             node.inner.store.put_record(&metadata, &listed).map(|_| ())
         }));
         Ok((placement, record, writer_record))
+    }
+
+    /// The end epoch a put stores its blob until (`options.end_epoch`, else the default lifetime from now).
+    pub(crate) fn put_end_epoch(&self, options: &PutOptions) -> Result<u64, PutError> {
+        match options.end_epoch {
+            Some(end) => Ok(end),
+            None => Ok(self.end_epoch_for(None)?),
+        }
     }
 
     pub(crate) fn certificate(&self, blob_id: &BlobId) -> Option<pb::Certificate> {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
+use floe_protocol::wire::{MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -80,14 +80,7 @@ pub(super) fn record_job(
     metadata: &BlobMetadata,
     record: &HolderRecord,
 ) -> Result<impl FnOnce(Reply) -> Job + use<>, StoreError> {
-    let message = pb::MetadataResponse {
-        metadata: Some(metadata.into()),
-        holders: record.holders.iter().map(|h| h.clone().into()).collect(),
-        holders_epoch: record.epoch,
-        holders_repairer: record.repairer.clone().into(),
-        content_type: record.content_type.clone(),
-    };
-    let frame = wire::encode_frame(&message);
+    let frame = record_frame(metadata, record);
     let too_large = frame.len() > MAX_METADATA_LEN * 2;
     let blob_id = metadata.blob_id();
     let record = record.clone();
@@ -458,7 +451,7 @@ impl Committer {
                         let current = records
                             .get(&blob_id.as_bytes()[..])?
                             .map(|entry| parse_record(blob_id, entry.value()));
-                        !touched.insert(*blob_id) || holders_change(current, record).0
+                        !touched.insert(*blob_id) || holders_change(current, record).0.is_some()
                     }
                     _ => false,
                 });

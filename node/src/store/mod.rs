@@ -1034,6 +1034,7 @@ mod tests {
             repairer: vec![1],
             // The label rides along with the list and comes back from the store.
             content_type: "text/html; charset=utf-8".into(),
+            end_epoch: floe_protocol::lifetime::FOREVER,
         };
         assert!(store.put_record(&encoded.metadata, &newer).unwrap());
         let older = HolderRecord {
@@ -1047,6 +1048,54 @@ mod tests {
             .put_metadata(&encoded.metadata, &first.holders)
             .unwrap();
         assert_eq!(store.metadata_record(&id).unwrap().1, newer);
+    }
+
+    #[test]
+    fn end_epochs_only_grow_whichever_list_wins_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let encoded = blob(3, 1000, 12);
+        let (metadata, id) = (&encoded.metadata, encoded.metadata.blob_id());
+        let end = |store: &Store| {
+            let held = store.metadata_record(&id).unwrap().1;
+            (held.epoch, held.end_epoch)
+        };
+        let first = HolderRecord::initial(holders(12)).with_end_epoch(10);
+        assert!(store.put_record(metadata, &first).unwrap());
+        // The writer's list again, with a later end: an extension.
+        assert!(
+            store
+                .put_record(metadata, &first.clone().with_end_epoch(20))
+                .unwrap()
+        );
+        assert_eq!(end(&store), (0, 20));
+        // A repaired list made before the extension reached its repairer: its list wins, the end stays.
+        let repaired = HolderRecord {
+            holders: holders(12).into_iter().rev().collect(),
+            epoch: 1,
+            repairer: vec![1],
+            content_type: String::new(),
+            end_epoch: 10,
+        };
+        assert!(store.put_record(metadata, &repaired).unwrap());
+        assert_eq!(end(&store), (1, 20));
+        // The writer's list with a later end still: the list stays, the end grows; a shorter end changes nothing.
+        assert!(
+            !store
+                .put_record(metadata, &first.clone().with_end_epoch(30))
+                .unwrap()
+        );
+        assert_eq!(end(&store), (1, 30));
+        assert!(store.put_record(metadata, &repaired).unwrap());
+        assert_eq!(end(&store), (1, 30));
+        // Replaying the logged records in order gives the same record.
+        drop(store);
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        assert_eq!(end(&store), (1, 30));
+        assert_eq!(
+            store.metadata_record(&id).unwrap().1.holders,
+            repaired.holders
+        );
     }
 
     #[test]

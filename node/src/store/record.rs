@@ -1,10 +1,10 @@
 //! Holder records: a blob's metadata with its holder list, epoch, repairer and content type, as the store
 //! keeps them (a `MetadataResponse` frame) and the rule for writing one over another.
 
-use floe_protocol::content_type;
 use floe_protocol::placement::PeerKey;
 use floe_protocol::wire::{self, MAX_METADATA_LEN, pb};
 use floe_protocol::{BlobId, BlobMetadata};
+use floe_protocol::{content_type, lifetime};
 use redb::ReadableTable;
 
 use super::index::*;
@@ -23,6 +23,9 @@ pub struct HolderRecord {
     /// The blob's media type as its writer gave it (empty: none); a label beside the list, not in the blob ID
     /// (`floe_protocol::content_type`). Every list made from this one carries it on.
     pub content_type: String,
+    /// The epoch the blob is stored until (`floe_protocol::lifetime`; `FOREVER` for none). Like the label it
+    /// rides beside the list; unlike the list it only ever grows ([`HolderRecord::merged_with`]).
+    pub end_epoch: u64,
 }
 
 impl HolderRecord {
@@ -33,7 +36,21 @@ impl HolderRecord {
             epoch: 0,
             repairer: Vec::new(),
             content_type: String::new(),
+            end_epoch: lifetime::FOREVER,
         }
+    }
+
+    /// The same record stored until `end_epoch`.
+    pub fn with_end_epoch(mut self, end_epoch: u64) -> Self {
+        self.end_epoch = end_epoch;
+        self
+    }
+
+    /// The record to keep when `self` meets `other` for the same blob: `self`'s list, with the later end epoch of
+    /// the two (an extension reaches a holder by whichever path comes first).
+    pub fn merged_with(mut self, other: &HolderRecord) -> Self {
+        self.end_epoch = lifetime::extend(self.end_epoch, other.end_epoch);
+        self
     }
 
     /// The same record, with `known`'s label if it has none: a list from a peer that never learnt the blob's
@@ -98,6 +115,7 @@ pub(super) fn parse_record(
             epoch: record.holders_epoch,
             repairer: record.holders_repairer.to_vec(),
             content_type: content_type::or_none(&record.content_type).to_owned(),
+            end_epoch: lifetime::from_wire(record.end_epoch),
         },
     ))
 }
@@ -109,22 +127,44 @@ pub(super) fn record_key(blob_id: &BlobId) -> Key {
     key
 }
 
-/// Whether `record` is written over the `current` one, and whether it is the one held afterwards.
+/// What `record`, offered for a blob, makes of the `current` one: the record to write (`None`: keep what is
+/// held) and whether `record`'s list is the one held afterwards. The list follows `HolderRecord::supersedes`;
+/// the end epoch is the later of the two whichever list wins (`lifetime::extend`). A pure function of its
+/// inputs, so replaying logged records in order rebuilds the same index.
 pub(super) fn holders_change(
     current: Option<Result<(BlobMetadata, HolderRecord), StoreError>>,
     record: &HolderRecord,
-) -> (bool, bool) {
+) -> (Option<HolderRecord>, bool) {
     match current {
-        None | Some(Err(_)) => (true, true),
-        Some(Ok((_, current))) if current == *record => (false, true),
+        None | Some(Err(_)) => (Some(record.clone()), true),
+        Some(Ok((_, current))) if record.supersedes(&current) => {
+            (Some(record.clone().merged_with(&current)), true)
+        }
         Some(Ok((_, current))) => {
-            let newer = record.supersedes(&current);
-            (newer, newer)
+            let same = record.holders == current.holders
+                && record.epoch == current.epoch
+                && record.repairer == current.repairer
+                && record.content_type == current.content_type;
+            let merged = current.clone().merged_with(record);
+            ((merged != current).then_some(merged), same)
         }
     }
 }
 
-/// Stores a blob's holder record if it supersedes the one held; returns whether it is now the one held.
+/// The bytes a holder record is kept and logged as: a `MetadataResponse` frame.
+pub(super) fn record_frame(metadata: &BlobMetadata, record: &HolderRecord) -> Vec<u8> {
+    wire::encode_frame(&pb::MetadataResponse {
+        metadata: Some(metadata.into()),
+        holders: record.holders.iter().map(|h| h.clone().into()).collect(),
+        holders_epoch: record.epoch,
+        holders_repairer: record.repairer.clone().into(),
+        content_type: record.content_type.clone(),
+        end_epoch: record.end_epoch,
+    })
+}
+
+/// Stores what `record` (offered as `frame`) makes of a blob's held record ([`holders_change`]); returns whether
+/// its list is now the one held.
 pub(super) fn apply_holders(
     records: &mut redb::Table<'_, &[u8], &[u8]>,
     blob_id: &BlobId,
@@ -134,9 +174,24 @@ pub(super) fn apply_holders(
     let current = records
         .get(&blob_id.as_bytes()[..])?
         .map(|entry| parse_record(blob_id, entry.value()));
+    let metadata = match &current {
+        Some(Ok((metadata, _))) => Some(metadata.clone()),
+        _ => None,
+    };
     let (write, adopted) = holders_change(current, record);
-    if write {
-        records.insert(&blob_id.as_bytes()[..], frame)?;
+    match (write, metadata) {
+        (Some(written), _) if written == *record => {
+            records.insert(&blob_id.as_bytes()[..], frame)?;
+        }
+        (Some(written), Some(metadata)) => {
+            let merged = record_frame(&metadata, &written);
+            records.insert(&blob_id.as_bytes()[..], &merged[..])?;
+        }
+        // A record that differs from the offered one always comes from a current one, whose metadata is there.
+        (Some(_), None) => {
+            records.insert(&blob_id.as_bytes()[..], frame)?;
+        }
+        (None, _) => {}
     }
     Ok(adopted)
 }

@@ -301,3 +301,15 @@ pub fn blob(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Waits until `done`, checking every half second; fails the test after `timeout`, naming `what`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
