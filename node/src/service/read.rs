@@ -150,8 +150,12 @@ impl Node {
     }
 
     /// A whole blob this node read or wrote recently, from memory.
+    /// Not one past its end epoch: the gateway then asks the holders' records, and answers that it expired.
     pub fn cached(&self, blob_id: &BlobId) -> Option<BlobBytes> {
-        self.inner.cache.get(blob_id)
+        self.inner
+            .cache
+            .get(blob_id)
+            .filter(|blob| floe_protocol::lifetime::is_live(blob.end_epoch, self.current_epoch()))
     }
 
     async fn get_inner(
