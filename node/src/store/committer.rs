@@ -173,6 +173,10 @@ pub(super) struct Committer {
     pub(super) logged_since_durable: u64,
 }
 
+/// The least an active log must hold before compaction seals it to reclaim its dead bytes: copying a smaller one
+/// frees too little to be worth a new log.
+const MIN_SEAL_BYTES: u64 = 4 << 20;
+
 impl Committer {
     pub(super) fn run(mut self, queue: &mpsc::Receiver<Vec<Job>>) {
         loop {
@@ -617,6 +621,34 @@ impl Committer {
         Ok(answers)
     }
 
+    /// With no sealed log to compact while the store is over its bound, the dead bytes are in the active log: a
+    /// store whose whole life fits in one log (a small node, slivers expiring or handed off) would otherwise
+    /// never get them back. Seals it, once it holds at least [`MIN_SEAL_BYTES`] and is below the threshold, so the
+    /// next call compacts it; returns whether it did.
+    fn seal_mostly_dead_active(&mut self, percent: u128) -> Result<bool, StoreError> {
+        let Some(number) = self.active.as_ref().map(|a| a.number) else {
+            return Ok(false);
+        };
+        let Some(info) = self.logs.get(&number) else {
+            return Ok(false);
+        };
+        if info.written < MIN_SEAL_BYTES
+            || u128::from(info.live) * 100 >= u128::from(info.written) * percent
+        {
+            return Ok(false);
+        }
+        if let Some(active) = self.active.take() {
+            let path = log_path(&self.log_dir, active.number);
+            active.file.sync_data().map_err(io_err(&path))?;
+            self.sealed.push((active.number, active.len));
+            tracing::debug!(
+                log = active.number,
+                "sealed a mostly dead active log for compaction"
+            );
+        }
+        Ok(true)
+    }
+
     /// Compacts the emptiest sealed log if the store and that log are below the threshold: its live records move to
     /// the active log in one index transaction, then it is deleted. One log per call, so writes wait at most one
     /// log's copy.
@@ -646,7 +678,7 @@ impl Committer {
                 )
             })
         else {
-            return Ok(false);
+            return self.seal_mostly_dead_active(percent);
         };
         let path = log_path(&self.log_dir, number);
         let records: Vec<(u64, Key)> = {

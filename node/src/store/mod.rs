@@ -1098,6 +1098,55 @@ mod tests {
         );
     }
 
+    /// A store whose whole life fits in its active log (a small node whose blobs expire) gets the space back too:
+    /// compaction seals the mostly dead active log and copies what lives.
+    #[test]
+    fn a_mostly_dead_active_log_is_sealed_and_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            log_size: 64 << 20,
+            ..small_logs()
+        };
+        let store = Store::open_with(dir.path(), config).unwrap();
+        let blobs: Vec<EncodedBlob> = (0..8).map(|i| blob(i, 1_500_000, 4)).collect();
+        for encoded in &blobs {
+            store.put_metadata(&encoded.metadata, &holders(4)).unwrap();
+            for index in 0..4 {
+                let id = encoded.metadata.blob_id();
+                store
+                    .put_slivers(&id, index, &slivers_of(encoded, index))
+                    .unwrap();
+            }
+        }
+        let before = store.disk_bytes();
+        assert!(before > 8 << 20, "{before}");
+        for encoded in &blobs[1..] {
+            for index in 0..4 {
+                store
+                    .remove_sliver(&encoded.metadata.blob_id(), index)
+                    .unwrap();
+            }
+        }
+        let left = store.counters().bytes.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while store.disk_bytes() > left * 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            store.disk_bytes() <= left * 2,
+            "disk {before} → {} for {left} live",
+            store.disk_bytes()
+        );
+        drop(store);
+        let store = Store::open_with(dir.path(), config).unwrap();
+        let id = blobs[0].metadata.blob_id();
+        assert_eq!(store.indexes(&id), vec![0, 1, 2, 3]);
+        assert_eq!(
+            store.read_slivers(&id, 2, 0, 1).unwrap(),
+            slivers_of(&blobs[0], 2)
+        );
+    }
+
     #[test]
     fn deleted_slivers_give_their_space_back_and_the_rest_stays_readable() {
         let dir = tempfile::tempdir().unwrap();
