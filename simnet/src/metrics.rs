@@ -98,7 +98,7 @@ pub struct Summary {
     pub nodes_live_final: u64,
     /// Blobs in the workload.
     pub blobs: u64,
-    /// Blobs certified.
+    /// Blobs certified (expired ones included).
     pub blobs_certified: u64,
     /// Writes that failed or were abandoned (writer crashed) before certification.
     pub writes_failed: u64,
@@ -172,6 +172,10 @@ pub struct Summary {
     pub stored_bytes_max: u64,
     /// Nodes holding more than their capacity at the end: must be 0.
     pub nodes_over_capacity: u64,
+    /// Certified blobs whose lifetime ended and whose slivers their holders dropped (`workload.epoch_ms`).
+    pub blobs_expired: u64,
+    /// Repairs started of a blob past its end epoch: must be 0.
+    pub repairs_of_ended_blobs: u64,
     /// Reads started.
     pub reads_started: u64,
     /// Reads that returned k valid slivers.

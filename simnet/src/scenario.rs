@@ -224,6 +224,12 @@ pub struct WorkloadConfig {
     /// `ReadConfig::systematic_grace` of reads (the node's default). The simulator charges reads no decode
     /// time, so here the grace only shows what the wait costs.
     pub read_systematic_grace_ms: Millis,
+    /// Blob lifetimes (`floe_protocol::lifetime`): the length of an epoch (0: blobs live forever, as before).
+    pub epoch_ms: Millis,
+    /// Each blob lives a uniform number of epochs from `epochs_min` to `epochs_max` (its writer's `?epochs=`).
+    pub epochs_min: u64,
+    /// See `epochs_min`.
+    pub epochs_max: u64,
 }
 
 impl Default for WorkloadConfig {
@@ -241,6 +247,9 @@ impl Default for WorkloadConfig {
             read_soft_timeout_ms: 500,
             read_hard_timeout_ms: 10_000,
             read_systematic_grace_ms: floe_protocol::read::DEFAULT_SYSTEMATIC_GRACE,
+            epoch_ms: 0,
+            epochs_min: 1,
+            epochs_max: 1,
         }
     }
 }
@@ -514,6 +523,11 @@ impl Scenario {
         }
         if self.nodes.count == 0 {
             return bad("nodes.count must be at least 1");
+        }
+        if self.workload.epoch_ms > 0
+            && !(1..=self.workload.epochs_max).contains(&self.workload.epochs_min)
+        {
+            return bad("workload.epochs_min must be at least 1 and at most workload.epochs_max");
         }
         if !(positive(self.nodes.up_mbps) && positive(self.nodes.down_mbps)) {
             return bad("nodes.up_mbps and nodes.down_mbps must be positive");

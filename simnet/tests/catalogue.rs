@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 11] = [
+const CATALOGUE: [&str; 12] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
     "disk-faults.toml",
     "full-swarm.toml",
+    "lifetimes.toml",
     "mass-departure.toml",
     "partition.toml",
     "regional-outage.toml",
@@ -130,6 +131,22 @@ fn a_full_swarm_refuses_writes_up_front_and_still_repairs() {
         s.blobs_fully_replicated_final * 10 >= s.blobs_certified * 9,
         "{s:?}"
     );
+}
+
+/// Blobs with lifetimes in a swarm too small to hold them all at once: expired blobs give their space back, so
+/// far more are certified than fit together; none past its end epoch is repaired, and dropping expired slivers
+/// is no durability loss.
+#[test]
+fn expired_blobs_leave_and_free_their_space() {
+    let a = replays("lifetimes.toml");
+    let s = &a.summary;
+    assert!(s.blobs_expired > 400 && s.blobs_certified > 400, "{s:?}");
+    assert_eq!(s.repairs_of_ended_blobs, 0, "{s:?}");
+    assert_eq!(s.durability_losses, 0, "{s:?}");
+    assert_eq!(s.nodes_over_capacity, 0, "{s:?}");
+    assert!(s.crashes > 0 && s.repairs_finished > 0, "{s:?}");
+    assert_eq!(s.availability_min, 1.0, "{s:?}");
+    assert_eq!(s.reads_failed, 0, "{s:?}");
 }
 
 #[test]

@@ -42,6 +42,7 @@ use floe_protocol::challenge::{self, ChallengeFailure, Recorded, Role, Tally, Ve
 use floe_protocol::encoding::{BlobParams, DEFAULT_SEGMENT_SIZE, EncodingType};
 use floe_protocol::holders;
 use floe_protocol::keyspace;
+use floe_protocol::lifetime;
 use floe_protocol::placement::{PeerKey, Placement};
 use floe_protocol::read::{Read, ReadConfig, ReadEffect};
 use floe_protocol::repair::{self, Repair, RepairEffect, RepairPlan};
@@ -198,13 +199,18 @@ enum Ev {
     Sample,
     WriteStart(u32),
     ReadArrival,
+    /// Blob b's holders drop it: its end epoch and the grace epoch are over.
+    Expire(u32),
     LookupDone(OpRef),
     Timer(OpRef),
     RebuildDone(OpRef),
     Msg(Msg),
     CrashFault(u16),
     Restart(u32),
-    DepartureCheck { node: u32, incarnation: u32 },
+    DepartureCheck {
+        node: u32,
+        incarnation: u32,
+    },
     ChurnArrival,
     ChurnDeparture(u32),
     PartitionStart(u16),
@@ -246,6 +252,7 @@ impl Ev {
             Ev::Reevaluate(b) => (30, b.into(), 0, 0),
             Ev::BitRot => (31, 0, 0, 0),
             Ev::ChallengeRound(b) => (32, b.into(), 0, 0),
+            Ev::Expire(b) => (33, b.into(), 0, 0),
         }
     }
 }
@@ -284,6 +291,8 @@ enum Status {
     Pending,
     Certified,
     Failed,
+    /// Certified, then its lifetime ended and its holders dropped it: out of availability and reads.
+    Expired,
 }
 
 struct Claim {
@@ -324,6 +333,10 @@ struct Blob {
     /// Last evaluation time: a blob is evaluated at most once per millisecond (a mass departure would
     /// otherwise evaluate it once per departed holder, with the same outcome).
     evaluated_at: Millis,
+    /// Epochs it is written for (`workload.epochs_min..=epochs_max`; 0 without lifetimes).
+    epochs: u64,
+    /// The epoch it is stored until, set when its write starts (`lifetime::FOREVER` without lifetimes).
+    end_epoch: u64,
 }
 
 struct ReadOp {
@@ -693,6 +706,14 @@ impl Sim {
             hasher.update(&self.seed.to_le_bytes());
             hasher.update(&i.to_le_bytes());
             let id = BlobId(*hasher.finalize().as_bytes());
+            // Drawn only with lifetimes on, so scenarios without them replay as before.
+            let (low, high) = (self.sc.workload.epochs_min, self.sc.workload.epochs_max);
+            let epochs = if self.sc.workload.epoch_ms > 0 {
+                let span = usize::try_from(high.saturating_sub(low).saturating_add(1)).unwrap_or(1);
+                low.saturating_add(as_u64(rng::below(&mut self.world, span)))
+            } else {
+                0
+            };
             self.blobs.push(Blob {
                 id,
                 kad: keyspace::Point::of_blob(&id).prefix(),
@@ -715,6 +736,8 @@ impl Sim {
                 reeval_at: None,
                 list_version: 0,
                 evaluated_at: Millis::MAX,
+                epochs,
+                end_epoch: lifetime::FOREVER,
             });
         }
         Ok(())
@@ -930,6 +953,7 @@ impl Sim {
             }
             Ev::BitRot => self.bitrot(),
             Ev::ChallengeRound(b) => self.challenge_round(b),
+            Ev::Expire(b) => self.expire(b),
         }
     }
 }

@@ -187,6 +187,7 @@ impl Sim {
             self.fail_write(b);
             return;
         };
+        self.set_lifetime(b);
         self.start_lookup(writer, b, OpKind::WriteLookup);
     }
 
@@ -349,7 +350,10 @@ impl Sim {
         let mut pick = None;
         for _ in 0..16 {
             let b = rng::below(&mut self.world, self.blobs.len());
-            if self.blobs[b].status == Status::Certified {
+            // Reads go to blobs within their lifetime: past it, the node answers "expired".
+            if self.blobs[b].status == Status::Certified
+                && u32::try_from(b).is_ok_and(|b| self.is_live(b))
+            {
                 pick = u32::try_from(b).ok();
                 break;
             }

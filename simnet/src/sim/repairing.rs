@@ -49,6 +49,10 @@ impl Sim {
             return;
         }
         self.blobs[bi].evaluated_at = self.now;
+        // Past its end epoch a blob is neither repaired nor challenged (the node's scan skips it).
+        if !self.is_live(b) {
+            return;
+        }
         let blob = &self.blobs[bi];
         if blob.status != Status::Certified || blob.holders.is_empty() {
             return;
@@ -101,6 +105,9 @@ impl Sim {
             self.count_message(GOSSIP_BYTES);
         }
         self.s.repairs_started += 1;
+        if !self.is_live(b) {
+            self.s.repairs_of_ended_blobs += 1;
+        }
         self.active_repairs += 1;
         self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
     }

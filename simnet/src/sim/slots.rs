@@ -158,7 +158,7 @@ impl Sim {
     /// whether to challenge now (settled, quiet, due) and whom ([`Sim::scan`]).
     pub(super) fn challenge_round(&mut self, b: u32) {
         let bi = ix(b);
-        if self.blobs[bi].status != Status::Certified || self.blobs[bi].lost {
+        if self.blobs[bi].status != Status::Certified || self.blobs[bi].lost || !self.is_live(b) {
             return;
         }
         let every = self.sc.repair.challenge_interval_ms;
@@ -201,6 +201,58 @@ impl Sim {
             || self.nodes.get(ix(node)).is_some_and(|n| {
                 room::usable(capacity.saturating_sub(n.stored), capacity, purpose) >= bytes
             })
+    }
+
+    /// The current epoch (`workload.epoch_ms`; 0 without lifetimes).
+    pub(super) fn current_epoch(&self) -> u64 {
+        match self.sc.workload.epoch_ms {
+            0 => 0,
+            ms => lifetime::epoch_at(self.now, ms),
+        }
+    }
+
+    /// Whether blob `b` is within its lifetime now (always, without lifetimes).
+    pub(super) fn is_live(&self, b: u32) -> bool {
+        lifetime::is_live(self.blobs[ix(b)].end_epoch, self.current_epoch())
+    }
+
+    /// A write of blob `b` starts: with lifetimes, it is stored until `epochs` from now, and its holders drop it
+    /// once that epoch and the grace epoch are over (`lifetime::is_expired`).
+    pub(super) fn set_lifetime(&mut self, b: u32) {
+        let ms = self.sc.workload.epoch_ms;
+        if ms == 0 {
+            return;
+        }
+        let end = self
+            .current_epoch()
+            .saturating_add(self.blobs[ix(b)].epochs);
+        self.blobs[ix(b)].end_epoch = end;
+        let drop_at = lifetime::end_of(end.saturating_add(lifetime::GRACE_EPOCHS), ms);
+        self.schedule(drop_at, Ev::Expire(b));
+    }
+
+    /// Blob `b`'s lifetime and grace epoch are over: every holder drops its slivers (freeing its capacity), and
+    /// a certified blob leaves availability and reads.
+    pub(super) fn expire(&mut self, b: u32) {
+        let bi = ix(b);
+        // Out of the counts first: dropping its slivers is not a durability loss.
+        if self.blobs[bi].status == Status::Certified {
+            let blob = &mut self.blobs[bi];
+            blob.status = Status::Expired;
+            if blob.readable {
+                blob.readable = false;
+                self.readable -= 1;
+            }
+            self.certified -= 1;
+            self.s.blobs_expired += 1;
+        }
+        for index in 0..self.blobs[bi].holders.len() {
+            if self.blobs[bi].slot.get(index) != Some(&MISSING) {
+                let index = u16::try_from(index).unwrap_or(u16::MAX);
+                let holder = self.blobs[bi].holders[usize::from(index)];
+                self.slot_change(b, index, holder, MISSING);
+            }
+        }
     }
 
     pub(super) fn fail_write(&mut self, b: u32) {
