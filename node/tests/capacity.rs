@@ -6,22 +6,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 mod common;
 use common::*;
 
 const CAPACITY: u64 = 1 << 20;
-
-fn try_put(node: &NodeProc, data: &[u8]) -> (u16, Value) {
-    let mut response = agent()
-        .put(&format!("{}/v1/blobs", node.http))
-        .send(data)
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-    (status, body)
-}
 
 fn stored(node: &NodeProc) -> u64 {
     json(&format!("{}/v1/node/status", node.http))["bytesStored"]
@@ -38,7 +26,7 @@ fn a_full_swarm_refuses_what_does_not_fit_with_507_and_takes_what_does() {
     let mut written = Vec::new();
     let refusal = loop {
         let data = blob(300_000, written.len() as u64);
-        let (status, body) = try_put(writer, &data);
+        let (status, body) = put_with(writer, &data, "");
         if status != 200 {
             break (status, body);
         }
@@ -65,7 +53,7 @@ fn a_full_swarm_refuses_what_does_not_fit_with_507_and_takes_what_does() {
 
     // Nothing of the refused blob was stored, and no node went over its capacity.
     let before: Vec<u64> = swarm.nodes.iter().map(stored).collect();
-    let (status, _) = try_put(writer, &blob(300_000, 99));
+    let (status, _) = put_with(writer, &blob(300_000, 99), "");
     assert_eq!(status, 507);
     std::thread::sleep(Duration::from_secs(2));
     let after: Vec<u64> = swarm.nodes.iter().map(stored).collect();
@@ -79,7 +67,7 @@ fn a_full_swarm_refuses_what_does_not_fit_with_507_and_takes_what_does() {
 
     // A small blob still fits everywhere; every blob written reads back.
     let small = blob(10_000, 7);
-    let (status, body) = try_put(writer, &small);
+    let (status, body) = put_with(writer, &small, "");
     assert_eq!(status, 200, "{body}");
     let small_id = body["newlyCreated"]["blobObject"]["blobId"]
         .as_str()

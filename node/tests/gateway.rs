@@ -320,6 +320,11 @@ fn raw(addr: &str, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream.write_all(request).unwrap();
+    read_answer(&mut stream)
+}
+
+/// Reads an HTTP/1.1 answer to its end; returns the status, the headers (lower-case names) and the body.
+fn read_answer(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
     let split = bytes
@@ -815,25 +820,7 @@ fn request_from(
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
     )
     .unwrap();
-    let mut bytes = Vec::new();
-    let _ = stream.read_to_end(&mut bytes);
-    let split = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(bytes.len());
-    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
-    let body = bytes.get(split + 4..).unwrap_or_default().to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body)
+    read_answer(&mut stream)
 }
 
 #[test]

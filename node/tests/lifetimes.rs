@@ -6,20 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 mod common;
 use common::*;
-
-fn put_for(node: &NodeProc, data: &[u8], query: &str) -> (u16, Value) {
-    let mut response = agent()
-        .put(&format!("{}/v1/blobs?{query}", node.http))
-        .send(data)
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-    (status, body)
-}
 
 fn epoch(node: &NodeProc) -> u64 {
     json(&format!("{}/v1/node/status", node.http))["epoch"]
@@ -45,7 +33,7 @@ fn blobs_live_until_their_end_epoch_then_go_and_a_second_put_extends_them() {
 
     let short = blob(50_000, 1);
     let now = epoch(writer);
-    let (status, body) = put_for(writer, &short, "epochs=1");
+    let (status, body) = put_with(writer, &short, "epochs=1");
     assert_eq!(status, 200, "{body}");
     let object = &body["newlyCreated"]["blobObject"];
     let short_id = object["blobId"].as_str().unwrap().to_owned();
@@ -61,12 +49,12 @@ fn blobs_live_until_their_end_epoch_then_go_and_a_second_put_extends_them() {
 
     // Stored for one epoch, then again for fifty: the second put extends it.
     let extended = blob(60_000, 2);
-    let (_, body) = put_for(writer, &extended, "epochs=1");
+    let (_, body) = put_with(writer, &extended, "epochs=1");
     let extended_id = body["newlyCreated"]["blobObject"]["blobId"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, body) = put_for(writer, &extended, "epochs=50");
+    let (status, body) = put_with(writer, &extended, "epochs=50");
     assert_eq!(status, 200, "{body}");
     let again = &body["alreadyCertified"];
     assert_eq!(
@@ -76,7 +64,7 @@ fn blobs_live_until_their_end_epoch_then_go_and_a_second_put_extends_them() {
     );
     assert!(again["endEpoch"].as_u64().unwrap() >= end + 48, "{body}");
     // Asking for less than it has changes nothing.
-    let (_, body) = put_for(writer, &extended, "epochs=2");
+    let (_, body) = put_with(writer, &extended, "epochs=2");
     assert_eq!(
         body["alreadyCertified"]["endEpoch"], again["endEpoch"],
         "{body}"
@@ -87,7 +75,7 @@ fn blobs_live_until_their_end_epoch_then_go_and_a_second_put_extends_them() {
         ("epochs=0", "epochs must be"),
         ("epochs=101", "--max-epochs"),
     ] {
-        let (status, body) = put_for(writer, &blob(10, 3), query);
+        let (status, body) = put_with(writer, &blob(10, 3), query);
         assert_eq!(status, 400, "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(needle), "{query}: {message}");

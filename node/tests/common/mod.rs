@@ -271,6 +271,17 @@ pub fn put(node: &NodeProc, data: &[u8]) -> String {
         .to_owned()
 }
 
+/// A put with `query` (`epochs=3`, say; empty for none) that may fail: the status and the JSON answer.
+pub fn put_with(node: &NodeProc, data: &[u8], query: &str) -> (u16, Value) {
+    let mut response = agent()
+        .put(&format!("{}/v1/blobs?{query}", node.http))
+        .send(data)
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    (status, body)
+}
+
 pub fn get(node: &NodeProc, id: &str) -> Result<Vec<u8>, (u16, String)> {
     let mut response = agent()
         .get(&format!("{}/v1/blobs/{id}", node.http))
