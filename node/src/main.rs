@@ -470,6 +470,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ""
                     }
                 );
+                match status["endEpoch"].as_u64() {
+                    Some(end) => println!(
+                        "stored until the end of epoch {end} (docs/operators.md, \"Lifetimes\")"
+                    ),
+                    None => println!("stored with no end epoch"),
+                }
             }
         }
         Command::BlobId { file, encoding } => {

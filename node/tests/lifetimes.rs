@@ -46,6 +46,15 @@ fn blobs_live_until_their_end_epoch_then_go_and_a_second_put_extends_them() {
     assert_eq!(get(reader, &short_id).unwrap(), short);
     let status = json(&format!("{}/v1/blobs/{short_id}/status", reader.http));
     assert_eq!(status["endEpoch"].as_u64(), Some(end), "{status}");
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["status", &short_id, "--gateway", &reader.http])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("stored until the end of epoch {end}")),
+        "{shown}"
+    );
 
     // Stored for one epoch, then again for fifty: the second put extends it.
     let extended = blob(60_000, 2);
