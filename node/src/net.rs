@@ -308,24 +308,16 @@ impl NetClient {
 
     /// Publishes `data` on the repair topic. Best effort: with no subscribed peer it is dropped (and logged).
     pub async fn publish(&self, data: Vec<u8>) {
-        let _ = self
-            .commands
-            .send(Command::Publish {
-                topic: Topic::Repair,
-                data,
-            })
-            .await;
+        self.publish_on(Topic::Repair, data).await;
     }
 
     /// Publishes this node's room (`pb::Room`) on the room topic. Best effort, like [`Self::publish`].
     pub async fn publish_room(&self, data: Vec<u8>) {
-        let _ = self
-            .commands
-            .send(Command::Publish {
-                topic: Topic::Room,
-                data,
-            })
-            .await;
+        self.publish_on(Topic::Room, data).await;
+    }
+
+    async fn publish_on(&self, topic: Topic, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish { topic, data }).await;
     }
 
     /// Dials `peer` if it is not connected, so that a holder that is only idle is not taken for gone.

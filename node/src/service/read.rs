@@ -121,16 +121,8 @@ impl Node {
         range: Option<(u64, u64)>,
     ) -> Result<BlobBytes, GetError> {
         let started = Instant::now();
-        let result = match self.inner.cache.get(blob_id) {
-            Some(blob)
-                if !floe_protocol::lifetime::is_live(blob.end_epoch, self.current_epoch()) =>
-            {
-                Err(GetError::Expired {
-                    blob_id: *blob_id,
-                    end_epoch: blob.end_epoch,
-                    current: self.current_epoch(),
-                })
-            }
+        // A cached blob past its end epoch is not served from memory: the holders' records say it expired.
+        let result = match self.cached(blob_id) {
             Some(blob) => slice_cached(blob, range),
             None => {
                 let result = self.get_inner(blob_id, range).await;
