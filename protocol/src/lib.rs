@@ -15,6 +15,7 @@ pub mod challenge;
 pub mod content_type;
 pub mod copy;
 pub mod decoder;
+pub mod deletion;
 pub mod diversity;
 pub mod encoder;
 pub mod encoding;
