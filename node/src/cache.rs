@@ -128,6 +128,18 @@ impl BlobCache {
         );
     }
 
+    /// Forgets a blob (it was deleted): the next get asks the holders, whose records say so.
+    pub fn remove(&self, blob_id: &BlobId) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gone) = inner.entries.remove(blob_id) {
+            inner.order.remove(&gone.last_used);
+            let len = u64::try_from(gone.blob.bytes.len())
+                .unwrap_or(0)
+                .saturating_add(ENTRY_OVERHEAD);
+            inner.bytes = inner.bytes.saturating_sub(len);
+        }
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes

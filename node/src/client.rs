@@ -44,6 +44,9 @@ pub enum ClientError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A command-line argument is malformed.
+    #[error("{0}")]
+    BadArgument(String),
     /// The path is a directory.
     #[error("{} is a directory, not a file", .0.display())]
     IsDirectory(PathBuf),
@@ -93,7 +96,7 @@ impl ClientError {
 
     fn kind(&self) -> &'static str {
         match self {
-            Self::BadGateway(_) | Self::BadBlobId { .. } => "usage",
+            Self::BadGateway(_) | Self::BadBlobId { .. } | Self::BadArgument(_) => "usage",
             Self::Local { .. } | Self::IsDirectory(_) | Self::Stdout(_) => "local",
             Self::Connection { .. } => "connection",
             Self::Gateway { .. } | Self::BadAnswer(_) => "gateway",
@@ -337,20 +340,37 @@ fn transfer_bar(len: Option<u64>, verb: &str, quiet: bool) -> indicatif::Progres
     bar
 }
 
-/// Uploads `source`, with `content_type` as the blob's media type, to be kept for `epochs` epochs (the node's
-/// default if `None`); returns the gateway's JSON answer. `quiet` hides the progress display.
+/// How a put asks the node to keep a blob.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutParams {
+    /// Epochs to keep it for (the node's default if `None`).
+    pub epochs: Option<u64>,
+    /// Permanent (no deletion token) rather than deletable.
+    pub permanent: bool,
+}
+
+/// Uploads `source`, with `content_type` as the blob's media type, kept as `params` say; returns the gateway's
+/// JSON answer. `quiet` hides the progress display.
 pub fn put(
     gateway: &str,
     source: &Source,
     content_type: Option<&str>,
-    epochs: Option<u64>,
+    params: PutParams,
     quiet: bool,
 ) -> Result<Value, ClientError> {
     let base = gateway_url(gateway)?;
     let (reader, len) = source.open()?;
-    let url = match epochs {
-        Some(epochs) => format!("{base}/v1/blobs?epochs={epochs}"),
-        None => format!("{base}/v1/blobs"),
+    let mut query: Vec<String> = Vec::new();
+    if let Some(epochs) = params.epochs {
+        query.push(format!("epochs={epochs}"));
+    }
+    if params.permanent {
+        query.push("permanent=true".into());
+    }
+    let url = if query.is_empty() {
+        format!("{base}/v1/blobs")
+    } else {
+        format!("{base}/v1/blobs?{}", query.join("&"))
     };
     let bar = transfer_bar(len, "uploading", quiet);
     let error = Arc::new(Mutex::new(None));
@@ -570,6 +590,33 @@ pub fn status(gateway: &str, blob_id: &str) -> Result<Value, ClientError> {
     let url = format!("{base}/v1/blobs/{blob_id}/status");
     let mut response = agent()
         .get(&url)
+        .call()
+        .map_err(|e| ClientError::Connection {
+            url: url.clone(),
+            source: Box::new(e),
+        })?;
+    let status = response.status().as_u16();
+    let body = read_answer(&url, &mut response)?;
+    if status != 200 {
+        return Err(gateway_error(status, &body));
+    }
+    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
+}
+
+/// Deletes this writer's claim on a blob with its deletion token; returns the gateway's JSON answer.
+pub fn delete(gateway: &str, blob_id: &str, token: &str) -> Result<Value, ClientError> {
+    check_blob_id(blob_id)?;
+    let token = token.trim();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ClientError::BadArgument(
+            "a deletion token is 64 hex digits: the one `floe put` printed".into(),
+        ));
+    }
+    let base = gateway_url(gateway)?;
+    let url = format!("{base}/v1/blobs/{blob_id}");
+    let mut response = agent()
+        .delete(&url)
+        .header("X-Floe-Deletion-Token", token)
         .call()
         .map_err(|e| ClientError::Connection {
             url: url.clone(),

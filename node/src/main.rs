@@ -70,6 +70,27 @@ enum Command {
         /// with more extends it.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         epochs: Option<u64>,
+        /// Store it permanent: no deletion token, and nobody can delete it before its end epoch. Without it the
+        /// blob is deletable and its deletion token is printed on standard error.
+        #[arg(long)]
+        permanent: bool,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Delete a blob stored deletable: releases this writer's claim with the token its put printed. The blob
+    /// goes once every writer of it has deleted (and no permanent write keeps it).
+    Delete {
+        /// The blob ID (may start with '-').
+        #[arg(allow_hyphen_values = true)]
+        blob_id: String,
+        /// The deletion token (64 hex digits) `floe put` printed.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "FLOE_DELETION_TOKEN",
+            hide_env_values = true
+        )]
+        token: String,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -393,6 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             content_type,
             epochs,
+            permanent,
             gateway,
         } => {
             let source = Source::from_arg(&file);
@@ -400,7 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &gateway.gateway,
                 &source,
                 content_type.as_deref(),
-                epochs,
+                client::PutParams { epochs, permanent },
                 json,
             )?;
             if json {
@@ -410,6 +432,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ClientError::BadAnswer("the put answer has no blob ID".into())
                 })?;
                 writeln!(std::io::stdout(), "{id}")?;
+                // Standard error, so scripts that read the blob ID from standard output keep working.
+                let token = answer["newlyCreated"]["deletionToken"]
+                    .as_str()
+                    .or_else(|| answer["alreadyCertified"]["deletionToken"].as_str());
+                if let Some(token) = token {
+                    writeln!(
+                        std::io::stderr(),
+                        "deletion token: {token}\n(shown once; `floe delete {id} --token {token}` deletes this copy)"
+                    )?;
+                }
+            }
+        }
+        Command::Delete {
+            blob_id,
+            token,
+            gateway,
+        } => {
+            let answer = client::delete(&gateway.gateway, &blob_id, &token)?;
+            if json {
+                client::print_json(&answer)?;
+            } else if answer["deleted"].as_bool() == Some(true) {
+                println!(
+                    "blob {blob_id} deleted ({} of {} holders told; the rest hear it by gossip or their next scan)",
+                    answer["holdersReached"], answer["holders"]
+                );
+            } else if let Some(until) = answer["keptUntilEpoch"].as_u64() {
+                println!(
+                    "your claim on blob {blob_id} is released; a permanent write keeps the blob until the end of epoch {until}"
+                );
+            } else {
+                println!(
+                    "your claim on blob {blob_id} is released; {} other writer(s) still keep it",
+                    answer["claimsLeft"]
+                );
             }
         }
         Command::Get {

@@ -37,6 +37,8 @@ pub const AGENT_VERSION: &str = concat!("floe/", env!("CARGO_PKG_VERSION"));
 pub const REPAIR_TOPIC: &str = "floe/repair/1";
 /// The gossipsub topic on which nodes with a capacity say how much room they have left (`pb::Room`).
 pub const ROOM_TOPIC: &str = "floe/room/1";
+/// Gossip topic of deletions: `pb::DeleteRequest`s, released tokens a holder checks against its claims.
+pub const DELETE_TOPIC: &str = "floe/delete/1";
 /// Largest gossip message: an announcement carries a holder list of up to 4096 peer IDs.
 pub const MAX_GOSSIP_LEN: usize = 256 * 1024;
 /// Largest request or response: a sliver set plus metadata.
@@ -167,6 +169,8 @@ pub enum Topic {
     Repair,
     /// [`ROOM_TOPIC`]: free space.
     Room,
+    /// [`DELETE_TOPIC`]: deletions.
+    Delete,
 }
 
 impl Topic {
@@ -174,6 +178,7 @@ impl Topic {
         match self {
             Self::Repair => REPAIR_TOPIC,
             Self::Room => ROOM_TOPIC,
+            Self::Delete => DELETE_TOPIC,
         }
     }
 }
@@ -316,6 +321,11 @@ impl NetClient {
         self.publish_on(Topic::Room, data).await;
     }
 
+    /// Publishes a deletion (`pb::DeleteRequest`) on the delete topic. Best effort, like [`Self::publish`].
+    pub async fn publish_deletion(&self, data: Vec<u8>) {
+        self.publish_on(Topic::Delete, data).await;
+    }
+
     async fn publish_on(&self, topic: Topic, data: Vec<u8>) {
         let _ = self.commands.send(Command::Publish { topic, data }).await;
     }
@@ -431,7 +441,7 @@ pub fn start(
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    for topic in [REPAIR_TOPIC, ROOM_TOPIC] {
+    for topic in [REPAIR_TOPIC, ROOM_TOPIC, DELETE_TOPIC] {
         swarm
             .behaviour_mut()
             .gossipsub
@@ -686,7 +696,7 @@ impl EventLoop {
                 ..
             })) => {
                 // Strict validation: only signed messages arrive here, so the source is the author.
-                let topic = [Topic::Repair, Topic::Room]
+                let topic = [Topic::Repair, Topic::Room, Topic::Delete]
                     .into_iter()
                     .find(|t| message.topic == gossipsub::IdentTopic::new(t.name()).hash());
                 if let (Some(source), Some(topic)) = (message.source, topic)

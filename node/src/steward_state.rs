@@ -27,6 +27,8 @@ pub struct RepairState {
     pub(crate) partial: steward::Partials,
     /// When this node last caught up with each blob's list by asking its holders (an announcement far ahead).
     pub(crate) caught_up: BTreeMap<BlobId, Instant>,
+    /// Holders of each deleted blob held here that acknowledged its deletion (`repair::deletions`).
+    pub(crate) deletion_acks: BTreeMap<BlobId, BTreeSet<PeerKey>>,
     pub(crate) leaving: bool,
 }
 
@@ -42,6 +44,7 @@ impl RepairState {
             departed: BTreeMap::new(),
             partial: steward::Partials::default(),
             caught_up: BTreeMap::new(),
+            deletion_acks: BTreeMap::new(),
             leaving: false,
         }
     }

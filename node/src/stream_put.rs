@@ -235,11 +235,13 @@ impl Node {
                 shards,
                 end_epoch: held,
                 epoch,
+                deletion_token: None,
             });
         }
         let extension = self.certificate(&blob_id).is_some() && !options.force;
+        let (claims, deletion_token) = Node::write_claims(&blob_id, options, end_epoch);
         let (placement, record, writer_record) = self
-            .place(&metadata, &options.content_type, end_epoch)
+            .place(&metadata, &options.content_type, end_epoch, claims)
             .await?;
 
         let (certified_tx, certified_rx) = oneshot::channel();
@@ -252,6 +254,10 @@ impl Node {
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
         writer_record.finish(&blob_id).await;
+        // A blob kept longer before keeps its later end epoch (records merge by the later one): say so.
+        let end_epoch = self.held_end_epoch(&blob_id).map_or(end_epoch, |held| {
+            floe_protocol::lifetime::extend(held, end_epoch)
+        });
         self.remember_certificate(blob_id, certificate.clone())?;
         Ok(PutOutcome {
             blob_id,
@@ -261,6 +267,7 @@ impl Node {
             shards,
             end_epoch,
             epoch,
+            deletion_token,
         })
     }
 

@@ -391,7 +391,15 @@ fn browsers_get_cors_conditionals_content_types_and_walrus_answers() {
         assert!(object[field].is_u64(), "{field}: {answer}");
     }
     assert!(object["id"].as_str().unwrap().starts_with("0x"));
-    assert_eq!(object["deletable"], false);
+    // Deletable (the default, and asked for): the answer carries the writer's token.
+    assert_eq!(object["deletable"], true);
+    assert_eq!(
+        answer["newlyCreated"]["deletionToken"]
+            .as_str()
+            .map(str::len),
+        Some(64),
+        "{answer}"
+    );
     // Stored for three epochs from now.
     let registered = object["registeredEpoch"].as_u64().unwrap();
     assert_eq!(

@@ -400,6 +400,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                         holders_repairer: me.clone().into(),
                         content_type: String::new(),
                         end_epoch: 0,
+                        ..Default::default()
                     })),
                 },
             )

@@ -217,6 +217,7 @@ pub async fn put_blob(
         content_type: label,
         force: query.force,
         end_epoch: Some(end_epoch),
+        permanent: query.permanent,
     };
     let result = match receive_body(&state, &headers, body).await {
         // The budget stays taken while the put encodes the body.
@@ -502,7 +503,9 @@ pub async fn get_byte_range(
 /// The HTTP answer for a failed read.
 pub fn get_error(e: GetError) -> Response {
     match e {
-        GetError::NotFound(_) | GetError::Expired { .. } => error(StatusCode::NOT_FOUND, e),
+        GetError::NotFound(_) | GetError::Expired { .. } | GetError::Deleted(_) => {
+            error(StatusCode::NOT_FOUND, e)
+        }
         GetError::NotEnoughSlivers { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e),
         GetError::Inconsistent(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         GetError::Range { .. } => error(StatusCode::RANGE_NOT_SATISFIABLE, e),
@@ -567,7 +570,15 @@ pub async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) 
         "certificateQuorum": floe_protocol::write::certificate_quorum(p.shards()),
         "holderListEpoch": record.epoch,
         // Stored until the end of this epoch (null: no end); the node's status says which epoch it is now.
-        "endEpoch": (record.end_epoch != floe_protocol::lifetime::FOREVER).then_some(record.end_epoch),
+        "endEpoch": (record.served_until() != floe_protocol::lifetime::FOREVER).then_some(record.served_until()),
+        // Writers' claims (deletable writes) and how many are not released; the epoch a permanent write keeps
+        // the blob until. A blob whose every claim is released is deleted.
+        "deletion": {
+            "claims": record.claims.count(),
+            "claimsLeft": record.claims.unreleased(),
+            "permanentUntil": record.claims.permanent_until(),
+            "deleted": record.is_deleted(state.node.current_epoch()),
+        },
         "health": {
             "sliversPresent": present,
             "shards": p.shards(),

@@ -21,7 +21,7 @@ use super::errors::{bare, error};
 const EXPOSED: &str =
     "ETag, Content-Range, Content-Length, Accept-Ranges, Retry-After, X-Content-Type-Options";
 /// Methods the gateway serves.
-const ALLOWED_METHODS: &str = "GET, HEAD, PUT, OPTIONS";
+const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE, OPTIONS";
 /// How long a browser may cache a preflight's answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "86400";
 
@@ -193,7 +193,7 @@ fn preflight(origins: &WriteOrigins, origin: Option<&str>, headers: &HeaderMap) 
         set(h, header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         set(h, header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD");
         response
-    } else if wanted == Method::PUT && origins.allows(origin) {
+    } else if (wanted == Method::PUT || wanted == Method::DELETE) && origins.allows(origin) {
         let mut response = bare(StatusCode::NO_CONTENT);
         let h = response.headers_mut();
         set(h, header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

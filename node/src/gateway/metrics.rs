@@ -200,6 +200,26 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.expired_slivers_dropped),
         ),
         (
+            "floe_claims_released_total",
+            "deletion tokens that released a claim on a blob held here",
+            load(&m.claims_released),
+        ),
+        (
+            "floe_deleted_slivers_dropped_total",
+            "slivers deleted because their blob was deleted",
+            load(&m.deleted_slivers_dropped),
+        ),
+        (
+            "floe_deleted_bytes_reclaimed_total",
+            "sliver bytes freed by deletions",
+            load(&m.deleted_bytes_reclaimed),
+        ),
+        (
+            "floe_deletions_passed_on_total",
+            "deletions passed on to holders of a deleted blob that had not acknowledged it",
+            load(&m.deletions_passed_on),
+        ),
+        (
             "floe_blobs_expiring_soon",
             "blobs held here within two epochs of their end epoch",
             load(&m.blobs_expiring_soon),

@@ -10,6 +10,7 @@
 
 mod blobs;
 pub mod cors;
+mod deletion;
 pub mod errors;
 pub mod fair_use;
 pub mod http_cache;
@@ -72,7 +73,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/", &["GET", "HEAD"]),
     ("/v1/api", &["GET", "HEAD"]),
     ("/v1/blobs", &["PUT"]),
-    ("/v1/blobs/{blobId}", &["GET", "HEAD"]),
+    ("/v1/blobs/{blobId}", &["GET", "HEAD", "DELETE"]),
     ("/v1/blobs/{blobId}/byte-range", &["GET", "HEAD"]),
     ("/v1/blobs/{blobId}/status", &["GET"]),
     ("/v1/blobs/by-object-id/{objectId}", &["GET", "HEAD"]),
@@ -86,7 +87,7 @@ fn handlers(path: &str) -> Option<MethodRouter<AppState>> {
         "/" => get(status_page),
         "/v1/api" => get(openapi),
         "/v1/blobs" => put(blobs::put_blob),
-        "/v1/blobs/{blobId}" => get(blobs::get_blob),
+        "/v1/blobs/{blobId}" => get(blobs::get_blob).delete(deletion::delete_blob),
         "/v1/blobs/{blobId}/byte-range" => get(blobs::get_byte_range),
         "/v1/blobs/{blobId}/status" => get(blobs::blob_status),
         "/v1/blobs/by-object-id/{objectId}" => get(blobs::get_by_object_id),

@@ -5,9 +5,9 @@
 //! own (`--epoch-duration`, `floe_protocol::lifetime`), and `endEpoch` is the epoch a blob is stored until, inclusive
 //! (a blob stored before lifetimes existed answers the largest epoch Walrus can name, [`FOREVER_EPOCH`]); a blob's
 //! object ID is its blob ID in hex (`0x…`, 32 bytes, the shape of a Sui object ID), which `GET
-//! /v1/blobs/by-object-id/{id}` accepts; nothing costs anything; nothing can be deleted yet. Parameters floe cannot
-//! honour get a 400 that says why; those its usual behaviour already satisfies (`deletable`: the answer says
-//! `false`) are checked and accepted.
+//! /v1/blobs/by-object-id/{id}` accepts; nothing costs anything. A write is deletable unless `permanent=true` (or
+//! `deletable=false`): its answer then carries `deletable: true` and floe's `deletionToken`, which `DELETE
+//! /v1/blobs/{id}` takes (`floe_protocol::deletion`). Parameters floe cannot honour get a 400 that says why.
 
 use serde_json::{Value, json};
 
@@ -32,6 +32,9 @@ pub struct PutQuery {
     pub content_type: Option<String>,
     /// `?epochs=` as asked (the node's `--default-epochs` if absent).
     pub epochs: Option<EpochsAsked>,
+    /// `?permanent=true` (or `?deletable=false`): no deletion token, and nobody can delete the blob before its end
+    /// epoch. The default is deletable, as in Walrus.
+    pub permanent: bool,
 }
 
 /// Why a query is refused: a message for the 400.
@@ -56,7 +59,7 @@ fn flag(name: &str, value: &str) -> Result<bool, QueryError> {
 /// Checks the query pairs of a `PUT /v1/blobs`.
 pub fn parse_put_query(pairs: &[(String, String)]) -> Result<PutQuery, QueryError> {
     let mut query = PutQuery::default();
-    let (mut deletable, mut permanent) = (false, false);
+    let (mut deletable, mut permanent, mut explicit_permanent) = (None, false, false);
     for (name, value) in pairs {
         match name.as_str() {
             "epochs" => {
@@ -74,8 +77,11 @@ pub fn parse_put_query(pairs: &[(String, String)]) -> Result<PutQuery, QueryErro
                     }
                 });
             }
-            "deletable" => deletable = flag(name, value)?,
-            "permanent" => permanent = flag(name, value)?,
+            "deletable" => deletable = Some(flag(name, value)?),
+            "permanent" => {
+                permanent = flag(name, value)?;
+                explicit_permanent = true;
+            }
             "force" => query.force = flag(name, value)?,
             "send_object_to" => {
                 return Err(QueryError(
@@ -110,11 +116,21 @@ pub fn parse_put_query(pairs: &[(String, String)]) -> Result<PutQuery, QueryErro
             }
         }
     }
-    if deletable && permanent {
-        return Err(QueryError(
-            "a blob cannot be both deletable and permanent".into(),
-        ));
+    match (deletable, permanent) {
+        (Some(true), true) => {
+            return Err(QueryError(
+                "a blob cannot be both deletable and permanent".into(),
+            ));
+        }
+        (Some(false), false) if explicit_permanent => {
+            return Err(QueryError(
+                "deletable=false with permanent=false leaves no kind of blob: a blob is deletable or permanent"
+                    .into(),
+            ));
+        }
+        _ => {}
     }
+    query.permanent = permanent || deletable == Some(false);
     Ok(query)
 }
 
@@ -154,15 +170,21 @@ pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
         .collect();
     let id = outcome.blob_id.to_string();
     let object = object_id(&outcome.blob_id);
+    let token = outcome.deletion_token.map(|t| hex(&t.0));
     if outcome.already_certified {
-        return json!({"alreadyCertified": {
+        let mut answer = json!({"alreadyCertified": {
             "blobId": id,
             "endEpoch": walrus_epoch(outcome.end_epoch),
             "object": object,
             "certificate": certificate,
         }});
+        // A deletable put of a blob certified before still adds its writer's claim, with its own token.
+        if let Some(token) = token {
+            answer["alreadyCertified"]["deletionToken"] = Value::String(token);
+        }
+        return answer;
     }
-    json!({
+    let mut answer = json!({
         "newlyCreated": {
             "blobObject": {
                 "id": object,
@@ -177,7 +199,7 @@ pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
                     "endEpoch": walrus_epoch(outcome.end_epoch),
                     "storageSize": encoded_length,
                 },
-                "deletable": false,
+                "deletable": token.is_some(),
                 "shards": outcome.shards,
                 "certificate": certificate,
             },
@@ -187,7 +209,26 @@ pub fn put_answer(outcome: &PutOutcome, encoded_length: u64) -> Value {
             }},
             "cost": 0,
         }
-    })
+    });
+    // floe's own field, beside Walrus' (whose clients ignore what they do not know): shown once, never stored
+    // by this node.
+    if let Some(token) = token {
+        answer["newlyCreated"]["deletionToken"] = Value::String(token);
+    }
+    answer
+}
+
+/// A deletion token as `deletionToken` shows it (64 hex digits), read back.
+pub fn parse_token(text: &str) -> Option<floe_protocol::deletion::Token> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut token = [0u8; 32];
+    for (i, byte) in token.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(floe_protocol::deletion::Token(token))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -246,6 +287,31 @@ mod tests {
             let error = parse_put_query(&pairs(&query)).unwrap_err().to_string();
             assert!(error.contains(needle), "{query:?}: {error}");
         }
+    }
+
+    #[test]
+    fn blobs_are_deletable_unless_asked_permanent() {
+        let permanent = |list: &[(&str, &str)]| parse_put_query(&pairs(list)).unwrap().permanent;
+        assert!(!permanent(&[]));
+        assert!(!permanent(&[("deletable", "true")]));
+        assert!(!permanent(&[("permanent", "false")]));
+        assert!(permanent(&[("permanent", "true")]));
+        assert!(permanent(&[("deletable", "false")]));
+        assert!(permanent(&[("deletable", "false"), ("permanent", "true")]));
+        let error = parse_put_query(&pairs(&[("deletable", "false"), ("permanent", "false")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("deletable or permanent"), "{error}");
+    }
+
+    #[test]
+    fn tokens_read_back_as_answered() {
+        let token = floe_protocol::deletion::Token([0xab; 32]);
+        assert_eq!(parse_token(&hex(&token.0)), Some(token));
+        assert_eq!(parse_token(&hex(&token.0).to_uppercase()), Some(token));
+        assert_eq!(parse_token("ab"), None);
+        assert_eq!(parse_token(&"zz".repeat(32)), None);
+        assert_eq!(parse_token(&"é".repeat(32)), None);
     }
 
     #[test]

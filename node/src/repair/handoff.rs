@@ -112,6 +112,7 @@ impl Node {
                 repairer: me.clone(),
                 content_type: record.content_type.clone(),
                 end_epoch: record.end_epoch,
+                claims: record.claims.clone(),
             };
             self.announce(&blob_id, &new_record, &BTreeSet::new()).await;
             let node = self.clone();

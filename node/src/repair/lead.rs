@@ -41,6 +41,7 @@ impl Node {
             repairer: me.clone(),
             content_type: record.content_type.clone(),
             end_epoch: record.end_epoch,
+            claims: record.claims.clone(),
         };
         {
             let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
@@ -87,6 +88,7 @@ impl Node {
                 repairer: me,
                 content_type: new_record.content_type.clone(),
                 end_epoch: new_record.end_epoch,
+                claims: new_record.claims.clone(),
             };
             self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
             let node = self.clone();
@@ -355,15 +357,12 @@ impl Node {
             let Some(answer) = self.ask_metadata(peer, blob_id).await else {
                 continue;
             };
-            let record = HolderRecord {
-                holders: answer.holders.iter().map(|h| h.to_vec()).collect(),
-                epoch: answer.holders_epoch,
-                repairer: answer.holders_repairer.to_vec(),
-                content_type: content_type::or_none(&answer.content_type).to_owned(),
-                end_epoch: floe_protocol::lifetime::from_wire(answer.end_epoch),
-            }
-            .keeping_label_of(current)
-            .merged_with(current);
+            let Ok(record) =
+                HolderRecord::from_response(blob_id, &answer, floe_protocol::deletion::MAX_CLAIMS)
+            else {
+                continue;
+            };
+            let record = record.keeping_label_of(current).merged_with(current);
             let shards = current.holders.len();
             if record.holders.len() == shards
                 && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()

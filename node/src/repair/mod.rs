@@ -19,7 +19,6 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use floe_protocol::challenge::{self, Challenge, Recorded, Role, Verdict};
-use floe_protocol::content_type;
 use floe_protocol::decoder::VerifiedSliver;
 use floe_protocol::holders::{self, Acceptance, Via};
 use floe_protocol::lifetime;
@@ -34,6 +33,7 @@ use floe_protocol::write::Millis;
 use floe_protocol::{BlobId, BlobMetadata, Sliver};
 
 mod challenges;
+mod deletions;
 mod errors;
 mod handoff;
 mod lead;
@@ -247,6 +247,7 @@ mod tests {
             repairer: vec![1, 2],
             content_type: String::new(),
             end_epoch: floe_protocol::lifetime::FOREVER,
+            claims: Default::default(),
         };
         let same = record.clone();
         let mut moved = record.clone();

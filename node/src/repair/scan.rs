@@ -10,7 +10,7 @@ enum Heard {
     /// The list was offered; whether it is now the one held.
     Adopted(bool),
     /// The list is too far ahead to take from its sender alone: catch up with the holders.
-    FarAhead(BlobMetadata, HolderRecord),
+    FarAhead(Box<(BlobMetadata, HolderRecord)>),
 }
 
 /// A live blob this close to its end epoch counts as expiring soon (`floe_blobs_expiring_soon`, and
@@ -50,6 +50,12 @@ impl Node {
                 }
                 continue;
             }
+            if message.topic == crate::net::Topic::Delete {
+                if let Err(why) = self.on_deletion_gossip(&message.data).await {
+                    tracing::debug!(%source, %why, "refused a gossiped deletion");
+                }
+                continue;
+            }
             if let Err(why) = self.on_announcement(message).await {
                 self.inner
                     .metrics
@@ -85,6 +91,11 @@ impl Node {
                     .map_or(floe_protocol::lifetime::FOREVER, |(_, current)| {
                         current.end_epoch
                     }),
+                // Nor claims: the blob's stay.
+                claims: held
+                    .as_ref()
+                    .map(|(_, current)| current.claims.clone())
+                    .unwrap_or_default(),
             };
             let acceptance = holders::accept(
                 &record.as_list(),
@@ -100,14 +111,15 @@ impl Node {
                 Acceptance::Offered => Ok::<_, AnnouncementError>(Heard::Adopted(
                     node.inner.store.put_record(&metadata, &record)?,
                 )),
-                Acceptance::CatchUp => Ok(Heard::FarAhead(metadata, current)),
+                Acceptance::CatchUp => Ok(Heard::FarAhead(Box::new((metadata, current)))),
                 _ => Ok(Heard::Nothing),
             }
         })
         .await??;
         let adopted = match adopted {
             Heard::Nothing => return Ok(()),
-            Heard::FarAhead(metadata, current) => {
+            Heard::FarAhead(found) => {
+                let (metadata, current) = *found;
                 self.catch_up(blob_id, metadata, current, &gossip.source);
                 return Ok(());
             }
@@ -216,6 +228,9 @@ impl Node {
                 .challenge_failures
                 .retain_slivers(|blob_id, _, _| held.contains(blob_id));
             state.steward.retain(|blob_id| held.contains(blob_id));
+            state
+                .deletion_acks
+                .retain(|blob_id, _| held.contains(blob_id));
         }
         let connected = |holder: &PeerKey| {
             PeerId::from_bytes(holder).is_ok_and(|peer| view.connected_peers.contains(&peer))
@@ -229,10 +244,24 @@ impl Node {
             let Some((metadata, record, held)) = self.held(blob_id).await else {
                 continue;
             };
+            // A deleted blob is neither repaired, handed off nor challenged: its slivers go now (a release that
+            // arrived while a store was running may have left some), and the deletion goes on to its holders.
+            if record.is_deleted(epoch) {
+                if !held.whole.is_empty() || !held.partial.is_empty() {
+                    let node = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        node.drop_deleted_slivers(&blob_id, &metadata)
+                    })
+                    .await;
+                }
+                self.pass_on_deletion(blob_id, &record, connected);
+                continue;
+            }
             // A blob past its end epoch is neither repaired, handed off nor challenged; one grace epoch later
             // its slivers go (`lifetime::is_expired`).
-            if !lifetime::is_live(record.end_epoch, epoch) {
-                if lifetime::is_expired(record.end_epoch, epoch) {
+            let served_until = record.served_until();
+            if !lifetime::is_live(served_until, epoch) {
+                if lifetime::is_expired(served_until, epoch) {
                     let indexes: Vec<u16> = held
                         .whole
                         .iter()
@@ -243,7 +272,7 @@ impl Node {
                 }
                 continue;
             }
-            if lifetime::expires_within(record.end_epoch, epoch, EXPIRY_WARNING_EPOCHS) {
+            if lifetime::expires_within(served_until, epoch, EXPIRY_WARNING_EPOCHS) {
                 expiring += 1;
             }
             partial.extend(

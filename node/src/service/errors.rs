@@ -84,6 +84,14 @@ pub enum StoreRefusal {
     /// The holder list is malformed, or not one this node accepts from the sender.
     #[error("{0}")]
     Holders(#[from] HolderListError),
+    /// Claims that are malformed, or a store that would take the blob past its limit of claims.
+    #[error("deletion claims: {0}")]
+    Claims(#[from] floe_protocol::deletion::DeletionError),
+    /// The blob was deleted and the store brings no new claim: writing it again takes a new deletable write.
+    #[error(
+        "blob {0} was deleted (every writer released its claim); a store of it needs a new claim"
+    )]
+    Deleted(floe_protocol::BlobId),
     /// The local store failed.
     #[error("{0}")]
     Store(#[from] StoreError),

@@ -2,6 +2,7 @@
 //! challenges and metadata queries, with a cap on requests handled at once.
 
 use super::*;
+use floe_protocol::deletion::{self, Claims};
 use floe_protocol::room;
 
 /// The note a holder puts in its receipt when `me` is not among the first `shards` of `neighbourhood` (its view of
@@ -82,6 +83,7 @@ impl Node {
             Some(pb::request::Kind::Read(read)) => node.handle_read(read),
             Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
             Some(pb::request::Kind::Challenge(challenge)) => node.handle_challenge(challenge),
+            Some(pb::request::Kind::Delete(delete)) => node.handle_delete(delete),
             None => error_response("empty request"),
         })
         .await;
@@ -231,6 +233,13 @@ impl Node {
             repairer: request.holders_repairer.to_vec(),
             content_type: content_type::check(&request.content_type)?.to_owned(),
             end_epoch: floe_protocol::lifetime::from_wire(request.end_epoch),
+            claims: Claims::from_wire(
+                &blob_id,
+                &request.claims,
+                &request.released,
+                request.permanent_until,
+                deletion::MAX_CLAIMS,
+            )?,
         };
         check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
@@ -285,6 +294,7 @@ impl Node {
             current.as_ref().map(HolderRecord::as_list).as_ref(),
             Via::StoreRequest,
         )?;
+        let held = current.clone();
         let record = match (acceptance, current) {
             // The list held stays; a later end epoch offered with it still counts (an extension).
             (Acceptance::Held | Acceptance::CatchUp, Some(current)) => current.merged_with(&record),
@@ -293,9 +303,20 @@ impl Node {
                 repairer: Vec::new(),
                 ..record
             },
-            (_, Some(current)) => record.keeping_label_of(&current),
+            (_, Some(current)) => record.keeping_label_of(&current).merged_with(&current),
             (_, None) => record,
         };
+        // Claims only grow, and past the limit one would have to go (`deletion::MAX_CLAIMS`); a deleted blob takes
+        // no slivers back unless the store brings a claim not yet released (a new deletable write).
+        if let Some(current) = &held {
+            if current.claims.merge_exceeds_limit(&record.claims) {
+                return Err(deletion::DeletionError::TooMany(deletion::MAX_CLAIMS + 1).into());
+            }
+            let merged = current.claims.merged(&record.claims);
+            if merged.standing(self.current_epoch()) == deletion::Standing::Deleted {
+                return Err(StoreRefusal::Deleted(blob_id));
+            }
+        }
         let store = &self.inner.store;
         let adopted = if slivers.is_empty() {
             store.put_record(&metadata, &record)
@@ -466,14 +487,7 @@ impl Node {
             .and_then(|id| self.inner.store.metadata_record(&id).ok());
         pb::Response {
             kind: Some(pb::response::Kind::Metadata(match record {
-                Some((metadata, record)) => pb::MetadataResponse {
-                    metadata: Some((&metadata).into()),
-                    holders: record.holders.into_iter().map(Bytes::from).collect(),
-                    holders_epoch: record.epoch,
-                    holders_repairer: record.repairer.into(),
-                    content_type: record.content_type,
-                    end_epoch: record.end_epoch,
-                },
+                Some((metadata, record)) => record.response(&metadata),
                 None => pb::MetadataResponse::default(),
             })),
         }

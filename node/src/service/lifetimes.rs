@@ -4,6 +4,7 @@
 //! slivers (`repair::scan`).
 
 use super::*;
+use floe_protocol::deletion::{self, Claims, Token};
 use floe_protocol::lifetime::{self, LifetimeError};
 
 /// How long blobs live.
@@ -81,11 +82,31 @@ impl Node {
         options: &PutOptions,
         end_epoch: u64,
     ) -> Option<(pb::Certificate, u64)> {
-        if options.force {
+        // A deletable write always goes out: its new claim must reach the holders.
+        if options.force || !options.permanent {
             return None;
         }
         let certificate = self.certificate(blob_id)?;
-        let held = self.held_end_epoch(blob_id)?;
-        (held >= end_epoch).then_some((certificate, held))
+        let (_, record) = self.inner.store.metadata_record(blob_id).ok()?;
+        let held = record.end_epoch;
+        let permanent = record.claims.permanent_until().unwrap_or(0);
+        (held >= end_epoch && permanent >= end_epoch).then_some((certificate, held))
+    }
+
+    /// The claims a put gives its blob, and the writer's token if it is deletable (drawn here: the protocol has
+    /// no randomness). A permanent write keeps the blob until `end_epoch` whatever is released.
+    pub(crate) fn write_claims(
+        blob_id: &BlobId,
+        options: &PutOptions,
+        end_epoch: u64,
+    ) -> (Claims, Option<Token>) {
+        if options.permanent {
+            return (Claims::permanent(end_epoch), None);
+        }
+        let token = Token(rand::random());
+        (
+            Claims::deletable(deletion::claim_of(blob_id, &token)),
+            Some(token),
+        )
     }
 }

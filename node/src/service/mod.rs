@@ -33,6 +33,7 @@ use floe_protocol::wire::{WireError, pb};
 use floe_protocol::write::{Millis, Write, WriteConfig, WriteEffect};
 use floe_protocol::{BlobId, BlobMetadata, BlobParams, EncodingType, Sliver};
 
+mod delete;
 mod errors;
 mod inbound;
 mod lifetimes;
@@ -44,6 +45,8 @@ pub(crate) use write::{neighbourhood_in, repair_candidates_in};
 
 use crate::cache::BlobBytes;
 use crate::drive::{Driver, Wake};
+pub(crate) use delete::delete_request;
+pub use delete::{DeleteError, DeleteOutcome};
 pub use errors::{SendError, StoreRefusal};
 pub use lifetimes::{EpochsAsked, LifetimeConfig};
 
@@ -151,6 +154,14 @@ pub struct Metrics {
     pub holders_full: AtomicU64,
     /// Slivers deleted because their blob's lifetime was over.
     pub expired_slivers_dropped: AtomicU64,
+    /// Deletion tokens that released a claim on a blob held here (from a deleter, a peer or gossip).
+    pub claims_released: AtomicU64,
+    /// Slivers deleted because their blob was deleted.
+    pub deleted_slivers_dropped: AtomicU64,
+    /// Sliver bytes those deletions freed (the store's compaction returns them to the disk).
+    pub deleted_bytes_reclaimed: AtomicU64,
+    /// Deletions this node passed on to holders of a deleted blob that had not acknowledged it.
+    pub deletions_passed_on: AtomicU64,
     /// Blobs held here within `repair::scan::EXPIRY_WARNING_EPOCHS` of their end epoch, at the last scan.
     pub blobs_expiring_soon: AtomicU64,
     /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
@@ -280,6 +291,9 @@ pub enum GetError {
         /// The current epoch.
         current: u64,
     },
+    /// Every writer of the blob released its claim with its deletion token.
+    #[error("blob {0} was deleted: every writer released its claim with a deletion token")]
+    Deleted(BlobId),
     /// Too few valid slivers reachable.
     #[error("only {have} of the {need} valid slivers needed are reachable")]
     NotEnoughSlivers {
@@ -336,6 +350,8 @@ pub struct PutOutcome {
     pub end_epoch: u64,
     /// The epoch it was stored in.
     pub epoch: u64,
+    /// The writer's deletion token (a deletable write), shown once: `DELETE /v1/blobs/{id}` takes it.
+    pub deletion_token: Option<floe_protocol::deletion::Token>,
 }
 
 /// How a blob is to be stored.
@@ -348,6 +364,9 @@ pub struct PutOptions {
     pub force: bool,
     /// The epoch to store it until (`None`: `--default-epochs` from now); a later one than the blob has extends it.
     pub end_epoch: Option<u64>,
+    /// A permanent write: no deletion token, and nobody can delete the blob before its end epoch. Otherwise the
+    /// write is deletable (the default) and its outcome carries the writer's token.
+    pub permanent: bool,
 }
 
 /// A holder's answer to a store request.
@@ -583,6 +602,17 @@ pub(crate) fn store_request(
         holders_repairer: Bytes::from(record.repairer.clone()),
         content_type: record.content_type.clone(),
         end_epoch: record.end_epoch,
+        claims: record
+            .claims
+            .claims()
+            .map(|c| c.0.to_vec().into())
+            .collect(),
+        released: record
+            .claims
+            .released()
+            .map(|t| t.0.to_vec().into())
+            .collect(),
+        permanent_until: record.claims.permanent_until_wire(),
     }
 }
 

@@ -45,19 +45,23 @@ impl Node {
         self.find_metadata_excluding(blob_id, &[]).await
     }
 
-    /// `found`, unless its end epoch is past: an expired blob is not served, whoever still holds it.
+    /// `found`, unless its end epoch is past or it was deleted: such a blob is not served, whoever still holds it.
     fn unless_expired(
         &self,
         blob_id: &BlobId,
         found: (BlobMetadata, HolderRecord),
     ) -> Result<(BlobMetadata, HolderRecord), GetError> {
         let current = self.current_epoch();
-        if floe_protocol::lifetime::is_live(found.1.end_epoch, current) {
+        if found.1.is_deleted(current) {
+            return Err(GetError::Deleted(*blob_id));
+        }
+        let served_until = found.1.served_until();
+        if floe_protocol::lifetime::is_live(served_until, current) {
             Ok(found)
         } else {
             Err(GetError::Expired {
                 blob_id: *blob_id,
-                end_epoch: found.1.end_epoch,
+                end_epoch: served_until,
                 current,
             })
         }
@@ -70,13 +74,24 @@ impl Node {
         blob_id: &BlobId,
         tried: &[Vec<PeerKey>],
     ) -> Result<(BlobMetadata, HolderRecord), GetError> {
+        let found = self.find_record_excluding(blob_id, tried).await?;
+        self.unless_expired(blob_id, found)
+    }
+
+    /// The blob's metadata and holder record, expired or deleted or not: this node's own, else the first valid
+    /// one a peer of its neighbourhood gives, skipping lists in `tried`.
+    pub(crate) async fn find_record_excluding(
+        &self,
+        blob_id: &BlobId,
+        tried: &[Vec<PeerKey>],
+    ) -> Result<(BlobMetadata, HolderRecord), GetError> {
         let store = self.clone();
         let id = *blob_id;
         if let Ok(Ok(found)) =
             tokio::task::spawn_blocking(move || store.inner.store.metadata_record(&id)).await
             && !tried.contains(&found.1.holders)
         {
-            return self.unless_expired(blob_id, found);
+            return Ok(found);
         }
         // The blob's n is not known yet: the cap is the one a blob written now would get.
         let view = self.inner.net.view().await;
@@ -101,14 +116,14 @@ impl Node {
                 && check_holders(&holders, metadata.params().shards()).is_ok()
                 && !tried.contains(&holders)
             {
-                let found = HolderRecord {
-                    holders,
-                    epoch: record.holders_epoch,
-                    repairer: record.holders_repairer.to_vec(),
-                    content_type: content_type::or_none(&record.content_type).to_owned(),
-                    end_epoch: floe_protocol::lifetime::from_wire(record.end_epoch),
+                let Ok(found) = HolderRecord::from_response(
+                    blob_id,
+                    &record,
+                    floe_protocol::deletion::MAX_CLAIMS,
+                ) else {
+                    continue;
                 };
-                return self.unless_expired(blob_id, (metadata, found));
+                return Ok((metadata, found));
             }
         }
         Err(GetError::NotFound(*blob_id))

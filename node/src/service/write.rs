@@ -147,13 +147,15 @@ impl Node {
                 shards,
                 end_epoch: held,
                 epoch,
+                deletion_token: None,
             });
         }
-        // Certified here before, with an earlier end epoch: this write extends it.
+        // Certified here before: this write extends it, or adds a writer's claim (answered `alreadyCertified`).
         let extension = self.certificate(&blob_id).is_some() && !options.force;
+        let (claims, deletion_token) = Node::write_claims(&blob_id, options, end_epoch);
         let encoded_at = started.elapsed();
         let (placement, record, writer_record) = self
-            .place(&encoded.metadata, content_type, end_epoch)
+            .place(&encoded.metadata, content_type, end_epoch, claims)
             .await?;
         let placed_at = started.elapsed();
         let encoded_metadata = encoded.metadata.clone();
@@ -169,6 +171,10 @@ impl Node {
             .await
             .map_err(|_| PutError::Internal("write task ended".into()))??;
         writer_record.finish(&blob_id).await;
+        // A blob kept longer before keeps its later end epoch (records merge by the later one): say so.
+        let end_epoch = self.held_end_epoch(&blob_id).map_or(end_epoch, |held| {
+            floe_protocol::lifetime::extend(held, end_epoch)
+        });
         tracing::debug!(
             %blob_id,
             encode_us = encoded_at.as_micros(),
@@ -197,6 +203,7 @@ impl Node {
             shards,
             end_epoch,
             epoch,
+            deletion_token,
         })
     }
 
@@ -207,6 +214,7 @@ impl Node {
         metadata: &BlobMetadata,
         content_type: &str,
         end_epoch: u64,
+        claims: floe_protocol::deletion::Claims,
     ) -> Result<(Placement, HolderRecord, WriterRecordTask), PutError> {
         let blob_id = metadata.blob_id();
         let shards = metadata.params().shards();
@@ -225,7 +233,8 @@ impl Node {
             .ok_or_else(|| PutError::Internal("no peers".into()))?;
         let record = HolderRecord::initial(placement.holder_list())
             .with_content_type(content_type)
-            .with_end_epoch(end_epoch);
+            .with_end_epoch(end_epoch)
+            .with_claims(claims);
         let node = self.clone();
         let (metadata, listed) = (metadata.clone(), record.clone());
         let writer_record = WriterRecordTask(tokio::task::spawn_blocking(move || {

@@ -1035,6 +1035,7 @@ mod tests {
             // The label rides along with the list and comes back from the store.
             content_type: "text/html; charset=utf-8".into(),
             end_epoch: floe_protocol::lifetime::FOREVER,
+            claims: Default::default(),
         };
         assert!(store.put_record(&encoded.metadata, &newer).unwrap());
         let older = HolderRecord {
@@ -1076,6 +1077,7 @@ mod tests {
             repairer: vec![1],
             content_type: String::new(),
             end_epoch: 10,
+            claims: Default::default(),
         };
         assert!(store.put_record(metadata, &repaired).unwrap());
         assert_eq!(end(&store), (1, 20));
@@ -1096,6 +1098,56 @@ mod tests {
             store.metadata_record(&id).unwrap().1.holders,
             repaired.holders
         );
+    }
+
+    /// Claims and releases merge by union whichever list wins, a release survives a writer's list sent again,
+    /// and the record reads back the same after a reopen (replay).
+    #[test]
+    fn claims_and_releases_merge_whichever_list_wins_and_survive_a_reopen() {
+        use floe_protocol::deletion::{Claims, Token, claim_of};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let encoded = blob(5, 1000, 12);
+        let (metadata, id) = (&encoded.metadata, encoded.metadata.blob_id());
+        let (a, b) = (Token([1; 32]), Token([2; 32]));
+        let first =
+            HolderRecord::initial(holders(12)).with_claims(Claims::deletable(claim_of(&id, &a)));
+        assert!(store.put_record(metadata, &first).unwrap());
+        // A second writer's list (the same epoch) adds its claim.
+        let second =
+            HolderRecord::initial(holders(12)).with_claims(Claims::deletable(claim_of(&id, &b)));
+        store.put_record(metadata, &second).unwrap();
+        let held = |store: &Store| store.metadata_record(&id).unwrap().1.claims;
+        assert_eq!(held(&store).count(), 2);
+        // A repaired list that knows only the first claim, released: its list wins, both claims stay.
+        let mut released = first.claims.clone();
+        released.release(&id, a).unwrap();
+        let repaired = HolderRecord {
+            holders: holders(12).into_iter().rev().collect(),
+            epoch: 1,
+            repairer: vec![1],
+            ..HolderRecord::initial(Vec::new())
+        }
+        .with_claims(released);
+        assert!(store.put_record(metadata, &repaired).unwrap());
+        assert_eq!((held(&store).count(), held(&store).unreleased()), (2, 1));
+        // The first writer's list again (a late store) cannot undo the release.
+        store.put_record(metadata, &first).unwrap();
+        assert_eq!(held(&store).unreleased(), 1);
+        let mut all = held(&store);
+        all.release(&id, b).unwrap();
+        store
+            .put_record(
+                metadata,
+                &store.metadata_record(&id).unwrap().1.with_claims(all),
+            )
+            .unwrap();
+        assert!(store.metadata_record(&id).unwrap().1.is_deleted(0));
+        drop(store);
+        let store = Store::open_with(dir.path(), small_logs()).unwrap();
+        let record = store.metadata_record(&id).unwrap().1;
+        assert!(record.is_deleted(0));
+        assert_eq!(record.holders, repaired.holders);
     }
 
     /// A store whose whole life fits in its active log (a small node whose blobs expire) gets the space back too:

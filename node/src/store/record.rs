@@ -1,6 +1,7 @@
 //! Holder records: a blob's metadata with its holder list, epoch, repairer and content type, as the store
 //! keeps them (a `MetadataResponse` frame) and the rule for writing one over another.
 
+use floe_protocol::deletion::{self, Claims, DeletionError};
 use floe_protocol::placement::PeerKey;
 use floe_protocol::wire::{self, MAX_METADATA_LEN, pb};
 use floe_protocol::{BlobId, BlobMetadata};
@@ -26,6 +27,9 @@ pub struct HolderRecord {
     /// The epoch the blob is stored until (`floe_protocol::lifetime`; `FOREVER` for none). Like the label it
     /// rides beside the list; unlike the list it only ever grows ([`HolderRecord::merged_with`]).
     pub end_epoch: u64,
+    /// The writers' deletion claims, the tokens released so far and any permanence (`floe_protocol::deletion`).
+    /// They only grow: records merge by union ([`HolderRecord::merged_with`]).
+    pub claims: Claims,
 }
 
 impl HolderRecord {
@@ -37,6 +41,7 @@ impl HolderRecord {
             repairer: Vec::new(),
             content_type: String::new(),
             end_epoch: lifetime::FOREVER,
+            claims: Claims::default(),
         }
     }
 
@@ -46,11 +51,72 @@ impl HolderRecord {
         self
     }
 
+    /// The same record with `claims` as its deletion claims.
+    pub fn with_claims(mut self, claims: Claims) -> Self {
+        self.claims = claims;
+        self
+    }
+
     /// The record to keep when `self` meets `other` for the same blob: `self`'s list, with the later end epoch of
-    /// the two (an extension reaches a holder by whichever path comes first).
+    /// the two and the union of their claims and releases (an extension or a deletion reaches a holder by
+    /// whichever path comes first).
     pub fn merged_with(mut self, other: &HolderRecord) -> Self {
         self.end_epoch = lifetime::extend(self.end_epoch, other.end_epoch);
+        self.claims = self.claims.merged(&other.claims);
         self
+    }
+
+    /// The epoch the blob is served until: its end epoch, capped by a permanent write's end once every claim is
+    /// released (`Claims::effective_end`).
+    pub fn served_until(&self) -> u64 {
+        self.claims.effective_end(self.end_epoch)
+    }
+
+    /// Whether the blob is deleted at epoch `current` (every claim released, no permanent write keeping it).
+    pub fn is_deleted(&self, current: u64) -> bool {
+        self.claims.standing(current) == deletion::Standing::Deleted
+    }
+
+    /// The record a metadata answer (or a logged record) gives, without its metadata; claims are checked against
+    /// `blob_id` and held to `max_claims` of each kind.
+    pub fn from_response(
+        blob_id: &BlobId,
+        response: &pb::MetadataResponse,
+        max_claims: usize,
+    ) -> Result<Self, DeletionError> {
+        Ok(HolderRecord {
+            holders: response.holders.iter().map(|h| h.to_vec()).collect(),
+            epoch: response.holders_epoch,
+            repairer: response.holders_repairer.to_vec(),
+            content_type: content_type::or_none(&response.content_type).to_owned(),
+            end_epoch: lifetime::from_wire(response.end_epoch),
+            claims: Claims::from_wire(
+                blob_id,
+                &response.claims,
+                &response.released,
+                response.permanent_until,
+                max_claims,
+            )?,
+        })
+    }
+
+    /// The metadata answer (and logged record) for this record of the blob `metadata` describes.
+    pub fn response(&self, metadata: &BlobMetadata) -> pb::MetadataResponse {
+        pb::MetadataResponse {
+            metadata: Some(metadata.into()),
+            holders: self.holders.iter().map(|h| h.clone().into()).collect(),
+            holders_epoch: self.epoch,
+            holders_repairer: self.repairer.clone().into(),
+            content_type: self.content_type.clone(),
+            end_epoch: self.end_epoch,
+            claims: self.claims.claims().map(|c| c.0.to_vec().into()).collect(),
+            released: self
+                .claims
+                .released()
+                .map(|t| t.0.to_vec().into())
+                .collect(),
+            permanent_until: self.claims.permanent_until_wire(),
+        }
     }
 
     /// The same record, with `known`'s label if it has none: a list from a peer that never learnt the blob's
@@ -108,16 +174,10 @@ pub(super) fn parse_record(
     metadata
         .check(blob_id)
         .map_err(|e| corrupt(e.to_string()))?;
-    Ok((
-        metadata,
-        HolderRecord {
-            holders: record.holders.iter().map(|h| h.to_vec()).collect(),
-            epoch: record.holders_epoch,
-            repairer: record.holders_repairer.to_vec(),
-            content_type: content_type::or_none(&record.content_type).to_owned(),
-            end_epoch: lifetime::from_wire(record.end_epoch),
-        },
-    ))
+    // This node's own record: merges may have taken it past what a peer may send, so no limit but the frame's.
+    let held = HolderRecord::from_response(blob_id, &record, usize::MAX)
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok((metadata, held))
 }
 
 /// The key a holder record is logged under: the blob ID, then zeros.
@@ -153,14 +213,7 @@ pub(super) fn holders_change(
 
 /// The bytes a holder record is kept and logged as: a `MetadataResponse` frame.
 pub(super) fn record_frame(metadata: &BlobMetadata, record: &HolderRecord) -> Vec<u8> {
-    wire::encode_frame(&pb::MetadataResponse {
-        metadata: Some(metadata.into()),
-        holders: record.holders.iter().map(|h| h.clone().into()).collect(),
-        holders_epoch: record.epoch,
-        holders_repairer: record.repairer.clone().into(),
-        content_type: record.content_type.clone(),
-        end_epoch: record.end_epoch,
-    })
+    wire::encode_frame(&record.response(metadata))
 }
 
 /// Stores what `record` (offered as `frame`) makes of a blob's held record ([`holders_change`]); returns whether
