@@ -250,6 +250,34 @@ impl Claims {
     }
 }
 
+/// Successors each tombstone holder passes a deletion on to ([`pass_on_to`]).
+pub const PASS_ON_REACH: usize = 2;
+
+/// The holders `me` passes a deleted blob's released tokens on to: walking the blob's distinct holders in list
+/// order from `me` (a ring), the first [`PASS_ON_REACH`] that are `connected`. Holders that are not connected
+/// are passed over, so a holder that was down is covered, once back, by its nearest live predecessors; and each
+/// holder sends to at most `PASS_ON_REACH` others, so a deletion costs about `PASS_ON_REACH · n` messages across
+/// the holders, not n². Empty when `me` is not a holder.
+pub fn pass_on_to<K: Clone + Eq>(holders: &[K], me: &K, connected: impl Fn(&K) -> bool) -> Vec<K> {
+    let mut ring: Vec<&K> = Vec::with_capacity(holders.len());
+    for holder in holders {
+        if !ring.contains(&holder) {
+            ring.push(holder);
+        }
+    }
+    let Some(at) = ring.iter().position(|h| *h == me) else {
+        return Vec::new();
+    };
+    ring.iter()
+        .cycle()
+        .skip(at + 1)
+        .take(ring.len().saturating_sub(1))
+        .filter(|h| connected(h))
+        .take(PASS_ON_REACH)
+        .map(|h| (*h).clone())
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -353,6 +381,41 @@ mod tests {
         );
         let permanent = Claims::from_wire::<Vec<u8>>(&blob(), &[], &[], 7, MAX_CLAIMS).unwrap();
         assert_eq!(permanent.permanent_until(), Some(7));
+    }
+
+    #[test]
+    fn a_deletion_is_passed_on_to_the_next_connected_holders() {
+        let holders = [1, 2, 3, 2, 4, 5];
+        assert_eq!(pass_on_to(&holders, &1, |_| true), vec![2, 3]);
+        assert_eq!(pass_on_to(&holders, &5, |_| true), vec![1, 2]);
+        // Holders that are away are passed over.
+        assert_eq!(pass_on_to(&holders, &1, |h| *h != 2), vec![3, 4]);
+        assert_eq!(pass_on_to(&holders, &9, |_| true), Vec::<i32>::new());
+        assert_eq!(pass_on_to(&[1], &1, |_| true), Vec::<i32>::new());
+    }
+
+    proptest! {
+        /// Whichever holders are up, every one that is up is passed the deletion by some other holder that is up
+        /// (when two or more are), and nobody sends to more than `PASS_ON_REACH`.
+        #[test]
+        fn every_holder_that_is_up_hears_of_a_deletion(
+            holders in proptest::collection::vec(0u8..12, 1..24),
+            up in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let connected = |h: &u8| up[usize::from(*h)];
+            let distinct: BTreeSet<u8> = holders.iter().copied().collect();
+            let live: Vec<u8> = distinct.iter().copied().filter(connected).collect();
+            let mut told: BTreeSet<u8> = BTreeSet::new();
+            for me in &live {
+                let to = pass_on_to(&holders, me, connected);
+                prop_assert!(to.len() <= PASS_ON_REACH);
+                prop_assert!(!to.contains(me));
+                told.extend(to);
+            }
+            if live.len() >= 2 {
+                prop_assert_eq!(told, live.into_iter().collect::<BTreeSet<u8>>());
+            }
+        }
     }
 
     fn claims_from(writes: &[u8], released: &[u8], permanent: Option<u64>) -> Claims {

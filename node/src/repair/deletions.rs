@@ -1,10 +1,11 @@
-//! Passing a deletion on: each scan, a node holding a deleted blob's record (its tombstone) sends the released
-//! tokens to the blob's holders that have not acknowledged them and are connected now, so a holder that was down
-//! or cut off when the blob was deleted drops its slivers within a scan of coming back.
+//! Passing a deletion on: each scan, a holder of a deleted blob's record (its tombstone) sends the released
+//! tokens to the next holders in list order that are connected now (`deletion::pass_on_to`) and have not
+//! acknowledged them, so a holder that was down or cut off when the blob was deleted drops its slivers within a
+//! scan of coming back.
 //!
-//! Acknowledgements are kept in memory only: after a restart a tombstone is passed on once more to every holder,
-//! which answers at once (releasing is idempotent). Every tombstone holder does this, so a returning holder hears
-//! a deletion from up to n − 1 peers once, and a holder that never returns costs nothing (it is never connected).
+//! Acknowledgements are kept in memory only: after a restart a tombstone is passed on once more, and answered at
+//! once (releasing is idempotent). A deletion costs about `deletion::PASS_ON_REACH · n` messages across the
+//! holders, and a holder that never returns costs nothing (it is never connected).
 
 use super::*;
 use crate::service::delete_request;
@@ -21,11 +22,9 @@ impl Node {
         let due: BTreeSet<PeerKey> = {
             let state = self.state();
             let acked = state.deletion_acks.get(&blob_id);
-            record
-                .holders
-                .iter()
-                .filter(|h| **h != me && connected(h) && acked.is_none_or(|a| !a.contains(*h)))
-                .cloned()
+            floe_protocol::deletion::pass_on_to(&record.holders, &me, |h| *h != me && connected(h))
+                .into_iter()
+                .filter(|h| acked.is_none_or(|a| !a.contains(h)))
                 .collect()
         };
         if due.is_empty() {
