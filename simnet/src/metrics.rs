@@ -176,6 +176,20 @@ pub struct Summary {
     pub blobs_expired: u64,
     /// Repairs started of a blob past its end epoch: must be 0.
     pub repairs_of_ended_blobs: u64,
+    /// Certified blobs their writer deleted (`workload.delete_fraction`).
+    pub blobs_deleted: u64,
+    /// Slivers holders dropped because their blob was deleted.
+    pub deleted_slivers_dropped: u64,
+    /// Holders that were down when a blob they hold was deleted (told later by the blob's tombstones).
+    pub deletion_holders_missed: u64,
+    /// Slivers of deleted blobs still on holders at the end (down, or departed for good).
+    pub deleted_slivers_left: u64,
+    /// Longest time from a deletion to the last of its holders dropping its slivers.
+    pub deletion_convergence_ms_max: u64,
+    /// Store and repair deliveries refused because their blob was deleted (the holder's tombstone refuses them).
+    pub stores_refused_deleted: u64,
+    /// Repairs started of a deleted blob: must be 0.
+    pub repairs_of_deleted_blobs: u64,
     /// Reads started.
     pub reads_started: u64,
     /// Reads that returned k valid slivers.

@@ -230,6 +230,17 @@ pub struct WorkloadConfig {
     pub epochs_min: u64,
     /// See `epochs_min`.
     pub epochs_max: u64,
+    /// Deletion (`floe_protocol::deletion`): the fraction of certified blobs whose writer deletes them with its
+    /// token (0: none, as before).
+    pub delete_fraction: f64,
+    /// A deleted blob is deleted a uniform time from `delete_after_min_ms` to `delete_after_max_ms` after it was
+    /// certified.
+    pub delete_after_min_ms: Millis,
+    /// See `delete_after_min_ms`.
+    pub delete_after_max_ms: Millis,
+    /// The node's scan interval (`--repair-interval`): a holder that was down when a blob was deleted is told
+    /// by its live predecessors' next scan after it returns (`deletion::pass_on_to`).
+    pub scan_interval_ms: Millis,
 }
 
 impl Default for WorkloadConfig {
@@ -250,6 +261,10 @@ impl Default for WorkloadConfig {
             epoch_ms: 0,
             epochs_min: 1,
             epochs_max: 1,
+            delete_fraction: 0.0,
+            delete_after_min_ms: 60_000,
+            delete_after_max_ms: 600_000,
+            scan_interval_ms: 10_000,
         }
     }
 }
@@ -528,6 +543,14 @@ impl Scenario {
             && !(1..=self.workload.epochs_max).contains(&self.workload.epochs_min)
         {
             return bad("workload.epochs_min must be at least 1 and at most workload.epochs_max");
+        }
+        if !(0.0..=1.0).contains(&self.workload.delete_fraction) {
+            return bad("workload.delete_fraction must be from 0 to 1");
+        }
+        if self.workload.delete_after_min_ms > self.workload.delete_after_max_ms {
+            return bad(
+                "workload.delete_after_min_ms must be at most workload.delete_after_max_ms",
+            );
         }
         if !(positive(self.nodes.up_mbps) && positive(self.nodes.down_mbps)) {
             return bad("nodes.up_mbps and nodes.down_mbps must be positive");

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 12] = [
+const CATALOGUE: [&str; 13] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
+    "deletions.toml",
     "disk-faults.toml",
     "full-swarm.toml",
     "lifetimes.toml",
@@ -145,6 +146,28 @@ fn expired_blobs_leave_and_free_their_space() {
     assert_eq!(s.durability_losses, 0, "{s:?}");
     assert_eq!(s.nodes_over_capacity, 0, "{s:?}");
     assert!(s.crashes > 0 && s.repairs_finished > 0, "{s:?}");
+    assert_eq!(s.availability_min, 1.0, "{s:?}");
+    assert_eq!(s.reads_failed, 0, "{s:?}");
+}
+
+/// Deletion beside lifetimes: deleted blobs leave at once at their live holders and, one scan after they
+/// return, at the holders that were down; none is repaired or stored again, and every live blob stays readable.
+#[test]
+fn deleted_blobs_leave_every_holder_and_are_never_repaired() {
+    let a = replays("deletions.toml");
+    let s = &a.summary;
+    assert!(s.blobs_deleted > 300 && s.blobs_expired > 300, "{s:?}");
+    // Holders were down at deletions, and the tombstones told them within their downtime and a scan.
+    assert!(s.deletion_holders_missed > 0, "{s:?}");
+    assert!(
+        s.deletion_convergence_ms_max <= 600_000 + 10_000 + 1_000,
+        "{s:?}"
+    );
+    assert_eq!(s.deleted_slivers_left, 0, "{s:?}");
+    assert_eq!(s.repairs_of_deleted_blobs, 0, "{s:?}");
+    assert!(s.repairs_finished > 0, "{s:?}");
+    assert_eq!(s.durability_losses, 0, "{s:?}");
+    assert_eq!(s.nodes_over_capacity, 0, "{s:?}");
     assert_eq!(s.availability_min, 1.0, "{s:?}");
     assert_eq!(s.reads_failed, 0, "{s:?}");
 }

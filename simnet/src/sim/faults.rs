@@ -65,6 +65,7 @@ impl Sim {
         for key in forgotten {
             self.checked.remove(&key);
         }
+        self.pass_deletions_on(node);
     }
 
     pub(super) fn departure_check(&mut self, node: u32, incarnation: u32) {

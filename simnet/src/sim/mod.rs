@@ -51,6 +51,7 @@ use floe_protocol::steward::{Steward, StewardConfig};
 use floe_protocol::stream_write::{StreamWrite, StreamWriteConfig, StreamWriteEffect, store_runs};
 use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 
+mod deletions;
 mod diversity;
 mod faults;
 mod network;
@@ -201,6 +202,13 @@ enum Ev {
     ReadArrival,
     /// Blob b's holders drop it: its end epoch and the grace epoch are over.
     Expire(u32),
+    /// Blob b's writer deletes it (`workload.delete_fraction`).
+    Delete(u32),
+    /// A tombstone's pass-on reaches a holder that was down when the blob was deleted.
+    DeletionReaches {
+        blob: u32,
+        node: u32,
+    },
     LookupDone(OpRef),
     Timer(OpRef),
     RebuildDone(OpRef),
@@ -253,6 +261,8 @@ impl Ev {
             Ev::BitRot => (31, 0, 0, 0),
             Ev::ChallengeRound(b) => (32, b.into(), 0, 0),
             Ev::Expire(b) => (33, b.into(), 0, 0),
+            Ev::Delete(b) => (34, b.into(), 0, 0),
+            Ev::DeletionReaches { blob, node } => (35, blob.into(), node.into(), 0),
         }
     }
 }
@@ -293,6 +303,8 @@ enum Status {
     Failed,
     /// Certified, then its lifetime ended and its holders dropped it: out of availability and reads.
     Expired,
+    /// Certified, then its writer deleted it: out of availability and reads; its holders drop it.
+    Deleted,
 }
 
 struct Claim {
@@ -337,6 +349,10 @@ struct Blob {
     epochs: u64,
     /// The epoch it is stored until, set when its write starts (`lifetime::FOREVER` without lifetimes).
     end_epoch: u64,
+    /// Its writer's claim, for a blob its writer will delete (`sim::deletions`).
+    deletion: Option<Box<floe_protocol::deletion::Claims>>,
+    /// When it was deleted.
+    deleted_at: Millis,
 }
 
 struct ReadOp {
@@ -556,6 +572,8 @@ pub struct Sim {
     last_sample: Option<Millis>,
     /// Each challenger's consecutive failures per holder (only nodes that have challenged appear).
     tallies: std::collections::BTreeMap<u32, Tally<u32>>,
+    /// Per holder that was down when they were deleted, the deleted blobs it still holds slivers of.
+    pending_deletions: BTreeMap<u32, Vec<u32>>,
 }
 
 impl Sim {
@@ -659,6 +677,7 @@ impl Sim {
             next_progress: 0,
             last_sample: None,
             tallies: std::collections::BTreeMap::new(),
+            pending_deletions: BTreeMap::new(),
             sc,
         };
         for _ in 0..sim.sc.nodes.count {
@@ -738,6 +757,8 @@ impl Sim {
                 evaluated_at: Millis::MAX,
                 epochs,
                 end_epoch: lifetime::FOREVER,
+                deletion: None,
+                deleted_at: 0,
             });
         }
         Ok(())
@@ -954,6 +975,8 @@ impl Sim {
             Ev::BitRot => self.bitrot(),
             Ev::ChallengeRound(b) => self.challenge_round(b),
             Ev::Expire(b) => self.expire(b),
+            Ev::Delete(b) => self.delete(b),
+            Ev::DeletionReaches { blob, node } => self.deletion_reaches(blob, node),
         }
     }
 }

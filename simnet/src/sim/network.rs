@@ -187,12 +187,17 @@ impl Sim {
             return;
         }
         let holder = self.blobs[b].holders.get(i).copied();
-        if holder == Some(m.to)
-            && self.blobs[b].slot[i] != GOOD
-            && !self.has_room(m.to, self.index_bytes(m.blob), room::Purpose::Write)
+        let deleted = self.refuses_deleted(m.blob);
+        if deleted
+            || (holder == Some(m.to)
+                && self.blobs[b].slot[i] != GOOD
+                && !self.has_room(m.to, self.index_bytes(m.blob), room::Purpose::Write))
         {
-            // Over its capacity: refused, as the node answers `Room` (the writer counts a failed holder).
-            self.s.stores_refused_full += 1;
+            // Over its capacity: refused, as the node answers `Room` (the writer counts a failed holder); or
+            // the blob was deleted and the holder's tombstone refuses it.
+            if !deleted {
+                self.s.stores_refused_full += 1;
+            }
             let nack = Msg {
                 kind: Kind::StoreNack,
                 valid: false,
@@ -311,6 +316,12 @@ impl Sim {
             to: m.from,
             ..m
         };
+        if self.refuses_deleted(m.blob) {
+            reply.kind = Kind::RepairNack;
+            reply.valid = false;
+            self.send(reply, 0);
+            return;
+        }
         if !accept {
             self.s.superseded_deliveries += 1;
             reply.kind = Kind::RepairNack;

@@ -108,6 +108,9 @@ impl Sim {
         if !self.is_live(b) {
             self.s.repairs_of_ended_blobs += 1;
         }
+        if self.blobs[ix(b)].status == Status::Deleted {
+            self.s.repairs_of_deleted_blobs += 1;
+        }
         self.active_repairs += 1;
         self.schedule(self.now.saturating_add(self.lookup_ms), Ev::LookupDone(r));
     }

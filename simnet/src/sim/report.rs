@@ -79,8 +79,9 @@ impl Sim {
         s.nodes_total = as_u64(self.nodes.len());
         s.nodes_live_final = self.alive_count;
         s.blobs = as_u64(self.blobs.len());
-        // Expired blobs were certified too.
-        s.blobs_certified = self.certified + s.blobs_expired;
+        // Expired and deleted blobs were certified too.
+        s.blobs_certified = self.certified + s.blobs_expired + s.blobs_deleted;
+        s.deleted_slivers_left = self.deleted_slivers_left();
         s.availability_final = availabilities.last().copied().unwrap_or(1.0);
         s.availability_min = availabilities.iter().copied().fold(1.0, f64::min);
         s.availability_mean = if availabilities.is_empty() {

@@ -140,6 +140,7 @@ impl Sim {
         blob.status = Status::Certified;
         self.certified += 1;
         self.refresh(b);
+        self.plan_deletion(b);
         self.write_hist.record(latency);
         self.interval.write_ms.push(latency);
         let every = self.sc.repair.challenge_interval_ms;
