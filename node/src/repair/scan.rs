@@ -40,6 +40,60 @@ impl Node {
         tracing::info!(%blob_id, end_epoch, dropped, "dropped the slivers of an expired blob");
     }
 
+    /// Whether a blob held here has ended (deleted, or past its end epoch); drops its slivers if they are due:
+    /// a deleted blob's at once (a release that arrived while a store was running may have left some), an
+    /// expired one's once the grace epoch is over (`lifetime::is_expired`).
+    async fn drop_if_ended(
+        &self,
+        blob_id: BlobId,
+        metadata: &BlobMetadata,
+        record: &HolderRecord,
+        held: &Held,
+        epoch: u64,
+    ) -> bool {
+        let holds_any = !held.whole.is_empty() || !held.partial.is_empty();
+        if record.is_deleted(epoch) {
+            if holds_any {
+                let (node, metadata) = (self.clone(), metadata.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    node.drop_deleted_slivers(&blob_id, &metadata)
+                })
+                .await;
+            }
+            return true;
+        }
+        let served_until = record.served_until();
+        if lifetime::is_live(served_until, epoch) {
+            return false;
+        }
+        if holds_any && lifetime::is_expired(served_until, epoch) {
+            let indexes: Vec<u16> = held
+                .whole
+                .iter()
+                .copied()
+                .chain(held.partial.iter().map(|&(index, _)| index))
+                .collect();
+            self.drop_expired(blob_id, served_until, &indexes).await;
+        }
+        true
+    }
+
+    /// At an epoch boundary, between scans: drops the slivers of blobs whose grace epoch just ended (and of any
+    /// deleted one), so the disk follows the epochs rather than the scan interval. Nothing else of a scan runs.
+    async fn drop_ended(&self) {
+        let node = self.clone();
+        let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
+            return;
+        };
+        let epoch = self.current_epoch();
+        for blob_id in blobs {
+            if let Some((metadata, record, held)) = self.held(blob_id).await {
+                self.drop_if_ended(blob_id, &metadata, &record, &held, epoch)
+                    .await;
+            }
+        }
+    }
+
     /// Applies gossiped repair announcements and notes peers' room until the network stops.
     pub async fn listen_gossip(self, mut gossip: mpsc::Receiver<Gossip>) {
         while let Some(message) = gossip.recv().await {
@@ -196,9 +250,18 @@ impl Node {
     pub async fn repair_loop(self) {
         loop {
             let due = self.state().steward.poll_timeout();
-            crate::drive::sleep_until(self.inner.epoch, Some(due)).await;
+            // Expired slivers go when their grace epoch ends, not up to a scan interval later.
+            let boundary = self.now().saturating_add(
+                Millis::try_from(self.until_next_epoch().as_millis()).unwrap_or(Millis::MAX),
+            );
+            let at = due.min(boundary);
+            crate::drive::sleep_until(self.inner.epoch, Some(at)).await;
             if self.state().leaving {
                 return;
+            }
+            if at < due {
+                self.drop_ended().await;
+                continue;
             }
             self.scan().await;
             self.announce_room().await;
@@ -244,34 +307,17 @@ impl Node {
             let Some((metadata, record, held)) = self.held(blob_id).await else {
                 continue;
             };
-            // A deleted blob is neither repaired, handed off nor challenged: its slivers go now (a release that
-            // arrived while a store was running may have left some), and the deletion goes on to its holders.
-            if record.is_deleted(epoch) {
-                if !held.whole.is_empty() || !held.partial.is_empty() {
-                    let node = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        node.drop_deleted_slivers(&blob_id, &metadata)
-                    })
-                    .await;
+            // A deleted blob, or one past its end epoch, is neither repaired, handed off nor challenged.
+            if self
+                .drop_if_ended(blob_id, &metadata, &record, &held, epoch)
+                .await
+            {
+                if record.is_deleted(epoch) {
+                    self.pass_on_deletion(blob_id, &record, connected);
                 }
-                self.pass_on_deletion(blob_id, &record, connected);
                 continue;
             }
-            // A blob past its end epoch is neither repaired, handed off nor challenged; one grace epoch later
-            // its slivers go (`lifetime::is_expired`).
             let served_until = record.served_until();
-            if !lifetime::is_live(served_until, epoch) {
-                if lifetime::is_expired(served_until, epoch) {
-                    let indexes: Vec<u16> = held
-                        .whole
-                        .iter()
-                        .copied()
-                        .chain(held.partial.iter().map(|&(index, _)| index))
-                        .collect();
-                    self.drop_expired(blob_id, record.end_epoch, &indexes).await;
-                }
-                continue;
-            }
             if lifetime::expires_within(served_until, epoch, EXPIRY_WARNING_EPOCHS) {
                 expiring += 1;
             }

@@ -37,6 +37,13 @@ pub enum EpochsAsked {
     Max,
 }
 
+/// Unix time in ms, as this node's clock says (epochs are wall-clock time; docs/operators.md asks for NTP).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Node {
     /// The lifetime settings.
     pub fn lifetimes(&self) -> LifetimeConfig {
@@ -45,12 +52,18 @@ impl Node {
 
     /// The current epoch, by this machine's clock.
     pub fn current_epoch(&self) -> u64 {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let duration =
-            u64::try_from(self.inner.lifetimes.epoch_duration.as_millis()).unwrap_or(u64::MAX);
-        lifetime::epoch_at(unix_ms, duration)
+        lifetime::epoch_at(unix_ms(), self.epoch_ms())
+    }
+
+    /// Time until the next epoch begins, plus a little so that [`Self::current_epoch`] has moved on by then.
+    pub(crate) fn until_next_epoch(&self) -> std::time::Duration {
+        let (now, duration) = (unix_ms(), self.epoch_ms());
+        let next = lifetime::end_of(lifetime::epoch_at(now, duration), duration);
+        std::time::Duration::from_millis(next.saturating_sub(now).saturating_add(50))
+    }
+
+    fn epoch_ms(&self) -> u64 {
+        u64::try_from(self.inner.lifetimes.epoch_duration.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The end epoch of a put asking for `asked` (the default lifetime if it does not say).

@@ -173,9 +173,10 @@ pub(super) struct Committer {
     pub(super) logged_since_durable: u64,
 }
 
-/// The least an active log must hold before compaction seals it to reclaim its dead bytes: copying a smaller one
-/// frees too little to be worth a new log.
-const MIN_SEAL_BYTES: u64 = 4 << 20;
+/// The least dead bytes an active log must hold before compaction seals it to reclaim them: less frees too
+/// little to be worth a new log. Small, because what a quiet node leaves in its active log after its blobs expire
+/// or are deleted stays on its disk until then.
+const MIN_RECLAIM_BYTES: u64 = 1 << 20;
 
 impl Committer {
     pub(super) fn run(mut self, queue: &mpsc::Receiver<Vec<Job>>) {
@@ -623,8 +624,8 @@ impl Committer {
 
     /// With no sealed log to compact while the store is over its bound, the dead bytes are in the active log: a
     /// store whose whole life fits in one log (a small node, slivers expiring or handed off) would otherwise
-    /// never get them back. Seals it, once it holds at least [`MIN_SEAL_BYTES`] and is below the threshold, so the
-    /// next call compacts it; returns whether it did.
+    /// never get them back. Seals it, once it holds at least [`MIN_RECLAIM_BYTES`] of dead bytes and is below the
+    /// threshold, so the next call compacts it; returns whether it did.
     fn seal_mostly_dead_active(&mut self, percent: u128) -> Result<bool, StoreError> {
         let Some(number) = self.active.as_ref().map(|a| a.number) else {
             return Ok(false);
@@ -632,7 +633,7 @@ impl Committer {
         let Some(info) = self.logs.get(&number) else {
             return Ok(false);
         };
-        if info.written < MIN_SEAL_BYTES
+        if info.written.saturating_sub(info.live) < MIN_RECLAIM_BYTES
             || u128::from(info.live) * 100 >= u128::from(info.written) * percent
         {
             return Ok(false);
