@@ -25,6 +25,7 @@ pub mod lifetime;
 pub mod merkle;
 pub mod metadata;
 pub mod placement;
+pub mod quilt;
 pub mod read;
 pub mod receipt;
 pub mod repair;

@@ -27,14 +27,14 @@ const STREAM_ABOVE: u64 = 16 << 20;
 /// put's memory does not grow with the blob (docs/protocol.md §10).
 const SPOOL_ABOVE: usize = 16 << 20;
 /// Blobs never change, so caches may keep them for a year; Walrus' aggregator says a day.
-const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+pub(super) const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// Blobs are whatever their writers put there, served from the gateway's own origin: a blob shown as a page runs
 /// in a sandbox with an opaque origin, so its scripts cannot use this gateway as the page's own origin (status
 /// page, writes) — only as any other website could.
-const BLOB_CSP: &str =
+pub(super) const BLOB_CSP: &str =
     "sandbox allow-scripts allow-forms allow-popups allow-downloads allow-modals";
 
-fn parse_id(id: &str) -> Result<BlobId, Box<Response>> {
+pub(super) fn parse_id(id: &str) -> Result<BlobId, Box<Response>> {
     id.parse::<BlobId>()
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad blob ID: {e}"))))
 }
@@ -70,7 +70,7 @@ enum Received {
 }
 
 /// Takes `kib` more of the budget for bodies held in memory, into `held`; a 503 when the budget is spent.
-fn reserve(
+pub(super) fn reserve(
     budget: &std::sync::Arc<tokio::sync::Semaphore>,
     held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
     kib: u32,
@@ -226,32 +226,45 @@ pub async fn put_blob(
         Err(response) => return response,
     };
     match result {
-        Ok(outcome) => {
-            let encoded = match floe_protocol::BlobParams::new(
-                floe_protocol::EncodingType::RsSimd,
-                outcome.shards,
-                floe_protocol::encoding::DEFAULT_SEGMENT_SIZE,
-                outcome.size,
-            ) {
-                Ok(params) => walrus::encoded_length(&params),
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            };
-            axum::Json(walrus::put_answer(&outcome, encoded)).into_response()
-        }
-        Err(PutError::Params(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Ok(outcome) => match store_answer(&outcome) {
+            Ok(answer) => axum::Json(answer).into_response(),
+            Err(response) => *response,
+        },
+        Err(e) => put_error(e),
+    }
+}
+
+/// Walrus' answer to a put that succeeded (`newlyCreated` or `alreadyCertified`).
+pub(super) fn store_answer(
+    outcome: &crate::service::PutOutcome,
+) -> Result<serde_json::Value, Box<Response>> {
+    let params = floe_protocol::BlobParams::new(
+        floe_protocol::EncodingType::RsSimd,
+        outcome.shards,
+        floe_protocol::encoding::DEFAULT_SEGMENT_SIZE,
+        outcome.size,
+    )
+    .map_err(|e| Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e)))?;
+    Ok(walrus::put_answer(outcome, walrus::encoded_length(&params)))
+}
+
+/// The answer to a put that failed.
+pub(super) fn put_error(e: PutError) -> Response {
+    match e {
+        PutError::Params(e) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
         // Out of room: up front (nothing sent), or refused by enough holders that the write failed.
-        Err(e @ (PutError::NoRoom(_) | PutError::NotCertified { full: 1.., .. })) => {
+        e @ (PutError::NoRoom(_) | PutError::NotCertified { full: 1.., .. }) => {
             error(StatusCode::INSUFFICIENT_STORAGE, e)
         }
-        Err(e @ (PutError::NotCertified { .. } | PutError::Busy(_))) => {
+        e @ (PutError::NotCertified { .. } | PutError::Busy(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
 /// A blob's metadata and media type: from the hot-blob cache, else from the store or the swarm.
-async fn resolve(
+pub(super) async fn resolve(
     state: &AppState,
     blob_id: &BlobId,
 ) -> Result<(Option<BlobBytes>, floe_protocol::BlobMetadata, String), Response> {
@@ -366,7 +379,11 @@ async fn serve_blob(
 
 /// The answer a request's preconditions call for instead of the bytes, if any: 304 with the validators a 200
 /// would carry, or 412.
-fn precondition_answer(method: &Method, headers: &HeaderMap, etag: &str) -> Option<Response> {
+pub(super) fn precondition_answer(
+    method: &Method,
+    headers: &HeaderMap,
+    etag: &str,
+) -> Option<Response> {
     match http_cache::evaluate(method, headers, etag) {
         Precondition::Proceed => None,
         Precondition::NotModified => {
@@ -386,14 +403,14 @@ fn precondition_answer(method: &Method, headers: &HeaderMap, etag: &str) -> Opti
     }
 }
 
-fn finish(builder: axum::http::response::Builder, body: Body) -> Response {
+pub(super) fn finish(builder: axum::http::response::Builder, body: Body) -> Response {
     builder
         .body(body)
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 /// The bytes `[start, end)` as the body of `builder`: from the cache, streamed, or read whole.
-async fn respond_with_bytes(
+pub(super) async fn respond_with_bytes(
     state: &AppState,
     blob_id: &BlobId,
     cached: Option<&BlobBytes>,

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod fair_use;
 pub mod http_cache;
 mod metrics;
+mod quilts;
 pub mod serve;
 pub mod walrus;
 
@@ -62,6 +63,8 @@ struct AppState {
     body_budget: Arc<tokio::sync::Semaphore>,
     /// Per-client budgets, for the metrics.
     fair_use: Arc<FairUse>,
+    /// Indexes of large quilts read lately.
+    quilt_indexes: Arc<quilts::QuiltIndexes>,
 }
 
 /// Memory for request bodies received and not yet encoded, across all requests: 1,024 connections each sending
@@ -77,6 +80,16 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/blobs/{blobId}/byte-range", &["GET", "HEAD"]),
     ("/v1/blobs/{blobId}/status", &["GET"]),
     ("/v1/blobs/by-object-id/{objectId}", &["GET", "HEAD"]),
+    ("/v1/quilts", &["PUT"]),
+    ("/v1/quilts/{quiltId}/patches", &["GET"]),
+    (
+        "/v1/blobs/by-quilt-patch-id/{quiltPatchId}",
+        &["GET", "HEAD"],
+    ),
+    (
+        "/v1/blobs/by-quilt-id/{quiltId}/{identifier}",
+        &["GET", "HEAD"],
+    ),
     ("/v1/node/status", &["GET"]),
     ("/metrics", &["GET"]),
 ];
@@ -91,6 +104,10 @@ fn handlers(path: &str) -> Option<MethodRouter<AppState>> {
         "/v1/blobs/{blobId}/byte-range" => get(blobs::get_byte_range),
         "/v1/blobs/{blobId}/status" => get(blobs::blob_status),
         "/v1/blobs/by-object-id/{objectId}" => get(blobs::get_by_object_id),
+        "/v1/quilts" => put(quilts::put_quilt),
+        "/v1/quilts/{quiltId}/patches" => get(quilts::list_patches),
+        "/v1/blobs/by-quilt-patch-id/{quiltPatchId}" => get(quilts::get_by_patch_id),
+        "/v1/blobs/by-quilt-id/{quiltId}/{identifier}" => get(quilts::get_by_identifier),
         "/v1/node/status" => get(node_status),
         "/metrics" => get(metrics::metrics),
         _ => return None,
@@ -125,6 +142,7 @@ pub fn router(node: Node, config: GatewayConfig) -> Router {
             registry: config.registry,
             body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_MEMORY_BUDGET / 1024)),
             fair_use: Arc::clone(&config.fair_use),
+            quilt_indexes: Arc::default(),
         })
         .layer(axum::middleware::from_fn(check_request_size))
         .layer(axum::middleware::from_fn(errors::envelope_errors))
