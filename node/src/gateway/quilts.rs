@@ -125,7 +125,21 @@ pub async fn put_quilt(
         end_epoch: Some(end_epoch),
         permanent: query.permanent,
     };
-    let outcome = match state.node.put(bytes.into(), &options).await {
+    // A quilt over a segment is written like a large blob: spooled, then encoded and delivered segment by
+    // segment (the pipeline overlaps them, and memory stays bounded); a small one from memory.
+    let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    let result = if length > READ_WHOLE_UP_TO {
+        match spool(&state, &bytes).await {
+            Ok(spool) => {
+                drop(bytes);
+                state.node.put_spooled(spool, &options).await
+            }
+            Err(response) => return response,
+        }
+    } else {
+        state.node.put(bytes.into(), &options).await
+    };
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => return blobs::put_error(e),
     };
@@ -145,6 +159,25 @@ pub async fn put_quilt(
         })
         .collect();
     axum::Json(json!({"blobStoreResult": stored, "storedQuiltBlobs": patches})).into_response()
+}
+
+/// A spool file holding `bytes`, for a streamed put.
+async fn spool(state: &AppState, bytes: &[u8]) -> Result<crate::spool::Spool, Response> {
+    let permit = state
+        .node
+        .streamed_put_permit()
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let failed = |e: std::io::Error| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("spooling the quilt: {e}"),
+        )
+    };
+    let mut spool = crate::spool::Spool::create(state.node.spool_dir(), permit)
+        .await
+        .map_err(failed)?;
+    spool.write(bytes).await.map_err(failed)?;
+    Ok(spool)
 }
 
 /// The patches of a multipart body, with the memory budget they hold.
