@@ -152,11 +152,37 @@ curl -sf --max-time 30 "${gateways[3]}/v1/blobs/$clip_id" | cmp -s - "$dir/clip.
   || fail "the clip did not read back byte-identical from ${gateways[3]}"
 echo "browser test: both blobs read back byte-identical with curl"
 
+# A site (issue 19): pages, a stylesheet, a script, an image and the clip, published through node 0 with
+# `floe site publish`; the browser loads it from node 3, which did not publish it.
+mkdir -p "$work/site/media"
+cat > "$work/site/index.html" << 'HTML'
+<!doctype html>
+<html><head><meta charset="utf-8"><title>floe site</title><link rel="stylesheet" href="style.css">
+<link rel="icon" href="data:,"></head>
+<body><h1>A site from the swarm</h1><img id="logo" src="logo.svg" alt="logo">
+<video id="clip" src="media/clip.webm" muted playsinline preload="auto"></video>
+<script src="app.js"></script></body></html>
+HTML
+printf 'h1 { color: rgb(0, 128, 128); }\n' > "$work/site/style.css"
+printf 'document.body.dataset.script = "ran";\n' > "$work/site/app.js"
+printf '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="teal"/></svg>\n' \
+  > "$work/site/logo.svg"
+printf '<!doctype html><p id="missing">not here</p>\n' > "$work/site/404.html"
+printf '{"notFound": "/404.html"}\n' > "$work/site/floe-site.json"
+cp "$dir/clip.webm" "$work/site/media/clip.webm"
+published=$("$floe" --json site publish "$work/site" --gateway "${gateways[0]}" 2> "$work/site.err") \
+  || fail "floe site publish failed: $(cat "$work/site.err") $published"
+site_id=$(printf '%s' "$published" | json siteId) || fail "floe site publish printed no site ID: $published"
+site_files=$(printf '%s' "$published" | json files)
+# The site's own origin on node 3 (the label is node 0's answer; any node serves it).
+site_origin=$(printf '%s' "$published" | json originUrl | sed "s/:$((base_port + 1000))\//:$((base_port + 1003))\//")
+echo "browser test: published site $site_id ($site_files files), own origin $site_origin"
+
 # 4. The browser checks; test.mjs serves its other-origin page itself and limits its own time (110 s). In the
 # background and waited for, so that Ctrl-C or a TERM reaches on_exit at once.
 args=()
 for gateway in "${gateways[@]}"; do args+=(--gateway "$gateway"); done
 timeout -k 5 150 node "$dir/test.mjs" "${args[@]}" --text-id "$text_id" --text-file "$work/text.txt" \
-  --clip-id "$clip_id" --artifacts "$work/artifacts" &
+  --clip-id "$clip_id" --site-id "$site_id" --site-origin "$site_origin" --artifacts "$work/artifacts" &
 tester=$!
 wait "$tester"

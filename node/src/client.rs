@@ -127,7 +127,7 @@ pub fn gateway_url(gateway: &str) -> Result<String, ClientError> {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -144,7 +144,7 @@ fn check_blob_id(blob_id: &str) -> Result<(), ClientError> {
         })
 }
 
-fn gateway_error(status: u16, body: &str) -> ClientError {
+pub(crate) fn gateway_error(status: u16, body: &str) -> ClientError {
     let error = serde_json::from_str::<Value>(body)
         .ok()
         .map(|v| v["error"].clone())
@@ -160,7 +160,7 @@ fn gateway_error(status: u16, body: &str) -> ClientError {
     }
 }
 
-fn read_answer(
+pub(crate) fn read_answer(
     url: &str,
     response: &mut ureq::http::Response<ureq::Body>,
 ) -> Result<String, ClientError> {

@@ -15,6 +15,8 @@ pub mod net;
 pub mod recent;
 pub mod repair;
 pub mod service;
+pub mod site;
+pub mod site_publish;
 pub mod sliver_files;
 pub mod spool;
 pub mod steward_state;

@@ -124,6 +124,27 @@ enum Command {
     /// Split a file into verifiable sliver files and rebuild it from them.
     #[command(subcommand)]
     Slivers(SliversCommand),
+    /// Publish a directory as a site any node serves.
+    #[command(subcommand)]
+    Site(SiteCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SiteCommand {
+    /// Store DIR as one quilt plus a manifest; prints the site ID (its pages are at
+    /// GATEWAY/v1/sites/SITE_ID/). DIR/floe-site.json may set the not-found page, redirects and headers.
+    Publish {
+        /// The site's directory.
+        dir: PathBuf,
+        /// Keep the site for this many epochs (default: the node's --default-epochs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: Option<u64>,
+        /// Store it permanent (no deletion tokens).
+        #[arg(long)]
+        permanent: bool,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -441,6 +462,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         std::io::stderr(),
                         "deletion token: {token}\n(shown once; `floe delete {id} --token {token}` deletes this copy)"
                     )?;
+                }
+            }
+        }
+        Command::Site(SiteCommand::Publish {
+            dir,
+            epochs,
+            permanent,
+            gateway,
+        }) => {
+            let answer = floe_node::site_publish::publish(
+                &gateway.gateway,
+                &dir,
+                client::PutParams { epochs, permanent },
+            )?;
+            if json {
+                client::print_json(&answer)?;
+            } else {
+                let id = answer["siteId"].as_str().unwrap_or_default();
+                writeln!(std::io::stdout(), "{id}")?;
+                writeln!(
+                    std::io::stderr(),
+                    "published {} files: {} (its own origin), or {}",
+                    answer["files"],
+                    answer["originUrl"].as_str().unwrap_or_default(),
+                    answer["url"].as_str().unwrap_or_default()
+                )?;
+                for (what, field) in [
+                    ("manifest", "manifestDeletionToken"),
+                    ("quilt", "quiltDeletionToken"),
+                ] {
+                    if let Some(token) = answer[field].as_str() {
+                        writeln!(std::io::stderr(), "{what} deletion token: {token}")?;
+                    }
                 }
             }
         }

@@ -4,7 +4,10 @@
 // Checks: (1) the status page at a gateway's `/` shows what /v1/node/status says; (2) its blob lookup shows the
 // text blob readable with one holder row per shard; (3) a page on another origin reads the blob with fetch(),
 // whole and by Range, and can read Content-Range and ETag (CORS); (4) a <video> on that page plays the WebM clip
-// straight from the gateway and seeks to 2 s. Prints one line per check, then `browser: N passed, M failed`.
+// straight from the gateway and seeks to 2 s; (5) a site published with `floe site publish` loads from a node that
+// did not publish it: every file with its media type, its script runs, its image shows, its video seeks, its
+// not-found page answers 404, and a second visit comes from the browser's cache (or 304).
+// Prints one line per check, then `browser: N passed, M failed`.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,11 +23,13 @@ const { values: opt } = parseArgs({
     'text-id': { type: 'string' },
     'text-file': { type: 'string' },
     'clip-id': { type: 'string' },
+    'site-id': { type: 'string' },
+    'site-origin': { type: 'string' },
     artifacts: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
 });
-for (const k of ['gateway', 'text-id', 'text-file', 'clip-id']) {
+for (const k of ['gateway', 'text-id', 'text-file', 'clip-id', 'site-id', 'site-origin']) {
   if (!opt[k]) {
     console.error(`test.mjs: --${k} is required (see the comment at the top of the file)`);
     process.exit(2);
@@ -34,6 +39,8 @@ const gateways = opt.gateway.map((g) => g.replace(/\/+$/, ''));
 const gw = (i) => gateways[i % gateways.length];
 const textId = opt['text-id'];
 const clipId = opt['clip-id'];
+const siteId = opt['site-id'];
+const siteOrigin = opt['site-origin'];
 const textBytes = fs.readFileSync(opt['text-file']);
 
 const results = [];
@@ -42,7 +49,7 @@ let browser;
 let otherOrigin;
 
 function notRun() {
-  while (results.length < 4) {
+  while (results.length < 5) {
     console.log(`FAIL ${results.length + 1} not run`);
     results.push({ ok: false });
   }
@@ -329,6 +336,92 @@ async function main() {
       assert(media.some((m) => m.endsWith('-> 206')), `no media request was answered 206: ${media.join(', ') || 'none seen'}`);
       return `${got.size}, ${got.duration.toFixed(2)} s; played to ${got.playedTo.toFixed(2)} s, `
         + `seeked to ${got.seekedAt.toFixed(2)} s, went on to ${got.after.toFixed(2)} s; requests ${media.join(', ')}`;
+    } finally {
+      await page.close();
+    }
+  });
+  await checkSite(context, newPage);
+}
+
+/// (5) The site, from node 3 (node 0 published it).
+async function checkSite(context, newPage) {
+  await check(5, 'a site loads from another node: types, script, image, video seek, 404 page, cached revisit', async () => {
+    const page = await newPage('site');
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    const seen = new Map(); // url -> {status, type, cached}
+    const fromCache = new Set(); // request IDs the browser answered from its cache
+    cdp.on('Network.requestServedFromCache', (e) => fromCache.add(e.requestId));
+    cdp.on('Network.responseReceived', (e) => {
+      const r = e.response;
+      seen.set(r.url, { status: r.status, type: r.mimeType,
+        cached: Boolean(r.fromDiskCache || r.fromMemoryCache || fromCache.has(e.requestId)),
+        sent: Object.keys(r.requestHeaders || {}).join(' ') });
+    });
+    try {
+      // On the gateway's origin a site's pages are sandboxed (an opaque origin of their own).
+      const shared = `${gw(3)}/v1/sites/${siteId}/`;
+      const sandboxed = await page.goto(shared, { waitUntil: 'load' });
+      assert(sandboxed && sandboxed.status() === 200, `GET ${shared} answered ${sandboxed && sandboxed.status()}`);
+      const csp = sandboxed.headers()['content-security-policy'] || '';
+      assert(csp.includes('sandbox') && !csp.includes('allow-same-origin'), `the shared-origin page's policy is "${csp}"`);
+      assert(await page.evaluate(() => document.body.dataset.script) === 'ran', 'the script did not run in the sandbox');
+      // On its own origin (node 3's gateway, {label}.localhost) the site is what the rest checks.
+      const base = siteOrigin;
+      seen.clear();
+      const res = await page.goto(base, { waitUntil: 'load' });
+      assert(res && res.status() === 200, `GET ${base} answered ${res && res.status()}`);
+      assert(!(res.headers()['content-security-policy'] || '').includes('sandbox'), 'the own-origin page is sandboxed');
+      const got = await page.evaluate(async () => {
+        const video = document.getElementById('clip');
+        const logo = document.getElementById('logo');
+        const waitFor = (cond, ms, what) => new Promise((resolve, reject) => {
+          const started = performance.now();
+          const tick = () => {
+            if (video.error) return reject(new Error(`media error ${video.error.code}`));
+            if (cond()) return resolve();
+            if (performance.now() - started > ms) return reject(new Error(`${what} within ${ms / 1000} s`));
+            setTimeout(tick, 50);
+          };
+          tick();
+        });
+        try {
+          video.play().catch(() => {});
+          await waitFor(() => video.currentTime > 0, 12000, 'no playback');
+          video.pause();
+          let seekedAt = null;
+          video.addEventListener('seeked', () => { seekedAt = video.currentTime; }, { once: true });
+          video.currentTime = 2;
+          await waitFor(() => seekedAt !== null, 10000, 'no seeked event');
+          return { ok: true, script: document.body.dataset.script, logo: logo.naturalWidth,
+            color: getComputedStyle(document.querySelector('h1')).color, seekedAt, origin: String(location.origin) };
+        } catch (e) {
+          return { ok: false, error: String(e.message || e) };
+        }
+      });
+      if (!got.ok) { await screenshot(page, 'site.png'); throw new Error(got.error); }
+      assert(got.script === 'ran', 'the site\'s script did not run');
+      assert(got.logo === 40, `the logo is ${got.logo} px wide, not 40`);
+      assert(got.color === 'rgb(0, 128, 128)', `the stylesheet did not apply (h1 is ${got.color})`);
+      assert(Math.abs(got.seekedAt - 2) < 0.25, `seeked to ${got.seekedAt}`);
+      const want = { '': 'text/html', 'style.css': 'text/css', 'app.js': 'text/javascript', 'logo.svg': 'image/svg+xml',
+        'media/clip.webm': 'video/webm' };
+      for (const [file, type] of Object.entries(want)) {
+        const r = seen.get(base + file);
+        assert(r, `the browser never fetched ${file || '/'}`);
+        assert(r.type === type, `${file || '/'} arrived as ${r.type}, not ${type}`);
+      }
+      const missing = await page.goto(base + 'no/such/page', { waitUntil: 'load' });
+      assert(missing.status() === 404, `a missing page answered ${missing.status()}`);
+      assert(await page.$('#missing'), 'the site\'s 404 page was not shown');
+      // A second visit: every file from the browser's cache, or revalidated with 304.
+      seen.clear();
+      await page.goto(base, { waitUntil: 'load' });
+      const again = ['', 'style.css', 'app.js', 'logo.svg'].map((f) => [f, seen.get(base + f)]);
+      const fetched = again.filter(([, r]) => r && !r.cached && r.status !== 304).map(([f, r]) => `${f || '/'} ${r.status} ${JSON.stringify(r)}`);
+      assert(!fetched.length, `fetched again in full on the second visit: ${fetched.join(', ')}`);
+      const how = again.map(([f, r]) => `${f || '/'} ${r ? (r.cached ? 'cache' : r.status) : 'no request (cache)'}`);
+      return `origin ${got.origin}, script ran, logo 40 px, video seeked to ${got.seekedAt.toFixed(2)} s; second visit: ${how.join(', ')}`;
     } finally {
       await page.close();
     }

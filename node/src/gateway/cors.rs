@@ -86,9 +86,14 @@ impl WriteOrigins {
     }
 }
 
-/// Whether other origins may use `path` at all: blobs and the API description.
+/// Whether other origins may use `path` at all: blobs, quilts, sites and the API description.
 fn is_shared(path: &str) -> bool {
-    path == "/v1/blobs" || path.starts_with("/v1/blobs/") || path == "/v1/api"
+    path == "/v1/blobs"
+        || path.starts_with("/v1/blobs/")
+        || path == "/v1/api"
+        || path == "/v1/quilts"
+        || path.starts_with("/v1/quilts/")
+        || path.starts_with("/v1/sites/")
 }
 
 /// An origin as browsers send it: lower case, without the scheme's default port.

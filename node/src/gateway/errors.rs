@@ -74,9 +74,16 @@ pub fn raw_response(status: StatusCode, message: &str) -> Vec<u8> {
 /// Most bytes of a foreign error body kept as the envelope's message.
 const MAX_FOREIGN_MESSAGE: usize = 1024;
 
+/// Marks an error answer whose body is the answer itself (a site's not-found page): the envelope leaves it be.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyIsTheAnswer;
+
 /// Wraps every error answer without a JSON body in the envelope, keeping its text as the message.
 pub async fn envelope_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
+    if response.extensions().get::<BodyIsTheAnswer>().is_some() {
+        return response;
+    }
     let status = response.status();
     let is_json = response
         .headers()

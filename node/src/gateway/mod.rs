@@ -17,6 +17,7 @@ pub mod http_cache;
 mod metrics;
 mod quilts;
 pub mod serve;
+mod sites;
 pub mod walrus;
 
 use std::sync::Arc;
@@ -65,6 +66,8 @@ struct AppState {
     fair_use: Arc<FairUse>,
     /// Indexes of large quilts read lately.
     quilt_indexes: Arc<quilts::QuiltIndexes>,
+    /// Site manifests read lately.
+    manifests: Arc<sites::Manifests>,
 }
 
 /// Memory for request bodies received and not yet encoded, across all requests: 1,024 connections each sending
@@ -90,6 +93,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "/v1/blobs/by-quilt-id/{quiltId}/{identifier}",
         &["GET", "HEAD"],
     ),
+    ("/v1/sites/{siteId}", &["GET", "HEAD"]),
+    ("/v1/sites/{siteId}/", &["GET", "HEAD"]),
+    ("/v1/sites/{siteId}/{*path}", &["GET", "HEAD"]),
     ("/v1/node/status", &["GET"]),
     ("/metrics", &["GET"]),
 ];
@@ -108,6 +114,9 @@ fn handlers(path: &str) -> Option<MethodRouter<AppState>> {
         "/v1/quilts/{quiltId}/patches" => get(quilts::list_patches),
         "/v1/blobs/by-quilt-patch-id/{quiltPatchId}" => get(quilts::get_by_patch_id),
         "/v1/blobs/by-quilt-id/{quiltId}/{identifier}" => get(quilts::get_by_identifier),
+        "/v1/sites/{siteId}" => get(sites::site_root),
+        "/v1/sites/{siteId}/" => get(sites::site_home),
+        "/v1/sites/{siteId}/{*path}" => get(sites::site_file),
         "/v1/node/status" => get(node_status),
         "/metrics" => get(metrics::metrics),
         _ => return None,
@@ -121,6 +130,14 @@ const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// The router.
 pub fn router(node: Node, config: GatewayConfig) -> Router {
+    // A site's own origin (`{label}.host`) is mapped to its path before the routes are matched: an outer router
+    // whose only route is the fallback, with the mapping as its middleware.
+    Router::new()
+        .fallback_service(routes(node, config))
+        .layer(axum::middleware::from_fn(sites::site_hosts))
+}
+
+fn routes(node: Node, config: GatewayConfig) -> Router {
     let latency = node.metrics().latencies.http_request.clone();
     let mut router = Router::new();
     for (path, _) in ROUTES {
@@ -143,6 +160,7 @@ pub fn router(node: Node, config: GatewayConfig) -> Router {
             body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_MEMORY_BUDGET / 1024)),
             fair_use: Arc::clone(&config.fair_use),
             quilt_indexes: Arc::default(),
+            manifests: Arc::default(),
         })
         .layer(axum::middleware::from_fn(check_request_size))
         .layer(axum::middleware::from_fn(errors::envelope_errors))
@@ -294,12 +312,13 @@ mod tests {
                 }
             }
         }
+        // A wildcard segment (`{*path}` for the router) is `{path}` in OpenAPI.
         let mut routed: Vec<(String, String)> = ROUTES
             .iter()
             .flat_map(|(path, methods)| {
                 methods
                     .iter()
-                    .map(|m| ((*path).to_owned(), (*m).to_owned()))
+                    .map(|m| (path.replace("{*", "{"), (*m).to_owned()))
             })
             .collect();
         documented.sort();

@@ -274,7 +274,7 @@ fn apply_metadata(patches: &mut [NewPatch], metadata: &[u8]) -> Result<(), Strin
 }
 
 /// A quilt's index, and the whole quilt when it is small enough to be read whole.
-async fn quilt_index(
+pub(super) async fn quilt_index(
     state: &AppState,
     quilt: &BlobId,
 ) -> Result<(Arc<Vec<Patch>>, Option<crate::cache::BlobBytes>), Response> {
@@ -338,7 +338,18 @@ pub async fn get_by_patch_id(
         Err(response) => return response,
     };
     match index.iter().find(|p| p.range() == patch_id.range()) {
-        Some(patch) => serve_patch(&state, &method, &headers, &patch_id.quilt, patch, whole).await,
+        Some(patch) => {
+            serve_patch(
+                &state,
+                &method,
+                &headers,
+                &patch_id.quilt,
+                patch,
+                whole,
+                &PatchStyle::QUILT,
+            )
+            .await
+        }
         None => error(
             StatusCode::NOT_FOUND,
             format!("quilt {} has no patch {id}", patch_id.quilt),
@@ -362,7 +373,18 @@ pub async fn get_by_identifier(
         Err(response) => return response,
     };
     match index.iter().find(|p| p.identifier == identifier) {
-        Some(patch) => serve_patch(&state, &method, &headers, &quilt, patch, whole).await,
+        Some(patch) => {
+            serve_patch(
+                &state,
+                &method,
+                &headers,
+                &quilt,
+                patch,
+                whole,
+                &PatchStyle::QUILT,
+            )
+            .await
+        }
         None => error(
             StatusCode::NOT_FOUND,
             format!(
@@ -395,15 +417,39 @@ pub async fn list_patches(State(state): State<AppState>, Path(quilt): Path<Strin
     axum::Json(Value::Array(patches)).into_response()
 }
 
+/// How a patch is answered: Walrus' patch routes use [`PatchStyle::QUILT`]; a site sets its own type, policy and
+/// headers (`gateway::sites`).
+pub(super) struct PatchStyle<'a> {
+    /// 200, or the status of a site's not-found page.
+    pub status: StatusCode,
+    /// The media type, over the patch's `content-type` tag.
+    pub content_type: Option<&'a str>,
+    /// `Content-Security-Policy` (empty: none).
+    pub csp: &'a str,
+    /// More headers, set last (they override the defaults).
+    pub headers: &'a [(String, String)],
+}
+
+impl PatchStyle<'static> {
+    /// A patch read on Walrus' routes: sandboxed like any blob.
+    pub const QUILT: PatchStyle<'static> = PatchStyle {
+        status: StatusCode::OK,
+        content_type: None,
+        csp: BLOB_CSP,
+        headers: &[],
+    };
+}
+
 /// One patch's bytes (a `Range` of them, or 304/412 by the preconditions), with its identifier and the tags
 /// that are headers.
-async fn serve_patch(
+pub(super) async fn serve_patch(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
     quilt: &BlobId,
     patch: &Patch,
     whole: Option<crate::cache::BlobBytes>,
+    style: &PatchStyle<'_>,
 ) -> Response {
     // A patch ID names exactly these bytes, so it is a strong entity tag.
     let etag = format!("\"{}\"", patch.id(quilt));
@@ -413,7 +459,7 @@ async fn serve_patch(
     let len = patch.length;
     let range = match headers
         .get(header::RANGE)
-        .filter(|_| http_cache::range_applies(headers, &etag))
+        .filter(|_| style.status == StatusCode::OK && http_cache::range_applies(headers, &etag))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| http_cache::parse_range(v, len))
     {
@@ -432,25 +478,53 @@ async fn serve_patch(
     };
     let (start, end) = range.unwrap_or((0, len));
     let mut builder = Response::builder()
+        .status(style.status)
         .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, CACHE_CONTROL)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_SECURITY_POLICY, BLOB_CSP)
         .header(header::CONTENT_LENGTH, end - start);
-    if let Ok(value) = HeaderValue::from_str(&patch.identifier) {
-        builder = builder.header("x-quilt-patch-identifier", value);
-    }
-    let mut typed = false;
+    let mut set = vec![
+        (
+            header::CACHE_CONTROL.as_str().to_owned(),
+            CACHE_CONTROL.to_owned(),
+        ),
+        (
+            "x-quilt-patch-identifier".to_owned(),
+            patch.identifier.clone(),
+        ),
+    ];
     for name in TAG_HEADERS {
-        if let Some(value) = patch.tags.get(name)
-            && let Ok(value) = HeaderValue::from_str(value)
-        {
-            typed |= name == "content-type";
-            builder = builder.header(HeaderName::from_static(name), value);
+        if let Some(value) = patch.tags.get(name) {
+            set.push((name.to_owned(), value.clone()));
         }
     }
-    if !typed {
-        builder = builder.header(header::CONTENT_TYPE, "application/octet-stream");
+    if !style.csp.is_empty() {
+        set.push((
+            header::CONTENT_SECURITY_POLICY.as_str().to_owned(),
+            style.csp.to_owned(),
+        ));
+    }
+    if let Some(content_type) = style.content_type {
+        set.push(("content-type".to_owned(), content_type.to_owned()));
+    }
+    set.extend(style.headers.iter().cloned());
+    if !set.iter().any(|(name, _)| name == "content-type") {
+        set.push((
+            "content-type".to_owned(),
+            "application/octet-stream".to_owned(),
+        ));
+    }
+    // Later entries win; names and values that are not valid header text are left out.
+    let mut chosen: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in set {
+        chosen.insert(name.to_ascii_lowercase(), value);
+    }
+    for (name, value) in chosen {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            builder = builder.header(name, value);
+        }
     }
     if range.is_some() {
         builder = builder.status(StatusCode::PARTIAL_CONTENT).header(
@@ -458,14 +532,23 @@ async fn serve_patch(
             format!("bytes {start}-{}/{len}", end.saturating_sub(1)),
         );
     }
-    if method == Method::HEAD {
-        return blobs::finish(builder, Body::empty());
+    let mut response = if method == Method::HEAD {
+        blobs::finish(builder, Body::empty())
+    } else {
+        let (from, to) = (
+            patch.offset.saturating_add(start),
+            patch.offset.saturating_add(end),
+        );
+        blobs::respond_with_bytes(state, quilt, whole.as_ref(), builder, from, to).await
+    };
+    // A site's not-found page is a page: the error envelope must not replace it (a read that failed is still
+    // enveloped, since its status is not the style's).
+    if style.status != StatusCode::OK && response.status() == style.status {
+        response
+            .extensions_mut()
+            .insert(super::errors::BodyIsTheAnswer);
     }
-    let (from, to) = (
-        patch.offset.saturating_add(start),
-        patch.offset.saturating_add(end),
-    );
-    blobs::respond_with_bytes(state, quilt, whole.as_ref(), builder, from, to).await
+    response
 }
 
 #[cfg(test)]
