@@ -1,10 +1,12 @@
-//! The hot-blob cache: whole blobs this node recently read or wrote, kept in memory so the gateway serves a
-//! popular blob without asking k holders again.
+//! The hot-blob cache: whole blobs this node recently read or wrote, and the decoded segments readers ask for
+//! most (a popular range of a large blob: a video's start, a quilt's head), kept in memory so the gateway serves
+//! them without asking k holders again.
 //!
 //! A blob ID commits to every byte, so a cached blob can never go stale: it was verified when it was read (or
 //! encoded here when it was written), and nothing is checked again. The cache owns only memory, bounded by its
-//! byte budget; it evicts the least recently used blobs first and never holds one larger than an eighth of the
-//! budget, so one large read cannot flush everything that is hot.
+//! byte budget; it evicts the least recently used entries first and never holds one larger than an eighth of
+//! the budget, so one large read cannot flush everything that is hot. A segment comes in on its second request
+//! only, so one download of a large blob does not either.
 //!
 //! Beside it, [`CheckedSegments`] remembers which segments this node has already found consistently encoded
 //! (the re-encode check of a read), so a blob that is read again, or range by range, is not checked again.
@@ -19,8 +21,30 @@ use floe_protocol::{BlobId, BlobMetadata};
 /// What an entry costs besides the blob's bytes (its metadata, the maps' entries), a generous estimate.
 const ENTRY_OVERHEAD: u64 = 1024;
 
+/// What an entry is: a whole blob, or one decoded segment of a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Blob(BlobId),
+    Segment(BlobId, u64),
+}
+
+enum Value {
+    Blob(BlobBytes),
+    Segment(Bytes),
+}
+
+impl Value {
+    fn len(&self) -> u64 {
+        let len = match self {
+            Value::Blob(blob) => blob.bytes.len(),
+            Value::Segment(bytes) => bytes.len(),
+        };
+        u64::try_from(len).unwrap_or(u64::MAX)
+    }
+}
+
 struct Entry {
-    blob: BlobBytes,
+    value: Value,
     last_used: u64,
 }
 
@@ -37,13 +61,71 @@ pub struct BlobBytes {
     pub end_epoch: u64,
 }
 
+/// Segment requests counted before one is let in: a segment is cached on its second request, so a single scan
+/// through a large blob (a download) does not flush what many readers ask for.
+const ADMIT_SEGMENT_AFTER: u32 = 2;
+/// Segments whose requests are counted; beyond it the counts start over.
+const COUNTED_SEGMENTS: usize = 65_536;
+
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<BlobId, Entry>,
-    /// Use tick → blob, oldest first.
-    order: BTreeMap<u64, BlobId>,
+    entries: HashMap<Key, Entry>,
+    /// Use tick → entry, oldest first.
+    order: BTreeMap<u64, Key>,
     bytes: u64,
     tick: u64,
+    /// Requests of segments not cached, for admission.
+    requested: HashMap<(BlobId, u64), u32>,
+}
+
+impl Inner {
+    fn touch(&mut self, key: Key) -> Option<&Entry> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.entries.get_mut(&key)?;
+        let previous = std::mem::replace(&mut entry.last_used, tick);
+        self.order.remove(&previous);
+        self.order.insert(tick, key);
+        self.entries.get(&key)
+    }
+
+    fn remove(&mut self, key: Key) {
+        if let Some(gone) = self.entries.remove(&key) {
+            self.order.remove(&gone.last_used);
+            self.bytes = self
+                .bytes
+                .saturating_sub(gone.value.len().saturating_add(ENTRY_OVERHEAD));
+        }
+    }
+
+    /// Keeps `value` under `key`, evicting the least recently used entries to make room within `budget`.
+    fn insert(&mut self, key: Key, value: Value, budget: u64) {
+        let len = value.len().saturating_add(ENTRY_OVERHEAD);
+        if len > budget / 8 || self.entries.contains_key(&key) {
+            return;
+        }
+        while self.bytes.saturating_add(len) > budget {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(gone) = self.entries.remove(&oldest) {
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(gone.value.len().saturating_add(ENTRY_OVERHEAD));
+            }
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        self.order.insert(tick, key);
+        self.bytes = self.bytes.saturating_add(len);
+        self.entries.insert(
+            key,
+            Entry {
+                value,
+                last_used: tick,
+            },
+        );
+    }
 }
 
 /// The cache. Cheap to share behind an `Arc`; every method takes a short lock.
@@ -51,8 +133,14 @@ struct Inner {
 pub struct BlobCache {
     budget: u64,
     inner: Mutex<Inner>,
-    /// Gets served from the cache.
+    /// Gets served whole from the cache.
     pub hits: AtomicU64,
+    /// Segments a read took from the cache instead of the holders.
+    pub segment_hits: AtomicU64,
+    /// Segments a read had to fetch from the holders.
+    pub segment_misses: AtomicU64,
+    /// Bytes answered from the cache (whole blobs, ranges of them, and cached segments).
+    pub bytes_served: AtomicU64,
 }
 
 impl std::fmt::Debug for BlobCache {
@@ -64,7 +152,7 @@ impl std::fmt::Debug for BlobCache {
 }
 
 impl BlobCache {
-    /// A cache holding at most `budget` bytes of blobs (0 disables it).
+    /// A cache holding at most `budget` bytes of blobs and segments (0 disables it).
     pub fn new(budget: u64) -> Self {
         Self {
             budget,
@@ -72,77 +160,104 @@ impl BlobCache {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The whole blob with its metadata, if cached; counts a hit.
     pub fn get(&self, blob_id: &BlobId) -> Option<BlobBytes> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.tick += 1;
-        let tick = inner.tick;
-        let entry = inner.entries.get_mut(blob_id)?;
-        let previous = std::mem::replace(&mut entry.last_used, tick);
-        let found = entry.blob.clone();
-        inner.order.remove(&previous);
-        inner.order.insert(tick, *blob_id);
-        drop(inner);
+        let found = match &self.lock().touch(Key::Blob(*blob_id))?.value {
+            Value::Blob(blob) => blob.clone(),
+            Value::Segment(_) => return None,
+        };
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(found)
     }
 
-    /// Keeps a whole, verified blob, evicting the least recently used ones to make room.
+    /// Keeps a whole, verified blob, evicting the least recently used entries to make room.
     pub fn insert(&self, blob: &BlobBytes) {
-        let metadata = &blob.metadata;
         let blob_len = u64::try_from(blob.bytes.len()).unwrap_or(u64::MAX);
-        if Some(blob_len) != Some(metadata.params().blob_length()) {
+        if Some(blob_len) != Some(blob.metadata.params().blob_length()) {
             return;
         }
-        // Charged with its metadata and bookkeeping, so empty blobs cannot fill the cache for free.
-        let len = blob_len.saturating_add(ENTRY_OVERHEAD);
-        if len > self.budget / 8 {
+        let key = Key::Blob(blob.metadata.blob_id());
+        self.lock()
+            .insert(key, Value::Blob(blob.clone()), self.budget);
+    }
+
+    /// Segment `segment` of a blob, decoded, if cached; counts the request either way (for admission) and a hit
+    /// or a miss.
+    pub fn segment(&self, blob_id: &BlobId, segment: u64) -> Option<Bytes> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.touch(Key::Segment(*blob_id, segment))
+            && let Value::Segment(bytes) = &entry.value
+        {
+            let bytes = bytes.clone();
+            drop(inner);
+            self.segment_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(bytes);
+        }
+        if inner.requested.len() >= COUNTED_SEGMENTS {
+            inner.requested.clear();
+        }
+        let count = inner.requested.entry((*blob_id, segment)).or_insert(0);
+        *count = count.saturating_add(1);
+        drop(inner);
+        self.segment_misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Whether segment `segment` of a blob is cached (no request is counted).
+    pub fn has_segment(&self, blob_id: &BlobId, segment: u64) -> bool {
+        self.lock()
+            .entries
+            .contains_key(&Key::Segment(*blob_id, segment))
+    }
+
+    /// Offers a decoded, verified segment: kept if it has been asked for often enough (see
+    /// [`ADMIT_SEGMENT_AFTER`]) and fits.
+    pub fn offer_segment(&self, blob_id: &BlobId, segment: u64, bytes: &Bytes) {
+        let mut inner = self.lock();
+        let asked = inner
+            .requested
+            .get(&(*blob_id, segment))
+            .copied()
+            .unwrap_or(0);
+        if asked < ADMIT_SEGMENT_AFTER {
             return;
         }
-        let blob_id = metadata.blob_id();
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.entries.contains_key(&blob_id) {
-            return;
-        }
-        while inner.bytes.saturating_add(len) > self.budget {
-            let Some((_, oldest)) = inner.order.pop_first() else {
-                break;
-            };
-            if let Some(gone) = inner.entries.remove(&oldest) {
-                let gone = u64::try_from(gone.blob.bytes.len())
-                    .unwrap_or(0)
-                    .saturating_add(ENTRY_OVERHEAD);
-                inner.bytes = inner.bytes.saturating_sub(gone);
-            }
-        }
-        inner.tick += 1;
-        let tick = inner.tick;
-        inner.order.insert(tick, blob_id);
-        inner.bytes = inner.bytes.saturating_add(len);
-        inner.entries.insert(
-            blob_id,
-            Entry {
-                blob: blob.clone(),
-                last_used: tick,
-            },
+        inner.requested.remove(&(*blob_id, segment));
+        inner.insert(
+            Key::Segment(*blob_id, segment),
+            Value::Segment(bytes.clone()),
+            self.budget,
         );
     }
 
-    /// Forgets a blob (it was deleted): the next get asks the holders, whose records say so.
+    /// Counts bytes answered from the cache.
+    pub fn served(&self, bytes: usize) {
+        self.bytes_served
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Forgets a blob and its segments (it was deleted): the next get asks the holders, whose records say so.
     pub fn remove(&self, blob_id: &BlobId) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(gone) = inner.entries.remove(blob_id) {
-            inner.order.remove(&gone.last_used);
-            let len = u64::try_from(gone.blob.bytes.len())
-                .unwrap_or(0)
-                .saturating_add(ENTRY_OVERHEAD);
-            inner.bytes = inner.bytes.saturating_sub(len);
+        let mut inner = self.lock();
+        inner.remove(Key::Blob(*blob_id));
+        let segments: Vec<Key> = inner
+            .entries
+            .keys()
+            .filter(|k| matches!(k, Key::Segment(id, _) if id == blob_id))
+            .copied()
+            .collect();
+        for key in segments {
+            inner.remove(key);
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+        self.lock().bytes
     }
 }
 
@@ -274,6 +389,38 @@ mod tests {
             bytes: Bytes::from(data),
             end_epoch: floe_protocol::lifetime::FOREVER,
         }
+    }
+
+    #[test]
+    fn segments_come_in_on_their_second_request_and_go_with_their_blob() {
+        let cache = BlobCache::new(8 * (1000 + ENTRY_OVERHEAD));
+        let id = blob(1, 10).metadata.blob_id();
+        let bytes = Bytes::from(vec![7u8; 1000]);
+        // Asked once: not kept.
+        assert!(cache.segment(&id, 3).is_none());
+        cache.offer_segment(&id, 3, &bytes);
+        assert!(!cache.has_segment(&id, 3));
+        // Asked again: kept, and the next request is a hit.
+        assert!(cache.segment(&id, 3).is_none());
+        cache.offer_segment(&id, 3, &bytes);
+        assert!(cache.has_segment(&id, 3));
+        assert_eq!(cache.segment(&id, 3), Some(bytes.clone()));
+        assert_eq!(cache.segment_hits.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.segment_misses.load(Ordering::Relaxed), 2);
+        // Segments share the budget and the order with whole blobs.
+        for seed in 20..28 {
+            cache.insert(&blob(seed, 1000));
+        }
+        assert!(!cache.has_segment(&id, 3), "the oldest entry goes first");
+        assert!(cache.bytes() <= 8 * (1000 + ENTRY_OVERHEAD));
+        // A deleted blob's segments go with it.
+        for _ in 0..2 {
+            cache.segment(&id, 4);
+        }
+        cache.offer_segment(&id, 4, &bytes);
+        assert!(cache.has_segment(&id, 4));
+        cache.remove(&id);
+        assert!(!cache.has_segment(&id, 4));
     }
 
     #[test]

@@ -259,7 +259,8 @@ fn a_site_sized_quilt_stores_in_one_put_and_every_patch_reads_back() {
 
 #[test]
 fn a_large_quilt_is_read_by_its_head_and_the_patch_range() {
-    let swarm = TestSwarm::start(3);
+    // A cache large enough for one of the quilt's two segments (about 8.5 MiB each; an entry may take an eighth).
+    let swarm = TestSwarm::start_with(3, &["--cache-size", "128MiB"]);
     let big = blob(17 << 20, 3);
     let small = b"tiny".to_vec();
     let body = multipart(&[
@@ -280,6 +281,23 @@ fn a_large_quilt_is_read_by_its_head_and_the_patch_range() {
     assert_eq!(status, 200);
     assert_eq!(bytes, small);
     assert_eq!(header(&headers, "content-type"), Some("text/plain"));
+    // The small patch lies in the quilt's second segment: asked for again, that segment comes into the node's
+    // cache, and the third read takes it from there.
+    for _ in 0..2 {
+        let (_, _, again) = fetch(
+            &swarm.nodes[1],
+            &format!("/v1/blobs/by-quilt-id/{quilt}/small.txt"),
+            &[],
+        );
+        assert_eq!(again, small);
+    }
+    assert!(
+        metric(&swarm.nodes[1], "floe_cache_segment_hits_total") >= 1,
+        "misses {} cache bytes {}",
+        metric(&swarm.nodes[1], "floe_cache_segment_misses_total"),
+        metric(&swarm.nodes[1], "floe_cache_bytes")
+    );
+    assert!(metric(&swarm.nodes[1], "floe_cache_bytes_served_total") >= small.len() as u64);
     let (status, _, bytes) = fetch(
         &swarm.nodes[2],
         &format!("/v1/blobs/by-quilt-id/{quilt}/big.bin"),

@@ -422,6 +422,7 @@ pub(super) async fn respond_with_bytes(
         && let (Ok(s), Ok(e)) = (usize::try_from(start), usize::try_from(end))
         && let Some(bytes) = blob.bytes.get(s..e)
     {
+        state.node.cache().served(bytes.len());
         return finish(builder, Body::from(blob.bytes.slice_ref(bytes)));
     }
     // Large ranges stream round by round (memory stays at a few segments); small ones are read whole, which

@@ -55,8 +55,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             state.node.cache().hits.load(Ordering::Relaxed),
         ),
         (
+            "floe_cache_segment_hits_total",
+            "segments reads took from the cache instead of the holders",
+            state.node.cache().segment_hits.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_cache_segment_misses_total",
+            "segments reads fetched from the holders (hit rate: hits / (hits + misses))",
+            state.node.cache().segment_misses.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_cache_bytes_served_total",
+            "bytes answered from the cache: whole blobs, ranges of them, and cached segments",
+            state.node.cache().bytes_served.load(Ordering::Relaxed),
+        ),
+        (
             "floe_cache_bytes",
-            "bytes of blobs in the hot-blob cache",
+            "bytes of blobs and segments in the hot-blob cache",
             state.node.cache().bytes(),
         ),
         (

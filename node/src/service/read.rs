@@ -138,7 +138,13 @@ impl Node {
         let started = Instant::now();
         // A cached blob past its end epoch is not served from memory: the holders' records say it expired.
         let result = match self.cached(blob_id) {
-            Some(blob) => slice_cached(blob, range),
+            Some(blob) => {
+                let sliced = slice_cached(blob, range);
+                if let Ok(blob) = &sliced {
+                    self.inner.cache.served(blob.bytes.len());
+                }
+                sliced
+            }
             None => {
                 let result = self.get_inner(blob_id, range).await;
                 if let Ok(blob) = &result
@@ -271,8 +277,33 @@ impl Node {
         let segments = params.segments_for_range(start, end);
         let mut decoder = Some(self.inner.decoders.take(params));
         let mut first = segments.start;
+        // The part of `segment`'s bytes that lies in [start, end).
+        let part = |segment: u64, bytes: &Bytes| {
+            let offset = params.segment_offset(segment);
+            let from = usize::try_from(start.saturating_sub(offset)).unwrap_or(0);
+            let to = usize::try_from((end - offset).min(u64::try_from(bytes.len()).unwrap_or(0)))
+                .unwrap_or(0);
+            bytes.slice(from.min(to)..to)
+        };
         'rounds: while first < segments.end {
-            let count = (segments.end - first).min(SEGMENTS_PER_ROUND);
+            // A segment this node keeps decoded goes out without asking anyone (`cache::BlobCache::segment`).
+            if let Some(bytes) = self.inner.cache.segment(blob_id, first) {
+                let chunk = part(first, &bytes);
+                self.inner.cache.served(chunk.len());
+                if tx.send(chunk).await.is_err() {
+                    break 'rounds;
+                }
+                first += 1;
+                continue;
+            }
+            // Then a round of the segments up to the next cached one.
+            let mut count = 1;
+            while count < SEGMENTS_PER_ROUND
+                && first + count < segments.end
+                && !self.inner.cache.has_segment(blob_id, first + count)
+            {
+                count += 1;
+            }
             let round_started = Instant::now();
             let slivers = self
                 .fetch_segments(blob_id, &placement, params, first, count)
@@ -341,12 +372,9 @@ impl Node {
                 other => GetError::Internal(other.to_string()),
             })?;
             for (segment, bytes) in decoded {
-                let offset = params.segment_offset(segment);
-                let from = usize::try_from(start.saturating_sub(offset)).unwrap_or(0);
-                let to =
-                    usize::try_from((end - offset).min(u64::try_from(bytes.len()).unwrap_or(0)))
-                        .unwrap_or(0);
-                let chunk = Bytes::from(bytes).slice(from.min(to)..to);
+                let bytes = Bytes::from(bytes);
+                self.inner.cache.offer_segment(blob_id, segment, &bytes);
+                let chunk = part(segment, &bytes);
                 if tx.send(chunk).await.is_err() {
                     break 'rounds; // the reader is gone
                 }
