@@ -524,7 +524,10 @@ pub fn get_error(e: GetError) -> Response {
         GetError::NotFound(_) | GetError::Expired { .. } | GetError::Deleted(_) => {
             error(StatusCode::NOT_FOUND, e)
         }
-        GetError::NotEnoughSlivers { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        GetError::NotEnoughSlivers { .. } | GetError::SliverUnavailable { .. } => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e)
+        }
+        GetError::SliverRange { .. } => error(StatusCode::BAD_REQUEST, e),
         GetError::Inconsistent(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         GetError::Range { .. } => error(StatusCode::RANGE_NOT_SATISFIABLE, e),
         GetError::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, e),

@@ -18,6 +18,7 @@ mod metrics;
 mod quilts;
 pub mod serve;
 mod sites;
+mod verifiable;
 pub mod walrus;
 
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/blobs/{blobId}", &["GET", "HEAD", "DELETE"]),
     ("/v1/blobs/{blobId}/byte-range", &["GET", "HEAD"]),
     ("/v1/blobs/{blobId}/status", &["GET"]),
+    ("/v1/blobs/{blobId}/metadata", &["GET"]),
+    ("/v1/blobs/{blobId}/slivers/{index}", &["GET"]),
     ("/v1/blobs/by-object-id/{objectId}", &["GET", "HEAD"]),
     ("/v1/quilts", &["PUT"]),
     ("/v1/quilts/{quiltId}/patches", &["GET"]),
@@ -109,6 +112,8 @@ fn handlers(path: &str) -> Option<MethodRouter<AppState>> {
         "/v1/blobs/{blobId}" => get(blobs::get_blob).delete(deletion::delete_blob),
         "/v1/blobs/{blobId}/byte-range" => get(blobs::get_byte_range),
         "/v1/blobs/{blobId}/status" => get(blobs::blob_status),
+        "/v1/blobs/{blobId}/metadata" => get(verifiable::metadata),
+        "/v1/blobs/{blobId}/slivers/{index}" => get(verifiable::slivers),
         "/v1/blobs/by-object-id/{objectId}" => get(blobs::get_by_object_id),
         "/v1/quilts" => put(quilts::put_quilt),
         "/v1/quilts/{quiltId}/patches" => get(quilts::list_patches),

@@ -53,6 +53,9 @@ pub use lifetimes::{EpochsAsked, LifetimeConfig};
 use crate::net::{Inbound, NetClient, PeerView};
 use crate::store::{HolderRecord, Store};
 
+/// Most segments of one sliver index a reader may ask for at once (`Node::slivers_for_reader`).
+pub const MAX_SLIVERS_PER_ASK: u64 = 64;
+
 /// Inbound requests handled at once; beyond that the network answers "busy".
 const MAX_CONCURRENT_INBOUND: usize = 64;
 
@@ -324,6 +327,30 @@ pub enum GetError {
         len: u64,
         /// The limit.
         max: u64,
+    },
+    /// A sliver index or segment range the blob does not have, or more segments than one ask may take.
+    #[error(
+        "sliver index {index} of segments {first}..{first}+{count}: the blob has {shards} sliver indexes and {segments} segments, and one request takes 1 to 64 segments"
+    )]
+    SliverRange {
+        /// Index asked.
+        index: u16,
+        /// First segment asked.
+        first: u64,
+        /// Segments asked.
+        count: u64,
+        /// n.
+        shards: u16,
+        /// Segments of the blob.
+        segments: u64,
+    },
+    /// The holder of a sliver index did not answer with it (down, or lost it): another index will do.
+    #[error(
+        "the holder of sliver index {index} did not give it; ask for another index (any k of n rebuild the blob)"
+    )]
+    SliverUnavailable {
+        /// The index.
+        index: u16,
     },
     /// Too many streamed reads at once; try again later.
     #[error("this node is serving {0} streamed reads already; try again shortly")]

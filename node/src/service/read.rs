@@ -526,6 +526,55 @@ impl Node {
         }
     }
 
+    /// Sliver `index` of segments `[first, first + count)` of a blob, verified against its ID, for a reader that
+    /// verifies them again itself (`GET /v1/blobs/{id}/slivers/{index}`): from the index's holder (or this
+    /// node's store). At most [`MAX_SLIVERS_PER_ASK`] segments and `max_get` bytes.
+    pub async fn slivers_for_reader(
+        &self,
+        blob_id: &BlobId,
+        index: u16,
+        first: u64,
+        count: u64,
+    ) -> Result<(BlobMetadata, Vec<Sliver>), GetError> {
+        let (metadata, record) = self.find_metadata(blob_id).await?;
+        let params = *metadata.params();
+        let segments = params.segment_count();
+        let end = first
+            .checked_add(count)
+            .filter(|&end| end <= segments && count > 0);
+        let Some(end) = end.filter(|_| index < params.shards() && count <= MAX_SLIVERS_PER_ASK)
+        else {
+            return Err(GetError::SliverRange {
+                index,
+                first,
+                count,
+                shards: params.shards(),
+                segments,
+            });
+        };
+        let bytes: u64 = (first..end)
+            .map(|s| u64::try_from(params.sliver_len(s).unwrap_or(0)).unwrap_or(u64::MAX))
+            .sum();
+        if bytes > self.inner.max_get {
+            return Err(GetError::TooLarge {
+                len: bytes,
+                max: self.inner.max_get,
+            });
+        }
+        let holder = record
+            .holders
+            .get(usize::from(index))
+            .ok_or(GetError::NotFound(*blob_id))?;
+        let slivers = self
+            .fetch_index(holder, blob_id, index, &params, first, count)
+            .await
+            .ok_or(GetError::SliverUnavailable { index })?;
+        Ok((
+            metadata,
+            slivers.into_iter().map(|v| v.sliver().clone()).collect(),
+        ))
+    }
+
     /// Fetches and verifies sliver `index` of segments `[first, first + count)` from `peer` (or the local store),
     /// in requests that each fit one network message; `None` if anything is missing or invalid.
     pub(crate) async fn fetch_index(
