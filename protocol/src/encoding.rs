@@ -8,6 +8,7 @@
 //! sliver of the segment and for both codecs. Source slivers carry the segment zero-padded to `k · sliver_len`.
 
 use crate::copy;
+#[cfg(feature = "novelpoly")]
 use reed_solomon_novelpoly::WrappedShard;
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
@@ -333,6 +334,7 @@ fn simd_error(error: reed_solomon_simd::Error) -> CodecError {
     }
 }
 
+#[cfg(feature = "novelpoly")]
 fn novelpoly_error(error: reed_solomon_novelpoly::Error) -> CodecError {
     CodecError::Library {
         encoding: EncodingType::NovelPoly.name(),
@@ -434,22 +436,7 @@ impl Codec {
                     copy::extend(sliver, recovery);
                 }
             }
-            EncodingType::NovelPoly => {
-                let code = self.novelpoly()?;
-                let padded;
-                // novelpoly refuses empty input; an empty segment encodes as k·2 zero bytes (the same slivers
-                // the size rule gives).
-                let input = if data.is_empty() {
-                    padded = vec![0u8; k * sliver_len];
-                    &padded[..]
-                } else {
-                    data
-                };
-                let shards: Vec<WrappedShard> = code.encode(input).map_err(novelpoly_error)?;
-                for (sliver, shard) in slivers.iter_mut().zip(shards) {
-                    *sliver = shard.into_inner();
-                }
-            }
+            EncodingType::NovelPoly => self.novelpoly_encode(data, k, sliver_len, slivers)?,
         }
         if slivers.iter().any(|sliver| sliver.len() != sliver_len) {
             return Err(CodecError::Library {
@@ -460,6 +447,7 @@ impl Codec {
         Ok(())
     }
 
+    #[cfg(feature = "novelpoly")]
     fn novelpoly(&self) -> Result<reed_solomon_novelpoly::ReedSolomon, CodecError> {
         let params = reed_solomon_novelpoly::CodeParams::derive_parameters(
             usize::from(self.params.shards),
@@ -467,6 +455,81 @@ impl Codec {
         )
         .map_err(novelpoly_error)?;
         Ok(params.make_encoder())
+    }
+
+    #[cfg(feature = "novelpoly")]
+    fn novelpoly_encode(
+        &self,
+        data: &[u8],
+        k: usize,
+        sliver_len: usize,
+        slivers: &mut [Vec<u8>],
+    ) -> Result<(), CodecError> {
+        let code = self.novelpoly()?;
+        let padded;
+        // novelpoly refuses empty input; an empty segment encodes as k·2 zero bytes (the same slivers the size
+        // rule gives).
+        let input = if data.is_empty() {
+            padded = vec![0u8; k * sliver_len];
+            &padded[..]
+        } else {
+            data
+        };
+        let shards: Vec<WrappedShard> = code.encode(input).map_err(novelpoly_error)?;
+        for (sliver, shard) in slivers.iter_mut().zip(shards) {
+            *sliver = shard.into_inner();
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "novelpoly")]
+    fn novelpoly_decode(
+        &self,
+        by_index: &[Option<&[u8]>],
+        n: usize,
+        k: usize,
+    ) -> Result<Vec<u8>, CodecError> {
+        let code = self.novelpoly()?;
+        let mut received: Vec<Option<WrappedShard>> = vec![None; n];
+        let mut added = 0;
+        for (slot, data) in received.iter_mut().zip(by_index) {
+            if let (Some(data), true) = (data, added < k) {
+                *slot = Some(WrappedShard::new(data.to_vec()));
+                added += 1;
+            }
+        }
+        code.reconstruct(received).map_err(novelpoly_error)
+    }
+
+    /// Without the `novelpoly` feature (the browser verifier's build: its library does not build for
+    /// WebAssembly), novelpoly blobs cannot be encoded or decoded here.
+    #[cfg(not(feature = "novelpoly"))]
+    fn novelpoly_encode(
+        &self,
+        _: &[u8],
+        _: usize,
+        _: usize,
+        _: &mut [Vec<u8>],
+    ) -> Result<(), CodecError> {
+        Err(Self::novelpoly_missing())
+    }
+
+    #[cfg(not(feature = "novelpoly"))]
+    fn novelpoly_decode(
+        &self,
+        _: &[Option<&[u8]>],
+        _: usize,
+        _: usize,
+    ) -> Result<Vec<u8>, CodecError> {
+        Err(Self::novelpoly_missing())
+    }
+
+    #[cfg(not(feature = "novelpoly"))]
+    fn novelpoly_missing() -> CodecError {
+        CodecError::Library {
+            encoding: EncodingType::NovelPoly.name(),
+            message: "this build has no novelpoly codec (the novelpoly feature is off)".to_owned(),
+        }
     }
 
     /// Rebuilds segment `segment` from slivers given as (index, bytes). Indexes must be distinct and below n,
@@ -563,18 +626,7 @@ impl Codec {
                 }
                 out
             }
-            EncodingType::NovelPoly => {
-                let code = self.novelpoly()?;
-                let mut received: Vec<Option<WrappedShard>> = vec![None; n];
-                let mut added = 0;
-                for (slot, data) in received.iter_mut().zip(&by_index) {
-                    if let (Some(data), true) = (data, added < k) {
-                        *slot = Some(WrappedShard::new(data.to_vec()));
-                        added += 1;
-                    }
-                }
-                code.reconstruct(received).map_err(novelpoly_error)?
-            }
+            EncodingType::NovelPoly => self.novelpoly_decode(&by_index, n, k)?,
         };
         if out.len() < segment_len {
             return Err(CodecError::Library {
