@@ -170,6 +170,20 @@ printf '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect wid
 printf '<!doctype html><p id="missing">not here</p>\n' > "$work/site/404.html"
 printf '{"notFound": "/404.html"}\n' > "$work/site/floe-site.json"
 cp "$dir/clip.webm" "$work/site/media/clip.webm"
+# The verifier (verifier/, WebAssembly) and a page that reads a blob with it, published with the site.
+if ! rustup target list --installed 2> /dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "browser test: adding the wasm32-unknown-unknown target with rustup" >&2
+  rustup target add wasm32-unknown-unknown > /dev/null || fail "rustup target add wasm32-unknown-unknown failed"
+fi
+cargo build --quiet --release -p floe-verifier --target wasm32-unknown-unknown \
+  || fail "building floe-verifier for wasm32-unknown-unknown failed"
+cp target/wasm32-unknown-unknown/release/floe_verifier.wasm verifier/js/floe-verify.mjs "$dir/verify.html" \
+  "$work/site/"
+clip_sha256=$(sha256sum "$dir/clip.webm" | cut -d' ' -f1)
+# 16 MiB of random bytes, for the verifier's throughput in the browser.
+head -c $((16 << 20)) /dev/urandom > "$work/big.bin"
+big_id=$(put "$work/big.bin" application/octet-stream "${gateways[1]}")
+big_sha256=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 published=$("$floe" --json site publish "$work/site" --gateway "${gateways[0]}" 2> "$work/site.err") \
   || fail "floe site publish failed: $(cat "$work/site.err") $published"
 site_id=$(printf '%s' "$published" | json siteId) || fail "floe site publish printed no site ID: $published"
@@ -183,6 +197,6 @@ echo "browser test: published site $site_id ($site_files files), own origin $sit
 args=()
 for gateway in "${gateways[@]}"; do args+=(--gateway "$gateway"); done
 timeout -k 5 150 node "$dir/test.mjs" "${args[@]}" --text-id "$text_id" --text-file "$work/text.txt" \
-  --clip-id "$clip_id" --site-id "$site_id" --site-origin "$site_origin" --artifacts "$work/artifacts" &
+  --clip-id "$clip_id" --site-id "$site_id" --site-origin "$site_origin" --clip-sha256 "$clip_sha256" --big-id "$big_id" --big-sha256 "$big_sha256" --artifacts "$work/artifacts" &
 tester=$!
 wait "$tester"

@@ -6,7 +6,9 @@
 // whole and by Range, and can read Content-Range and ETag (CORS); (4) a <video> on that page plays the WebM clip
 // straight from the gateway and seeks to 2 s; (5) a site published with `floe site publish` loads from a node that
 // did not publish it: every file with its media type, its script runs, its image shows, its video seeks, its
-// not-found page answers 404, and a second visit comes from the browser's cache (or 304).
+// not-found page answers 404, and a second visit comes from the browser's cache (or 304); (6) a page of that
+// site reads the clip with the WebAssembly verifier through a gateway that lies (flipped bytes in slivers and
+// metadata) and honest ones, and gets the exact bytes; through the liar alone it gets an error.
 // Prints one line per check, then `browser: N passed, M failed`.
 import http from 'node:http';
 import fs from 'node:fs';
@@ -25,11 +27,15 @@ const { values: opt } = parseArgs({
     'clip-id': { type: 'string' },
     'site-id': { type: 'string' },
     'site-origin': { type: 'string' },
+    'clip-sha256': { type: 'string' },
+    'big-id': { type: 'string' },
+    'big-sha256': { type: 'string' },
     artifacts: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
 });
-for (const k of ['gateway', 'text-id', 'text-file', 'clip-id', 'site-id', 'site-origin']) {
+for (const k of ['gateway', 'text-id', 'text-file', 'clip-id', 'site-id', 'site-origin', 'clip-sha256', 'big-id',
+  'big-sha256']) {
   if (!opt[k]) {
     console.error(`test.mjs: --${k} is required (see the comment at the top of the file)`);
     process.exit(2);
@@ -49,7 +55,7 @@ let browser;
 let otherOrigin;
 
 function notRun() {
-  while (results.length < 5) {
+  while (results.length < 6) {
     console.log(`FAIL ${results.length + 1} not run`);
     results.push({ ok: false });
   }
@@ -341,6 +347,7 @@ async function main() {
     }
   });
   await checkSite(context, newPage);
+  await checkVerifier(newPage);
 }
 
 /// (5) The site, from node 3 (node 0 published it).
@@ -424,6 +431,64 @@ async function checkSite(context, newPage) {
       return `origin ${got.origin}, script ran, logo 40 px, video seeked to ${got.seekedAt.toFixed(2)} s; second visit: ${how.join(', ')}`;
     } finally {
       await page.close();
+    }
+  });
+}
+
+/// A gateway that lies: forwards to `upstream` and flips a byte in every sliver answer and in the metadata's first
+/// segment root. Answers reads from any origin, as a gateway does.
+async function startLiar(upstream) {
+  const server = http.createServer(async (req, res) => {
+    try {
+      const got = await fetch(upstream + req.url);
+      let body = Buffer.from(await got.arrayBuffer());
+      if (req.url.includes('/slivers/') && body.length > 0) {
+        body[body.length >> 1] ^= 0x01;
+      } else if (req.url.endsWith('/metadata') && got.ok) {
+        const meta = JSON.parse(body.toString());
+        meta.segmentRoots[0] = (meta.segmentRoots[0][0] === '0' ? '1' : '0') + meta.segmentRoots[0].slice(1);
+        body = Buffer.from(JSON.stringify(meta));
+      }
+      res.writeHead(got.status, { 'content-type': got.headers.get('content-type') || 'application/octet-stream',
+        'access-control-allow-origin': '*' });
+      res.end(body);
+    } catch (e) {
+      res.writeHead(502, { 'access-control-allow-origin': '*' });
+      res.end(String(e));
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+/// (6) A page of the site verifies the clip through a liar and honest gateways.
+async function checkVerifier(newPage) {
+  await check(6, 'a site page reads the clip with the WebAssembly verifier through a lying gateway', async () => {
+    const liar = await startLiar(gw(0));
+    const page = await newPage('verifier');
+    try {
+      await page.goto(siteOrigin + 'verify.html', { waitUntil: 'load' });
+      await page.waitForFunction(() => document.getElementById('state')?.textContent === 'ready');
+      const honest = await page.evaluate(([gateways, id]) => window.verify(gateways, id),
+        [[liar.url, gw(1), gw(2), gw(3)], clipId]);
+      assert(honest.ok, `the verified read failed: ${honest.error}`);
+      assert(honest.sha256 === opt['clip-sha256'], `the verified read returned other bytes (sha256 ${honest.sha256})`);
+      assert(honest.report.rejected >= 1, 'no sliver from the liar was refused');
+      assert(honest.report.metadataRefused === 1, `the liar's metadata was refused ${honest.report.metadataRefused} times`);
+      const lied = await page.evaluate(([gateways, id]) => window.verify(gateways, id), [[liar.url], clipId]);
+      assert(!lied.ok, 'a read through the liar alone returned bytes');
+      // 16 MiB, for the throughput.
+      const big = await page.evaluate(([gateways, id]) => window.verify(gateways, id),
+        [[liar.url, gw(1), gw(2), gw(3)], opt['big-id']]);
+      assert(big.ok, `the verified read of 16 MiB failed: ${big.error}`);
+      assert(big.sha256 === opt['big-sha256'], 'the verified read of 16 MiB returned other bytes');
+      return `clip: ${honest.length} bytes exact, ${honest.report.rejected} sliver(s) and the liar's metadata refused; `
+        + `16 MiB: exact in ${big.seconds.toFixed(2)} s (${(big.length / 1e6 / big.seconds).toFixed(1)} MB/s, `
+        + `${big.report.rejected} refused); the liar alone: ${lied.error}`;
+    } finally {
+      await page.close();
+      liar.server.close();
+      liar.server.closeAllConnections?.();
     }
   });
 }
