@@ -343,24 +343,9 @@ async fn serve_blob(
         return response;
     }
     let len = metadata.params().blob_length();
-    let range = match headers
-        .get(header::RANGE)
-        .filter(|_| http_cache::range_applies(headers, &etag))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| http_cache::parse_range(v, len))
-    {
-        Some(Ok(range)) => Some(range),
-        Some(Err(())) => {
-            let mut response = error(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                format!("the blob has {len} bytes"),
-            );
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return response;
-        }
-        None => None,
+    let range = match requested_range(headers, &etag, len, "blob") {
+        Ok(range) => range,
+        Err(response) => return *response,
     };
     let (start, end) = range.unwrap_or((0, len));
     let mut builder = blob_headers(Response::builder(), &label, &etag)
@@ -375,6 +360,35 @@ async fn serve_blob(
         return finish(builder, Body::empty());
     }
     respond_with_bytes(state, blob_id, cached.as_ref(), builder, start, end).await
+}
+
+/// The one range a request's `Range` asks for within `len` bytes (`None`: all of them, or an `If-Range` that does
+/// not match `etag`); a 416 that names the `what`'s size when it lies outside.
+pub(super) fn requested_range(
+    headers: &HeaderMap,
+    etag: &str,
+    len: u64,
+    what: &str,
+) -> Result<Option<(u64, u64)>, Box<Response>> {
+    match headers
+        .get(header::RANGE)
+        .filter(|_| http_cache::range_applies(headers, etag))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| http_cache::parse_range(v, len))
+    {
+        Some(Ok(range)) => Ok(Some(range)),
+        Some(Err(())) => {
+            let mut response = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the {what} has {len} bytes"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            Err(Box::new(response))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The answer a request's preconditions call for instead of the bytes, if any: 304 with the validators a 200

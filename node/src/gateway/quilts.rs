@@ -21,7 +21,6 @@ use floe_protocol::quilt::{self, NewPatch, Patch, PatchId};
 use super::AppState;
 use super::blobs::{self, BLOB_CSP, CACHE_CONTROL};
 use super::errors::error;
-use super::http_cache;
 use super::walrus;
 use crate::service::PutOptions;
 
@@ -457,24 +456,14 @@ pub(super) async fn serve_patch(
         return response;
     }
     let len = patch.length;
-    let range = match headers
-        .get(header::RANGE)
-        .filter(|_| style.status == StatusCode::OK && http_cache::range_applies(headers, &etag))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| http_cache::parse_range(v, len))
-    {
-        Some(Ok(range)) => Some(range),
-        Some(Err(())) => {
-            let mut response = error(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                format!("the patch has {len} bytes"),
-            );
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return response;
+    // A not-found page is answered whole.
+    let range = if style.status == StatusCode::OK {
+        match blobs::requested_range(headers, &etag, len, "patch") {
+            Ok(range) => range,
+            Err(response) => return *response,
         }
-        None => None,
+    } else {
+        None
     };
     let (start, end) = range.unwrap_or((0, len));
     let mut builder = Response::builder()
