@@ -160,6 +160,19 @@ pub(crate) fn gateway_error(status: u16, body: &str) -> ClientError {
     }
 }
 
+/// A gateway's JSON answer: the parsed body of a 200, else the gateway's error.
+pub(crate) fn json_answer(
+    url: &str,
+    response: &mut ureq::http::Response<ureq::Body>,
+) -> Result<Value, ClientError> {
+    let status = response.status().as_u16();
+    let body = read_answer(url, response)?;
+    if status != 200 {
+        return Err(gateway_error(status, &body));
+    }
+    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
+}
+
 pub(crate) fn read_answer(
     url: &str,
     response: &mut ureq::http::Response<ureq::Body>,
@@ -401,12 +414,7 @@ pub fn put(
         url: url.clone(),
         source: Box::new(e),
     })?;
-    let status = response.status().as_u16();
-    let body = read_answer(&url, &mut response)?;
-    if status != 200 {
-        return Err(gateway_error(status, &body));
-    }
-    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    json_answer(&url, &mut response)
 }
 
 /// The blob ID in a put answer (`newlyCreated.blobObject.blobId` or `alreadyCertified.blobId`).
@@ -595,12 +603,7 @@ pub fn status(gateway: &str, blob_id: &str) -> Result<Value, ClientError> {
             url: url.clone(),
             source: Box::new(e),
         })?;
-    let status = response.status().as_u16();
-    let body = read_answer(&url, &mut response)?;
-    if status != 200 {
-        return Err(gateway_error(status, &body));
-    }
-    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    json_answer(&url, &mut response)
 }
 
 /// Deletes this writer's claim on a blob with its deletion token; returns the gateway's JSON answer.
@@ -622,12 +625,7 @@ pub fn delete(gateway: &str, blob_id: &str, token: &str) -> Result<Value, Client
             url: url.clone(),
             source: Box::new(e),
         })?;
-    let status = response.status().as_u16();
-    let body = read_answer(&url, &mut response)?;
-    if status != 200 {
-        return Err(gateway_error(status, &body));
-    }
-    serde_json::from_str(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    json_answer(&url, &mut response)
 }
 
 /// Writes `value` to standard output, pretty.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::client::{ClientError, PutParams, agent, gateway_error, gateway_url, read_answer};
+use crate::client::{ClientError, PutParams, agent, gateway_url, json_answer};
 use crate::site::{self, SiteConfig};
 use floe_protocol::quilt;
 
@@ -102,12 +102,7 @@ fn send(url: &str, content_type: &str, body: &[u8]) -> Result<Value, ClientError
             url: url.to_owned(),
             source: Box::new(e),
         })?;
-    let status = response.status().as_u16();
-    let text = read_answer(url, &mut response)?;
-    if status != 200 {
-        return Err(gateway_error(status, &text));
-    }
-    serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    json_answer(url, &mut response)
 }
 
 /// The stored blob's ID and deletion token in a Walrus store answer.
