@@ -24,6 +24,7 @@ pub mod keyspace;
 pub mod lifetime;
 pub mod merkle;
 pub mod metadata;
+pub mod name;
 pub mod placement;
 pub mod quilt;
 pub mod read;
