@@ -94,6 +94,7 @@ fn is_shared(path: &str) -> bool {
         || path == "/v1/quilts"
         || path.starts_with("/v1/quilts/")
         || path.starts_with("/v1/sites/")
+        || path.starts_with("/v1/names/")
 }
 
 /// An origin as browsers send it: lower case, without the scheme's default port.

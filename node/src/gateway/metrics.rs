@@ -235,6 +235,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.deletions_passed_on),
         ),
         (
+            "floe_names_kept_total",
+            "name records this node started keeping (new names and moves)",
+            load(&m.names_kept),
+        ),
+        (
+            "floe_names_passed_on_total",
+            "name records passed on to a peer of the name's neighbourhood that confirmed it",
+            load(&m.names_passed_on),
+        ),
+        (
             "floe_blobs_expiring_soon",
             "blobs held here within two epochs of their end epoch",
             load(&m.blobs_expiring_soon),

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod fair_use;
 pub mod http_cache;
 mod metrics;
+pub mod names;
 mod quilts;
 pub mod serve;
 mod sites;
@@ -69,6 +70,8 @@ struct AppState {
     quilt_indexes: Arc<quilts::QuiltIndexes>,
     /// Site manifests read lately.
     manifests: Arc<sites::Manifests>,
+    /// Names resolved lately.
+    names: Arc<names::NameCache>,
 }
 
 /// Memory for request bodies received and not yet encoded, across all requests: 1,024 connections each sending
@@ -99,6 +102,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/sites/{siteId}", &["GET", "HEAD"]),
     ("/v1/sites/{siteId}/", &["GET", "HEAD"]),
     ("/v1/sites/{siteId}/{*path}", &["GET", "HEAD"]),
+    ("/v1/names/{name}", &["GET", "PUT"]),
     ("/v1/node/status", &["GET"]),
     ("/metrics", &["GET"]),
 ];
@@ -122,6 +126,7 @@ fn handlers(path: &str) -> Option<MethodRouter<AppState>> {
         "/v1/sites/{siteId}" => get(sites::site_root),
         "/v1/sites/{siteId}/" => get(sites::site_home),
         "/v1/sites/{siteId}/{*path}" => get(sites::site_file),
+        "/v1/names/{name}" => get(names::get_name).put(names::put_name),
         "/v1/node/status" => get(node_status),
         "/metrics" => get(metrics::metrics),
         _ => return None,
@@ -166,6 +171,7 @@ fn routes(node: Node, config: GatewayConfig) -> Router {
             fair_use: Arc::clone(&config.fair_use),
             quilt_indexes: Arc::default(),
             manifests: Arc::default(),
+            names: Arc::default(),
         })
         .layer(axum::middleware::from_fn(check_request_size))
         .layer(axum::middleware::from_fn(errors::envelope_errors))

@@ -1,6 +1,7 @@
 //! Sites at the gateway: `GET|HEAD /v1/sites/{siteId}/{path}` serves a site's files by its manifest
 //! (`crate::site`): `index.html` for a directory, the not-found page with 404, redirects, the manifest's media
-//! types and headers, `Range`, `ETag` and 304 as for any patch (`gateway::quilts`).
+//! types and headers, `Range`, `ETag` and 304 as for any patch (`gateway::quilts`). In place of a site ID, a
+//! name (`floe_protocol::name`) serves the site it points at now (`gateway::names`), revalidated on each use.
 //!
 //! A site is served on two kinds of address:
 //! - **its own origin**, `http://{label}.{gateway host}/…` (`site::host_label`; `{label}.localhost:{port}`
@@ -22,9 +23,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
 use floe_protocol::BlobId;
+use floe_protocol::name::{NAME_TEXT_LEN, Name};
 
 use super::AppState;
 use super::blobs;
+use super::names;
 use super::errors::{bare, error};
 use super::quilts::{self, PatchStyle};
 use crate::site::{self, Manifest, Route};
@@ -35,6 +38,8 @@ const SITE_CSP: &str = "sandbox allow-scripts allow-forms allow-popups allow-mod
 /// A page on its own origin: no policy beyond what the origin gives (a site may set its own in its manifest's
 /// headers).
 const OWN_ORIGIN_CSP: &str = "";
+/// The caching of a site's files served by name: kept, but revalidated on every use.
+const NAMED_CACHE_CONTROL: &str = "public, no-cache";
 /// Manifests kept parsed.
 const MANIFESTS_KEPT: usize = 256;
 
@@ -52,7 +57,11 @@ pub async fn site_hosts(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(|host| host.split(['.', ':']).next())
-        .and_then(site::site_of_label);
+        .and_then(|label| {
+            site::site_of_label(label)
+                .map(|id| id.to_string())
+                .or_else(|| label.parse::<Name>().ok().map(|name| name.to_string()))
+        });
     if let Some(site) = site {
         let rest = request
             .uri()
@@ -167,9 +176,27 @@ async fn serve(
     path: &str,
     own_origin: bool,
 ) -> Response {
-    let site_id = match blobs::parse_id(site) {
-        Ok(id) => id,
-        Err(response) => return *response,
+    // A name is resolved to the site it points at now; a site ID is the site itself.
+    let named = site.len() == NAME_TEXT_LEN;
+    let site_id = if named {
+        let name = match site.parse::<Name>() {
+            Ok(name) => name,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad site ID or name {site:?}: {e}"),
+                );
+            }
+        };
+        match names::site_of(state, &name).await {
+            Ok(id) => id,
+            Err(response) => return response,
+        }
+    } else {
+        match blobs::parse_id(site) {
+            Ok(id) => id,
+            Err(response) => return *response,
+        }
     };
     let manifest = match manifest(state, &site_id).await {
         Ok(manifest) => manifest,
@@ -213,12 +240,19 @@ async fn serve(
             ),
         );
     };
-    let mut extra: Vec<(String, String)> = manifest
-        .headers
-        .iter()
-        .chain(&file.headers)
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
-        .collect();
+    // A site ID names fixed bytes, cached for good; a name moves, so a browser asks again each time (a 304 when
+    // the name still points at the same bytes). The manifest's own headers come after, and win.
+    let mut extra: Vec<(String, String)> = Vec::new();
+    if named {
+        extra.push(("cache-control".into(), NAMED_CACHE_CONTROL.into()));
+    }
+    extra.extend(
+        manifest
+            .headers
+            .iter()
+            .chain(&file.headers)
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone())),
+    );
     // The not-found page is an answer about a path, not the page's own resource: not cached for long.
     if status == StatusCode::NOT_FOUND {
         extra.push(("cache-control".into(), "public, max-age=60".into()));

@@ -265,6 +265,7 @@ impl Node {
             }
             self.scan().await;
             self.announce_room().await;
+            self.pass_on_names().await;
         }
     }
 

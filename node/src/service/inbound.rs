@@ -22,7 +22,7 @@ fn outside_note(
     ))
 }
 
-fn error_response(text: impl Into<String>) -> pb::Response {
+pub(super) fn error_response(text: impl Into<String>) -> pb::Response {
     pb::Response {
         kind: Some(pb::response::Kind::Error(text.into())),
     }
@@ -84,6 +84,8 @@ impl Node {
             Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
             Some(pb::request::Kind::Challenge(challenge)) => node.handle_challenge(challenge),
             Some(pb::request::Kind::Delete(delete)) => node.handle_delete(delete),
+            Some(pb::request::Kind::PutName(record)) => node.handle_put_name(record),
+            Some(pb::request::Kind::GetName(get)) => node.handle_get_name(get),
             None => error_response("empty request"),
         })
         .await;

@@ -37,6 +37,7 @@ mod delete;
 mod errors;
 mod inbound;
 mod lifetimes;
+mod names;
 mod read;
 mod room;
 mod write;
@@ -49,6 +50,7 @@ pub(crate) use delete::delete_request;
 pub use delete::{DeleteError, DeleteOutcome};
 pub use errors::{SendError, StoreRefusal};
 pub use lifetimes::{EpochsAsked, LifetimeConfig};
+pub use names::{NamePublished, NameServiceError};
 
 use crate::net::{Inbound, NetClient, PeerView};
 use crate::store::{HolderRecord, Store};
@@ -165,6 +167,10 @@ pub struct Metrics {
     pub deleted_bytes_reclaimed: AtomicU64,
     /// Deletions this node passed on to holders of a deleted blob that had not acknowledged it.
     pub deletions_passed_on: AtomicU64,
+    /// Name records this node started keeping (new names and moves).
+    pub names_kept: AtomicU64,
+    /// Name records this node passed on to a name's neighbourhood peer that confirmed it.
+    pub names_passed_on: AtomicU64,
     /// Blobs held here within `repair::scan::EXPIRY_WARNING_EPOCHS` of their end epoch, at the last scan.
     pub blobs_expiring_soon: AtomicU64,
     /// Receipts whose holder said it is outside the blob's neighbourhood by its own view.
@@ -456,6 +462,8 @@ pub(crate) struct Inner {
     rooms: std::sync::Mutex<room::Rooms>,
     /// How long blobs live.
     lifetimes: LifetimeConfig,
+    /// Name records passed on, and to whom.
+    names_passed: std::sync::Mutex<names::NamesPassed>,
 }
 
 /// Bytes per second (with ten seconds of burst) a peer may push in store requests whose holder list gives the
@@ -522,6 +530,7 @@ impl Node {
                 )),
                 rooms: std::sync::Mutex::new(room::Rooms::default()),
                 lifetimes,
+                names_passed: std::sync::Mutex::new(names::NamesPassed::default()),
             }),
         }
     }

@@ -48,6 +48,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 mod committer;
 mod index;
 mod log;
+mod names;
 mod record;
 mod recover;
 
@@ -113,6 +114,7 @@ impl Store {
             txn.open_table(BY_LOG)?;
             let logs_known = !txn.open_table(LOGS)?.is_empty()?;
             txn.open_table(RECORDS)?;
+            txn.open_table(names::NAMES)?;
             let mut meta = txn.open_table(META)?;
             let mark = meta.get(NEXT_LOG)?.map(|v| v.value());
             if mark.is_none() && !logs_known && logs_on_disk == 0 {
