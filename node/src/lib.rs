@@ -16,6 +16,7 @@ pub mod recent;
 pub mod repair;
 pub mod service;
 pub mod site;
+pub mod site_name;
 pub mod site_publish;
 pub mod sliver_files;
 pub mod spool;

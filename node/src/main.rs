@@ -142,6 +142,34 @@ enum SiteCommand {
         /// Store it permanent (no deletion tokens).
         #[arg(long)]
         permanent: bool,
+        /// Also point a name at it: the name of the ed25519 key in this file, created (readable by you only)
+        /// if missing. Keep the file: whoever holds it moves the name (`floe site update`).
+        #[arg(long, value_name = "FILE")]
+        name_key: Option<PathBuf>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Publish DIR as a new version of a named site: stores it as `publish` does, then moves the name of the key
+    /// in --name-key to it (GATEWAY/v1/sites/NAME/ and NAME.localhost serve the latest version).
+    Update {
+        /// The site's directory.
+        dir: PathBuf,
+        /// The name's key file, as `floe site publish --name-key` created it.
+        #[arg(long, value_name = "FILE")]
+        name_key: PathBuf,
+        /// Keep this version for this many epochs (default: the node's --default-epochs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: Option<u64>,
+        /// Store it permanent (no deletion tokens).
+        #[arg(long)]
+        permanent: bool,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Print the site a name points at now.
+    Resolve {
+        /// The name (n followed by 52 base32 characters).
+        name: String,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -465,38 +493,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Site(SiteCommand::Resolve { name, gateway }) => {
+            let answer = floe_node::site_name::resolve(&gateway.gateway, &name)?;
+            if json {
+                client::print_json(&answer)?;
+            } else {
+                writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    answer["siteId"].as_str().unwrap_or_default()
+                )?;
+                writeln!(
+                    std::io::stderr(),
+                    "sequence {}: {}",
+                    answer["sequence"],
+                    answer["originUrl"].as_str().unwrap_or_default()
+                )?;
+            }
+        }
         Command::Site(SiteCommand::Publish {
             dir,
             epochs,
             permanent,
+            name_key,
             gateway,
         }) => {
-            let answer = floe_node::site_publish::publish(
-                &gateway.gateway,
-                &dir,
-                client::PutParams { epochs, permanent },
-            )?;
-            if json {
-                client::print_json(&answer)?;
-            } else {
-                let id = answer["siteId"].as_str().unwrap_or_default();
-                writeln!(std::io::stdout(), "{id}")?;
-                writeln!(
-                    std::io::stderr(),
-                    "published {} files: {} (its own origin), or {}",
-                    answer["files"],
-                    answer["originUrl"].as_str().unwrap_or_default(),
-                    answer["url"].as_str().unwrap_or_default()
-                )?;
-                for (what, field) in [
-                    ("manifest", "manifestDeletionToken"),
-                    ("quilt", "quiltDeletionToken"),
-                ] {
-                    if let Some(token) = answer[field].as_str() {
-                        writeln!(std::io::stderr(), "{what} deletion token: {token}")?;
-                    }
-                }
-            }
+            let key = name_key.map(|path| (path, floe_node::site_name::KeyFile::CreateIfMissing));
+            let answer = publish_site(&gateway.gateway, &dir, epochs, permanent, key)?;
+            print_published(&answer, json)?;
+        }
+        Command::Site(SiteCommand::Update {
+            dir,
+            name_key,
+            epochs,
+            permanent,
+            gateway,
+        }) => {
+            let key = Some((name_key, floe_node::site_name::KeyFile::MustExist));
+            let answer = publish_site(&gateway.gateway, &dir, epochs, permanent, key)?;
+            print_published(&answer, json)?;
         }
         Command::Delete {
             blob_id,
@@ -654,6 +689,73 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.decoded_segments,
                 metadata.params().segment_count()
             );
+        }
+    }
+    Ok(())
+}
+
+/// `floe site publish` and `floe site update`: the key first (a key file that cannot be used fails before
+/// anything is uploaded), then the site, then the name moved to it.
+fn publish_site(
+    gateway: &str,
+    dir: &std::path::Path,
+    epochs: Option<u64>,
+    permanent: bool,
+    name_key: Option<(PathBuf, floe_node::site_name::KeyFile)>,
+) -> anyhow::Result<serde_json::Value> {
+    use floe_node::site_name;
+    let key = name_key
+        .map(|(path, create)| site_name::load_key(&path, create))
+        .transpose()?;
+    let mut answer =
+        floe_node::site_publish::publish(gateway, dir, client::PutParams { epochs, permanent })?;
+    if let Some(key) = &key {
+        let site: floe_protocol::BlobId = answer["siteId"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the gateway's site ID: {e}"))?;
+        let end_epoch = answer["endEpoch"].as_u64().unwrap_or(0);
+        answer["name"] = site_name::point(gateway, key, &site, end_epoch).map_err(|e| {
+            anyhow::anyhow!("the site {site} is published, but its name did not move: {e}")
+        })?;
+    }
+    Ok(answer)
+}
+
+/// What `floe site publish|update` prints: the site ID on stdout, the rest on stderr (or all as JSON).
+fn print_published(answer: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        client::print_json(answer)?;
+        return Ok(());
+    }
+    let id = answer["siteId"].as_str().unwrap_or_default();
+    writeln!(std::io::stdout(), "{id}")?;
+    writeln!(
+        std::io::stderr(),
+        "published {} files: {} (its own origin), or {}",
+        answer["files"],
+        answer["originUrl"].as_str().unwrap_or_default(),
+        answer["url"].as_str().unwrap_or_default()
+    )?;
+    let name = &answer["name"];
+    if name.is_object() {
+        writeln!(
+            std::io::stderr(),
+            "name {} now points at it (sequence {}, kept by {} of {} peers asked): {}",
+            name["name"].as_str().unwrap_or_default(),
+            name["sequence"],
+            name["keptBy"],
+            name["asked"],
+            name["originUrl"].as_str().unwrap_or_default()
+        )?;
+    }
+    for (what, field) in [
+        ("manifest", "manifestDeletionToken"),
+        ("quilt", "quiltDeletionToken"),
+    ] {
+        if let Some(token) = answer[field].as_str() {
+            writeln!(std::io::stderr(), "{what} deletion token: {token}")?;
         }
     }
     Ok(())

@@ -122,10 +122,20 @@ fn stored(answer: &Value) -> Result<(String, Option<String>), ClientError> {
     ))
 }
 
+/// The epoch a store answer says the blob is kept until, as a name record carries it: 0 for no end (Walrus'
+/// answer says u32::MAX), and 0 if the answer has none.
+fn end_epoch(answer: &Value) -> u64 {
+    let end = answer["newlyCreated"]["blobObject"]["storage"]["endEpoch"]
+        .as_u64()
+        .or_else(|| answer["alreadyCertified"]["endEpoch"].as_u64())
+        .unwrap_or(0);
+    if end == u64::from(u32::MAX) { 0 } else { end }
+}
+
 /// The site's own-origin address on the gateway `base`: `{label}.localhost` for a gateway on an IP address or
 /// localhost (browsers resolve every `*.localhost` to the loopback), else `{label}.{host}` (which needs a
 /// wildcard DNS name for the gateway).
-fn origin_url(base: &str, label: &str) -> String {
+pub(crate) fn origin_url(base: &str, label: &str) -> String {
     let uri = base.parse::<ureq::http::Uri>().ok();
     let scheme = uri.as_ref().and_then(|u| u.scheme_str()).unwrap_or("http");
     let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("localhost");
@@ -205,6 +215,7 @@ pub fn publish(gateway: &str, dir: &Path, params: PutParams) -> Result<Value, Cl
         &manifest,
     )?;
     let (site_id, manifest_token) = stored(&answer)?;
+    let end_epoch = end_epoch(&answer);
     let label = site_id
         .parse()
         .map(|id| site::host_label(&id))
@@ -215,6 +226,7 @@ pub fn publish(gateway: &str, dir: &Path, params: PutParams) -> Result<Value, Cl
         "files": files.len(),
         "url": format!("{base}/v1/sites/{site_id}/"),
         "originUrl": origin_url(&base, &label),
+        "endEpoch": end_epoch,
         "manifestDeletionToken": manifest_token,
         "quiltDeletionToken": quilt_token,
     }))

@@ -125,12 +125,12 @@ impl NameCache {
     }
 }
 
-fn parse_name(text: &str) -> Result<Name, Response> {
+fn parse_name(text: &str) -> Result<Name, Box<Response>> {
     text.parse::<Name>().map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("bad name {text:?}: {e}"),
-        )
+        ))
     })
 }
 
@@ -141,9 +141,7 @@ fn name_error(failure: NameServiceError) -> Response {
         NameServiceError::Unknown(_) => StatusCode::NOT_FOUND,
         NameServiceError::Stale { .. } => StatusCode::CONFLICT,
         NameServiceError::NoneReached { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        NameServiceError::Store(_) | NameServiceError::Task(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        NameServiceError::Store(_) | NameServiceError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, failure)
 }
@@ -174,7 +172,7 @@ pub(super) async fn site_of(state: &AppState, name: &Name) -> Result<BlobId, Res
 pub(super) async fn get_name(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let name = match parse_name(&name) {
         Ok(name) => name,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match state.node.resolve_name(&name).await {
         Ok(record) => {
@@ -197,7 +195,7 @@ pub(super) async fn put_name(
 ) -> Response {
     let name = match parse_name(&name) {
         Ok(name) => name,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if body.len() > MAX_RECORD_BODY {
         return error(
@@ -278,7 +276,13 @@ mod tests {
             site_id: "x".into(),
             ..good.clone()
         };
-        assert!(bad_site.to_wire().unwrap_err().to_string().starts_with("siteId"));
+        assert!(
+            bad_site
+                .to_wire()
+                .unwrap_err()
+                .to_string()
+                .starts_with("siteId")
+        );
         let bad_signature = RecordJson {
             signature: "***".into(),
             ..good.clone()

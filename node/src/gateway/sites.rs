@@ -27,8 +27,8 @@ use floe_protocol::name::{NAME_TEXT_LEN, Name};
 
 use super::AppState;
 use super::blobs;
-use super::names;
 use super::errors::{bare, error};
+use super::names;
 use super::quilts::{self, PatchStyle};
 use crate::site::{self, Manifest, Route};
 

@@ -50,7 +50,7 @@ pub(crate) use delete::delete_request;
 pub use delete::{DeleteError, DeleteOutcome};
 pub use errors::{SendError, StoreRefusal};
 pub use lifetimes::{EpochsAsked, LifetimeConfig};
-pub use names::{NamePublished, NameServiceError};
+pub use names::{NamePublished, NameServiceError, NameSignatures};
 
 use crate::net::{Inbound, NetClient, PeerView};
 use crate::store::{HolderRecord, Store};

@@ -5,13 +5,13 @@
 //! Which record wins is the protocol's rule and the compare-and-replace is the store's; this module moves
 //! records between them and the network. It never signs: owners sign with keys this node does not see.
 
-use super::*;
 use super::inbound::error_response;
+use super::*;
 use crate::store::StoreError;
 use floe_protocol::name::{self, Keep, NAME_REPLICAS, Name, NameError, NameKeys, NameRecord};
 
 /// ed25519 public keys as names' signature scheme.
-pub(crate) struct NameSignatures;
+pub struct NameSignatures;
 
 impl NameKeys for NameSignatures {
     fn verifies(&self, name: &Name, message: &[u8], signature: &[u8; name::SIGNATURE_LEN]) -> bool {
@@ -134,7 +134,10 @@ impl Node {
             .store
             .keep_name_record(offered, &NameSignatures)?;
         if outcome.1 == Keep::Replace {
-            self.inner.metrics.names_kept.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .metrics
+                .names_kept
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(name = %offered.name, sequence = offered.sequence, site = %offered.site_id, "keeping a name record");
         }
         Ok(outcome)

@@ -72,7 +72,11 @@ impl Store {
 
     /// Forgets the record of `name` if it is still `record` (an expired one; a newer one that arrived meanwhile
     /// stays).
-    pub fn forget_name_record(&self, record: &NameRecord, keys: &impl NameKeys) -> Result<(), StoreError> {
+    pub fn forget_name_record(
+        &self,
+        record: &NameRecord,
+        keys: &impl NameKeys,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(NAMES)?;
