@@ -429,6 +429,10 @@ mod tests {
                 .to_string();
             assert!(error.contains(needle), "{change}: {error}");
         }
+        let oversized = Manifest::parse(&vec![b' '; MAX_MANIFEST_LEN + 1])
+            .unwrap_err()
+            .to_string();
+        assert!(oversized.contains("more than"), "{oversized}");
         let quilt = BlobId::from_slice(&[1; 32]).unwrap();
         let config: SiteConfig =
             serde_json::from_str(r#"{"headers": {"/ghost.html": {"x": "1"}}}"#).unwrap();

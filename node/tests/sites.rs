@@ -139,6 +139,14 @@ fn a_published_site_is_served_by_any_node() {
     assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
     let (status, _, _) = fetch(&format!("{}/v1/sites/not-an-id/", swarm.nodes[1].http), &[]);
     assert_eq!(status, 400);
+    // A blob larger than any manifest is refused without being read whole.
+    let oversized = put(&swarm.nodes[0], &vec![b' '; (4 << 20) + 1]);
+    let (status, _, body) = fetch(
+        &format!("{}/v1/sites/{oversized}/", swarm.nodes[1].http),
+        &[],
+    );
+    assert_eq!(status, 422);
+    assert!(String::from_utf8_lossy(&body).contains("more than a manifest may hold"));
 
     // A broken floe-site.json is refused before anything is stored.
     std::fs::write(
