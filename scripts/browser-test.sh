@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Browser test: a 4-node `floe devnet`, two blobs stored with curl (a text and a WebM clip), then headless Chromium
 # (Debian's /usr/bin/chromium, driven by playwright-core) checks the status page at a gateway's `/`, its blob
-# lookup, cross-origin fetch() with Range, and a cross-origin <video> that plays and seeks (scripts/browser-test/
-# test.mjs). Ends with `browser: N passed, M failed`; exits non-zero on any failure.
+# lookup, cross-origin fetch() with Range, a cross-origin <video> that plays and seeks, a published site, the
+# WebAssembly verifier through a lying gateway, and the site by its name across `floe site update`
+# (scripts/browser-test/test.mjs). Ends with `browser: N passed, M failed`; exits non-zero on any failure.
 # FLOE_PROFILE=dev uses a debug build; FLOE_BIN=path uses that binary and builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -184,19 +185,24 @@ clip_sha256=$(sha256sum "$dir/clip.webm" | cut -d' ' -f1)
 head -c $((16 << 20)) /dev/urandom > "$work/big.bin"
 big_id=$(put "$work/big.bin" application/octet-stream "${gateways[1]}")
 big_sha256=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
-published=$("$floe" --json site publish "$work/site" --gateway "${gateways[0]}" 2> "$work/site.err") \
+published=$("$floe" --json site publish "$work/site" --name-key "$work/site.key" --gateway "${gateways[0]}" \
+  2> "$work/site.err") \
   || fail "floe site publish failed: $(cat "$work/site.err") $published"
 site_id=$(printf '%s' "$published" | json siteId) || fail "floe site publish printed no site ID: $published"
 site_files=$(printf '%s' "$published" | json files)
 # The site's own origin on node 3 (the label is node 0's answer; any node serves it).
 site_origin=$(printf '%s' "$published" | json originUrl | sed "s/:$((base_port + 1000))\//:$((base_port + 1003))\//")
-echo "browser test: published site $site_id ($site_files files), own origin $site_origin"
+# The name's own origin on node 3 too.
+name_origin=$(printf '%s' "$published" | json name.originUrl | sed "s/:$((base_port + 1000))\//:$((base_port + 1003))\//") \
+  || fail "floe site publish --name-key printed no name: $published"
+echo "browser test: published site $site_id ($site_files files), own origin $site_origin, name origin $name_origin"
 
 # 4. The browser checks; test.mjs serves its other-origin page itself and limits its own time (110 s). In the
 # background and waited for, so that Ctrl-C or a TERM reaches on_exit at once.
 args=()
 for gateway in "${gateways[@]}"; do args+=(--gateway "$gateway"); done
 timeout -k 5 150 node "$dir/test.mjs" "${args[@]}" --text-id "$text_id" --text-file "$work/text.txt" \
-  --clip-id "$clip_id" --site-id "$site_id" --site-origin "$site_origin" --clip-sha256 "$clip_sha256" --big-id "$big_id" --big-sha256 "$big_sha256" --artifacts "$work/artifacts" &
+  --clip-id "$clip_id" --site-id "$site_id" --site-origin "$site_origin" --clip-sha256 "$clip_sha256" --big-id "$big_id" --big-sha256 "$big_sha256" --artifacts "$work/artifacts" \
+  --name-origin "$name_origin" --name-key "$work/site.key" --site-dir "$work/site" --floe "$floe" &
 tester=$!
 wait "$tester"

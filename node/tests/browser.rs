@@ -1,7 +1,8 @@
 //! What runs outside Rust, driven from here so `cargo test` runs it: headless Chromium against a devnet
 //! (scripts/browser-test.sh: the status page, cross-origin fetch and Range, a video that plays and seeks, a site
 //! published with `floe site publish` loaded from another node on its own origin, cached on a second visit, and a
-//! page of it reading blobs with the WebAssembly verifier through a lying gateway) and a
+//! page of it reading blobs with the WebAssembly verifier through a lying gateway, and the site by its name,
+//! revalidated on a second visit and showing the new version after `floe site update`) and a
 //! js-libp2p peer pinging a node (scripts/js-peer-test.sh). Each script installs what it needs (Debian's
 //! chromium, npm packages) and fails, saying why, when it cannot; neither is skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

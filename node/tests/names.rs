@@ -96,11 +96,13 @@ fn a_name_follows_the_latest_version_and_only_its_owner_moves_it() {
     assert_eq!((status, body), (200, b"<p>version one".to_vec()));
     assert_eq!(header(&headers, "cache-control"), Some("public, no-cache"));
     let old_etag = header(&headers, "etag").unwrap().to_owned();
-    let (status, _, _) = fetch_raw(
+    let (status, headers, _) = fetch_raw(
         &format!("{}/v1/sites/{name}/", swarm.nodes[3].http),
         &[("If-None-Match", &old_etag)],
     );
     assert_eq!(status, 304);
+    // A 304 carries the caching of the 200: were it immutable, the browser would keep the old version for good.
+    assert_eq!(header(&headers, "cache-control"), Some("public, no-cache"));
     let port = swarm.nodes[2].http.rsplit(':').next().unwrap().to_owned();
     let (status, _, body) = fetch_raw(
         &format!("{}/", swarm.nodes[2].http),

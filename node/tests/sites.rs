@@ -104,6 +104,14 @@ fn a_published_site_is_served_by_any_node() {
         header(&headers, "cache-control"),
         Some("public, max-age=300")
     );
+    // Revalidated, it keeps the site's caching (a 304 updates the cached copy's headers).
+    let etag = header(&headers, "etag").unwrap().to_owned();
+    let (status, headers, _) = fetch(&format!("{base}/style.css"), &[("If-None-Match", &etag)]);
+    assert_eq!(status, 304);
+    assert_eq!(
+        header(&headers, "cache-control"),
+        Some("public, max-age=300")
+    );
     let (status, headers, body) =
         fetch(&format!("{base}/clip.webm"), &[("Range", "bytes=100-199")]);
     assert_eq!(status, 206);

@@ -8,9 +8,12 @@
 // did not publish it: every file with its media type, its script runs, its image shows, its video seeks, its
 // not-found page answers 404, and a second visit comes from the browser's cache (or 304); (6) a page of that
 // site reads the clip with the WebAssembly verifier through a gateway that lies (flipped bytes in slivers and
-// metadata) and honest ones, and gets the exact bytes; through the liar alone it gets an error.
+// metadata) and honest ones, and gets the exact bytes; through the liar alone it gets an error; (7) the site by
+// its name (`floe site publish --name-key`) on the name's own origin: revalidated with 304 on a second visit, and
+// showing the new version after `floe site update`.
 // Prints one line per check, then `browser: N passed, M failed`.
 import http from 'node:http';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,12 +33,16 @@ const { values: opt } = parseArgs({
     'clip-sha256': { type: 'string' },
     'big-id': { type: 'string' },
     'big-sha256': { type: 'string' },
+    'name-origin': { type: 'string' },
+    'name-key': { type: 'string' },
+    'site-dir': { type: 'string' },
+    floe: { type: 'string' },
     artifacts: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
 });
 for (const k of ['gateway', 'text-id', 'text-file', 'clip-id', 'site-id', 'site-origin', 'clip-sha256', 'big-id',
-  'big-sha256']) {
+  'big-sha256', 'name-origin', 'name-key', 'site-dir', 'floe']) {
   if (!opt[k]) {
     console.error(`test.mjs: --${k} is required (see the comment at the top of the file)`);
     process.exit(2);
@@ -55,7 +62,7 @@ let browser;
 let otherOrigin;
 
 function notRun() {
-  while (results.length < 6) {
+  while (results.length < 7) {
     console.log(`FAIL ${results.length + 1} not run`);
     results.push({ ok: false });
   }
@@ -348,6 +355,7 @@ async function main() {
   });
   await checkSite(context, newPage);
   await checkVerifier(newPage);
+  await checkName(context, newPage);
 }
 
 /// (5) The site, from node 3 (node 0 published it).
@@ -507,3 +515,53 @@ try {
   otherOrigin?.server.closeAllConnections?.();
 }
 process.exit(code);
+
+async function checkName(context, newPage) {
+  await check(7, 'a named site: its own origin, revalidated on a second visit, the new version after an update', async () => {
+    const base = opt['name-origin'];
+    const page = await newPage('named site');
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    const seen = new Map();
+    const fromCache = new Set();
+    cdp.on('Network.requestServedFromCache', (e) => fromCache.add(e.requestId));
+    // What the network answered: a revalidated navigation reaches the page as the cached 200, the raw 304 only
+    // in the extra info.
+    const raw = new Map(); // requestId -> status on the wire
+    cdp.on('Network.responseReceivedExtraInfo', (e) => raw.set(e.requestId, e.statusCode));
+    cdp.on('Network.responseReceived', (e) => {
+      const r = e.response;
+      seen.set(r.url, { id: e.requestId, status: r.status,
+        cached: Boolean(r.fromDiskCache || r.fromMemoryCache || fromCache.has(e.requestId)) });
+    });
+    const wire = (r) => (r && raw.has(r.id) ? raw.get(r.id) : r && r.status);
+    try {
+      const res = await page.goto(base, { waitUntil: 'load' });
+      assert(res && res.status() === 200, `GET ${base} answered ${res && res.status()}`);
+      assert(res.headers()['cache-control'] === 'public, no-cache', `a page by name has Cache-Control "${res.headers()['cache-control']}"`);
+      const first = await page.textContent('h1');
+      assert(first === 'A site from the swarm', `the named site's heading is "${first}"`);
+      // A second visit revalidates (a name moves) and gets 304: nothing is sent again.
+      seen.clear();
+      await page.goto(base, { waitUntil: 'load' });
+      const again = ['', 'style.css', 'app.js'].map((f) => [f, seen.get(base + f)]);
+      const full = again.filter(([, r]) => r && !r.cached && wire(r) !== 304).map(([f, r]) => `${f || '/'} ${wire(r)}`);
+      assert(!full.length, `fetched again in full on the second visit: ${full.join(', ')}`);
+      // A new version through node 3 (which then knows the move at once); the same address shows it.
+      const index = path.join(opt['site-dir'], 'index.html');
+      fs.writeFileSync(index, fs.readFileSync(index, 'utf8').replace('A site from the swarm', 'Version two'));
+      const out = execFileSync(opt.floe, ['--json', 'site', 'update', opt['site-dir'], '--name-key', opt['name-key'],
+        '--gateway', gw(3)], { timeout: 20_000 });
+      const moved = JSON.parse(out.toString());
+      assert(moved.name && moved.name.sequence === 2, `floe site update answered ${out}`);
+      const after = await page.goto(base, { waitUntil: 'load' });
+      assert(after && after.status() === 200, `after the update ${base} answered ${after && after.status()}`);
+      const second = await page.textContent('h1');
+      assert(second === 'Version two', `after the update the heading is "${second}"`);
+      const how = again.map(([f, r]) => `${f || '/'} ${r ? (r.cached ? 'cache' : wire(r)) : 'cache'}`);
+      return `second visit: ${how.join(', ')}; after floe site update: "${second}" (sequence 2)`;
+    } finally {
+      await page.close();
+    }
+  });
+}

@@ -339,7 +339,7 @@ async fn serve_blob(
         Err(response) => return response,
     };
     let etag = http_cache::blob_etag(blob_id);
-    if let Some(response) = precondition_answer(method, headers, &etag) {
+    if let Some(response) = precondition_answer(method, headers, &etag, CACHE_CONTROL) {
         return response;
     }
     let len = metadata.params().blob_length();
@@ -391,19 +391,21 @@ pub(super) fn requested_range(
     }
 }
 
-/// The answer a request's preconditions call for instead of the bytes, if any: 304 with the validators a 200
-/// would carry, or 412.
+/// The answer a request's preconditions call for instead of the bytes, if any: 304 with the validators and the
+/// `Cache-Control` a 200 would carry (a 304 updates the cached copy's headers, so a different one would change how
+/// long the browser keeps it), or 412.
 pub(super) fn precondition_answer(
     method: &Method,
     headers: &HeaderMap,
     etag: &str,
+    cache_control: &str,
 ) -> Option<Response> {
     match http_cache::evaluate(method, headers, etag) {
         Precondition::Proceed => None,
         Precondition::NotModified => {
             let mut response = bare(StatusCode::NOT_MODIFIED);
             let h = response.headers_mut();
-            for (name, value) in [(header::ETAG, etag), (header::CACHE_CONTROL, CACHE_CONTROL)] {
+            for (name, value) in [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)] {
                 if let Ok(value) = HeaderValue::from_str(value) {
                     h.insert(name, value);
                 }
@@ -521,7 +523,7 @@ pub async fn get_byte_range(
         );
     }
     let etag = format!("\"{blob_id}-{start}-{length}\"");
-    if let Some(response) = precondition_answer(&method, &headers, &etag) {
+    if let Some(response) = precondition_answer(&method, &headers, &etag, CACHE_CONTROL) {
         return response;
     }
     let builder =

@@ -452,7 +452,14 @@ pub(super) async fn serve_patch(
 ) -> Response {
     // A patch ID names exactly these bytes, so it is a strong entity tag.
     let etag = format!("\"{}\"", patch.id(quilt));
-    if let Some(response) = blobs::precondition_answer(method, headers, &etag) {
+    // The caching a 200 would carry: the style's own (a site's headers, a name's revalidation) wins.
+    let cache_control = style
+        .headers
+        .iter()
+        .rev()
+        .find(|(name, _)| name.eq_ignore_ascii_case("cache-control"))
+        .map_or(CACHE_CONTROL, |(_, value)| value.as_str());
+    if let Some(response) = blobs::precondition_answer(method, headers, &etag, cache_control) {
         return response;
     }
     let len = patch.length;
