@@ -35,6 +35,17 @@ pub const SIGNING_BYTES_LEN: usize = NAME_CONTEXT.len() + NAME_LEN + 8 + BLOB_ID
 /// Peers that keep a name's record: its neighbourhood. More than a blob's k, since a name is one record that
 /// every reader of the site needs, and cheap to keep.
 pub const NAME_REPLICAS: usize = 8;
+/// How far from a name a peer still keeps its record, in places by its own view: twice the neighbourhood, since
+/// views differ while peers come and go. Further out a peer refuses records, so nobody can fill every peer's disk
+/// with names of keys they generate.
+pub const KEEP_WITHIN: usize = 2 * NAME_REPLICAS;
+
+/// Whether a peer at `position` (0: the closest) by its view of the peers ordered by distance to a name keeps the
+/// name's record.
+pub fn keeps_at(position: usize) -> bool {
+    position < KEEP_WITHIN
+}
+
 /// The first character of a name's text form; site IDs (base64url, 43 characters) never have 53.
 pub const NAME_PREFIX: char = 'n';
 /// Length of a name's text form: [`NAME_PREFIX`] and the key in lower-case base32 without padding, 53
@@ -416,6 +427,12 @@ mod tests {
             next_sequence(Some(&record(1, u64::MAX, 1, 0))),
             Err(NameError::SequenceExhausted)
         );
+    }
+
+    #[test]
+    fn peers_keep_names_near_them_only() {
+        assert!(keeps_at(0) && keeps_at(NAME_REPLICAS) && keeps_at(KEEP_WITHIN - 1));
+        assert!(!keeps_at(KEEP_WITHIN));
     }
 
     #[test]

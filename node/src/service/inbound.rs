@@ -56,6 +56,10 @@ impl Node {
             Some(pb::request::Kind::Store(store)) => self.outside_own_view(store).await,
             _ => None,
         };
+        let name_outside = match &request.kind {
+            Some(pb::request::Kind::PutName(record)) => self.name_outside_view(record).await,
+            _ => None,
+        };
         let viewed_at = started.elapsed();
         let node = self.clone();
         let result = tokio::task::spawn_blocking(move || match request.kind {
@@ -84,7 +88,10 @@ impl Node {
             Some(pb::request::Kind::Metadata(meta)) => node.handle_metadata(meta),
             Some(pb::request::Kind::Challenge(challenge)) => node.handle_challenge(challenge),
             Some(pb::request::Kind::Delete(delete)) => node.handle_delete(delete),
-            Some(pb::request::Kind::PutName(record)) => node.handle_put_name(record),
+            Some(pb::request::Kind::PutName(record)) => match name_outside {
+                Some(note) => error_response(note),
+                None => node.handle_put_name(record),
+            },
             Some(pb::request::Kind::GetName(get)) => node.handle_get_name(get),
             None => error_response("empty request"),
         })

@@ -105,8 +105,27 @@ impl Node {
         peers
     }
 
+    /// Why this node does not keep `record`'s name, if it does not: by its view it is not among the peers that keep
+    /// it (`name::keeps_at`). A malformed record passes here and is refused by [`Self::handle_put_name`].
+    pub(super) async fn name_outside_view(&self, record: &pb::NameRecord) -> Option<String> {
+        let name = Name::from_slice(&record.name).ok()?;
+        let view = self.inner.net.view().await;
+        let replicas = u16::try_from(NAME_REPLICAS).unwrap_or(u16::MAX);
+        let order = neighbourhood_in(&view, &self.inner.peer_id, &name.location(), replicas);
+        let position = order.iter().position(|p| *p == self.inner.peer_id)?;
+        (!name::keeps_at(position)).then(|| {
+            format!(
+                "not keeping records of name {name}: by my view of {} peers I am {} from it, and only the {} \
+                 closest keep it",
+                order.len(),
+                position + 1,
+                name::KEEP_WITHIN
+            )
+        })
+    }
+
     /// A peer's `NameRecord` put (blocking): kept if it supersedes the record kept here; answered with the
-    /// record kept afterwards. Any peer may keep records of any name: they are signed, and tiny.
+    /// record kept afterwards. Whether this node is near enough the name to keep it was checked before.
     pub(super) fn handle_put_name(&self, record: pb::NameRecord) -> pb::Response {
         let result = NameRecord::from_wire(&record, &NameSignatures)
             .map_err(NameServiceError::from)
