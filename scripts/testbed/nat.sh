@@ -1,0 +1,143 @@
+# Sourced by scripts: a small internet in network namespaces, with home routers doing NAT (issue 17).
+#
+#   nat_up            # builds it (needs root; installs iproute2, nftables and miniupnpd with apt-get if missing)
+#   nat_hosts         # prints "name namespace address" for every host a node can run on, one per line
+#   nat_down          # removes everything nat_up made (call it from the script's EXIT trap)
+#
+# The internet is one bridge (namespace $nat_tag-inet); on it, public hosts at 198.51.100.11-13 and the routers'
+# outside addresses at 203.0.113.1-4, both documentation ranges, and both on-link for everyone on the bridge. Each
+# router has a home network 192.168.R.0/24 (its own bridge) and NATs it with nftables:
+#
+#   router  outside        home hosts            NAT
+#   cone1   203.0.113.1    192.168.1.11-12       endpoint-independent mapping (masquerade keeps the port)
+#   cone2   203.0.113.2    192.168.2.11-12       endpoint-independent mapping
+#   upnp    203.0.113.3    192.168.3.11-12       endpoint-independent mapping, and miniupnpd for port mappings
+#   sym     203.0.113.4    192.168.4.11-13       address-and-port-dependent mapping (masquerade random)
+#
+# Every router filters like a home router: replies to what went out come in (conntrack), nothing else (except
+# what miniupnpd forwards). Home hosts reach the internet; nothing reaches a home host unsolicited. Addresses
+# exist only inside the namespaces; every namespace and process made here is removed by nat_down.
+
+nat_tag=floe-nat-$$
+nat_namespaces=()
+nat_pids=()
+
+nat_ns() { echo "$nat_tag-$1"; }
+
+nat_hosts() {
+  local i r
+  for i in 1 2 3; do echo "pub$i $(nat_ns "pub$i") 198.51.100.1$i"; done
+  for r in cone1:1:2 cone2:2:2 upnp:3:2 sym:4:3; do
+    IFS=: read -r name net count <<< "$r"
+    for i in $(seq 1 "$count"); do echo "$name-h$i $(nat_ns "$name-h$i") 192.168.$net.1$i"; done
+  done
+}
+
+nat_add_ns() {
+  ip netns add "$1" || return 1
+  nat_namespaces+=("$1")
+  ip -n "$1" link set lo up
+}
+
+nat_up() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "nat testbed: needs root to create network namespaces" >&2; return 1
+  fi
+  local missing=()
+  command -v ip > /dev/null || missing+=(iproute2)
+  command -v nft > /dev/null || missing+=(nftables)
+  command -v miniupnpd > /dev/null || missing+=(miniupnpd)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "nat testbed: installing ${missing[*]} with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null \
+      || { echo "nat testbed: apt-get install ${missing[*]} failed" >&2; return 1; }
+  fi
+  local inet; inet=$(nat_ns inet)
+  nat_add_ns "$inet" || { echo "nat testbed: cannot create network namespaces" >&2; return 1; }
+  ip -n "$inet" link add br0 type bridge
+  ip -n "$inet" link set br0 up
+  local i ns
+  for i in 1 2 3; do
+    ns=$(nat_ns "pub$i")
+    nat_add_ns "$ns"
+    ip -n "$inet" link add "p$i" type veth peer name eth0 netns "$ns"
+    ip -n "$inet" link set "p$i" master br0 up
+    ip -n "$ns" addr add "198.51.100.1$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route add 203.0.113.0/24 dev eth0
+  done
+  local r name net count
+  for r in cone1:1:2:cone cone2:2:2:cone upnp:3:2:cone sym:4:3:symmetric; do
+    IFS=: read -r name net count kind <<< "$r"
+    ns=$(nat_ns "$name")
+    nat_add_ns "$ns"
+    ip -n "$inet" link add "w$net" type veth peer name eth0 netns "$ns"
+    ip -n "$inet" link set "w$net" master br0 up
+    ip -n "$ns" addr add "203.0.113.$net/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route add 198.51.100.0/24 dev eth0
+    ip -n "$ns" link add lan0 type bridge
+    ip -n "$ns" addr add "192.168.$net.1/24" dev lan0
+    ip -n "$ns" link set lan0 up
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+    local masquerade="masquerade"
+    [ "$kind" = symmetric ] && masquerade="masquerade random"
+    ip netns exec "$ns" nft -f - << NFT || { echo "nat testbed: nft failed in $name" >&2; return 1; }
+table ip nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "eth0" $masquerade
+  }
+}
+table ip filter {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "lan0" oifname "eth0" accept
+    ct status dnat accept
+  }
+}
+NFT
+    for i in $(seq 1 "$count"); do
+      local host; host=$(nat_ns "$name-h$i")
+      nat_add_ns "$host"
+      ip -n "$ns" link add "h$i" type veth peer name eth0 netns "$host"
+      ip -n "$ns" link set "h$i" master lan0 up
+      ip -n "$host" addr add "192.168.$net.1$i/24" dev eth0
+      ip -n "$host" link set eth0 up
+      ip -n "$host" route add default via "192.168.$net.1"
+    done
+  done
+  nat_start_miniupnpd "$(nat_ns upnp)"
+}
+
+# miniupnpd on the upnp router: hosts of 192.168.3.0/24 may map ports 1024-65535 to themselves.
+nat_start_miniupnpd() {
+  local ns=$1 dir="/tmp/$nat_tag-miniupnpd"
+  mkdir -p "$dir"
+  cat > "$dir/miniupnpd.conf" << CONF
+ext_ifname=eth0
+listening_ip=lan0
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+notify_interval=60
+clean_ruleset_interval=600
+uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b
+allow 1024-65535 192.168.3.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+CONF
+  ip netns exec "$ns" /etc/miniupnpd/nft_init.sh > "$dir/init.log" 2>&1 || true
+  ip netns exec "$ns" miniupnpd -d -f "$dir/miniupnpd.conf" > "$dir/miniupnpd.log" 2>&1 &
+  nat_pids+=($!)
+}
+
+nat_down() {
+  local pid ns
+  for pid in "${nat_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${nat_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for ns in "${nat_namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/tmp/$nat_tag-miniupnpd"
+}
