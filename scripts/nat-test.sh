@@ -5,8 +5,8 @@
 #
 # It reports, per node: peers known and connected, its listen and external addresses, relay reservations and
 # hole punches (from /v1/node/status and /metrics); then stores blobs through a NATed node and reads each through
-# every node. It checks what floe does today (the swarm forms; every blob reads back through the public nodes)
-# and reports the rest as measurements.
+# every node. It checks what floe does today (every blob stored through a NATed node reads back through every
+# node) and reports the rest as measurements.
 #
 # Needs root (namespaces, nftables). Every namespace and process it creates is removed on exit, pass or fail;
 # nodes are stopped by PID.
@@ -106,6 +106,8 @@ for name, ns, _ in hosts:
         good += code == 200 and body == data
     ok[name] = good
 print("reads, byte-identical, per node: " + ", ".join(f"{n} {g}/{len(blobs)}" for n, g in ok.items()))
-public_ok = all(ok[n] == len(blobs) for n in ("pub1", "pub2", "pub3"))
-sys.exit(0 if blobs and public_ok and formed >= 3 else 1)
+# Checked today: every blob stored through a NATed node reads back through every node. Reported only (issue 17's
+# targets, not met yet): how many nodes know every other one.
+everywhere = all(g == len(blobs) for g in ok.values())
+sys.exit(0 if len(blobs) == 3 and everywhere else 1)
 PY
