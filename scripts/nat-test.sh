@@ -44,7 +44,7 @@ while read -r name ns address; do
   extra=(); [ "$name" = pub1 ] || extra=(--bootstrap "$bootstrap")
   # UPnP is on by default; only the hosts behind the miniupnpd router have one to ask.
   upnp=(--no-upnp); [[ "$name" == upnp-* ]] && upnp=()
-  RUST_LOG=floe_node=info,libp2p_relay=info,libp2p_dcutr=info ip netns exec "$ns" "$floe" node \
+  RUST_LOG=${FLOE_NAT_LOG:-floe_node=info} ip netns exec "$ns" "$floe" node \
     --listen "/ip4/$address/tcp/4001" --http 127.0.0.1:8080 --data-dir "$dir" "${flags[@]}" "${upnp[@]}" "${extra[@]}" \
     > "$dir/node.log" 2>&1 &
   pids+=($!)
@@ -81,6 +81,15 @@ for name, ns, address in hosts:
     print(f"| {name} | {address} | {a.get('knownPeers')} | {a.get('connectedPeers')} |")
 formed = sum(1 for k in known.values() if k >= len(hosts) - 1)
 print(f"\n{formed} of {len(hosts)} nodes know every other node")
+# Hole punching (libp2p's DCUtR metrics), summed over the nodes.
+punches = {}
+for name, ns, _ in hosts:
+    code, body = call(ns, "GET", "/metrics", timeout=10)
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("libp2p_dcutr_events_total{"):
+            event = line.split('event="', 1)[1].split('"', 1)[0]
+            punches[event] = punches.get(event, 0) + int(float(line.rsplit(" ", 1)[1]))
+print("DCUtR events over all nodes: " + (", ".join(f"{k} {v}" for k, v in sorted(punches.items())) or "none"))
 if not all(answers.values()):
     sys.exit("a node does not answer its gateway")
 

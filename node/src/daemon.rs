@@ -67,6 +67,16 @@ pub struct NodeConfig {
     pub upnp: Option<bool>,
     /// Established connections at most (default 512).
     pub max_connections: Option<u32>,
+    /// Offer a relay to peers behind NAT (default true).
+    pub relay_server: Option<bool>,
+    /// Relay reservations held for others at once (default 128).
+    pub relay_max_reservations: Option<usize>,
+    /// Circuits relayed at once (default 16).
+    pub relay_max_circuits: Option<usize>,
+    /// A relayed circuit is closed after this long, e.g. "2m".
+    pub relay_max_circuit_duration: Option<String>,
+    /// A relayed circuit is closed after this many bytes, e.g. "1MiB".
+    pub relay_max_circuit_bytes: Option<String>,
     /// Lazy-repair threshold: lost slivers a blob waits for before its repair (default 1).
     pub repair_min_lost: Option<u16>,
     /// Most slivers a blob written here is cut into (default 1000).
@@ -143,6 +153,15 @@ impl NodeConfig {
         if other.max_connections.is_some() {
             self.max_connections = other.max_connections;
         }
+        if other.relay_server.is_some() {
+            self.relay_server = other.relay_server;
+        }
+        if other.relay_max_reservations.is_some() {
+            self.relay_max_reservations = other.relay_max_reservations;
+        }
+        if other.relay_max_circuits.is_some() {
+            self.relay_max_circuits = other.relay_max_circuits;
+        }
         if other.repair_min_lost.is_some() {
             self.repair_min_lost = other.repair_min_lost;
         }
@@ -186,6 +205,14 @@ impl NodeConfig {
             (&mut self.http_exempt, other.http_exempt),
             (&mut self.http_trusted_proxies, other.http_trusted_proxies),
             (&mut self.epoch_duration, other.epoch_duration),
+            (
+                &mut self.relay_max_circuit_duration,
+                other.relay_max_circuit_duration,
+            ),
+            (
+                &mut self.relay_max_circuit_bytes,
+                other.relay_max_circuit_bytes,
+            ),
         ] {
             if theirs.is_some() {
                 *mine = theirs;
@@ -486,6 +513,35 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         min_lost: config.repair_min_lost.unwrap_or(defaults.min_lost),
         ..defaults
     };
+    let relay_defaults = crate::nat::RelayLimits::default();
+    let relay = if config.relay_server.unwrap_or(true) {
+        let limits = crate::nat::RelayLimits {
+            max_reservations: config
+                .relay_max_reservations
+                .unwrap_or(relay_defaults.max_reservations),
+            max_circuits: config
+                .relay_max_circuits
+                .unwrap_or(relay_defaults.max_circuits),
+            max_circuit_duration: duration(
+                &config.relay_max_circuit_duration,
+                relay_defaults.max_circuit_duration,
+            )?,
+            max_circuit_bytes: config
+                .relay_max_circuit_bytes
+                .as_deref()
+                .map(parse_size)
+                .transpose()?
+                .unwrap_or(relay_defaults.max_circuit_bytes),
+        };
+        if limits.max_circuit_duration.is_zero() || limits.max_circuit_bytes == 0 {
+            anyhow::bail!(
+                "--relay-max-circuit-duration and --relay-max-circuit-bytes must be more than 0"
+            );
+        }
+        Some(limits)
+    } else {
+        None
+    };
     let mut registry = prometheus_client::registry::Registry::default();
     let (net, inbound, gossip, event_loop) = net::start(
         keypair.clone(),
@@ -495,6 +551,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(30),
             upnp: config.upnp.unwrap_or(true),
             max_connections: config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            relay,
         },
         &mut registry,
     )?;

@@ -11,6 +11,7 @@ pub mod devnet;
 pub(crate) mod drive;
 pub mod gateway;
 pub mod metrics;
+pub mod nat;
 pub mod net;
 pub mod recent;
 pub mod repair;

@@ -263,6 +263,21 @@ struct NodeArgs {
     /// Established connections at most (default 512).
     #[arg(long, value_name = "N")]
     max_connections: Option<u32>,
+    /// Offer no relay to peers behind NAT (by default a node relays for them within the limits below).
+    #[arg(long)]
+    no_relay_server: bool,
+    /// Relay reservations held for peers behind NAT at once (default 128).
+    #[arg(long, value_name = "N")]
+    relay_max_reservations: Option<usize>,
+    /// Circuits relayed at once (default 16).
+    #[arg(long, value_name = "N")]
+    relay_max_circuits: Option<usize>,
+    /// A relayed circuit is closed after this long (default 2m).
+    #[arg(long, value_name = "DURATION")]
+    relay_max_circuit_duration: Option<String>,
+    /// A relayed circuit is closed after this many bytes (default 1MiB).
+    #[arg(long, value_name = "SIZE")]
+    relay_max_circuit_bytes: Option<String>,
     /// Lazy repair: wait until this many of a blob's slivers are lost, then rebuild them in one pass (default 1:
     /// every loss at once; capped at half the losses a blob tolerates).
     #[arg(long, value_name = "N")]
@@ -422,6 +437,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 newcomer_age: args.newcomer_age,
                 upnp: args.no_upnp.then_some(false),
                 max_connections: args.max_connections,
+                relay_server: args.no_relay_server.then_some(false),
+                relay_max_reservations: args.relay_max_reservations,
+                relay_max_circuits: args.relay_max_circuits,
+                relay_max_circuit_duration: args.relay_max_circuit_duration,
+                relay_max_circuit_bytes: args.relay_max_circuit_bytes,
                 repair_min_lost: args.repair_min_lost,
                 max_shards: args.max_shards,
                 cors_write_origins: args.cors_write_origins,

@@ -149,6 +149,8 @@ pub struct Behaviour {
     dcutr: dcutr::Behaviour,
     /// Asks the home router to forward our port; off with `--no-upnp` (and in tests, which stay on loopback).
     upnp: Toggle<upnp::tokio::Behaviour>,
+    /// Relays for peers behind NAT, within `crate::nat::RelayLimits`; off with `--no-relay-server`.
+    relay: Toggle<relay::Behaviour>,
 }
 
 /// A gossip message, with the peer that signed it and its topic.
@@ -358,6 +360,8 @@ pub struct NetConfig {
     pub upnp: bool,
     /// Established connections at most, in and out; a peer may hold at most a few.
     pub max_connections: u32,
+    /// The relay service offered to peers behind NAT, if any.
+    pub relay: Option<crate::nat::RelayLimits>,
 }
 
 /// Consecutive failed pings (5 s apart) after which a connected peer counts as out of reach. More than one:
@@ -382,6 +386,8 @@ pub fn start(
     let local = keypair.public().to_peer_id();
     let request_timeout = config.request_timeout;
     let (upnp, max_connections) = (config.upnp, config.max_connections);
+    let relay_limits = config.relay.clone();
+    let wants_relays = crate::nat::needs_relays(&config.listen);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -421,7 +427,9 @@ pub fn start(
                 kad,
                 identify: identify::Behaviour::new(
                     identify::Config::new("/floe/id/1".into(), key.public())
-                        .with_agent_version(AGENT_VERSION.to_owned()),
+                        .with_agent_version(AGENT_VERSION.to_owned())
+                        // A relayed address reserved later reaches peers without waiting for the next round.
+                        .with_push_listen_addr_updates(true),
                 ),
                 ping: ping::Behaviour::new(
                     ping::Config::new().with_interval(Duration::from_secs(5)),
@@ -437,10 +445,18 @@ pub fn start(
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 upnp: Toggle::from(upnp.then(upnp::tokio::Behaviour::default)),
+                relay: Toggle::from(
+                    relay_limits.map(|limits| relay::Behaviour::new(peer_id, limits.config())),
+                ),
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
+    // libp2p offers the relay only once an external address is confirmed, which AutoNAT v1 never does for
+    // addresses outside the global ranges; a node not on a private network serves as a relay from the start.
+    if !wants_relays && let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
+        relay.set_status(Some(relay::Status::Enable));
+    }
     for topic in [REPAIR_TOPIC, ROOM_TOPIC, DELETE_TOPIC] {
         swarm
             .behaviour_mut()
@@ -455,12 +471,11 @@ pub fn start(
             anyhow::anyhow!("listening on {addr}: {cause}")
         })?;
     }
+    // Dialled once the first listener is up (`EventLoop::on_event`): a dial from the listening port is what lets
+    // a NAT that keeps ports map this node to the same outside port for every peer, which hole punching needs.
     for addr in &config.bootstrap {
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-        }
-        if let Err(error) = swarm.dial(addr.clone()) {
-            tracing::warn!(%addr, %error, "cannot dial bootstrap peer");
         }
     }
     let (commands, command_rx) = mpsc::channel(1024);
@@ -482,7 +497,10 @@ pub fn start(
             first_seen: BTreeMap::new(),
             bootstrapped: false,
             bootstrap: config.bootstrap,
+            bootstrap_dialled: false,
             metrics: libp2p::metrics::Metrics::new(registry),
+            wants_relays,
+            relays: crate::nat::Relays::default(),
         },
     ))
 }
@@ -503,15 +521,25 @@ pub struct EventLoop {
     first_seen: BTreeMap<PeerId, std::time::Instant>,
     bootstrapped: bool,
     bootstrap: Vec<Multiaddr>,
+    /// Whether the bootstrap peers were dialled (once the first listener is up).
+    bootstrap_dialled: bool,
     /// libp2p's own metrics (connections, kad, identify, ping, gossipsub, DCUtR), exported on `/metrics`.
     metrics: libp2p::metrics::Metrics,
+    /// Whether this node listens only on private addresses, and so reserves slots on relays.
+    wants_relays: bool,
+    /// The relays it reserved on.
+    relays: crate::nat::Relays,
 }
 
 impl EventLoop {
     /// Runs until every client handle is dropped.
     pub async fn run(mut self) {
         let mut bootstrap_timer = tokio::time::interval(Duration::from_secs(30));
-        let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
+        // Not at once: the first dials wait for a listener (see `start`).
+        let mut redial_timer = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
         loop {
             tokio::select! {
                 _ = redial_timer.tick() => {
@@ -649,6 +677,32 @@ impl EventLoop {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
+                // A node that is not on a private network is dialled where it listens: that is its external
+                // address (relays hand it to the peers that reserve on them).
+                let relayed = address.iter().any(|p| p == Protocol::P2pCircuit);
+                let unspecified = address.iter().any(|p| {
+                    matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                        || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+                });
+                if !self.wants_relays && !relayed && !unspecified {
+                    self.swarm.add_external_address(address);
+                }
+                if !relayed && !self.bootstrap_dialled {
+                    self.bootstrap_dialled = true;
+                    for addr in self.bootstrap.clone() {
+                        if let Err(error) = self.swarm.dial(addr.clone()) {
+                            tracing::warn!(%addr, %error, "cannot dial bootstrap peer");
+                        }
+                    }
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                tracing::info!(?addresses, ?reason, "a listener closed");
+                self.relays.closed(listener_id);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -717,6 +771,26 @@ impl EventLoop {
                 info,
                 ..
             })) => {
+                tracing::debug!(%peer_id, observed = %info.observed_addr, "identified");
+                if self.wants_relays {
+                    // A peer on a public address that offers the hop protocol can relay for us.
+                    let circuit = info
+                        .listen_addrs
+                        .iter()
+                        .find_map(|addr| self.relays.consider(peer_id, &info.protocols, addr));
+                    if let Some(circuit) = circuit {
+                        match self.swarm.listen_on(circuit.clone()) {
+                            Ok(id) => {
+                                tracing::info!(relay = %peer_id, %circuit, "reserving a relay slot");
+                                self.relays.listening(peer_id, Some(id));
+                            }
+                            Err(error) => {
+                                tracing::warn!(relay = %peer_id, %error, "cannot listen through a relay");
+                                self.relays.listening(peer_id, None);
+                            }
+                        }
+                    }
+                }
                 // Kademlia ignores the addresses of inbound connections; identify tells where the peer listens.
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -741,6 +815,17 @@ impl EventLoop {
                 *failures = failures.saturating_add(1);
                 tracing::debug!(%peer, %error, failures = *failures, "ping failed");
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(connection) => {
+                    tracing::info!(peer = %remote_peer_id, ?connection, "hole punched: direct connection");
+                }
+                Err(error) => {
+                    tracing::info!(peer = %remote_peer_id, %error, "hole punch failed");
+                }
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Floe(event)) => self.on_floe(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "dial failed");

@@ -229,6 +229,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 request_timeout: Duration::from_secs(10),
                 upnp: false,
                 max_connections: 64,
+                relay: None,
             },
             &mut prometheus_client::registry::Registry::default(),
         )

@@ -15,7 +15,8 @@
 #   sym     203.0.113.4    192.168.4.11-13       address-and-port-dependent mapping (masquerade random)
 #
 # Every router filters like a home router: replies to what went out come in (conntrack), nothing else (except
-# what miniupnpd forwards). Home hosts reach the internet; nothing reaches a home host unsolicited. Addresses
+# what miniupnpd forwards), and unsolicited packets are dropped, not answered (a reset would end a hole punch
+# whose other half has not left yet). Home hosts reach the internet; nothing reaches a home host unsolicited. Addresses
 # exist only inside the namespaces; every namespace and process made here is removed by nat_down.
 
 nat_tag=floe-nat-$$
@@ -91,6 +92,11 @@ table ip nat {
   }
 }
 table ip filter {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "eth0" ct state established,related accept
+    iifname "eth0" drop
+  }
   chain forward {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
