@@ -1,18 +1,28 @@
 # Sourced by scripts: a small internet in network namespaces, with home routers doing NAT (issue 17).
 #
 #   nat_up            # builds it (needs root; installs iproute2, nftables and miniupnpd with apt-get if missing)
-#   nat_hosts         # prints "name namespace address" for every host a node can run on, one per line
+#   nat_hosts         # prints "name namespace address port" for every host a node can run on, one per line
 #   nat_down          # removes everything nat_up made (call it from the script's EXIT trap)
 #
-# The internet is one bridge (namespace $nat_tag-inet); on it, public hosts at 198.51.100.11-13 and the routers'
-# outside addresses at 203.0.113.1-4, both documentation ranges, and both on-link for everyone on the bridge. Each
+# The internet is one bridge (namespace $nat_tag-inet); on it, public hosts at 198.51.100.11-13 (a documentation
+# range) and the routers' outside addresses at 198.18.R.1, each router in its own /24 as home routers are (floe
+# spreads a blob's slivers over /24s). 198.18.0.0/15 is reserved for network benchmarks (RFC 2544), never routed
+# on the internet, and has the /24s the documentation ranges lack. Everything is on-link for everyone. Each
 # router has a home network 192.168.R.0/24 (its own bridge) and NATs it with nftables:
 #
 #   router  outside        home hosts            NAT
-#   cone1   203.0.113.1    192.168.1.11-12       endpoint-independent mapping (masquerade keeps the port)
-#   cone2   203.0.113.2    192.168.2.11-12       endpoint-independent mapping
-#   upnp    203.0.113.3    192.168.3.11-12       endpoint-independent mapping, and miniupnpd for port mappings
-#   sym     203.0.113.4    192.168.4.11-13       address-and-port-dependent mapping (masquerade random)
+#   cone1   198.18.1.1    192.168.1.11-12       endpoint-independent mapping
+#   cone2   198.18.2.1    192.168.2.11-12       endpoint-independent mapping
+#   upnp    198.18.3.1    192.168.3.11-12       endpoint-independent mapping, and miniupnpd for port mappings
+#   sym     198.18.4.1    192.168.4.11-13       address-and-port-dependent mapping (masquerade random)
+#
+# Endpoint-independent mapping, as a home router gives a host's listening port: host .1i listens on port 4000+i
+# (the port nat_hosts prints), and that port (TCP and UDP) leaves as the router's same port to every destination.
+# Plain masquerade is not enough: it keeps a port only while the outside tuple is free, so it maps the same
+# inside port differently per destination once two flows collide. Hosts share no port, as libp2p's identify
+# guesses a node's outside address from its listen port (its observed port is used only when the two match):
+# two hosts behind one router listening on the same port would each be advertised at that port, and one of
+# them wrongly. Other ports are masqueraded.
 #
 # Every router filters like a home router: replies to what went out come in (conntrack), nothing else (except
 # what miniupnpd forwards), and unsolicited packets are dropped, not answered (a reset would end a hole punch
@@ -27,10 +37,10 @@ nat_ns() { echo "$nat_tag-$1"; }
 
 nat_hosts() {
   local i r
-  for i in 1 2 3; do echo "pub$i $(nat_ns "pub$i") 198.51.100.1$i"; done
+  for i in 1 2 3; do echo "pub$i $(nat_ns "pub$i") 198.51.100.1$i 4001"; done
   for r in cone1:1:2 cone2:2:2 upnp:3:2 sym:4:3; do
     IFS=: read -r name net count <<< "$r"
-    for i in $(seq 1 "$count"); do echo "$name-h$i $(nat_ns "$name-h$i") 192.168.$net.1$i"; done
+    for i in $(seq 1 "$count"); do echo "$name-h$i $(nat_ns "$name-h$i") 192.168.$net.1$i $((4000 + i))"; done
   done
 }
 
@@ -66,7 +76,7 @@ nat_up() {
     ip -n "$inet" link set "p$i" master br0 up
     ip -n "$ns" addr add "198.51.100.1$i/24" dev eth0
     ip -n "$ns" link set eth0 up
-    ip -n "$ns" route add 203.0.113.0/24 dev eth0
+    ip -n "$ns" route add 198.18.0.0/15 dev eth0
   done
   local r name net count
   for r in cone1:1:2:cone cone2:2:2:cone upnp:3:2:cone sym:4:3:symmetric; do
@@ -75,20 +85,28 @@ nat_up() {
     nat_add_ns "$ns"
     ip -n "$inet" link add "w$net" type veth peer name eth0 netns "$ns"
     ip -n "$inet" link set "w$net" master br0 up
-    ip -n "$ns" addr add "203.0.113.$net/24" dev eth0
+    ip -n "$ns" addr add "198.18.$net.1/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add 198.51.100.0/24 dev eth0
+    ip -n "$ns" route add 198.18.0.0/15 dev eth0
     ip -n "$ns" link add lan0 type bridge
     ip -n "$ns" addr add "192.168.$net.1/24" dev lan0
     ip -n "$ns" link set lan0 up
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
-    local masquerade="masquerade"
+    local masquerade="masquerade" fixed="" i proto
     [ "$kind" = symmetric ] && masquerade="masquerade random"
+    if [ "$kind" = cone ]; then
+      for i in $(seq 1 "$count"); do
+        for proto in tcp udp; do
+          fixed+="    oifname eth0 ip saddr 192.168.$net.1$i $proto sport $((4000 + i)) snat to 198.18.$net.1:$((4000 + i))"$'\n'
+        done
+      done
+    fi
     ip netns exec "$ns" nft -f - << NFT || { echo "nat testbed: nft failed in $name" >&2; return 1; }
 table ip nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
-    oifname "eth0" $masquerade
+$fixed    oifname "eth0" $masquerade
   }
 }
 table ip filter {
