@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use floe_protocol::diversity::Network;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, relay};
@@ -89,6 +90,89 @@ pub fn needs_relays(listen: &[Multiaddr]) -> bool {
             .all(|addr| ip_of(addr).is_some_and(is_private))
 }
 
+/// Whether a peer listening on `addr` can be dialled directly from a node whose own networks are `own`: the
+/// address is not relayed, and it is either not private (public or loopback) or on one of `own`'s networks.
+pub fn dialable_from(addr: &Multiaddr, own: &std::collections::BTreeSet<Network>) -> bool {
+    if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+        return false;
+    }
+    match ip_of(addr) {
+        Some(ip) if is_private(ip) => own.contains(&Network::of(ip)),
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// Of several relayed connections between `local` and `remote` (each with whether `local` dialled it), the ones
+/// to close so that both ends keep the same one: the one dialled by the smaller peer ID. Nothing is closed
+/// until that one exists (it may still be on its way).
+pub fn duplicate_circuits<C: Ord + Copy>(
+    local: PeerId,
+    remote: PeerId,
+    circuits: &BTreeMap<C, bool>,
+) -> Vec<C> {
+    let we_keep_ours = local < remote;
+    let Some(kept) = circuits
+        .iter()
+        .find(|(_, we_dialled)| **we_dialled == we_keep_ours)
+        .map(|(id, _)| *id)
+    else {
+        return Vec::new();
+    };
+    circuits.keys().copied().filter(|id| *id != kept).collect()
+}
+
+/// How long a peer may stay reached only through a relay before the hole punch is tried again.
+pub const PUNCH_RETRY_AFTER: Duration = Duration::from_secs(20);
+/// Hole punches tried again per peer (a symmetric NAT defeats every one).
+pub const PUNCH_RETRIES: u32 = 3;
+
+/// Peers reached only through relays, and when to try a hole punch with each again. libp2p tries a hole punch
+/// once per relayed connection; one that failed for a passing reason (the other side's dial crossing ours, a
+/// second circuit closed under it) stays relayed for good unless someone dials again.
+#[derive(Debug, Default)]
+pub struct PunchRetries {
+    /// Since when each peer is relayed-only, and how many retries it had.
+    relayed: BTreeMap<PeerId, (std::time::Instant, u32)>,
+}
+
+impl PunchRetries {
+    /// Given the peers reached only through relays at `now`, those to dial again now: relayed-only for
+    /// [`PUNCH_RETRY_AFTER`] since the last try, with retries left, and with a larger peer ID than `local`
+    /// (one side redials, so the two redials cannot cross).
+    pub fn due(
+        &mut self,
+        now: std::time::Instant,
+        local: PeerId,
+        relayed_only: &std::collections::BTreeSet<PeerId>,
+    ) -> Vec<PeerId> {
+        self.relayed.retain(|peer, _| relayed_only.contains(peer));
+        let mut due = Vec::new();
+        for peer in relayed_only {
+            let (since, tries) = self.relayed.entry(*peer).or_insert((now, 0));
+            if local < *peer
+                && *tries < PUNCH_RETRIES
+                && now.saturating_duration_since(*since) >= PUNCH_RETRY_AFTER
+            {
+                *since = now;
+                *tries += 1;
+                due.push(*peer);
+            }
+        }
+        due
+    }
+}
+
+/// Whether a peer may be asked to hold slivers. A holder must be dialable by any reader, leader or challenger,
+/// and carry slivers without a relay: relays are volunteers' bandwidth, limited to what dialling and hole
+/// punching need (`RelayLimits`). So a peer qualifies when it serves the DHT (public, UPnP-mapped, confirmed by
+/// AutoNAT v2, or reachable through a relay reservation) and, if `connected`, at least one of its connections
+/// is direct (a hole punch succeeded, or it dialled us). A peer known only from the routing table qualifies
+/// until a connection shows otherwise.
+pub fn holds_slivers(connected: bool, kad_server: bool, direct: bool) -> bool {
+    !connected || (kad_server && direct)
+}
+
 /// The relays this node reserves on, and the listener of each reservation.
 #[derive(Debug, Default)]
 pub struct Relays {
@@ -155,6 +239,92 @@ mod tests {
 
     fn addr(text: &str) -> Multiaddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn relayed_peers_are_dialled_directly_where_that_can_work() {
+        let home: std::collections::BTreeSet<Network> =
+            [Network::of("192.168.1.11".parse().unwrap())].into();
+        assert!(dialable_from(&addr("/ip4/198.51.100.12/tcp/4001"), &home));
+        assert!(
+            dialable_from(&addr("/ip4/192.168.1.12/tcp/4002"), &home),
+            "same home network"
+        );
+        assert!(
+            !dialable_from(&addr("/ip4/192.168.2.11/tcp/4001"), &home),
+            "another home"
+        );
+        assert!(!dialable_from(
+            &addr(
+                "/ip4/198.51.100.11/tcp/4001/p2p/12D3KooWSsRv56N4iXtrcYyMEcQNjb61SJpdfGQjjH5aJutsDnUU/p2p-circuit"
+            ),
+            &home
+        ));
+        assert!(!dialable_from(&addr("/dns4/example.org/tcp/4001"), &home));
+    }
+
+    #[test]
+    fn both_ends_keep_the_circuit_the_smaller_peer_dialled() {
+        let (a, b) = {
+            let (x, y) = (PeerId::random(), PeerId::random());
+            if x < y { (x, y) } else { (y, x) }
+        };
+        // Seen from a (the smaller): connection 1 it dialled, 2 dialled by b.
+        let at_a: BTreeMap<u32, bool> = [(1, true), (2, false)].into();
+        assert_eq!(duplicate_circuits(a, b, &at_a), vec![2]);
+        // Seen from b, the same two connections under its own IDs: 7 dialled by a, 8 by itself.
+        let at_b: BTreeMap<u32, bool> = [(7, false), (8, true)].into();
+        assert_eq!(duplicate_circuits(b, a, &at_b), vec![8]);
+        // The kept one has not arrived yet: close nothing.
+        assert!(duplicate_circuits(a, b, &BTreeMap::from([(2, false)])).is_empty());
+        assert!(duplicate_circuits(b, a, &BTreeMap::from([(7, false)])).is_empty());
+    }
+
+    #[test]
+    fn relayed_peers_get_a_few_more_hole_punches_from_one_side() {
+        let (a, b) = {
+            let (x, y) = (PeerId::random(), PeerId::random());
+            if x < y { (x, y) } else { (y, x) }
+        };
+        let t0 = std::time::Instant::now();
+        let relayed = std::collections::BTreeSet::from([b]);
+        let mut at_a = PunchRetries::default();
+        assert!(at_a.due(t0, a, &relayed).is_empty(), "not yet");
+        let mut tries = 0;
+        for step in 1..20u64 {
+            tries += at_a
+                .due(
+                    t0 + PUNCH_RETRY_AFTER * u32::try_from(step).unwrap(),
+                    a,
+                    &relayed,
+                )
+                .len();
+        }
+        assert_eq!(tries, usize::try_from(PUNCH_RETRIES).unwrap(), "bounded");
+        // The larger side never redials.
+        let mut at_b = PunchRetries::default();
+        let back = std::collections::BTreeSet::from([a]);
+        assert!(at_b.due(t0, b, &back).is_empty());
+        assert!(at_b.due(t0 + PUNCH_RETRY_AFTER * 2, b, &back).is_empty());
+        // A peer that got a direct connection starts over if it is relayed again later.
+        at_a.due(t0, a, &std::collections::BTreeSet::new());
+        assert!(
+            at_a.due(t0 + PUNCH_RETRY_AFTER * 30, a, &relayed)
+                .is_empty(),
+            "clock restarts"
+        );
+    }
+
+    #[test]
+    fn only_dht_servers_reached_directly_hold_slivers() {
+        // Connected: must serve the DHT and have a direct connection.
+        assert!(holds_slivers(true, true, true));
+        assert!(!holds_slivers(true, true, false), "relayed only");
+        assert!(!holds_slivers(true, false, true), "a DHT client behind NAT");
+        assert!(!holds_slivers(true, false, false));
+        // Known from the routing table only (which holds servers alone): a candidate until a connection shows
+        // otherwise.
+        assert!(holds_slivers(false, false, false));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The libp2p side of a node: transports, behaviours, the prost request-response codec, and the event loop
 //! that owns the `Swarm`.
 //!
-//! This module owns peers and connections: discovery (Kademlia in server mode, fed by identify), RTTs (ping),
-//! and moving floe requests and responses. It makes no protocol decision; inbound requests go to the node
+//! This module owns peers and connections: discovery (Kademlia, fed by identify), reachability (AutoNAT v2,
+//! relays, DCUtR, UPnP), RTTs (ping), and moving floe requests and responses. It makes no protocol decision; inbound requests go to the node
 //! service, and the service asks for outbound ones through [`NetClient`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -29,6 +29,9 @@ use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 
 /// The floe request-response protocol.
 pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
+/// How long a relayed connection stays open after a direct one to the same peer exists.
+const CIRCUIT_GRACE: Duration = Duration::from_secs(5);
+
 /// floe's own Kademlia protocol name, so a floe swarm never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/kad/1");
 /// What identify tells peers this node runs: `floe/<version>`.
@@ -142,8 +145,11 @@ pub struct Behaviour {
     ping: ping::Behaviour,
     floe: request_response::Behaviour<FloeCodec>,
     gossipsub: gossipsub::Behaviour,
-    /// Learns whether we are reachable from outside (peers dial back our observed addresses).
-    autonat: autonat::Behaviour,
+    /// Learns, address by address, whether we are reachable from outside (a peer dials the address back); a
+    /// confirmed address puts Kademlia in server mode.
+    autonat: autonat::v2::client::Behaviour,
+    /// Dials back the addresses peers ask about.
+    autonat_server: autonat::v2::server::Behaviour,
     /// Reaches peers behind NAT through a relay, then upgrades to a direct connection (DCUtR).
     relay_client: relay::client::Behaviour,
     dcutr: dcutr::Behaviour,
@@ -219,6 +225,15 @@ pub struct PeerView {
     /// When this node first connected to each peer it still knows (forgotten once the peer leaves both the
     /// connections and the routing table): a peer's age, for the newcomer rule of repairs.
     pub first_seen: BTreeMap<PeerId, std::time::Instant>,
+    /// Connected peers with at least one direct connection.
+    pub direct_peers: BTreeSet<PeerId>,
+    /// Connected peers reached only through a relay (no holder candidates; see `crate::nat::holds_slivers`).
+    pub relayed_only_peers: BTreeSet<PeerId>,
+    /// Whether this node serves the DHT (Kademlia server mode), which makes it a holder candidate for others.
+    pub dht_server: bool,
+    /// This node's confirmed external addresses (its listen addresses on a public network, relayed addresses
+    /// of its reservations, UPnP mappings, AutoNAT v2 confirmations).
+    pub external_addrs: Vec<Multiaddr>,
 }
 
 /// The network of the first IP address in `addr` (for a relayed address, the relay's).
@@ -404,9 +419,10 @@ pub fn start(
             kad_config.set_query_timeout(Duration::from_secs(10));
             let mut kad =
                 kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-            // Loopback and LAN addresses are never confirmed as external, so client mode would leave every
-            // routing table empty: serve the DHT from the start.
-            kad.set_mode(Some(kad::Mode::Server));
+            // A node on a public or loopback address serves the DHT from the start (loopback addresses are never
+            // confirmed as external). One behind NAT is a client until an address of it is confirmed: a relay
+            // reservation, a UPnP mapping or an AutoNAT v2 dial-back. Only servers are asked to hold slivers.
+            kad.set_mode((!wants_relays).then_some(kad::Mode::Server));
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(MAX_GOSSIP_LEN)
                 .validation_mode(gossipsub::ValidationMode::Strict)
@@ -441,7 +457,8 @@ pub fn start(
                         .with_max_concurrent_streams(256),
                 ),
                 gossipsub,
-                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                autonat: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 upnp: Toggle::from(upnp.then(upnp::tokio::Behaviour::default)),
@@ -452,10 +469,15 @@ pub fn start(
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    // libp2p offers the relay only once an external address is confirmed, which AutoNAT v1 never does for
-    // addresses outside the global ranges; a node not on a private network serves as a relay from the start.
-    if !wants_relays && let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
-        relay.set_status(Some(relay::Status::Enable));
+    // A node not on a private network serves as a relay from the start (libp2p would wait for a confirmed
+    // external address, which loopback and test-range addresses never get). A node behind NAT never relays: left to itself, libp2p would enable the service once the node's own relayed
+    // address is confirmed, and peers would then reserve on a node they can reach only through another relay.
+    if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
+        relay.set_status(Some(if wants_relays {
+            relay::Status::Disable
+        } else {
+            relay::Status::Enable
+        }));
     }
     for topic in [REPAIR_TOPIC, ROOM_TOPIC, DELETE_TOPIC] {
         swarm
@@ -494,6 +516,10 @@ pub fn start(
             rtt_ms: BTreeMap::new(),
             ping_failures: BTreeMap::new(),
             connection_networks: BTreeMap::new(),
+            kad_servers: BTreeSet::new(),
+            relayed_connections: BTreeMap::new(),
+            close_circuits_at: BTreeMap::new(),
+            punch_retries: crate::nat::PunchRetries::default(),
             first_seen: BTreeMap::new(),
             bootstrapped: false,
             bootstrap: config.bootstrap,
@@ -515,8 +541,18 @@ pub struct EventLoop {
     rtt_ms: BTreeMap<PeerId, u64>,
     /// Consecutive failed pings per connected peer.
     ping_failures: BTreeMap<PeerId, u32>,
-    /// The network of each open connection's remote address, per peer.
+    /// The network of each open direct connection's remote address, per peer (relayed connections are not
+    /// here: a connected peer missing from this map is reached only through a relay).
     connection_networks: BTreeMap<PeerId, BTreeMap<ConnectionId, Network>>,
+    /// Peers whose last identify listed floe's Kademlia protocol: they serve the DHT, so they are reachable.
+    kad_servers: BTreeSet<PeerId>,
+    /// Open relayed connections per peer, closed once a direct one exists (a relay's circuits are scarce).
+    /// (With whether this node dialled each.)
+    relayed_connections: BTreeMap<PeerId, BTreeMap<ConnectionId, bool>>,
+    /// When to close the circuits of peers now also connected directly.
+    close_circuits_at: BTreeMap<PeerId, std::time::Instant>,
+    /// Peers reached only through relays, to dial again for another hole punch.
+    punch_retries: crate::nat::PunchRetries,
     /// When each known peer was first connected.
     first_seen: BTreeMap<PeerId, std::time::Instant>,
     bootstrapped: bool,
@@ -543,6 +579,7 @@ impl EventLoop {
         loop {
             tokio::select! {
                 _ = redial_timer.tick() => {
+                    self.close_spare_circuits();
                     // A bootstrap peer that was down when we started (or that we lost) is tried again until we
                     // are connected to someone; otherwise a node could stay alone forever.
                     if self.swarm.connected_peers().next().is_none() {
@@ -564,8 +601,91 @@ impl EventLoop {
         }
     }
 
+    /// Dials `peer` directly when it is reached only through a relay but listens where we can dial it: on a
+    /// public address (it dialled us through a relay before we dialled it; hole punching towards a public node
+    /// fails, as it has no observed address to offer), or on this node's own private network (two hosts behind
+    /// one home router; a hole punch between them would need the router to hairpin).
+    fn dial_directly_if_possible(&mut self, peer: PeerId, listen_addrs: &[Multiaddr]) {
+        if !self.swarm.is_connected(&peer) || self.connection_networks.contains_key(&peer) {
+            return;
+        }
+        let own: BTreeSet<Network> = self.swarm.listeners().filter_map(network_of).collect();
+        let direct: Vec<Multiaddr> = listen_addrs
+            .iter()
+            .filter(|a| crate::nat::dialable_from(a, &own))
+            .cloned()
+            .collect();
+        if direct.is_empty() {
+            return;
+        }
+        tracing::debug!(%peer, addrs = ?direct, "relayed peer with a direct address: dialling it");
+        let opts = DialOpts::peer_id(peer)
+            .addresses(direct)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(error) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, %error, "cannot dial a peer on our own network");
+        }
+    }
+
+    /// Closes the relayed connections of peers that have had a direct one for [`CIRCUIT_GRACE`].
+    fn close_spare_circuits(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<PeerId> = self
+            .close_circuits_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.close_circuits_at.remove(&peer);
+            if !self.connection_networks.contains_key(&peer) {
+                continue; // the direct connection is gone again: keep the circuit
+            }
+            let circuits = self.relayed_connections.remove(&peer).unwrap_or_default();
+            tracing::debug!(%peer, circuits = circuits.len(), "direct connection: closing circuits");
+            for id in circuits.into_keys() {
+                self.swarm.close_connection(id);
+            }
+        }
+        let relayed_only: BTreeSet<PeerId> = self
+            .relayed_connections
+            .keys()
+            .filter(|p| !self.connection_networks.contains_key(p))
+            .copied()
+            .collect();
+        let local = *self.swarm.local_peer_id();
+        for peer in self.punch_retries.due(now, local, &relayed_only) {
+            // A fresh circuit gets a fresh hole punch; the old ones go, so that it is the only one.
+            tracing::debug!(%peer, "still reached only through a relay: dialling again to punch a hole");
+            for id in self
+                .relayed_connections
+                .remove(&peer)
+                .unwrap_or_default()
+                .into_keys()
+            {
+                self.swarm.close_connection(id);
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::Always)
+                .build();
+            if let Err(error) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %error, "cannot dial a relayed peer again");
+            }
+        }
+    }
+
     fn view(&mut self) -> PeerView {
-        let mut peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        // Holder candidates: DHT servers reached directly or not yet connected (see `crate::nat::holds_slivers`).
+        let connected: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let candidate = |peer: &PeerId| {
+            crate::nat::holds_slivers(
+                connected.contains(peer),
+                self.kad_servers.contains(peer),
+                self.connection_networks.contains_key(peer),
+            )
+        };
+        let mut peers: Vec<PeerId> = connected.iter().copied().filter(candidate).collect();
         // Connections first: an address a peer is reached on outweighs one it only claims.
         let mut networks: BTreeMap<PeerId, Network> = self
             .connection_networks
@@ -575,6 +695,9 @@ impl EventLoop {
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
                 let peer = *entry.node.key.preimage();
+                if !candidate(&peer) {
+                    continue;
+                }
                 peers.push(peer);
                 if let std::collections::btree_map::Entry::Vacant(slot) = networks.entry(peer)
                     && let Some(net) = entry.node.value.iter().find_map(network_of)
@@ -619,6 +742,18 @@ impl EventLoop {
             networks,
             own_network,
             first_seen: self.first_seen.clone(),
+            direct_peers: connected
+                .iter()
+                .filter(|p| self.connection_networks.contains_key(p))
+                .copied()
+                .collect(),
+            relayed_only_peers: connected
+                .iter()
+                .filter(|p| !self.connection_networks.contains_key(p))
+                .copied()
+                .collect(),
+            dht_server: self.swarm.behaviour().kad.mode() == kad::Mode::Server,
+            external_addrs: self.swarm.external_addresses().cloned().collect(),
         }
     }
 
@@ -714,7 +849,27 @@ impl EventLoop {
                 self.first_seen
                     .entry(peer_id)
                     .or_insert_with(std::time::Instant::now);
-                if let Some(net) = network_of(endpoint.get_remote_address()) {
+                let remote = endpoint.get_remote_address();
+                let relayed = remote.iter().any(|p| p == Protocol::P2pCircuit);
+                // A relayed connection's address names the relay's network, not the peer's.
+                if relayed {
+                    let circuits = self.relayed_connections.entry(peer_id).or_default();
+                    circuits.insert(connection_id, endpoint.is_dialer());
+                    // Both peers dialled each other through relays at once: two hole punches on one address
+                    // pair would collide, every attempt. Both sides keep the same one.
+                    let local = *self.swarm.local_peer_id();
+                    for id in crate::nat::duplicate_circuits(local, peer_id, circuits) {
+                        tracing::debug!(%peer_id, "two circuits to one peer: closing one");
+                        self.swarm.close_connection(id);
+                    }
+                } else if self.relayed_connections.contains_key(&peer_id) {
+                    // Hole punched (or dialled directly): the circuit is no longer needed, once the other side
+                    // has finished its half of the upgrade (closing at once aborts it).
+                    self.close_circuits_at
+                        .entry(peer_id)
+                        .or_insert_with(|| std::time::Instant::now() + CIRCUIT_GRACE);
+                }
+                if !relayed && let Some(net) = network_of(remote) {
                     self.connection_networks
                         .entry(peer_id)
                         .or_default()
@@ -731,8 +886,18 @@ impl EventLoop {
                 num_established,
                 ..
             } if num_established > 0 => {
+                if let Some(circuits) = self.relayed_connections.get_mut(&peer_id) {
+                    circuits.remove(&connection_id);
+                    if circuits.is_empty() {
+                        self.relayed_connections.remove(&peer_id);
+                    }
+                }
                 if let Some(conns) = self.connection_networks.get_mut(&peer_id) {
                     conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        // Only relayed connections are left.
+                        self.connection_networks.remove(&peer_id);
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -741,6 +906,9 @@ impl EventLoop {
                 ..
             } => {
                 self.connection_networks.remove(&peer_id);
+                self.kad_servers.remove(&peer_id);
+                self.relayed_connections.remove(&peer_id);
+                self.close_circuits_at.remove(&peer_id);
                 self.rtt_ms.remove(&peer_id);
                 self.ping_failures.remove(&peer_id);
                 tracing::debug!(%peer_id, "disconnected");
@@ -791,9 +959,24 @@ impl EventLoop {
                         }
                     }
                 }
-                // Kademlia ignores the addresses of inbound connections; identify tells where the peer listens.
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                // Kademlia ignores the addresses of inbound connections; identify tells where the peer listens. A
+                // peer in client mode (behind NAT, not reachable yet) stays out of the routing table, and so out
+                // of holder lists.
+                self.dial_directly_if_possible(peer_id, &info.listen_addrs);
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    self.kad_servers.insert(peer_id);
+                    // Only addresses someone can dial: a NATed peer's home address is of no use to the peers we
+                    // pass it on to (nor to us, unless we share its home network), and failed dials cost time.
+                    let own: BTreeSet<Network> =
+                        self.swarm.listeners().filter_map(network_of).collect();
+                    for addr in info.listen_addrs {
+                        let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit);
+                        if relayed || crate::nat::dialable_from(&addr, &own) {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        }
+                    }
+                } else if self.kad_servers.remove(&peer_id) {
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
@@ -826,11 +1009,30 @@ impl EventLoop {
                     tracing::info!(peer = %remote_peer_id, %error, "hole punch failed");
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            })) => match result {
+                Ok(()) => {
+                    tracing::info!(addr = %tested_addr, %server, "reachable: a peer dialled us back")
+                }
+                Err(error) => {
+                    tracing::info!(addr = %tested_addr, %server, %error, "not reachable from outside");
+                }
+            },
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Floe(event)) => self.on_floe(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "dial failed");
-                if let Some(peer) = peer_id {
-                    // A peer we cannot reach is no holder candidate until it comes back.
+                // A peer we cannot reach is no holder candidate until it comes back (one still connected is
+                // reachable: only this dial's addresses failed).
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
                     self.swarm.behaviour_mut().kad.remove_peer(&peer);
                 }
             }

@@ -270,6 +270,13 @@ async fn node_status(State(state): State<AppState>) -> Response {
                 view.networks.values().copied().map(Some).chain(std::iter::once(view.own_network)),
             ),
         },
+        // Reachability across NAT (docs/operators.md, "Behind NAT").
+        "reachability": {
+            "dhtMode": if view.dht_server { "server" } else { "client" },
+            "externalAddresses": view.external_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "directPeers": view.direct_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "relayedOnlyPeers": view.relayed_only_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        },
         "sliversStored": counters.slivers.load(Ordering::Relaxed),
         "bytesStored": counters.bytes.load(Ordering::Relaxed),
         "capacityBytes": state.node.capacity(),
