@@ -166,6 +166,25 @@ for name, ns, *_ in hosts:
             event = line.split('event="', 1)[1].split('"', 1)[0]
             punches[event] = punches.get(event, 0) + int(float(line.rsplit(" ", 1)[1]))
 print("DCUtR events over all nodes: " + (", ".join(f"{k} {v}" for k, v in sorted(punches.items())) or "none"))
+# Time to the first direct connection by hole punching, per cone-NAT node: from its first log line (start) to its
+# first "hole punched" line.
+from datetime import datetime
+def stamp(line):
+    try:
+        return datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+firsts = {}
+for name, *_ in cone_class:
+    lines = open(f"{work}/{name}/node.log", errors="replace").read().splitlines()
+    start = next((t for t in map(stamp, lines) if t), None)
+    punched = next((stamp(l) for l in lines if "hole punched" in l), None)
+    if start and punched:
+        firsts[name] = (punched - start).total_seconds()
+if firsts:
+    print("time from start to the first hole-punched connection, per cone-NAT node (s): "
+          + ", ".join(f"{n} {t:.1f}" for n, t in firsts.items())
+          + f"; median {statistics.median(firsts.values()):.1f}")
 check(len(direct) == len(connected) and len(connected) > 0,
       f"every connected pair of cone-NAT nodes on different routers is direct ({len(direct)}/{len(connected)})")
 sym_reach = [h[0] for h in sym if any(link(h[0], p) for p in ids)]

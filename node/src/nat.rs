@@ -57,7 +57,7 @@ impl RelayLimits {
 }
 
 /// The first IP address of `addr`, if it has one.
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),

@@ -628,6 +628,25 @@ impl EventLoop {
         }
     }
 
+    /// A node on a private network that a peer sees at a private address of one of this node's own networks
+    /// shares that network with the peer (a LAN, or namespaces on one bridge): nothing translates its address
+    /// there, so it serves the DHT for those peers. Behind NAT, peers elsewhere see the router's address instead.
+    fn serve_dht_if_on_a_shared_private_network(&mut self, peer: PeerId, observed: &Multiaddr) {
+        if !self.wants_relays || self.swarm.behaviour().kad.mode() == kad::Mode::Server {
+            return;
+        }
+        let own: BTreeSet<Network> = self.swarm.listeners().filter_map(network_of).collect();
+        let shared = crate::nat::ip_of(observed).is_some_and(crate::nat::is_private)
+            && network_of(observed).is_some_and(|n| own.contains(&n));
+        if shared {
+            tracing::info!(%peer, %observed, "a peer shares our private network: serving the DHT");
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .set_mode(Some(kad::Mode::Server));
+        }
+    }
+
     /// Closes the relayed connections of peers that have had a direct one for [`CIRCUIT_GRACE`].
     fn close_spare_circuits(&mut self) {
         let now = std::time::Instant::now();
@@ -963,6 +982,7 @@ impl EventLoop {
                 // peer in client mode (behind NAT, not reachable yet) stays out of the routing table, and so out
                 // of holder lists.
                 self.dial_directly_if_possible(peer_id, &info.listen_addrs);
+                self.serve_dht_if_on_a_shared_private_network(peer_id, &info.observed_addr);
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     self.kad_servers.insert(peer_id);
                     // Only addresses someone can dial: a NATed peer's home address is of no use to the peers we
