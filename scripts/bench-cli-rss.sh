@@ -31,6 +31,6 @@ measure "slivers encode (n=$shards)" "$floe" slivers encode "$work/blob" --out "
 id=$(cat "$work/out")
 k=$(( (shards - 1) / 3 + 1 ))
 for i in $(seq 0 $((shards - k - 1))); do rm "$work/slivers/$(printf 'sliver-%04d.floe' "$i")"; done
-measure "slivers decode, last $k of $shards (all parity)" "$floe" slivers decode "$work/slivers" --blob-id "$id" --out "$work/rebuilt"
+measure "slivers decode, last $k of $shards (all parity)" "$floe" slivers decode "$work/slivers" --blob-id="$id" --out "$work/rebuilt"
 cmp "$work/blob" "$work/rebuilt"
 echo "rebuilt file is byte-identical" >&2

@@ -201,8 +201,9 @@ echo "browser test: published site $site_id ($site_files files), own origin $sit
 # background and waited for, so that Ctrl-C or a TERM reaches on_exit at once.
 args=()
 for gateway in "${gateways[@]}"; do args+=(--gateway "$gateway"); done
-timeout -k 5 150 node "$dir/test.mjs" "${args[@]}" --text-id "$text_id" --text-file "$work/text.txt" \
-  --clip-id "$clip_id" --site-id "$site_id" --site-origin "$site_origin" --clip-sha256 "$clip_sha256" --big-id "$big_id" --big-sha256 "$big_sha256" --artifacts "$work/artifacts" \
+# IDs go as --opt=value: a base64url ID may start with "-", which node's parseArgs takes for an option.
+timeout -k 5 150 node "$dir/test.mjs" "${args[@]}" --text-id="$text_id" --text-file "$work/text.txt" \
+  --clip-id="$clip_id" --site-id="$site_id" --site-origin "$site_origin" --clip-sha256 "$clip_sha256" --big-id="$big_id" --big-sha256 "$big_sha256" --artifacts "$work/artifacts" \
   --name-origin "$name_origin" --name-key "$work/site.key" --site-dir "$work/site" --floe "$floe" &
 tester=$!
 wait "$tester"

@@ -35,7 +35,7 @@ gateways=()
 for i in 0 1 2 3; do gateways+=("http://127.0.0.1:$((27400 + 1000 + i))"); done
 for gw in "${gateways[@]}"; do
   for _ in $(seq 1 150); do
-    known=$(curl -sf --max-time 2 "$gw/v1/node/status" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).knownPeers)}catch{console.log(0)}})' || echo 0)
+    known=$(curl -sf --max-time 2 "$gw/v1/node/status" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).knownPeers)}catch{console.log(0)}})' || true)
     [ "${known:-0}" -ge 3 ] && break
     sleep 0.2
   done
@@ -48,4 +48,5 @@ blob_id=$(printf '%s' "$answer" | node -e 'let s="";process.stdin.on("data",d=>s
 echo "verifier test: stored $blob_id (16 MiB)"
 args=()
 for gw in "${gateways[@]}"; do args+=(--gateway "$gw"); done
-timeout 300 node verifier/js/test.mjs --wasm "$wasm" "${args[@]}" --blob-id "$blob_id" --blob-file "$work/blob.bin"
+# --blob-id=ID: a base64url ID may start with "-", which node's parseArgs would take for an option.
+timeout 300 node verifier/js/test.mjs --wasm "$wasm" "${args[@]}" --blob-id="$blob_id" --blob-file "$work/blob.bin"
