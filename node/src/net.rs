@@ -1,15 +1,15 @@
-//! The libp2p side of a node: transports, behaviours, the prost request-response codec, and the event loop
-//! that owns the `Swarm`.
+//! The libp2p side of a node: transports, behaviours, and the event loop that owns the `Swarm` (the wire codec
+//! is in `codec`, the NAT handling of the loop in `reach`).
 //!
 //! This module owns peers and connections: discovery (Kademlia, fed by identify), reachability (AutoNAT v2,
-//! relays, DCUtR, UPnP), RTTs (ping), and moving floe requests and responses. It makes no protocol decision; inbound requests go to the node
-//! service, and the service asks for outbound ones through [`NetClient`].
+//! relays, DCUtR, UPnP), RTTs (ping), and moving floe requests and responses. It makes no protocol decision;
+//! inbound requests go to the node service, and the service asks for outbound ones through [`NetClient`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::multiaddr::Protocol;
@@ -21,11 +21,15 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub,
     identify, noise, ping, relay, tcp, upnp, yamux,
 };
-use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use floe_protocol::diversity::Network;
-use floe_protocol::wire::{self, MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
+use floe_protocol::wire::{MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
+
+mod codec;
+mod reach;
+
+pub use codec::FloeCodec;
 
 /// The floe request-response protocol.
 pub const FLOE_PROTOCOL: StreamProtocol = StreamProtocol::new("/floe/1");
@@ -46,94 +50,6 @@ pub const DELETE_TOPIC: &str = "floe/delete/1";
 pub const MAX_GOSSIP_LEN: usize = 256 * 1024;
 /// Largest request or response: a sliver set plus metadata.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN + MAX_METADATA_LEN + (1 << 20);
-
-/// Reads one varint-prefixed frame, refusing a length over `limit` before allocating.
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
-    let mut prefix = Vec::with_capacity(10);
-    let len = loop {
-        let mut byte = [0u8; 1];
-        io.read_exact(&mut byte).await?;
-        prefix.push(byte[0]);
-        match wire::frame_len(&prefix, limit) {
-            Ok(Some((len, _))) => break len,
-            Ok(None) => continue,
-            Err(error) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
-        }
-    };
-    // Grow the buffer as bytes arrive: a peer that announces a large frame and sends nothing costs nothing.
-    let mut body = Vec::with_capacity(len.min(64 << 10));
-    let wanted = u64::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too long"))?;
-    io.take(wanted).read_to_end(&mut body).await?;
-    if body.len() != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "frame shorter than announced",
-        ));
-    }
-    Ok(body)
-}
-
-async fn write_frame<T: AsyncWrite + Unpin + Send, M: Message>(
-    io: &mut T,
-    message: &M,
-) -> io::Result<()> {
-    io.write_all(&wire::encode_frame(message)).await?;
-    io.close().await
-}
-
-fn decode<M: Message + Default>(body: &[u8], name: &'static str) -> io::Result<M> {
-    wire::decode_body(body, MAX_MESSAGE_LEN, name)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Length-prefixed prost messages, with limits checked before allocation.
-#[derive(Debug, Clone, Default)]
-pub struct FloeCodec;
-
-impl request_response::Codec for FloeCodec {
-    type Protocol = StreamProtocol;
-    type Request = pb::Request;
-    type Response = pb::Response;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<pb::Request>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        decode(&read_frame(io, MAX_MESSAGE_LEN).await?, "Request")
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<pb::Response>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        decode(&read_frame(io, MAX_MESSAGE_LEN).await?, "Response")
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: pb::Request,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &req).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: pb::Response,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &res).await
-    }
-}
 
 /// Everything a floe node speaks.
 #[derive(NetworkBehaviour)]
@@ -470,8 +386,9 @@ pub fn start(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     // A node not on a private network serves as a relay from the start (libp2p would wait for a confirmed
-    // external address, which loopback and test-range addresses never get). A node behind NAT never relays: left to itself, libp2p would enable the service once the node's own relayed
-    // address is confirmed, and peers would then reserve on a node they can reach only through another relay.
+    // external address, which loopback and test-range addresses never get). A node behind NAT never relays: left
+    // to itself, libp2p would enable the service once the node's own relayed address is confirmed, and peers
+    // would then reserve on a node they can reach only through another relay.
     if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
         relay.set_status(Some(if wants_relays {
             relay::Status::Disable
@@ -546,8 +463,8 @@ pub struct EventLoop {
     connection_networks: BTreeMap<PeerId, BTreeMap<ConnectionId, Network>>,
     /// Peers whose last identify listed floe's Kademlia protocol: they serve the DHT, so they are reachable.
     kad_servers: BTreeSet<PeerId>,
-    /// Open relayed connections per peer, closed once a direct one exists (a relay's circuits are scarce).
-    /// (With whether this node dialled each.)
+    /// Open relayed connections per peer, each with whether this node dialled it; closed once a direct one
+    /// exists (a relay's circuits are scarce).
     relayed_connections: BTreeMap<PeerId, BTreeMap<ConnectionId, bool>>,
     /// When to close the circuits of peers now also connected directly.
     close_circuits_at: BTreeMap<PeerId, std::time::Instant>,
@@ -597,99 +514,6 @@ impl EventLoop {
                     // Refresh the routing table; an error only means no peer is known yet.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
-            }
-        }
-    }
-
-    /// Dials `peer` directly when it is reached only through a relay but listens where we can dial it: on a
-    /// public address (it dialled us through a relay before we dialled it; hole punching towards a public node
-    /// fails, as it has no observed address to offer), or on this node's own private network (two hosts behind
-    /// one home router; a hole punch between them would need the router to hairpin).
-    fn dial_directly_if_possible(&mut self, peer: PeerId, listen_addrs: &[Multiaddr]) {
-        if !self.swarm.is_connected(&peer) || self.connection_networks.contains_key(&peer) {
-            return;
-        }
-        let own: BTreeSet<Network> = self.swarm.listeners().filter_map(network_of).collect();
-        let direct: Vec<Multiaddr> = listen_addrs
-            .iter()
-            .filter(|a| crate::nat::dialable_from(a, &own))
-            .cloned()
-            .collect();
-        if direct.is_empty() {
-            return;
-        }
-        tracing::debug!(%peer, addrs = ?direct, "relayed peer with a direct address: dialling it");
-        let opts = DialOpts::peer_id(peer)
-            .addresses(direct)
-            .condition(PeerCondition::Always)
-            .build();
-        if let Err(error) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, %error, "cannot dial a peer on our own network");
-        }
-    }
-
-    /// A node on a private network that a peer sees at a private address of one of this node's own networks
-    /// shares that network with the peer (a LAN, or namespaces on one bridge): nothing translates its address
-    /// there, so it serves the DHT for those peers. Behind NAT, peers elsewhere see the router's address instead.
-    fn serve_dht_if_on_a_shared_private_network(&mut self, peer: PeerId, observed: &Multiaddr) {
-        if !self.wants_relays || self.swarm.behaviour().kad.mode() == kad::Mode::Server {
-            return;
-        }
-        let own: BTreeSet<Network> = self.swarm.listeners().filter_map(network_of).collect();
-        let shared = crate::nat::ip_of(observed).is_some_and(crate::nat::is_private)
-            && network_of(observed).is_some_and(|n| own.contains(&n));
-        if shared {
-            tracing::info!(%peer, %observed, "a peer shares our private network: serving the DHT");
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .set_mode(Some(kad::Mode::Server));
-        }
-    }
-
-    /// Closes the relayed connections of peers that have had a direct one for [`CIRCUIT_GRACE`].
-    fn close_spare_circuits(&mut self) {
-        let now = std::time::Instant::now();
-        let due: Vec<PeerId> = self
-            .close_circuits_at
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in due {
-            self.close_circuits_at.remove(&peer);
-            if !self.connection_networks.contains_key(&peer) {
-                continue; // the direct connection is gone again: keep the circuit
-            }
-            let circuits = self.relayed_connections.remove(&peer).unwrap_or_default();
-            tracing::debug!(%peer, circuits = circuits.len(), "direct connection: closing circuits");
-            for id in circuits.into_keys() {
-                self.swarm.close_connection(id);
-            }
-        }
-        let relayed_only: BTreeSet<PeerId> = self
-            .relayed_connections
-            .keys()
-            .filter(|p| !self.connection_networks.contains_key(p))
-            .copied()
-            .collect();
-        let local = *self.swarm.local_peer_id();
-        for peer in self.punch_retries.due(now, local, &relayed_only) {
-            // A fresh circuit gets a fresh hole punch; the old ones go, so that it is the only one.
-            tracing::debug!(%peer, "still reached only through a relay: dialling again to punch a hole");
-            for id in self
-                .relayed_connections
-                .remove(&peer)
-                .unwrap_or_default()
-                .into_keys()
-            {
-                self.swarm.close_connection(id);
-            }
-            let opts = DialOpts::peer_id(peer)
-                .condition(PeerCondition::Always)
-                .build();
-            if let Err(error) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %error, "cannot dial a relayed peer again");
             }
         }
     }

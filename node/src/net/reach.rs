@@ -1,0 +1,112 @@
+//! Reachability across NAT, the event loop's side (issue 17): dialling relayed peers directly where that can
+//! work, serving the DHT on a shared private network, and closing or renewing circuits. The rules themselves
+//! are in `crate::nat`; this module applies them to the swarm and must not block.
+
+use std::collections::BTreeSet;
+
+use libp2p::kad;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId};
+
+use floe_protocol::diversity::Network;
+
+use super::{EventLoop, network_of};
+
+impl EventLoop {
+    /// Dials `peer` directly when it is reached only through a relay but listens where we can dial it: on a
+    /// public address (it dialled us through a relay before we dialled it; hole punching towards a public node
+    /// fails, as it has no observed address to offer), or on this node's own private network (two hosts behind
+    /// one home router; a hole punch between them would need the router to hairpin).
+    pub(super) fn dial_directly_if_possible(&mut self, peer: PeerId, listen_addrs: &[Multiaddr]) {
+        if !self.swarm.is_connected(&peer) || self.connection_networks.contains_key(&peer) {
+            return;
+        }
+        let own: BTreeSet<Network> = self.swarm.listeners().filter_map(network_of).collect();
+        let direct: Vec<Multiaddr> = listen_addrs
+            .iter()
+            .filter(|a| crate::nat::dialable_from(a, &own))
+            .cloned()
+            .collect();
+        if direct.is_empty() {
+            return;
+        }
+        tracing::debug!(%peer, addrs = ?direct, "relayed peer with a direct address: dialling it");
+        let opts = DialOpts::peer_id(peer)
+            .addresses(direct)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(error) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, %error, "cannot dial a relayed peer directly");
+        }
+    }
+
+    /// A node on a private network that a peer sees at a private address of one of this node's own networks
+    /// shares that network with the peer (a LAN, or namespaces on one bridge): nothing translates its address
+    /// there, so it serves the DHT for those peers. Behind NAT, peers elsewhere see the router's address instead.
+    pub(super) fn serve_dht_if_on_a_shared_private_network(
+        &mut self,
+        peer: PeerId,
+        observed: &Multiaddr,
+    ) {
+        if !self.wants_relays || self.swarm.behaviour().kad.mode() == kad::Mode::Server {
+            return;
+        }
+        let own: BTreeSet<Network> = self.swarm.listeners().filter_map(network_of).collect();
+        let shared = crate::nat::ip_of(observed).is_some_and(crate::nat::is_private)
+            && network_of(observed).is_some_and(|n| own.contains(&n));
+        if shared {
+            tracing::info!(%peer, %observed, "a peer shares our private network: serving the DHT");
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .set_mode(Some(kad::Mode::Server));
+        }
+    }
+
+    /// Closes the relayed connections of peers that have had a direct one for [`CIRCUIT_GRACE`].
+    pub(super) fn close_spare_circuits(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<PeerId> = self
+            .close_circuits_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.close_circuits_at.remove(&peer);
+            if !self.connection_networks.contains_key(&peer) {
+                continue; // the direct connection is gone again: keep the circuit
+            }
+            let circuits = self.relayed_connections.remove(&peer).unwrap_or_default();
+            tracing::debug!(%peer, circuits = circuits.len(), "direct connection: closing circuits");
+            for id in circuits.into_keys() {
+                self.swarm.close_connection(id);
+            }
+        }
+        let relayed_only: BTreeSet<PeerId> = self
+            .relayed_connections
+            .keys()
+            .filter(|p| !self.connection_networks.contains_key(p))
+            .copied()
+            .collect();
+        let local = *self.swarm.local_peer_id();
+        for peer in self.punch_retries.due(now, local, &relayed_only) {
+            // A fresh circuit gets a fresh hole punch; the old ones go, so that it is the only one.
+            tracing::debug!(%peer, "still reached only through a relay: dialling again to punch a hole");
+            for id in self
+                .relayed_connections
+                .remove(&peer)
+                .unwrap_or_default()
+                .into_keys()
+            {
+                self.swarm.close_connection(id);
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::Always)
+                .build();
+            if let Err(error) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %error, "cannot dial a relayed peer again");
+            }
+        }
+    }
+}
