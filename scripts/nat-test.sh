@@ -128,9 +128,19 @@ for size in sizes:
     blob = answer.get("newlyCreated", {}).get("blobObject", {}).get("blobId") or answer["alreadyCertified"]["blobId"]
     blobs.append((blob, data))
 check(len(blobs) == len(sizes), f"{len(blobs)} of {len(sizes)} blobs (1 KiB to 16 MiB) stored through {writer[0]}")
+def read_all(name, ns):
+    """How many blobs read back byte-identical through a node; each miss is reported."""
+    good = 0
+    for b, d in blobs:
+        code, body, took = call(ns, "GET", f"/v1/blobs/{b}", timeout=120)
+        if (code, body) == (200, d):
+            good += 1
+        else:
+            print(f"  {name}: blob {b} ({len(d)} bytes) read {code} after {took:.1f} s: {body[:200]!r}")
+    return good
 ok = {}
 for name, ns, *_ in hosts:
-    ok[name] = sum(call(ns, "GET", f"/v1/blobs/{b}", timeout=120)[:2] == (200, d) for b, d in blobs)
+    ok[name] = read_all(name, ns)
 print("reads, byte-identical, per node: " + ", ".join(f"{n} {g}/{len(blobs)}" for n, g in ok.items()))
 check(all(g == len(blobs) for g in ok.values()), "every blob reads back through every node")
 
@@ -218,7 +228,7 @@ time.sleep(2)
 ok = {}
 for name in survivors:
     ns = next(h[1] for h in hosts if h[0] == name)
-    ok[name] = sum(call(ns, "GET", f"/v1/blobs/{b}", timeout=120)[:2] == (200, d) for b, d in blobs)
+    ok[name] = read_all(name, ns)
 print(f"\nafter kill -9 of {len(pids) - len(survivors)} of {len(pids)} nodes, reads per survivor: "
       + ", ".join(f"{n} {g}/{len(blobs)}" for n, g in ok.items()))
 check(all(g == len(blobs) for g in ok.values()), "every blob still reads through every survivor")
