@@ -103,6 +103,19 @@ pub fn dialable_from(addr: &Multiaddr, own: &std::collections::BTreeSet<Network>
     }
 }
 
+/// The relay in a circuit address (`…/p2p/<relay>/p2p-circuit…`): the peer named just before `p2p-circuit`.
+pub fn relay_in(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => last = Some(peer),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Of several relayed connections between `local` and `remote` (each with whether `local` dialled it), the ones
 /// to close so that both ends keep the same one: the one dialled by the smaller peer ID. Nothing is closed
 /// until that one exists (it may still be on its way).
@@ -278,6 +291,27 @@ mod tests {
         // The kept one has not arrived yet: close nothing.
         assert!(duplicate_circuits(a, b, &BTreeMap::from([(2, false)])).is_empty());
         assert!(duplicate_circuits(b, a, &BTreeMap::from([(7, false)])).is_empty());
+    }
+
+    #[test]
+    fn the_relay_of_a_circuit_is_the_peer_before_p2p_circuit() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let dialled: Multiaddr =
+            format!("/ip4/198.51.100.11/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap();
+        assert_eq!(relay_in(&dialled), Some(relay));
+        let listened: Multiaddr = format!("/ip4/198.51.100.11/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_in(&listened), Some(relay));
+        let direct: Multiaddr = format!("/ip4/198.51.100.11/tcp/4001/p2p/{target}")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_in(&direct), None);
+        let anonymous: Multiaddr = "/ip4/198.51.100.11/tcp/4001/p2p-circuit".parse().unwrap();
+        assert_eq!(relay_in(&anonymous), None);
     }
 
     #[test]

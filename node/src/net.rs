@@ -24,6 +24,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 use floe_protocol::diversity::Network;
+use floe_protocol::read::Reach;
 use floe_protocol::wire::{MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 
 mod codec;
@@ -162,12 +163,18 @@ pub fn network_of(addr: &Multiaddr) -> Option<Network> {
 }
 
 impl PeerView {
-    /// The measured round-trip times keyed by peer ID bytes, as the protocol's read and repair machines rank
-    /// holders.
-    pub fn rtt_by_key(&self) -> BTreeMap<Vec<u8>, u64> {
-        self.rtt_ms
-            .iter()
-            .map(|(peer, ms)| (peer.to_bytes(), *ms))
+    /// How this node reaches each peer (measured round-trip time, reached only through a relay) keyed by peer
+    /// ID bytes, as the protocol's read and repair machines rank holders.
+    pub fn reach_by_key(&self) -> BTreeMap<Vec<u8>, Reach> {
+        let peers = self.rtt_ms.keys().chain(&self.relayed_only_peers);
+        peers
+            .map(|peer| {
+                let reach = Reach {
+                    rtt: self.rtt_ms.get(peer).copied(),
+                    relayed: self.relayed_only_peers.contains(peer),
+                };
+                (peer.to_bytes(), reach)
+            })
             .collect()
     }
 }
@@ -203,6 +210,22 @@ enum Command {
     Dial {
         peer: PeerId,
     },
+    Reach {
+        peer: PeerId,
+        reply: oneshot::Sender<PeerReach>,
+    },
+}
+
+/// How this node reaches one peer, for routing a read (`NetClient::reach`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerReach {
+    /// At least one connection to the peer is direct.
+    pub direct: bool,
+    /// The relay of a circuit to the peer, when every connection to it is relayed: a reader asks that relay to
+    /// forward its read requests (docs/protocol.md §11, "Forwarded reads").
+    pub relay: Option<PeerId>,
+    /// This node relays for others, and so forwards read requests to the peers it reaches directly.
+    pub forwards: bool,
 }
 
 /// A cheap, cloneable handle to the event loop.
@@ -266,6 +289,20 @@ impl NetClient {
     /// Dials `peer` if it is not connected, so that a holder that is only idle is not taken for gone.
     pub async fn dial(&self, peer: PeerId) {
         let _ = self.commands.send(Command::Dial { peer }).await;
+    }
+
+    /// How this node reaches `peer` now (nothing, if the network has stopped).
+    pub async fn reach(&self, peer: PeerId) -> PeerReach {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Reach { peer, reply })
+            .await
+            .is_err()
+        {
+            return PeerReach::default();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// The current view of the swarm.
@@ -435,6 +472,7 @@ pub fn start(
             connection_networks: BTreeMap::new(),
             kad_servers: BTreeSet::new(),
             relayed_connections: BTreeMap::new(),
+            relay_of: BTreeMap::new(),
             close_circuits_at: BTreeMap::new(),
             punch_retries: crate::nat::PunchRetries::default(),
             first_seen: BTreeMap::new(),
@@ -466,6 +504,8 @@ pub struct EventLoop {
     /// Open relayed connections per peer, each with whether this node dialled it; closed once a direct one
     /// exists (a relay's circuits are scarce).
     relayed_connections: BTreeMap<PeerId, BTreeMap<ConnectionId, bool>>,
+    /// The relay of the latest circuit to each peer (kept while the peer is connected at all).
+    relay_of: BTreeMap<PeerId, PeerId>,
     /// When to close the circuits of peers now also connected directly.
     close_circuits_at: BTreeMap<PeerId, std::time::Instant>,
     /// Peers reached only through relays, to dial again for another hole punch.
@@ -628,6 +668,9 @@ impl EventLoop {
                     tracing::debug!(%error, ?topic, "could not publish gossip");
                 }
             }
+            Command::Reach { peer, reply } => {
+                let _ = reply.send(self.reach(peer));
+            }
             Command::Dial { peer } => {
                 let opts = DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -696,6 +739,13 @@ impl EventLoop {
                 let relayed = remote.iter().any(|p| p == Protocol::P2pCircuit);
                 // A relayed connection's address names the relay's network, not the peer's.
                 if relayed {
+                    let circuit = match &endpoint {
+                        libp2p::core::ConnectedPoint::Dialer { address, .. } => address,
+                        libp2p::core::ConnectedPoint::Listener { local_addr, .. } => local_addr,
+                    };
+                    if let Some(relay) = crate::nat::relay_in(circuit) {
+                        self.relay_of.insert(peer_id, relay);
+                    }
                     let circuits = self.relayed_connections.entry(peer_id).or_default();
                     circuits.insert(connection_id, endpoint.is_dialer());
                     // Both peers dialled each other through relays at once: two hole punches on one address
@@ -751,6 +801,7 @@ impl EventLoop {
                 self.connection_networks.remove(&peer_id);
                 self.kad_servers.remove(&peer_id);
                 self.relayed_connections.remove(&peer_id);
+                self.relay_of.remove(&peer_id);
                 self.close_circuits_at.remove(&peer_id);
                 self.rtt_ms.remove(&peer_id);
                 self.ping_failures.remove(&peer_id);

@@ -267,6 +267,24 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                     first_segment: u64::MAX,
                     index: u32::MAX,
                     segment_count: u64::MAX,
+                    forward_to: vec![].into(),
+                })),
+            },
+            // Forwarded reads: to a malformed peer ID, and to a peer the node has no connection with.
+            pb::Request {
+                kind: Some(pb::request::Kind::Read(pb::ReadRequest {
+                    blob_id: vec![1u8; 32].into(),
+                    segment_count: 1,
+                    forward_to: vec![9u8; 5].into(),
+                    ..Default::default()
+                })),
+            },
+            pb::Request {
+                kind: Some(pb::request::Kind::Read(pb::ReadRequest {
+                    blob_id: vec![1u8; 32].into(),
+                    segment_count: 1,
+                    forward_to: libp2p::PeerId::random().to_bytes().into(),
+                    ..Default::default()
                 })),
             },
             pb::Request {
@@ -286,6 +304,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                     first_segment: 0,
                     index: 0,
                     segment_count: u64::MAX,
+                    forward_to: vec![].into(),
                 })),
             },
             // A storage challenge for a segment the blob does not have, with an oversized nonce.
@@ -304,6 +323,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             },
         ];
         let mut answered = 0;
+        let expected = hostile.len();
         for request in hostile {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
@@ -332,7 +352,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 }
             }
         }
-        assert_eq!(answered, 7);
+        assert_eq!(answered, expected);
 
         // Forged repair gossip: garbage, a takeover by a peer that holds nothing, and an announcement that
         // names the node itself as repairer while we sign it. None may change the node's holder lists.
@@ -377,6 +397,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                         first_segment: 0,
                         index: held,
                         segment_count: 1,
+                        forward_to: vec![].into(),
                     })),
                 },
             )

@@ -5,7 +5,8 @@
 //! one more. It does not verify or decode: the driver verifies each response against the blob ID (see
 //! [`crate::decoder::VerifiedSliver`]) and reports only whether it was valid.
 //!
-//! Order: source slivers first (so that a healthy read needs no decoding), then parity; within each, by the
+//! Order: holders the driver reaches directly before those it reaches only through a relay (see [`Reach`]);
+//! then source slivers first (so that a healthy read needs no decoding), then parity; within each, by the
 //! driver's measured round-trip time, then by index. It keeps k + margin requests in flight; a request
 //! unanswered after the soft timeout gets a hedge (one more request elsewhere) without being cancelled, and a
 //! late answer still counts.
@@ -55,6 +56,27 @@ pub fn read_margin(source_shards: u16) -> usize {
     usize::from(source_shards).div_ceil(10).max(1)
 }
 
+/// How the driver reaches a holder, as reads rank holders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reach {
+    /// The measured round-trip time, if the driver has one.
+    pub rtt: Option<Millis>,
+    /// Reached only through a relay (behind a NAT nobody could punch through). Such holders are asked after
+    /// every directly reached one, source or parity: their answer takes two hops through a volunteer's
+    /// bandwidth, where a direct parity sliver costs one decode.
+    pub relayed: bool,
+}
+
+impl From<Option<Millis>> for Reach {
+    /// A directly reached holder with this measured RTT.
+    fn from(rtt: Option<Millis>) -> Self {
+        Self {
+            rtt,
+            relayed: false,
+        }
+    }
+}
+
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadEffect {
@@ -100,12 +122,12 @@ pub struct Read {
 }
 
 impl Read {
-    /// Starts a read over `placement` needing `source_shards` valid slivers. `rtt` gives the driver's measured
-    /// round-trip time to a peer, if it has one.
-    pub fn start(
+    /// Starts a read over `placement` needing `source_shards` valid slivers. `reach` says how the driver
+    /// reaches a peer: a [`Reach`], or just its measured round-trip time if it has one.
+    pub fn start<R: Into<Reach>>(
         placement: &Placement,
         source_shards: u16,
-        rtt: impl Fn(&[u8]) -> Option<Millis>,
+        reach: impl Fn(&[u8]) -> R,
         config: ReadConfig,
         now: Millis,
     ) -> (Self, Vec<ReadEffect>) {
@@ -117,30 +139,32 @@ impl Read {
             candidates,
             &BTreeSet::new(),
             source_shards,
-            rtt,
+            reach,
             config,
             now,
         )
     }
 
     /// Starts a read over explicit `(index, holder)` candidates, with the indexes in `have` already valid (a
-    /// repairer's own slivers). Systematic indexes first, then by measured RTT.
-    pub fn start_from(
+    /// repairer's own slivers). Direct holders first, then systematic indexes, then by measured RTT.
+    pub fn start_from<R: Into<Reach>>(
         candidates: Vec<(u16, PeerKey)>,
         have: &BTreeSet<u16>,
         source_shards: u16,
-        rtt: impl Fn(&[u8]) -> Option<Millis>,
+        reach: impl Fn(&[u8]) -> R,
         config: ReadConfig,
         now: Millis,
     ) -> (Self, Vec<ReadEffect>) {
         let k = usize::from(source_shards);
-        let mut candidates: Vec<(bool, Millis, u16, PeerKey)> = candidates
+        let mut candidates: Vec<(bool, bool, Millis, u16, PeerKey)> = candidates
             .into_iter()
             .filter(|(i, _)| !have.contains(i))
             .map(|(i, peer)| {
+                let Reach { rtt, relayed } = reach(&peer).into();
                 (
+                    relayed,
                     i >= source_shards,
-                    rtt(&peer).unwrap_or(Millis::MAX),
+                    rtt.unwrap_or(Millis::MAX),
                     i,
                     peer,
                 )
@@ -150,7 +174,10 @@ impl Read {
         let mut read = Self {
             k,
             config,
-            candidates: candidates.into_iter().map(|(_, _, i, p)| (i, p)).collect(),
+            candidates: candidates
+                .into_iter()
+                .map(|(_, _, _, i, p)| (i, p))
+                .collect(),
             next: 0,
             in_flight: BTreeMap::new(),
             valid: have.clone(),
@@ -371,6 +398,28 @@ mod tests {
         let sent = sends(&effects);
         assert_eq!(&sent[..3], &[1, 2, 3]);
         assert_eq!(sent[3], 0, "still a source before any parity");
+    }
+
+    #[test]
+    fn holders_behind_relays_are_asked_after_every_direct_one() {
+        let p = placement(12, 12);
+        // Sources 0 and 2 sit behind relays: the read takes two parity slivers from direct holders first.
+        let relayed: Vec<PeerKey> = [0, 2]
+            .iter()
+            .map(|&i| p.holder(i).unwrap().clone())
+            .collect();
+        let reach = |peer: &[u8]| Reach {
+            rtt: Some(1),
+            relayed: relayed.iter().any(|r| r.as_slice() == peer),
+        };
+        let (mut read, effects) = Read::start(&p, 4, reach, ReadConfig::default(), 0);
+        assert_eq!(sends(&effects), vec![1, 3, 4, 5, 6]);
+        // They are still asked once the direct holders run out.
+        let mut later = Vec::new();
+        for index in [1, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
+            later.extend(sends(&read.on_response(index, false, 1)));
+        }
+        assert_eq!(later, vec![7, 8, 9, 10, 11, 0, 2]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use crate::blob_id::BlobId;
 use crate::placement::{PeerKey, Placement, splitmix64};
-use crate::read::{Read, ReadConfig, ReadEffect};
+use crate::read::{Reach, Read, ReadConfig, ReadEffect};
 use crate::write::{Millis, Write, WriteConfig, WriteEffect};
 
 /// One sliver index changing holder.
@@ -362,16 +362,16 @@ pub struct Repair {
 impl Repair {
     /// Starts rebuilding `targets` (indexes whose holder is gone) of a blob with `source_shards` = k. `holders`
     /// is the new holder list (the plan's); `sources` are the surviving `(index, holder)` pairs to fetch from;
-    /// `have` are indexes the repairer holds itself. `rtt` orders the sources as in a read.
+    /// `have` are indexes the repairer holds itself. `reach` orders the sources as in a read.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub fn start<R: Into<Reach>>(
         blob_id: BlobId,
         source_shards: u16,
         holders: Vec<PeerKey>,
         targets: BTreeSet<u16>,
         sources: Vec<(u16, PeerKey)>,
         have: &BTreeSet<u16>,
-        rtt: impl Fn(&[u8]) -> Option<Millis>,
+        reach: impl Fn(&[u8]) -> R,
         read_config: ReadConfig,
         write_config: WriteConfig,
         now: Millis,
@@ -380,7 +380,8 @@ impl Repair {
             .into_iter()
             .filter(|(i, _)| !targets.contains(i))
             .collect();
-        let (read, effects) = Read::start_from(sources, have, source_shards, rtt, read_config, now);
+        let (read, effects) =
+            Read::start_from(sources, have, source_shards, reach, read_config, now);
         let mut repair = Self {
             blob_id,
             holders,

@@ -386,6 +386,7 @@ mod tests {
             first_segment: 1,
             index: 2,
             segment_count: 3,
+            forward_to: vec![7u8; 38].into(),
         });
         round_trip(pb::ReadResponse {
             result: Some(pb::read_response::Result::Slivers(pb::SliverSet {

@@ -135,6 +135,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             m.read_requests.load(Ordering::Relaxed),
         ),
         (
+            "floe_read_requests_forwarded_total",
+            "read requests sent through a relay to a holder reached only through it",
+            m.read_requests_forwarded.load(Ordering::Relaxed),
+        ),
+        (
+            "floe_reads_forwarded_total",
+            "read requests forwarded, as a relay, to holders reached directly",
+            m.reads_forwarded.load(Ordering::Relaxed),
+        ),
+        (
             "floe_streamed_puts_total",
             "puts spooled to disk and written run by run",
             load(&m.streamed_puts),

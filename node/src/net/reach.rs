@@ -10,9 +10,22 @@ use libp2p::{Multiaddr, PeerId};
 
 use floe_protocol::diversity::Network;
 
-use super::{EventLoop, network_of};
+use super::{EventLoop, PeerReach, network_of};
 
 impl EventLoop {
+    /// How this node reaches `peer`: see [`PeerReach`].
+    pub(super) fn reach(&self, peer: PeerId) -> PeerReach {
+        let direct = self.connection_networks.contains_key(&peer);
+        let relayed = self.relayed_connections.contains_key(&peer);
+        PeerReach {
+            direct,
+            relay: (!direct && relayed)
+                .then(|| self.relay_of.get(&peer).copied())
+                .flatten(),
+            forwards: !self.wants_relays && self.swarm.behaviour().relay.is_enabled(),
+        }
+    }
+
     /// Dials `peer` directly when it is reached only through a relay but listens where we can dial it: on a
     /// public address (it dialled us through a relay before we dialled it; hole punching towards a public node
     /// fails, as it has no observed address to offer), or on this node's own private network (two hosts behind

@@ -161,7 +161,7 @@ impl Node {
             .copied()
             .filter(|i| !targets.contains(i))
             .collect();
-        let rtt = self.inner.net.view().await.rtt_by_key();
+        let reach = self.inner.net.view().await.reach_by_key();
         let (mut repair, mut effects) = Repair::start(
             blob_id,
             params.source_shards(),
@@ -169,7 +169,7 @@ impl Node {
             targets.clone(),
             sources,
             &have,
-            |peer| rtt.get(peer).copied(),
+            |peer| reach.get(peer).copied().unwrap_or_default(),
             repair_read_config(),
             self.inner.write_config,
             self.now(),

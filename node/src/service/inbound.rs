@@ -51,6 +51,12 @@ impl Node {
     }
 
     async fn handle(&self, peer: PeerId, request: pb::Request) -> pb::Response {
+        let request = match request.kind {
+            Some(pb::request::Kind::Read(read)) if !read.forward_to.is_empty() => {
+                return self.forward_read(peer, read).await;
+            }
+            kind => pb::Request { kind },
+        };
         let started = Instant::now();
         let outside = match &request.kind {
             Some(pb::request::Kind::Store(store)) => self.outside_own_view(store).await,
@@ -365,6 +371,55 @@ impl Node {
             signature: signature.into(),
             note: String::new(),
         })
+    }
+
+    /// A read request for another holder (`forward_to`): passed on over this node's direct connection to that
+    /// holder, and its answer passed back unchanged (the reader verifies every sliver). Only a node that relays
+    /// for others forwards, only to peers it reaches directly, and at most [`MAX_FORWARDED_READS`] at once.
+    async fn forward_read(&self, reader: PeerId, mut read: pb::ReadRequest) -> pb::Response {
+        let Ok(holder) = PeerId::from_bytes(&read.forward_to) else {
+            return error_response("bad forward_to peer ID");
+        };
+        read.forward_to = Bytes::new();
+        if holder == self.inner.peer_id {
+            let node = self.clone();
+            return tokio::task::spawn_blocking(move || node.handle_read(read))
+                .await
+                .unwrap_or_else(|_| error_response("internal error"));
+        }
+        let reach = self.inner.net.reach(holder).await;
+        if !reach.forwards {
+            return error_response("this node relays for nobody, so it forwards no reads");
+        }
+        if !reach.direct {
+            return error_response("this node has no direct connection to that holder");
+        }
+        let Ok(_permit) = self.inner.forward_permits.clone().try_acquire_owned() else {
+            return pb::Response {
+                kind: Some(pb::response::Kind::Busy(pb::Busy {})),
+            };
+        };
+        let request = pb::Request {
+            kind: Some(pb::request::Kind::Read(read)),
+        };
+        match self.inner.net.request(holder, request).await {
+            Ok(
+                response @ pb::Response {
+                    kind: Some(pb::response::Kind::Read(_)),
+                },
+            ) => {
+                self.inner
+                    .metrics
+                    .reads_forwarded
+                    .fetch_add(1, Ordering::Relaxed);
+                response
+            }
+            Ok(_) => error_response("the holder did not answer the read"),
+            Err(error) => {
+                tracing::debug!(%reader, %holder, %error, "forwarded read failed");
+                error_response(format!("forwarding to the holder failed: {error}"))
+            }
+        }
     }
 
     fn handle_read(&self, request: pb::ReadRequest) -> pb::Response {

@@ -26,7 +26,7 @@ use floe_protocol::encoding::{DEFAULT_SEGMENT_SIZE, MIN_SHARDS, default_shards};
 use floe_protocol::holders::{self, Acceptance, HolderListError, Via};
 use floe_protocol::keyspace;
 use floe_protocol::placement::{PeerKey, Placement};
-use floe_protocol::read::{Read, ReadConfig, ReadEffect};
+use floe_protocol::read::{Reach, Read, ReadConfig, ReadEffect};
 use floe_protocol::receipt;
 use floe_protocol::stream_write::{MAX_RUN_BYTES, cut_segments, store_runs};
 use floe_protocol::wire::{WireError, pb};
@@ -60,6 +60,10 @@ pub const MAX_SLIVERS_PER_ASK: u64 = 64;
 
 /// Inbound requests handled at once; beyond that the network answers "busy".
 const MAX_CONCURRENT_INBOUND: usize = 64;
+
+/// Read requests a relaying node forwards at once for readers that reach a holder only through it; beyond that
+/// it answers "busy". Each holds one answer (up to one message) in memory.
+const MAX_FORWARDED_READS: usize = 8;
 
 /// Checks a holder list's shape (`floe_protocol::holders::check`) with libp2p's peer IDs.
 pub(crate) fn check_holders(holders: &[PeerKey], shards: u16) -> Result<(), HolderListError> {
@@ -123,6 +127,10 @@ pub struct Metrics {
     pub streamed_puts: AtomicU64,
     /// Outbound requests sent by gets.
     pub read_requests: AtomicU64,
+    /// Read requests sent through a relay for it to forward to a holder reached only through that relay.
+    pub read_requests_forwarded: AtomicU64,
+    /// Read requests this node forwarded, as a relay, to holders it reaches directly.
+    pub reads_forwarded: AtomicU64,
     /// Latency histograms (put, get, gateway requests).
     pub latencies: crate::metrics::Latencies,
     /// Repairs this node led (it announced a new holder list and rebuilt lost slivers).
@@ -451,6 +459,7 @@ pub(crate) struct Inner {
     stream_permits: Arc<tokio::sync::Semaphore>,
     put_permits: Arc<tokio::sync::Semaphore>,
     inbound_permits: Arc<tokio::sync::Semaphore>,
+    forward_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) repair: RepairConfig,
     /// The most slivers a blob written here is cut into (`--max-shards`).
     max_shards: u16,
@@ -519,6 +528,7 @@ impl Node {
                 stream_permits: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
                 put_permits: Arc::new(tokio::sync::Semaphore::new(crate::spool::MAX_STREAMED_PUTS)),
                 inbound_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INBOUND)),
+                forward_permits: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_READS)),
                 repair,
                 max_shards,
                 repair_state: std::sync::Mutex::new(crate::steward_state::RepairState::new(

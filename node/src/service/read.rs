@@ -473,16 +473,16 @@ impl Node {
         first: u64,
         count: u64,
     ) -> Result<BTreeMap<u16, Vec<VerifiedSliver>>, GetError> {
-        let rtt = self.inner.net.view().await.rtt_by_key();
+        let reach = self.inner.net.view().await.reach_by_key();
         let me = self.inner.peer_id.to_bytes();
         let (mut read, mut effects) = Read::start(
             placement,
             params.source_shards(),
             |peer| {
                 if peer == me.as_slice() {
-                    Some(0)
+                    Reach::from(Some(0))
                 } else {
-                    rtt.get(peer).copied()
+                    reach.get(peer).copied().unwrap_or_default()
                 }
             },
             self.inner.read_config,
@@ -619,15 +619,28 @@ impl Node {
                 .metrics
                 .read_requests
                 .fetch_add(1, Ordering::Relaxed);
+            // A holder reached only through a relay is asked through that relay, which forwards the request over
+            // its direct connection: a circuit carries too few bytes for a sliver (decision 0018).
+            let (to, forward_to) = match self.inner.net.reach(peer_id).await.relay {
+                Some(relay) if relay != self.inner.peer_id => {
+                    self.inner
+                        .metrics
+                        .read_requests_forwarded
+                        .fetch_add(1, Ordering::Relaxed);
+                    (relay, Bytes::copy_from_slice(peer))
+                }
+                _ => (peer_id, Bytes::new()),
+            };
             let request = pb::Request {
                 kind: Some(pb::request::Kind::Read(pb::ReadRequest {
                     blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
                     first_segment: first,
                     index: u32::from(index),
                     segment_count: count,
+                    forward_to,
                 })),
             };
-            let response = self.inner.net.request(peer_id, request).await.ok()?;
+            let response = self.inner.net.request(to, request).await.ok()?;
             let Some(pb::response::Kind::Read(pb::ReadResponse {
                 result: Some(pb::read_response::Result::Slivers(set)),
             })) = response.kind
