@@ -163,19 +163,39 @@ pairs = [(a[0], b[0]) for i, a in enumerate(cone_class) for b in cone_class[i + 
 links = {p: link(*p) or link(p[1], p[0]) for p in pairs}
 connected = [p for p in pairs if links[p]]
 direct = [p for p in connected if links[p] == "direct"]
+# A punch that failed is tried again with backoff (node::nat::PunchRetries); give the last tries time to land.
+waited = 0
+while len(direct) < len(connected) and waited < 120:
+    time.sleep(5)
+    waited += 5
+    answers = {name: status(ns) for name, ns, *_ in hosts}
+    links = {p: link(*p) or link(p[1], p[0]) for p in pairs}
+    connected = [p for p in pairs if links[p]]
+    direct = [p for p in connected if links[p] == "direct"]
+if waited:
+    print(f"waited {waited} s more for hole punches retried with backoff")
 print(f"\ncone-NAT pairs on different routers: {len(pairs)}; connected {len(connected)}; "
       f"direct (hole punched) {len(direct)}")
 for p in connected:
     if links[p] != "direct":
         print(f"  relayed only: {p[0]} - {p[1]}")
 punches = {}
+forwarded = {}
 for name, ns, *_ in hosts:
     _, body, _ = call(ns, "GET", "/metrics", timeout=10)
     for line in body.decode(errors="replace").splitlines():
         if line.startswith("libp2p_dcutr_events_total{"):
             event = line.split('event="', 1)[1].split('"', 1)[0]
             punches[event] = punches.get(event, 0) + int(float(line.rsplit(" ", 1)[1]))
+        for metric in ("floe_read_requests_forwarded_total", "floe_reads_forwarded_total"):
+            if line.startswith(metric + " "):
+                forwarded.setdefault(metric, {})[name] = int(float(line.rsplit(" ", 1)[1]))
 print("DCUtR events over all nodes: " + (", ".join(f"{k} {v}" for k, v in sorted(punches.items())) or "none"))
+asked = forwarded.get("floe_read_requests_forwarded_total", {})
+relays = forwarded.get("floe_reads_forwarded_total", {})
+print("read requests sent through a relay to a relayed-only holder: "
+      + (", ".join(f"{n} {c}" for n, c in asked.items() if c) or "none")
+      + "; forwarded by relays: " + (", ".join(f"{n} {c}" for n, c in relays.items() if c) or "none"))
 # Time to the first direct connection by hole punching, per cone-NAT node: from its first log line (start) to its
 # first "hole punched" line.
 from datetime import datetime
