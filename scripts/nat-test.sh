@@ -3,7 +3,8 @@
 # public addresses, 6 behind endpoint-independent NATs (two of them behind a router with miniupnpd), 3 behind an
 # address-and-port-dependent ("symmetric") NAT. Each node's gateway listens on 127.0.0.1 inside its namespace.
 #
-# It checks issue 17's targets: every NATed node reserves on relays and serves the DHT; 30 blobs (1 KiB to
+# It checks issue 17's targets: every NATed node reserves on relays and serves the DHT; the hosts behind the
+# miniupnpd router get their port mapped (and symmetric-NAT nodes then reach them directly); 30 blobs (1 KiB to
 # 16 MiB) stored through a node behind a cone NAT read back byte-identical through every node; every connected
 # pair of cone-NAT nodes on different routers ends up directly connected (hole punched); the symmetric-NAT nodes
 # stay connected through relays; after kill -9 of two thirds of the nodes (the writer and other NATed ones among
@@ -217,6 +218,21 @@ if firsts:
           + f"; median {statistics.median(firsts.values()):.1f}")
 check(len(direct) == len(connected) and len(connected) > 0,
       f"every connected pair of cone-NAT nodes on different routers is direct ({len(direct)}/{len(connected)})")
+# UPnP: the hosts behind the miniupnpd router have their port mapped and confirmed (AutoNAT v2 dials it back),
+# so even the symmetric-NAT nodes, whose hole punches fail, reach them directly.
+upnp_hosts = [h for h in hosts if router(h[0]) == "upnp"]
+mapped = [h[0] for h in upnp_hosts
+          if any(x.startswith(f"/ip4/198.20.3.1/tcp/{h[3]}") and "p2p-circuit" not in x
+                 for x in answers[h[0]]["reachability"]["externalAddresses"])]
+check(len(mapped) == len(upnp_hosts),
+      f"{len(mapped)} of {len(upnp_hosts)} hosts behind the UPnP router have their mapped port as external address")
+sym_upnp = [(s[0], u[0]) for s in sym for u in upnp_hosts]
+sym_upnp_links = {p: link(*p) or link(p[1], p[0]) for p in sym_upnp}
+sym_upnp_connected = [p for p in sym_upnp if sym_upnp_links[p]]
+sym_upnp_direct = [p for p in sym_upnp_connected if sym_upnp_links[p] == "direct"]
+check(len(sym_upnp_connected) > 0 and len(sym_upnp_direct) == len(sym_upnp_connected),
+      f"every connected pair of a symmetric-NAT node and a UPnP-mapped host is direct "
+      f"({len(sym_upnp_direct)}/{len(sym_upnp_connected)})")
 sym_reach = [h[0] for h in sym if any(link(h[0], p) for p in ids)]
 check(len(sym_reach) == len(sym), f"{len(sym_reach)} of {len(sym)} symmetric-NAT nodes connected and reserved on relays")
 

@@ -920,6 +920,26 @@ impl EventLoop {
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
+                upnp::Event::NewExternalAddr {
+                    local_addr,
+                    external_addr,
+                } => {
+                    tracing::info!(%local_addr, %external_addr, "UPnP: the router forwards a port to us");
+                }
+                upnp::Event::ExpiredExternalAddr {
+                    local_addr,
+                    external_addr,
+                } => {
+                    tracing::info!(%local_addr, %external_addr, "UPnP: port mapping expired");
+                }
+                upnp::Event::GatewayNotFound => tracing::info!("UPnP: no router offers it"),
+                upnp::Event::NonRoutableGateway => {
+                    tracing::info!(
+                        "UPnP: the router's outside address is not public (a NAT behind a NAT)"
+                    );
+                }
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Floe(event)) => self.on_floe(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "dial failed");

@@ -13,8 +13,13 @@
 #   router  outside        home hosts            NAT
 #   cone1   198.18.1.1    192.168.1.11-12       endpoint-independent mapping
 #   cone2   198.18.2.1    192.168.2.11-12       endpoint-independent mapping
-#   upnp    198.18.3.1    192.168.3.11-12       endpoint-independent mapping, and miniupnpd for port mappings
+#   upnp    198.20.3.1    192.168.3.11-12       endpoint-independent mapping, and miniupnpd for port mappings
 #   sym     198.18.4.1    192.168.4.11-13       address-and-port-dependent mapping (masquerade random)
+#
+# The upnp router alone has an outside address in no reserved range: miniupnpd maps no port behind a reserved
+# outside address, nor does libp2p's UPnP client use a mapping on one (either means a NAT behind another NAT).
+# It exists only inside these namespaces, which have no route out. miniupnpd learns it by asking a STUN server
+# (scripts/testbed/stun.py, on pub1's namespace), as a router behind a modem does.
 #
 # Endpoint-independent mapping, as a home router gives a host's listening port: host .1i listens on port 4000+i
 # (the port nat_hosts prints), and that port (TCP and UDP) leaves as the router's same port to every destination.
@@ -77,6 +82,7 @@ nat_up() {
     ip -n "$ns" addr add "198.51.100.1$i/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add 198.18.0.0/15 dev eth0
+    ip -n "$ns" route add 198.20.3.0/24 dev eth0
   done
   local r name net count
   for r in cone1:1:2:cone cone2:2:2:cone upnp:3:2:cone sym:4:3:symmetric; do
@@ -85,10 +91,13 @@ nat_up() {
     nat_add_ns "$ns"
     ip -n "$inet" link add "w$net" type veth peer name eth0 netns "$ns"
     ip -n "$inet" link set "w$net" master br0 up
-    ip -n "$ns" addr add "198.18.$net.1/24" dev eth0
+    local outside="198.18.$net.1"
+    [ "$name" = upnp ] && outside="198.20.$net.1"
+    ip -n "$ns" addr add "$outside/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add 198.51.100.0/24 dev eth0
     ip -n "$ns" route add 198.18.0.0/15 dev eth0
+    [ "$name" = upnp ] || ip -n "$ns" route add 198.20.3.0/24 dev eth0
     ip -n "$ns" link add lan0 type bridge
     ip -n "$ns" addr add "192.168.$net.1/24" dev lan0
     ip -n "$ns" link set lan0 up
@@ -98,7 +107,7 @@ nat_up() {
     if [ "$kind" = cone ]; then
       for i in $(seq 1 "$count"); do
         for proto in tcp udp; do
-          fixed+="    oifname eth0 ip saddr 192.168.$net.1$i $proto sport $((4000 + i)) snat to 198.18.$net.1:$((4000 + i))"$'\n'
+          fixed+="    oifname eth0 ip saddr 192.168.$net.1$i $proto sport $((4000 + i)) snat to $outside:$((4000 + i))"$'\n'
         done
       done
     fi
@@ -133,6 +142,8 @@ NFT
       ip -n "$host" route add default via "192.168.$net.1"
     done
   done
+  ip netns exec "$(nat_ns pub1)" python3 "$(dirname "${BASH_SOURCE[0]}")/stun.py" 198.51.100.11 3478 &
+  nat_pids+=($!)
   nat_start_miniupnpd "$(nat_ns upnp)"
 }
 
@@ -142,6 +153,11 @@ nat_start_miniupnpd() {
   mkdir -p "$dir"
   cat > "$dir/miniupnpd.conf" << CONF
 ext_ifname=eth0
+ext_perform_stun=yes
+ext_stun_host=198.51.100.11
+ext_stun_port=3478
+upnp_table_name=miniupnpd
+upnp_nat_table_name=miniupnpd
 listening_ip=lan0
 enable_natpmp=yes
 enable_upnp=yes
@@ -153,9 +169,30 @@ uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b
 allow 1024-65535 192.168.3.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 CONF
-  ip netns exec "$ns" /etc/miniupnpd/nft_init.sh > "$dir/init.log" 2>&1 || true
+  # The chains miniupnpd adds its rules to (Debian's nft_init.sh wants iptables): DNAT in prerouting, and
+  # its own forward chain, which only adds accepts (the filter table already passes DNATed connections).
+  ip netns exec "$ns" nft -f - << NFT || { echo "nat testbed: nft failed for miniupnpd" >&2; return 1; }
+table inet miniupnpd {
+  chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd; }
+  chain postrouting_miniupnpd { }
+}
+NFT
   ip netns exec "$ns" miniupnpd -d -f "$dir/miniupnpd.conf" > "$dir/miniupnpd.log" 2>&1 &
   nat_pids+=($!)
+  # Ready once it has its outside address from STUN (a few seconds): a node asking earlier finds no router
+  # and does not ask again.
+  local tries=0
+  until grep -q "Listening for NAT-PMP" "$dir/miniupnpd.log" 2> /dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 150 ]; then
+      echo "nat testbed: miniupnpd did not start; its log follows" >&2; cat "$dir/miniupnpd.log" >&2; return 1
+    fi
+    sleep 0.1
+  done
 }
 
 nat_down() {
