@@ -29,6 +29,7 @@ use floe_protocol::wire::{MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 
 mod codec;
 mod reach;
+use reach::{log_dial_back, log_hole_punch, log_upnp};
 
 pub use codec::FloeCodec;
 
@@ -893,53 +894,12 @@ impl EventLoop {
                 *failures = failures.saturating_add(1);
                 tracing::debug!(%peer, %error, failures = *failures, "ping failed");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
-                remote_peer_id,
-                result,
-            })) => match result {
-                Ok(connection) => {
-                    tracing::info!(peer = %remote_peer_id, ?connection, "hole punched: direct connection");
-                }
-                Err(error) => {
-                    tracing::info!(peer = %remote_peer_id, %error, "hole punch failed");
-                }
-            },
-            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v2::client::Event {
-                tested_addr,
-                server,
-                result,
-                ..
-            })) => match result {
-                Ok(()) => {
-                    tracing::info!(addr = %tested_addr, %server, "reachable: a peer dialled us back")
-                }
-                Err(error) => {
-                    tracing::info!(addr = %tested_addr, %server, %error, "not reachable from outside");
-                }
-            },
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => log_hole_punch(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => log_dial_back(event),
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
-                upnp::Event::NewExternalAddr {
-                    local_addr,
-                    external_addr,
-                } => {
-                    tracing::info!(%local_addr, %external_addr, "UPnP: the router forwards a port to us");
-                }
-                upnp::Event::ExpiredExternalAddr {
-                    local_addr,
-                    external_addr,
-                } => {
-                    tracing::info!(%local_addr, %external_addr, "UPnP: port mapping expired");
-                }
-                upnp::Event::GatewayNotFound => tracing::info!("UPnP: no router offers it"),
-                upnp::Event::NonRoutableGateway => {
-                    tracing::info!(
-                        "UPnP: the router's outside address is not public (a NAT behind a NAT)"
-                    );
-                }
-            },
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => log_upnp(event),
             SwarmEvent::Behaviour(BehaviourEvent::Floe(event)) => self.on_floe(event),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "dial failed");

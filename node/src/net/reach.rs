@@ -12,6 +12,43 @@ use floe_protocol::diversity::Network;
 
 use super::{EventLoop, PeerReach, network_of};
 
+/// Logs a hole punch's outcome (operators read these to see why a peer stays relayed).
+pub(super) fn log_hole_punch(event: libp2p::dcutr::Event) {
+    let peer = event.remote_peer_id;
+    match event.result {
+        Ok(connection) => tracing::info!(%peer, ?connection, "hole punched: direct connection"),
+        Err(error) => tracing::info!(%peer, %error, "hole punch failed"),
+    }
+}
+
+/// Logs an AutoNAT v2 dial-back test of one of this node's addresses.
+pub(super) fn log_dial_back(event: libp2p::autonat::v2::client::Event) {
+    let (addr, server) = (event.tested_addr, event.server);
+    match event.result {
+        Ok(()) => tracing::info!(%addr, %server, "reachable: a peer dialled us back"),
+        Err(error) => tracing::info!(%addr, %server, %error, "not reachable from outside"),
+    }
+}
+
+/// Logs what the home router said to a UPnP port mapping request.
+pub(super) fn log_upnp(event: libp2p::upnp::Event) {
+    use libp2p::upnp::Event;
+    match event {
+        Event::NewExternalAddr {
+            local_addr,
+            external_addr,
+        } => tracing::info!(%local_addr, %external_addr, "UPnP: the router forwards a port to us"),
+        Event::ExpiredExternalAddr {
+            local_addr,
+            external_addr,
+        } => tracing::info!(%local_addr, %external_addr, "UPnP: port mapping expired"),
+        Event::GatewayNotFound => tracing::info!("UPnP: no router offers it"),
+        Event::NonRoutableGateway => {
+            tracing::info!("UPnP: the router's outside address is not public (a NAT behind a NAT)")
+        }
+    }
+}
+
 impl EventLoop {
     /// How this node reaches `peer`: see [`PeerReach`].
     pub(super) fn reach(&self, peer: PeerId) -> PeerReach {
