@@ -52,6 +52,16 @@ impl Node {
 
     async fn handle(&self, peer: PeerId, request: pb::Request) -> pb::Response {
         let request = match request.kind {
+            // A read forwarded to this node itself is an ordinary read.
+            Some(pb::request::Kind::Read(mut read))
+                if !read.forward_to.is_empty()
+                    && read.forward_to == self.inner.peer_id.to_bytes() =>
+            {
+                read.forward_to = Bytes::new();
+                pb::Request {
+                    kind: Some(pb::request::Kind::Read(read)),
+                }
+            }
             Some(pb::request::Kind::Read(read)) if !read.forward_to.is_empty() => {
                 return self.forward_read(peer, read).await;
             }
@@ -381,12 +391,6 @@ impl Node {
             return error_response("bad forward_to peer ID");
         };
         read.forward_to = Bytes::new();
-        if holder == self.inner.peer_id {
-            let node = self.clone();
-            return tokio::task::spawn_blocking(move || node.handle_read(read))
-                .await
-                .unwrap_or_else(|_| error_response("internal error"));
-        }
         let reach = self.inner.net.reach(holder).await;
         if !reach.forwards {
             return error_response("this node relays for nobody, so it forwards no reads");
