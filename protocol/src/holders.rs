@@ -194,6 +194,68 @@ pub fn supersedes(
     epoch > current_epoch || (epoch == current_epoch && repairer < current_repairer)
 }
 
+/// Most former holders a holder keeps per blob ([`former_after`]).
+pub const MAX_FORMER_HOLDERS: usize = 32;
+
+/// The former holders a peer keeps for a blob once its list `held` (whose former holders were `former`) gives
+/// way to `next`: the peers `held` names and `next` does not, then the earlier former holders `next` does not
+/// name, each once, most recent first and at most [`MAX_FORMER_HOLDERS`]. A holder that a list dropped while it
+/// was out of reach (the other side of a partition) may hold a list of its own for the blob: it is asked once
+/// it is reachable again ([`reunite`]). Only the peer's own lists feed this, never a peer's say.
+pub fn former_after<P: Ord + Clone>(held: &[P], former: &[P], next: &[P]) -> Vec<P> {
+    let named: std::collections::BTreeSet<&P> = next.iter().collect();
+    let mut kept: std::collections::BTreeSet<&P> = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for peer in held.iter().chain(former) {
+        if out.len() == MAX_FORMER_HOLDERS {
+            break;
+        }
+        if !named.contains(peer) && kept.insert(peer) {
+            out.push(peer.clone());
+        }
+    }
+    out
+}
+
+/// Whether a list refused from its repairer (it holds no sliver in the held list) still says the comparison
+/// with the blob's former holders must run again: its repairer is one of them and its list supersedes the one
+/// held. The other side of a healed partition may have moved on since its holders last answered; the list is
+/// not taken from this one peer, the former holders are asked again ([`reunite`]).
+pub fn reopens_reunion<P: PartialEq<[u8]>>(
+    offered: &List<'_, P>,
+    held: &List<'_, P>,
+    former: &[P],
+) -> bool {
+    former.iter().any(|f| *f == *offered.repairer)
+        && !held.holders.iter().any(|h| *h == *offered.repairer)
+        && supersedes(offered.epoch, offered.repairer, held.epoch, held.repairer)
+}
+
+/// What comparing the held list with the lists former holders answered comes to ([`reunite`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reunion<'a, P> {
+    /// The list to adopt: the newest that supersedes the one held and that [`CATCH_UP_QUORUM`] answers carry
+    /// identically ([`agreed`]).
+    pub adopt: Option<List<'a, P>>,
+    /// Some answer is newer than the list held afterwards but has not the support to be adopted: ask again
+    /// later (the other holders of that list may not be reachable yet).
+    pub unsettled: bool,
+}
+
+/// Compares the held list with `answers`, the lists former holders (peers an earlier list named, reachable
+/// again) hold for the blob. The two sides of a partition each made lists without the other; once it heals,
+/// each side's holders ask the other's, and every peer adopts the same winner: the list [`supersedes`] orders
+/// first among those two of its holders agree on. A lone answer decides nothing, as in a catch-up, so one
+/// byzantine former holder cannot make a peer take a list it made up.
+pub fn reunite<'a, P: PartialEq>(held: &List<'_, P>, answers: &[List<'a, P>]) -> Reunion<'a, P> {
+    let adopt = agreed(held, answers);
+    let now_held = adopt.as_ref().unwrap_or(held);
+    let unsettled = answers
+        .iter()
+        .any(|a| supersedes(a.epoch, a.repairer, now_held.epoch, now_held.repairer));
+    Reunion { adopt, unsettled }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +383,68 @@ mod tests {
         );
     }
 
+    #[test]
+    fn former_holders_are_the_dropped_ones_most_recent_first() {
+        // Holders 3 and 4 dropped; 9 was dropped earlier; 1 came back, so it is no longer former.
+        let after = former_after(
+            &peers(&[1, 2, 3, 4]),
+            &peers(&[9, 1]),
+            &peers(&[1, 2, 5, 6]),
+        );
+        assert_eq!(after, peers(&[3, 4, 9]));
+        // A peer holding two indexes is kept once.
+        let after = former_after(&peers(&[3, 3, 2]), &[], &peers(&[2, 2, 2]));
+        assert_eq!(after, peers(&[3]));
+        // Bounded, the newest kept.
+        let many: Vec<Peer> = (0..100u8).map(|n| vec![n]).collect();
+        let after = former_after(&many, &peers(&[200]), &peers(&[0]));
+        assert_eq!(after.len(), MAX_FORMER_HOLDERS);
+        assert_eq!(after.first(), Some(&vec![1]));
+        assert!(!after.contains(&vec![200]));
+    }
+
+    #[test]
+    fn a_partition_heals_to_the_list_both_sides_order_first() {
+        // Both sides of a cut repaired the same epoch-4 list without the other side.
+        let side_a = list(&peers(&[1, 1, 2, 2]), 5, &[1]);
+        let side_b = list(&peers(&[3, 3, 4, 4]), 5, &[3]);
+        let (a_answers, b_answers) = (
+            vec![view(&side_b), view(&side_b)],
+            vec![view(&side_a), view(&side_a)],
+        );
+        let at_a = reunite(&view(&side_a), &a_answers);
+        let at_b = reunite(&view(&side_b), &b_answers);
+        // Equal epochs: the lower repairer wins, on both sides.
+        assert_eq!(at_a.adopt, None);
+        assert!(!at_a.unsettled);
+        assert_eq!(at_b.adopt, Some(view(&side_a)));
+        assert!(!at_b.unsettled);
+        // A later list of the winning side, announced by a former holder, reopens the comparison at the
+        // loser's peers; an older one, or one from a peer never a holder, does not.
+        let later_b = list(&peers(&[3, 3, 4, 4]), 6, &[3]);
+        let former_of_a = peers(&[3, 4]);
+        assert!(reopens_reunion(
+            &view(&later_b),
+            &view(&side_a),
+            &former_of_a
+        ));
+        assert!(!reopens_reunion(
+            &view(&side_b),
+            &view(&later_b),
+            &former_of_a
+        ));
+        assert!(!reopens_reunion(
+            &view(&later_b),
+            &view(&side_a),
+            &peers(&[4])
+        ));
+        // One former holder answering alone: nothing adopted yet, ask again.
+        let lone = [view(&side_a)];
+        let alone = reunite(&view(&side_b), &lone);
+        assert_eq!(alone.adopt, None);
+        assert!(alone.unsettled);
+    }
+
     proptest! {
         /// Whatever arrives, by either path, a peer that holds no sliver in the held list never gets its own
         /// repaired list adopted, and a store request never moves the epoch on by more than the bound.
@@ -368,6 +492,57 @@ mod tests {
                 Some(list) => prop_assert!(list == view(&truth)),
                 None => prop_assert!(truthful < CATCH_UP_QUORUM),
             }
+        }
+
+        /// Former holders never include a peer of the new list, never repeat, stay bounded, and keep every
+        /// dropped holder of the replaced list while there is room.
+        #[test]
+        fn former_holders_stay_few_and_apart_from_the_list(
+            held in proptest::collection::vec(0u8..64, 0..40),
+            former in proptest::collection::vec(0u8..64, 0..40),
+            next in proptest::collection::vec(0u8..64, 0..40),
+        ) {
+            let (held, former, next) = (peers(&held), peers(&former), peers(&next));
+            let after = former_after(&held, &former, &next);
+            prop_assert!(after.len() <= MAX_FORMER_HOLDERS);
+            prop_assert!(after.iter().all(|p| !next.contains(p)));
+            let distinct: std::collections::BTreeSet<&Peer> = after.iter().collect();
+            prop_assert_eq!(distinct.len(), after.len());
+            let dropped: std::collections::BTreeSet<&Peer> =
+                held.iter().filter(|p| !next.contains(p)).collect();
+            if dropped.len() <= MAX_FORMER_HOLDERS {
+                prop_assert!(dropped.iter().all(|p| after.contains(p)));
+            }
+        }
+
+        /// After a partition each side holds its own list (any epochs, any repairers) and asks former holders of
+        /// the other side: whatever the lists, both sides end with the same one, the one `supersedes` orders
+        /// first, and a forged list answered by one peer among them is never the one adopted.
+        #[test]
+        fn both_sides_of_a_partition_end_with_one_list(
+            epoch_a in 0u64..6, epoch_b in 0u64..6,
+            repairer_a in 0u8..4, repairer_b in 4u8..8,
+            forged_epoch in 0u64..u64::MAX,
+            forged_at in 0usize..3,
+            answering in 2usize..5,
+        ) {
+            let side_a = list(&peers(&[1, 2, repairer_a]), epoch_a, &[repairer_a]);
+            let side_b = list(&peers(&[5, 6, repairer_b]), epoch_b, &[repairer_b]);
+            let forged = list(&peers(&[9, 9, 9]), forged_epoch, &[9]);
+            let asked = |other: &(Vec<Peer>, u64, Vec<u8>)| {
+                let mut answers: Vec<(Vec<Peer>, u64, Vec<u8>)> = vec![other.clone(); answering];
+                answers.insert(forged_at.min(answers.len()), forged.clone());
+                answers
+            };
+            let (from_b, from_a) = (asked(&side_b), asked(&side_a));
+            let (views_b, views_a): (Vec<_>, Vec<_>) =
+                (from_b.iter().map(view).collect(), from_a.iter().map(view).collect());
+            let at_a = reunite(&view(&side_a), &views_b);
+            let at_b = reunite(&view(&side_b), &views_a);
+            let end_a = at_a.adopt.unwrap_or(view(&side_a));
+            let end_b = at_b.adopt.unwrap_or(view(&side_b));
+            prop_assert!(end_a == end_b);
+            prop_assert!(end_a != view(&forged));
         }
 
         /// `supersedes` is a strict order: never both ways, never a list over itself, and transitive.

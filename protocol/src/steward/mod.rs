@@ -18,8 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::blob_id::BlobId;
 use crate::write::Millis;
 
+mod reunion;
 mod scan;
 
+pub use reunion::{REUNION_ASKED, Reunions};
 pub use scan::{
     BlobAtScan, BlobDuties, DEFAULT_CHALLENGES_PER_SCAN, Duty, Steward, StewardConfig,
     revert_undelivered,

@@ -21,7 +21,9 @@ use crate::blob_id::BlobId;
 use crate::repair::{self, RepairPlan};
 use crate::write::Millis;
 
-use super::{HolderView, Liveness, Losses, OutOfReach, Settling, hand_off_indexes, repair_now};
+use super::{
+    HolderView, Liveness, Losses, OutOfReach, Reunions, Settling, hand_off_indexes, repair_now,
+};
 
 /// Blobs a node challenges as their leader per scan by default, so a scan's cost stays bounded.
 pub const DEFAULT_CHALLENGES_PER_SCAN: usize = 16;
@@ -63,6 +65,9 @@ pub struct BlobAtScan<'a, P> {
     /// Holders gone whatever their connection: failing their challenges, holding a lost sliver of this blob,
     /// announced as leaving, or not a peer at all.
     pub failing: &'a BTreeSet<P>,
+    /// Peers earlier lists of the blob named and this one does not (`holders::former_after`), most recent
+    /// first: asked for their list once reachable ([`super::Reunions`]).
+    pub former: &'a [P],
 }
 
 /// What a scan decided for one blob.
@@ -78,6 +83,9 @@ pub struct BlobDuties<P> {
     pub leads: bool,
     /// This node is the blob's deputy in its own view (the first of its holders not gone after the leader).
     pub deputises: bool,
+    /// Former holders to ask for their list of the blob now (`holders::reunite`); the driver reports with
+    /// [`Steward::handle_compared`].
+    pub compare: Vec<P>,
     /// What else to do.
     pub duty: Duty<P>,
     /// This node leads and a repair of losses is due, but waits for holders still within their grace period.
@@ -113,6 +121,7 @@ pub struct Steward<P> {
     liveness: Liveness<P>,
     settling: Settling,
     losses: Losses,
+    reunions: Reunions<P>,
     last_challenged: BTreeMap<BlobId, Millis>,
     /// Blobs whose last repair led here failed: how many times in a row, and when the next may start.
     failed_repairs: BTreeMap<BlobId, (u32, Millis)>,
@@ -128,6 +137,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             liveness: Liveness::default(),
             settling: Settling::default(),
             losses: Losses::default(),
+            reunions: Reunions::default(),
             last_challenged: BTreeMap::new(),
             failed_repairs: BTreeMap::new(),
             next_scan: now,
@@ -157,6 +167,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
     pub fn retain(&mut self, mut held: impl FnMut(&BlobId) -> bool) {
         self.settling.retain(&mut held);
         self.losses.retain(&mut held);
+        self.reunions.retain(&mut held);
         self.last_challenged.retain(|blob_id, _| held(blob_id));
         self.failed_repairs.retain(|blob_id, _| held(blob_id));
     }
@@ -179,17 +190,26 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             me,
             now,
             config.grace,
-            out_of_reach,
+            &out_of_reach,
             blob.failing,
         );
-        let hand_off: Vec<u16> = hand_off_indexes(
-            blob.holders,
-            blob.held_whole,
-            me,
-            &view.gone,
-            blob.rebuilding,
-        )
-        .collect();
+        let compare =
+            self.reunions
+                .due(now, blob.blob_id, blob.former, &out_of_reach, config.grace);
+        // While the list is compared with former holders it may be about to change: nothing else is done.
+        let comparing = !compare.is_empty() || self.reunions.comparing(&blob.blob_id, now);
+        let hand_off: Vec<u16> = if comparing {
+            Vec::new()
+        } else {
+            hand_off_indexes(
+                blob.holders,
+                blob.held_whole,
+                me,
+                &view.gone,
+                blob.rebuilding,
+            )
+            .collect()
+        };
         // Settling matters only to challenges: with them off nothing is kept.
         let settled = config.challenge_interval > 0
             && self.settling.settled(
@@ -206,6 +226,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         let mut repair_waits = false;
         let duty = match leader {
             None => Duty::Nothing,
+            Some(_) if comparing => Duty::Nothing,
             Some(leader) if leader != me => {
                 // The first holder after the leader not gone (`repair::leader` without the leader), found
                 // without copying the gone set: most scans are of blobs this node does not lead.
@@ -236,6 +257,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             hand_off,
             leads,
             deputises,
+            compare,
             duty,
             repair_waits,
             recheck_at,
@@ -350,6 +372,25 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             .get(blob_id)
             .map(|&(_, at)| at)
             .filter(|&at| now < at)
+    }
+
+    /// Tells the steward how a comparison of `blob_id`'s list with its former holders ([`BlobDuties::compare`])
+    /// ended at `now`: see [`Reunions::handle_compared`].
+    pub fn handle_compared(
+        &mut self,
+        now: Millis,
+        blob_id: BlobId,
+        settled: impl IntoIterator<Item = P>,
+        unsettled: bool,
+    ) {
+        let grace = self.config.grace;
+        self.reunions
+            .handle_compared(now, blob_id, settled, unsettled, grace);
+    }
+
+    /// Asks `blob_id`'s former holders again at its next scan ([`Reunions::reopen`]).
+    pub fn reopen_reunion(&mut self, blob_id: BlobId) {
+        self.reunions.reopen(blob_id);
     }
 
     /// Holders currently counted missing (for metrics).
@@ -470,6 +511,7 @@ mod tests {
                 rebuilding,
                 recently_repaired: false,
                 failing: &self.none,
+                former: &[],
             }
         }
     }
@@ -485,6 +527,46 @@ mod tests {
                 .chain(spares)
                 .collect()
         }
+    }
+
+    #[test]
+    fn former_holders_back_in_reach_are_asked_before_anything_else_is_done() {
+        let world = World::new();
+        let me = peer(1);
+        let mut steward = Steward::new(config(), 0);
+        let former = [peer(20), peer(21)];
+        // This node holds index 0 too, which the list gives to peer 0: a hand-off, unless a comparison runs.
+        let scan = |steward: &mut Steward<Peer>, now, away: Option<Peer>| {
+            steward.begin_scan(now);
+            let blob = BlobAtScan {
+                former: &former,
+                ..world.blob(&[0, 1], false)
+            };
+            steward.scan_blob(
+                now,
+                &me,
+                &blob,
+                out_of_reach_now(now, |p: &Peer| Some(p) != away.as_ref()),
+                candidates(&world.holders),
+            )
+        };
+        // Across the cut: only the reachable one is asked, and the hand-off waits for the answer.
+        let duties = scan(&mut steward, 0, Some(peer(20)));
+        assert_eq!(duties.compare, vec![peer(21)]);
+        assert!(duties.hand_off.is_empty());
+        assert!(scan(&mut steward, 5, Some(peer(20))).hand_off.is_empty());
+        steward.handle_compared(6, world.blob_id, [peer(21)], false);
+        let duties = scan(&mut steward, 10, Some(peer(20)));
+        assert!(duties.compare.is_empty());
+        assert_eq!(duties.hand_off, vec![0]);
+        // Back: asked once, and nothing else is done until it answered.
+        let duties = scan(&mut steward, 20, None);
+        assert_eq!(duties.compare, vec![peer(20)]);
+        assert!(duties.hand_off.is_empty());
+        steward.handle_compared(21, world.blob_id, [peer(20)], false);
+        let duties = scan(&mut steward, 30, None);
+        assert!(duties.compare.is_empty());
+        assert_eq!(duties.hand_off, vec![0]);
     }
 
     #[test]

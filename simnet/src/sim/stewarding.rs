@@ -155,6 +155,7 @@ impl Sim {
             rebuilding,
             recently_repaired,
             failing: &failing,
+            former: &[],
         };
         let placeholder = Steward::new(self.steward_cfg, 0);
         let mut steward = std::mem::replace(&mut self.stewards[ix(node)], placeholder);

@@ -1,0 +1,255 @@
+//! Reunions: when a holder asks a blob's former holders (peers an earlier list of it named, kept by
+//! [`crate::holders::former_after`]) which list they hold, so that the two sides of a healed partition, each with
+//! a list made without the other, end with one ([`crate::holders::reunite`]).
+//!
+//! A former holder is asked once it is reachable, and again only after it was out of reach at some scan since:
+//! a peer that stayed reachable heard every list this one did. While one comparison of a blob runs, or after one
+//! left an answer unsettled (a newer list without the support to adopt it, or no answer), the blob waits a grace
+//! period before the next, so a byzantine former holder costs at most a few requests per grace period. This
+//! module decides whom to ask and when; the driver asks, applies [`crate::holders::reunite`] and reports back.
+//! While a comparison runs, the blob's other duties wait ([`Reunions::comparing`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::OutOfReach;
+use crate::blob_id::BlobId;
+use crate::write::Millis;
+
+/// Most former holders asked in one comparison: enough that one lying and one stale answer still leave two to
+/// agree, as in a catch-up.
+pub const REUNION_ASKED: usize = 4;
+
+/// Which former holders of each blob were asked since they were last out of reach, and when a blob may be
+/// compared again.
+#[derive(Debug, Clone)]
+pub struct Reunions<P> {
+    /// Former holders whose list was compared with ours, per blob, since they were last seen out of reach.
+    settled: BTreeMap<BlobId, BTreeSet<P>>,
+    /// Blobs being compared, or waiting after an unsettled comparison: no new one before this time.
+    waiting: BTreeMap<BlobId, Millis>,
+    /// Blobs being compared now, until the comparison ends or a grace period passes.
+    running: BTreeMap<BlobId, Millis>,
+}
+
+impl<P> Default for Reunions<P> {
+    fn default() -> Self {
+        Self {
+            settled: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            running: BTreeMap::new(),
+        }
+    }
+}
+
+impl<P: Ord + Clone> Reunions<P> {
+    /// The former holders of `blob_id` to ask now (at most [`REUNION_ASKED`], in the order `former` keeps them),
+    /// given who is out of reach. Asking starts a comparison: no other starts for this blob before
+    /// [`Reunions::handle_compared`] or a grace period. Former holders out of reach now are asked again once
+    /// they are back. Free when the blob has no former holders, as most have none.
+    pub fn due(
+        &mut self,
+        now: Millis,
+        blob_id: BlobId,
+        former: &[P],
+        out_of_reach: impl Fn(&P) -> OutOfReach,
+        grace: Millis,
+    ) -> Vec<P> {
+        if former.is_empty() {
+            self.settled.remove(&blob_id);
+            self.waiting.remove(&blob_id);
+            self.running.remove(&blob_id);
+            return Vec::new();
+        }
+        let reachable: Vec<&P> = former
+            .iter()
+            .filter(|peer| out_of_reach(peer).is_none())
+            .collect();
+        if let Some(settled) = self.settled.get_mut(&blob_id) {
+            settled.retain(|peer| reachable.contains(&peer));
+        }
+        if self.waiting.get(&blob_id).is_some_and(|&until| now < until) {
+            return Vec::new();
+        }
+        let settled = self.settled.get(&blob_id);
+        let ask: Vec<P> = reachable
+            .into_iter()
+            .filter(|peer| settled.is_none_or(|s| !s.contains(*peer)))
+            .take(REUNION_ASKED)
+            .cloned()
+            .collect();
+        if ask.is_empty() {
+            self.waiting.remove(&blob_id);
+        } else {
+            let until = now.saturating_add(grace.max(1));
+            self.waiting.insert(blob_id, until);
+            self.running.insert(blob_id, until);
+        }
+        ask
+    }
+
+    /// Whether a comparison of `blob_id` is running at `now` (asked, not yet reported, for at most a grace
+    /// period). Its list may be about to change: the steward neither hands off, repairs nor challenges meanwhile,
+    /// so the two sides of a healed partition do not rebalance lists that one of them is about to give up.
+    pub fn comparing(&self, blob_id: &BlobId, now: Millis) -> bool {
+        self.running.get(blob_id).is_some_and(|&until| now < until)
+    }
+
+    /// Tells the steward how a comparison of `blob_id` ended at `now`: `settled` are the asked former holders
+    /// whose answer was compared to the end (their list is the one held now, or older, or they hold none), and
+    /// `unsettled` says some answer was newer than the list held but not adopted, or some asked peer did not
+    /// answer: the blob is compared again after `grace`, else at the next scan (other former holders may be
+    /// left to ask).
+    pub fn handle_compared(
+        &mut self,
+        now: Millis,
+        blob_id: BlobId,
+        settled: impl IntoIterator<Item = P>,
+        unsettled: bool,
+        grace: Millis,
+    ) {
+        self.settled.entry(blob_id).or_default().extend(settled);
+        self.running.remove(&blob_id);
+        if unsettled {
+            self.waiting
+                .insert(blob_id, now.saturating_add(grace.max(1)));
+        } else {
+            self.waiting.remove(&blob_id);
+        }
+    }
+
+    /// Asks every reachable former holder of `blob_id` again at the next comparison: one of them announced a
+    /// newer list this peer could not take from it alone (`holders::reopens_reunion`). A comparison running or
+    /// waiting keeps its time.
+    pub fn reopen(&mut self, blob_id: BlobId) {
+        self.settled.remove(&blob_id);
+    }
+
+    /// Forgets blobs no longer held (`held` says no).
+    pub fn retain(&mut self, mut held: impl FnMut(&BlobId) -> bool) {
+        self.settled.retain(|blob_id, _| held(blob_id));
+        self.waiting.retain(|blob_id, _| held(blob_id));
+        self.running.retain(|blob_id, _| held(blob_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Millis = 5_000;
+
+    fn blob() -> BlobId {
+        BlobId([7; 32])
+    }
+
+    fn reach(away: &'static [u8]) -> impl Fn(&u8) -> OutOfReach {
+        move |peer| away.contains(peer).then_some(0)
+    }
+
+    #[test]
+    fn reachable_former_holders_are_asked_once_until_they_go_away() {
+        let mut reunions = Reunions::default();
+        let former = [1u8, 2, 3, 4, 5, 6];
+        // 2 is out of reach: not asked; the first four reachable are.
+        assert_eq!(
+            reunions.due(0, blob(), &former, reach(&[2]), GRACE),
+            vec![1, 3, 4, 5]
+        );
+        // A comparison runs: nothing more until it ends.
+        assert!(reunions.comparing(&blob(), 100));
+        assert!(
+            reunions
+                .due(100, blob(), &former, reach(&[2]), GRACE)
+                .is_empty()
+        );
+        reunions.handle_compared(200, blob(), [1, 3, 4, 5], false, GRACE);
+        assert!(!reunions.comparing(&blob(), 200));
+        // The rest next scan, then nobody.
+        assert_eq!(
+            reunions.due(300, blob(), &former, reach(&[]), GRACE),
+            vec![2, 6]
+        );
+        reunions.handle_compared(400, blob(), [2, 6], false, GRACE);
+        assert!(
+            reunions
+                .due(500, blob(), &former, reach(&[]), GRACE)
+                .is_empty()
+        );
+        // 3 goes out of reach and comes back: asked again.
+        assert!(
+            reunions
+                .due(600, blob(), &former, reach(&[3]), GRACE)
+                .is_empty()
+        );
+        assert_eq!(
+            reunions.due(700, blob(), &former, reach(&[]), GRACE),
+            vec![3]
+        );
+    }
+
+    #[test]
+    fn an_unsettled_comparison_waits_a_grace_period() {
+        let mut reunions = Reunions::default();
+        let former = [1u8, 2];
+        assert_eq!(
+            reunions.due(0, blob(), &former, reach(&[]), GRACE),
+            vec![1, 2]
+        );
+        // 1 answered a newer list alone; 2's answer was older.
+        reunions.handle_compared(100, blob(), [2], true, GRACE);
+        assert!(
+            reunions
+                .due(200, blob(), &former, reach(&[]), GRACE)
+                .is_empty()
+        );
+        assert_eq!(
+            reunions.due(100 + GRACE, blob(), &former, reach(&[]), GRACE),
+            vec![1]
+        );
+        // A comparison whose answer never comes back does not block the blob past a grace period either.
+        assert!(reunions.comparing(&blob(), 100 + GRACE + 1));
+        assert!(!reunions.comparing(&blob(), 100 + 2 * GRACE + 1));
+        assert!(
+            reunions
+                .due(100 + GRACE + 1, blob(), &former, reach(&[]), GRACE)
+                .is_empty()
+        );
+        assert_eq!(
+            reunions.due(100 + 2 * GRACE, blob(), &former, reach(&[]), GRACE),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn a_newer_list_from_a_former_holder_reopens_the_comparison() {
+        let mut reunions = Reunions::default();
+        let former = [1u8, 2, 3];
+        assert_eq!(
+            reunions.due(0, blob(), &former, reach(&[]), GRACE),
+            vec![1, 2, 3]
+        );
+        reunions.handle_compared(100, blob(), [1, 2, 3], false, GRACE);
+        assert!(
+            reunions
+                .due(200, blob(), &former, reach(&[]), GRACE)
+                .is_empty()
+        );
+        // Their side moved on after answering: all are asked again, so two can agree on the new list.
+        reunions.reopen(blob());
+        assert_eq!(
+            reunions.due(300, blob(), &former, reach(&[]), GRACE),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn blobs_without_former_holders_cost_nothing() {
+        let mut reunions: Reunions<u8> = Reunions::default();
+        assert!(reunions.due(0, blob(), &[], reach(&[]), GRACE).is_empty());
+        assert!(reunions.settled.is_empty() && reunions.waiting.is_empty());
+        assert_eq!(reunions.due(0, blob(), &[1], reach(&[]), GRACE), vec![1]);
+        reunions.retain(|_| false);
+        assert!(reunions.settled.is_empty() && reunions.waiting.is_empty());
+        assert!(reunions.running.is_empty());
+    }
+}
