@@ -27,8 +27,10 @@ use floe_protocol::diversity::Network;
 use floe_protocol::read::Reach;
 use floe_protocol::wire::{MAX_FRAME_LEN, MAX_METADATA_LEN, pb};
 
+mod addr_book;
 mod codec;
 mod reach;
+use addr_book::AddressBook;
 use reach::{log_dial_back, log_hole_punch, log_upnp};
 
 pub use codec::FloeCodec;
@@ -470,6 +472,7 @@ pub fn start(
             pending: HashMap::new(),
             rtt_ms: BTreeMap::new(),
             ping_failures: BTreeMap::new(),
+            addr_book: AddressBook::default(),
             connection_networks: BTreeMap::new(),
             kad_servers: BTreeSet::new(),
             relayed_connections: BTreeMap::new(),
@@ -497,6 +500,8 @@ pub struct EventLoop {
     rtt_ms: BTreeMap<PeerId, u64>,
     /// Consecutive failed pings per connected peer.
     ping_failures: BTreeMap<PeerId, u32>,
+    /// Where DHT servers listen, kept after Kademlia forgets them (a failed dial): holders are dialled again.
+    addr_book: AddressBook,
     /// The network of each open direct connection's remote address, per peer (relayed connections are not
     /// here: a connected peer missing from this map is reached only through a relay).
     connection_networks: BTreeMap<PeerId, BTreeMap<ConnectionId, Network>>,
@@ -673,8 +678,11 @@ impl EventLoop {
                 let _ = reply.send(self.reach(peer));
             }
             Command::Dial { peer } => {
+                // Kademlia drops a peer whose dial failed (across a partition, say); the book still knows it.
                 let opts = DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .addresses(self.addr_book.addresses(&peer))
+                    .extend_addresses_through_behaviour()
                     .build();
                 if let Err(error) = self.swarm.dial(opts) {
                     tracing::debug!(%peer, %error, "cannot dial holder");
@@ -865,11 +873,24 @@ impl EventLoop {
                     // pass it on to (nor to us, unless we share its home network), and failed dials cost time.
                     let own: BTreeSet<Network> =
                         self.swarm.listeners().filter_map(network_of).collect();
-                    for addr in info.listen_addrs {
-                        let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit);
-                        if relayed || crate::nat::dialable_from(&addr, &own) {
-                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                        }
+                    let dialable: Vec<Multiaddr> = info
+                        .listen_addrs
+                        .iter()
+                        .filter(|addr| {
+                            addr.iter().any(|p| p == Protocol::P2pCircuit)
+                                || crate::nat::dialable_from(addr, &own)
+                        })
+                        .cloned()
+                        .collect();
+                    let reached = self.connection_networks.get(&peer_id);
+                    self.addr_book.record_identified(
+                        peer_id,
+                        &info.listen_addrs,
+                        &dialable,
+                        reached,
+                    );
+                    for addr in dialable {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 } else if self.kad_servers.remove(&peer_id) {
                     self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
@@ -886,13 +907,19 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
+                connection,
                 result: Err(error),
-                ..
             })) => {
                 // A connection can stay open to a peer that no longer answers (a frozen process): count it.
                 let failures = self.ping_failures.entry(peer).or_insert(0);
                 *failures = failures.saturating_add(1);
                 tracing::debug!(%peer, %error, failures = *failures, "ping failed");
+                if *failures >= UNANSWERED_PINGS {
+                    // Closed, so the next dial opens a fresh connection: across a healed partition the old one
+                    // sits in TCP's retransmission backoff for up to a minute, and libp2p dials nobody it is
+                    // still connected to.
+                    self.swarm.close_connection(connection);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => log_hole_punch(event),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => log_dial_back(event),

@@ -113,6 +113,7 @@ mod tests {
             holder_public_key: Bytes::from(vec![peer]),
             signature: Bytes::from(toy_sign(peer, &signing_bytes(blob_id, index))),
             note: String::new(),
+            listed_elsewhere: false,
         }
     }
 

@@ -364,6 +364,7 @@ mod tests {
             holder_public_key: Bytes::from_static(b"key"),
             signature: Bytes::from_static(b"sig"),
             note: "outside my view".into(),
+            listed_elsewhere: true,
         };
         fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(m: M) {
             let frame = encode_frame(&m);

@@ -563,6 +563,20 @@ pub async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) 
         Err(e) => return get_error(e),
     };
     let holders = &record.holders;
+    // Whole sliver indexes held here (every segment), for operators and the partition test.
+    let held_here: Vec<u16> = {
+        let (node, segments) = (state.node.clone(), metadata.params().segment_count());
+        tokio::task::spawn_blocking(move || {
+            let store = node.store();
+            store
+                .indexes(&blob_id)
+                .into_iter()
+                .filter(|&index| store.segments_held(&blob_id, index) >= segments)
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    };
     let view = state.node.net().view().await;
     let reachable: Vec<Vec<u8>> = view.peers.iter().map(|p| p.to_bytes()).collect();
     let connected: Vec<Vec<u8>> = view.connected_peers.iter().map(|p| p.to_bytes()).collect();
@@ -624,6 +638,7 @@ pub async fn blob_status(State(state): State<AppState>, Path(id): Path<String>) 
             "repairInProgress": repair.in_progress,
         },
         "holderList": holder_list,
+        "sliversHeldHere": held_here,
     }))
     .into_response()
 }

@@ -210,6 +210,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.holder_lists_adopted),
         ),
         (
+            "floe_handoffs_kept_total",
+            "hand-offs whose receiver's list gives the sliver to another peer, so the sender kept its copy",
+            load(&m.handoffs_kept),
+        ),
+        (
+            "floe_reunions_total",
+            "comparisons of a blob's holder list with its former holders' lists",
+            load(&m.reunions),
+        ),
+        (
+            "floe_reunion_lists_adopted_total",
+            "holder lists adopted because former holders agreed on a newer one",
+            load(&m.reunions_adopted),
+        ),
+        (
             "floe_stored_outside_own_view_total",
             "slivers stored here although this node's view puts it outside the blob's neighbourhood",
             load(&m.stored_outside_own_view),

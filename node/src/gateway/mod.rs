@@ -296,6 +296,8 @@ async fn node_status(State(state): State<AppState>) -> Response {
             "sliversRebuilt": m.slivers_rebuilt.load(Ordering::Relaxed),
             "sliversHandedOff": m.slivers_handed_off.load(Ordering::Relaxed),
             "holderListsAdopted": m.holder_lists_adopted.load(Ordering::Relaxed),
+            "reunions": m.reunions.load(Ordering::Relaxed),
+            "reunionListsAdopted": m.reunions_adopted.load(Ordering::Relaxed),
         },
         "challenges": {
             "passed": m.challenges_passed.load(Ordering::Relaxed),

@@ -39,6 +39,10 @@ pub enum RepairError {
     /// The sliver index handed off is outside the holder list.
     #[error("sliver index {0} is outside the holder list")]
     NotListed(u16),
+    /// The receiver of a hand-off stored the sliver, but its own list gives the index to another peer: our copy
+    /// stays until the lists agree.
+    #[error("the receiver's holder list gives sliver index {0} to another peer")]
+    ListedElsewhere(u16),
     /// Sending a sliver to its new holder failed.
     #[error("{0}")]
     Send(#[from] SendError),

@@ -43,8 +43,18 @@ impl Node {
             .filter_map(|s| metadata.params().sliver_len(s))
             .map(|len| u64::try_from(len).unwrap_or(u64::MAX))
             .sum();
-        self.send_index(&holder, index, metadata, record, &IndexSource::Store)
+        let receipt = self
+            .send_index(&holder, index, metadata, record, &IndexSource::Store)
             .await?;
+        if receipt.listed_elsewhere {
+            // Its list gives the index to someone else (maybe to us): our copy stays until the lists agree.
+            self.inner
+                .metrics
+                .handoffs_kept
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%blob_id, index, "the receiver's list gives the sliver to another peer; keeping ours");
+            return Err(RepairError::ListedElsewhere(index));
+        }
         let node = self.clone();
         tokio::task::spawn_blocking(move || node.inner.store.remove_sliver(&blob_id, index))
             .await??;
@@ -113,6 +123,7 @@ impl Node {
                 content_type: record.content_type.clone(),
                 end_epoch: record.end_epoch,
                 claims: record.claims.clone(),
+                former: Vec::new(),
             };
             self.announce(&blob_id, &new_record, &BTreeSet::new()).await;
             let node = self.clone();

@@ -42,6 +42,7 @@ impl Node {
             content_type: record.content_type.clone(),
             end_epoch: record.end_epoch,
             claims: record.claims.clone(),
+            former: Vec::new(),
         };
         {
             let (node, metadata, new_record) = (self.clone(), metadata.clone(), new_record.clone());
@@ -89,6 +90,7 @@ impl Node {
                 content_type: new_record.content_type.clone(),
                 end_epoch: new_record.end_epoch,
                 claims: new_record.claims.clone(),
+                former: Vec::new(),
             };
             self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
             let node = self.clone();
@@ -357,9 +359,7 @@ impl Node {
             let Some(answer) = self.ask_metadata(peer, blob_id).await else {
                 continue;
             };
-            let Ok(record) =
-                HolderRecord::from_response(blob_id, &answer, floe_protocol::deletion::MAX_CLAIMS)
-            else {
+            let Ok(record) = HolderRecord::from_answer(blob_id, &answer) else {
                 continue;
             };
             let record = record.keeping_label_of(current).merged_with(current);

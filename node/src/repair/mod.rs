@@ -8,7 +8,7 @@
 //!
 //! Files: this one has the shared views (who is gone, failing, excluded; what is held); `scan` runs the periodic
 //! scan and applies gossip, `lead` leads a repair, `handoff` hands slivers off, `challenges` runs storage
-//! challenges. Each adds methods to `Node` and uses only this file.
+//! challenges, `reunion` compares lists with former holders. Each adds methods to `Node` and uses only this file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -37,6 +37,7 @@ mod deletions;
 mod errors;
 mod handoff;
 mod lead;
+mod reunion;
 mod scan;
 
 use crate::drive::{Driver, Wake};
@@ -248,6 +249,7 @@ mod tests {
             content_type: String::new(),
             end_epoch: floe_protocol::lifetime::FOREVER,
             claims: Default::default(),
+            former: Vec::new(),
         };
         let same = record.clone();
         let mut moved = record.clone();

@@ -11,6 +11,8 @@ enum Heard {
     Adopted(bool),
     /// The list is too far ahead to take from its sender alone: catch up with the holders.
     FarAhead(Box<(BlobMetadata, HolderRecord)>),
+    /// A newer list from a former holder: compare with the former holders again.
+    Reopen,
 }
 
 /// A live blob this close to its end epoch counts as expiring soon (`floe_blobs_expiring_soon`, and
@@ -150,13 +152,30 @@ impl Node {
                     .as_ref()
                     .map(|(_, current)| current.claims.clone())
                     .unwrap_or_default(),
+                // The store keeps this node's own former holders.
+                former: Vec::new(),
             };
-            let acceptance = holders::accept(
+            let acceptance = match holders::accept(
                 &record.as_list(),
                 &source,
                 held.as_ref().map(|(_, current)| current.as_list()).as_ref(),
                 Via::Announcement,
-            )?;
+            ) {
+                // From a former holder, newer than ours: not taken from it alone, but the former holders are
+                // asked again (the other side of a healed partition moved on since they answered).
+                Err(holders::HolderListError::RepairerHoldsNothing)
+                    if held.as_ref().is_some_and(|(_, current)| {
+                        holders::reopens_reunion(
+                            &record.as_list(),
+                            &current.as_list(),
+                            &current.former,
+                        )
+                    }) =>
+                {
+                    return Ok(Heard::Reopen);
+                }
+                other => other?,
+            };
             let Some((metadata, current)) = held else {
                 return Ok(Heard::Nothing); // not a blob we hold: nothing to update, nothing to remember
             };
@@ -175,6 +194,11 @@ impl Node {
             Heard::FarAhead(found) => {
                 let (metadata, current) = *found;
                 self.catch_up(blob_id, metadata, current, &gossip.source);
+                return Ok(());
+            }
+            Heard::Reopen => {
+                self.state().steward.reopen_reunion(blob_id);
+                tracing::debug!(%blob_id, source = %gossip.source, "newer list from a former holder; asking the former holders again");
                 return Ok(());
             }
             Heard::Adopted(adopted) => adopted,
@@ -301,6 +325,7 @@ impl Node {
         };
         let excluded = self.excluded_peers();
         let mut to_dial: BTreeSet<PeerId> = BTreeSet::new();
+        let mut former_to_dial: BTreeSet<PeerId> = BTreeSet::new();
         let mut partial: BTreeMap<(BlobId, u16), u64> = BTreeMap::new();
         let epoch = self.current_epoch();
         let mut expiring = 0usize;
@@ -331,14 +356,14 @@ impl Node {
             if record.holders.is_empty() {
                 continue;
             }
-            for holder in &record.holders {
-                if let Ok(peer) = PeerId::from_bytes(holder)
-                    && peer != self.inner.peer_id
-                    && !view.connected_peers.contains(&peer)
-                {
-                    to_dial.insert(peer);
-                }
-            }
+            let unconnected = |holder: &PeerKey| {
+                PeerId::from_bytes(holder).ok().filter(|peer| {
+                    *peer != self.inner.peer_id && !view.connected_peers.contains(peer)
+                })
+            };
+            to_dial.extend(record.holders.iter().filter_map(unconnected));
+            // Former holders too (the other side of a healed partition holds lists to compare), after holders.
+            former_to_dial.extend(record.former.iter().filter_map(unconnected));
             let failing = self.failing_holders(&blob_id, &record.holders);
             let rebuilding = self.state().running.contains(&blob_id);
             let recently_repaired = self.repair_view(&blob_id).in_progress;
@@ -350,6 +375,7 @@ impl Node {
                 rebuilding,
                 recently_repaired,
                 failing: &failing,
+                former: &record.former,
             };
             // The live peers of the blob's neighbourhood, as this node sees it, for a repair plan; a peer known to
             // lack room for one of its sliver indexes keeps what it holds and is given nothing.
@@ -383,6 +409,9 @@ impl Node {
             }
             for &index in &duties.hand_off {
                 self.spawn_hand_off(blob_id, index, metadata.clone(), record.clone());
+            }
+            if !duties.compare.is_empty() {
+                self.spawn_reunion(blob_id, metadata.clone(), record.clone(), duties.compare);
             }
             let gone = duties.gone;
             match duties.duty {
@@ -433,7 +462,11 @@ impl Node {
             Ordering::Relaxed,
         );
         // Holders we are not connected to are dialled, so an idle holder is not mistaken for a departed one.
-        for peer in to_dial.into_iter().take(64) {
+        let former_to_dial = former_to_dial
+            .difference(&to_dial)
+            .copied()
+            .collect::<Vec<_>>();
+        for peer in to_dial.into_iter().chain(former_to_dial).take(64) {
             self.inner.net.dial(peer).await;
         }
         self.reclaim_stalled_partials(&partial).await;

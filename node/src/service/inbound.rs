@@ -265,6 +265,7 @@ impl Node {
                 request.permanent_until,
                 deletion::MAX_CLAIMS,
             )?,
+            former: Vec::new(),
         };
         check_holders(&record.holders, metadata.params().shards())?;
         let me = self.inner.peer_id.to_bytes();
@@ -362,7 +363,14 @@ impl Node {
                 segments_held,
             });
         }
-        self.sign_receipt(&blob_id, index).map(StoreAnswer::Receipt)
+        let mut receipt = self.sign_receipt(&blob_id, index)?;
+        let me = self.inner.peer_id.to_bytes();
+        receipt.listed_elsewhere = self
+            .inner
+            .store
+            .metadata_record(&blob_id)
+            .is_ok_and(|(_, held)| held.holders.get(usize::from(index)) != Some(&me));
+        Ok(StoreAnswer::Receipt(receipt))
     }
 
     fn sign_receipt(
@@ -380,6 +388,7 @@ impl Node {
             holder_public_key: self.inner.keypair.public().encode_protobuf().into(),
             signature: signature.into(),
             note: String::new(),
+            listed_elsewhere: false,
         })
     }
 
@@ -555,7 +564,7 @@ impl Node {
             .and_then(|id| self.inner.store.metadata_record(&id).ok());
         pb::Response {
             kind: Some(pb::response::Kind::Metadata(match record {
-                Some((metadata, record)) => record.response(&metadata),
+                Some((metadata, record)) => record.answer(&metadata),
                 None => pb::MetadataResponse::default(),
             })),
         }

@@ -155,6 +155,12 @@ pub struct Metrics {
     pub duplicate_slivers_received: AtomicU64,
     /// Newer holder lists adopted from announcements or store requests.
     pub holder_lists_adopted: AtomicU64,
+    /// Hand-offs whose receiver's list gives the index to another peer: the sender kept its copy.
+    pub handoffs_kept: AtomicU64,
+    /// Comparisons of a blob's list with its former holders' (`repair::reunion`).
+    pub reunions: AtomicU64,
+    /// Lists adopted because former holders agreed on a newer one (the other side of a healed partition).
+    pub reunions_adopted: AtomicU64,
     /// Slivers stored here although, by this node's view, it is outside the blob's neighbourhood.
     pub stored_outside_own_view: AtomicU64,
     /// Store requests whose holder list gives the sliver to another peer, stored within the sender's budget.

@@ -116,11 +116,7 @@ impl Node {
                 && check_holders(&holders, metadata.params().shards()).is_ok()
                 && !tried.contains(&holders)
             {
-                let Ok(found) = HolderRecord::from_response(
-                    blob_id,
-                    &record,
-                    floe_protocol::deletion::MAX_CLAIMS,
-                ) else {
+                let Ok(found) = HolderRecord::from_answer(blob_id, &record) else {
                     continue;
                 };
                 return Ok((metadata, found));

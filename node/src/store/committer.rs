@@ -80,10 +80,14 @@ pub(super) fn record_job(
     metadata: &BlobMetadata,
     record: &HolderRecord,
 ) -> Result<impl FnOnce(Reply) -> Job + use<>, StoreError> {
-    let frame = record_frame(metadata, record);
+    // The store works out former holders itself (`holders_change`); an offered record's are never taken.
+    let record = HolderRecord {
+        former: Vec::new(),
+        ..record.clone()
+    };
+    let frame = record_frame(metadata, &record);
     let too_large = frame.len() > MAX_METADATA_LEN * 2;
     let blob_id = metadata.blob_id();
-    let record = record.clone();
     if too_large {
         // Never stored: `parse_record` could not read it back.
         return Err(StoreError::TooLarge(frame.len()));

@@ -1023,6 +1023,52 @@ mod tests {
     }
 
     #[test]
+    fn a_superseding_list_keeps_the_holders_it_drops_as_former_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
+        let encoded = blob(2, 1000, 12);
+        let id = encoded.metadata.blob_id();
+        let mut first = HolderRecord::initial(holders(12));
+        // Former holders offered with a list are never taken: only this node's own lists say who they are.
+        first.former = vec![vec![99; 4]];
+        assert!(store.put_record(&encoded.metadata, &first).unwrap());
+        assert!(store.metadata_record(&id).unwrap().1.former.is_empty());
+        // A repair moves indexes 0 and 1 to a new peer: their holders become former ones.
+        let mut moved = holders(12);
+        moved[0] = vec![50; 4];
+        moved[1] = vec![50; 4];
+        let repaired = HolderRecord {
+            holders: moved.clone(),
+            epoch: 1,
+            repairer: vec![2; 4],
+            ..HolderRecord::initial(Vec::new())
+        };
+        assert!(store.put_record(&encoded.metadata, &repaired).unwrap());
+        let former = vec![vec![0; 4], vec![1; 4]];
+        assert_eq!(store.metadata_record(&id).unwrap().1.former, former);
+        // An older list changes nothing; a later one that takes peer 0 back leaves only peer 1.
+        assert!(!store.put_record(&encoded.metadata, &first).unwrap());
+        moved[0] = vec![0; 4];
+        let back = HolderRecord {
+            holders: moved,
+            epoch: 2,
+            ..repaired.clone()
+        };
+        assert!(store.put_record(&encoded.metadata, &back).unwrap());
+        assert_eq!(
+            store.metadata_record(&id).unwrap().1.former,
+            vec![vec![1; 4]]
+        );
+        // Replaying the log after a crash gives the same former holders; answers to peers carry none.
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
+        let (metadata, record) = reopened.metadata_record(&id).unwrap();
+        assert_eq!(record.former, vec![vec![1; 4]]);
+        assert!(record.answer(&metadata).former_holders.is_empty());
+    }
+
+    #[test]
     fn only_a_superseding_holder_list_replaces_the_one_held() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(dir.path(), small_logs()).unwrap();
@@ -1038,6 +1084,7 @@ mod tests {
             content_type: "text/html; charset=utf-8".into(),
             end_epoch: floe_protocol::lifetime::FOREVER,
             claims: Default::default(),
+            former: Vec::new(),
         };
         assert!(store.put_record(&encoded.metadata, &newer).unwrap());
         let older = HolderRecord {
@@ -1080,6 +1127,7 @@ mod tests {
             content_type: String::new(),
             end_epoch: 10,
             claims: Default::default(),
+            former: Vec::new(),
         };
         assert!(store.put_record(metadata, &repaired).unwrap());
         assert_eq!(end(&store), (1, 20));

@@ -30,6 +30,11 @@ pub struct HolderRecord {
     /// The writers' deletion claims, the tokens released so far and any permanence (`floe_protocol::deletion`).
     /// They only grow: records merge by union ([`HolderRecord::merged_with`]).
     pub claims: Claims,
+    /// Peers earlier lists of the blob named and this one does not, most recent first
+    /// (`floe_protocol::holders::former_after`): asked for their list once reachable again, so the sides of a
+    /// healed partition end with one. Computed by the store when a list replaces another; never taken from a
+    /// peer.
+    pub former: Vec<PeerKey>,
 }
 
 impl HolderRecord {
@@ -42,6 +47,7 @@ impl HolderRecord {
             content_type: String::new(),
             end_epoch: lifetime::FOREVER,
             claims: Claims::default(),
+            former: Vec::new(),
         }
     }
 
@@ -97,7 +103,29 @@ impl HolderRecord {
                 response.permanent_until,
                 max_claims,
             )?,
+            former: response.former_holders.iter().map(|h| h.to_vec()).collect(),
         })
+    }
+
+    /// The record a peer's metadata answer gives: as [`HolderRecord::from_response`] with at most
+    /// `deletion::MAX_CLAIMS` claims of each kind, and no former holders (a peer's say never names whom this
+    /// node asks about its lists).
+    pub fn from_answer(
+        blob_id: &BlobId,
+        response: &pb::MetadataResponse,
+    ) -> Result<Self, DeletionError> {
+        let mut record = Self::from_response(blob_id, response, deletion::MAX_CLAIMS)?;
+        record.former.clear();
+        Ok(record)
+    }
+
+    /// The answer to a peer's metadata request: the record without its former holders, which are this node's
+    /// own business.
+    pub fn answer(&self, metadata: &BlobMetadata) -> pb::MetadataResponse {
+        pb::MetadataResponse {
+            former_holders: Vec::new(),
+            ..self.response(metadata)
+        }
     }
 
     /// The metadata answer (and logged record) for this record of the blob `metadata` describes.
@@ -116,6 +144,7 @@ impl HolderRecord {
                 .map(|t| t.0.to_vec().into())
                 .collect(),
             permanent_until: self.claims.permanent_until_wire(),
+            former_holders: self.former.iter().map(|h| h.clone().into()).collect(),
         }
     }
 
@@ -196,9 +225,27 @@ pub(super) fn holders_change(
     record: &HolderRecord,
 ) -> (Option<HolderRecord>, bool) {
     match current {
-        None | Some(Err(_)) => (Some(record.clone()), true),
+        // Former holders come from this peer's own lists only: an offered record's are never kept.
+        None | Some(Err(_)) => (
+            Some(HolderRecord {
+                former: Vec::new(),
+                ..record.clone()
+            }),
+            true,
+        ),
         Some(Ok((_, current))) if record.supersedes(&current) => {
-            (Some(record.clone().merged_with(&current)), true)
+            let former = floe_protocol::holders::former_after(
+                &current.holders,
+                &current.former,
+                &record.holders,
+            );
+            (
+                Some(HolderRecord {
+                    former,
+                    ..record.clone().merged_with(&current)
+                }),
+                true,
+            )
         }
         Some(Ok((_, current))) => {
             let same = record.holders == current.holders
