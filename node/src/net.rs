@@ -338,7 +338,7 @@ pub struct NetConfig {
 /// Consecutive failed pings (5 s apart) after which a connected peer counts as out of reach. More than one:
 /// js-libp2p closes an inbound ping stream after 10 s, so the ping on a js peer's connection fails about every
 /// second time and is reopened; a single failure says nothing about the peer.
-const UNANSWERED_PINGS: u32 = 3;
+pub(super) const UNANSWERED_PINGS: u32 = 3;
 /// Connections one peer may hold at once (TCP and QUIC, both directions).
 const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 
@@ -472,6 +472,7 @@ pub fn start(
             pending: HashMap::new(),
             rtt_ms: BTreeMap::new(),
             ping_failures: BTreeMap::new(),
+            ping_timeouts: BTreeMap::new(),
             addr_book: AddressBook::default(),
             connection_networks: BTreeMap::new(),
             kad_servers: BTreeSet::new(),
@@ -500,6 +501,8 @@ pub struct EventLoop {
     rtt_ms: BTreeMap<PeerId, u64>,
     /// Consecutive failed pings per connected peer.
     ping_failures: BTreeMap<PeerId, u32>,
+    /// Consecutive unanswered pings (timeouts) per connection: such a connection is closed (`on_ping`).
+    ping_timeouts: BTreeMap<ConnectionId, u32>,
     /// Where DHT servers listen, kept after Kademlia forgets them (a failed dial): holders are dialled again.
     addr_book: AddressBook,
     /// The network of each open direct connection's remote address, per peer (relayed connections are not
@@ -693,6 +696,9 @@ impl EventLoop {
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         use libp2p::metrics::Recorder as _;
+        if let SwarmEvent::ConnectionClosed { connection_id, .. } = &event {
+            self.ping_timeouts.remove(connection_id);
+        }
         if let SwarmEvent::Behaviour(inner) = &event {
             match inner {
                 BehaviourEvent::Kad(e) => self.metrics.record(e),
@@ -896,31 +902,7 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                result: Ok(rtt),
-                ..
-            })) => {
-                self.rtt_ms
-                    .insert(peer, u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX));
-                self.ping_failures.remove(&peer);
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                connection,
-                result: Err(error),
-            })) => {
-                // A connection can stay open to a peer that no longer answers (a frozen process): count it.
-                let failures = self.ping_failures.entry(peer).or_insert(0);
-                *failures = failures.saturating_add(1);
-                tracing::debug!(%peer, %error, failures = *failures, "ping failed");
-                if *failures >= UNANSWERED_PINGS {
-                    // Closed, so the next dial opens a fresh connection: across a healed partition the old one
-                    // sits in TCP's retransmission backoff for up to a minute, and libp2p dials nobody it is
-                    // still connected to.
-                    self.swarm.close_connection(connection);
-                }
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.on_ping(event),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => log_hole_punch(event),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => log_dial_back(event),
             SwarmEvent::ExternalAddrConfirmed { address } => {

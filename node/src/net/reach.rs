@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use floe_protocol::diversity::Network;
 
-use super::{EventLoop, PeerReach, network_of};
+use super::{EventLoop, PeerReach, UNANSWERED_PINGS, network_of};
 
 /// Logs a hole punch's outcome (operators read these to see why a peer stays relayed).
 pub(super) fn log_hole_punch(event: libp2p::dcutr::Event) {
@@ -50,6 +50,40 @@ pub(super) fn log_upnp(event: libp2p::upnp::Event) {
 }
 
 impl EventLoop {
+    /// A ping's outcome. A peer whose last [`UNANSWERED_PINGS`] pings failed counts as out of reach (a frozen
+    /// process keeps its connection open); a connection whose own last [`UNANSWERED_PINGS`] pings went
+    /// unanswered is closed, so the next dial opens a fresh one: across a healed partition the old one sits in
+    /// TCP's retransmission backoff for up to a minute, and libp2p dials nobody it is still connected to. A
+    /// peer without the ping protocol fails at once, without a timeout, and keeps its connections.
+    pub(super) fn on_ping(&mut self, event: libp2p::ping::Event) {
+        let libp2p::ping::Event {
+            peer,
+            connection,
+            result,
+        } = event;
+        match result {
+            Ok(rtt) => {
+                self.rtt_ms
+                    .insert(peer, u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX));
+                self.ping_failures.remove(&peer);
+                self.ping_timeouts.remove(&connection);
+            }
+            Err(error) => {
+                let failures = self.ping_failures.entry(peer).or_insert(0);
+                *failures = failures.saturating_add(1);
+                tracing::debug!(%peer, %error, failures = *failures, "ping failed");
+                if matches!(error, libp2p::ping::Failure::Timeout) {
+                    let timeouts = self.ping_timeouts.entry(connection).or_insert(0);
+                    *timeouts = timeouts.saturating_add(1);
+                    if *timeouts >= UNANSWERED_PINGS {
+                        tracing::debug!(%peer, ?connection, "closing a connection whose pings go unanswered");
+                        self.swarm.close_connection(connection);
+                    }
+                }
+            }
+        }
+    }
+
     /// How this node reaches `peer`: see [`PeerReach`].
     pub(super) fn reach(&self, peer: PeerId) -> PeerReach {
         let direct = self.connection_networks.contains_key(&peer);
