@@ -501,7 +501,7 @@ pub struct EventLoop {
     rtt_ms: BTreeMap<PeerId, u64>,
     /// Consecutive failed pings per connected peer.
     ping_failures: BTreeMap<PeerId, u32>,
-    /// Consecutive unanswered pings (timeouts) per connection: such a connection is closed (`on_ping`).
+    /// Consecutive failed pings per connection (a peer without the protocol aside): at three it is closed.
     ping_timeouts: BTreeMap<ConnectionId, u32>,
     /// Where DHT servers listen, kept after Kademlia forgets them (a failed dial): holders are dialled again.
     addr_book: AddressBook,

@@ -54,7 +54,7 @@ impl EventLoop {
     /// process keeps its connection open); a connection whose own last [`UNANSWERED_PINGS`] pings went
     /// unanswered is closed, so the next dial opens a fresh one: across a healed partition the old one sits in
     /// TCP's retransmission backoff for up to a minute, and libp2p dials nobody it is still connected to. A
-    /// peer without the ping protocol fails at once, without a timeout, and keeps its connections.
+    /// peer without the ping protocol ("unsupported") keeps its connections.
     pub(super) fn on_ping(&mut self, event: libp2p::ping::Event) {
         let libp2p::ping::Event {
             peer,
@@ -72,7 +72,9 @@ impl EventLoop {
                 let failures = self.ping_failures.entry(peer).or_insert(0);
                 *failures = failures.saturating_add(1);
                 tracing::debug!(%peer, %error, failures = *failures, "ping failed");
-                if matches!(error, libp2p::ping::Failure::Timeout) {
+                // A ping over a dead connection times out once; the next ones fail to open their stream
+                // (negotiation times out), so any failure but "unsupported" counts.
+                if !matches!(error, libp2p::ping::Failure::Unsupported) {
                     let timeouts = self.ping_timeouts.entry(connection).or_insert(0);
                     *timeouts = timeouts.saturating_add(1);
                     if *timeouts >= UNANSWERED_PINGS {
