@@ -42,11 +42,7 @@ impl Node {
                 settled.push(peer_key.clone());
                 continue;
             };
-            let request = pb::Request {
-                kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
-                    blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-                })),
-            };
+            let request = crate::service::metadata_request(&blob_id);
             let answer = match self.inner.net.request(peer, request).await {
                 Ok(pb::Response {
                     kind: Some(pb::response::Kind::Metadata(answer)),

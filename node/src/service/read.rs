@@ -23,12 +23,12 @@ impl Node {
         peer: PeerId,
         blob_id: &BlobId,
     ) -> Option<pb::MetadataResponse> {
-        let request = pb::Request {
-            kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
-                blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
-            })),
-        };
-        match self.inner.net.request(peer, request).await {
+        match self
+            .inner
+            .net
+            .request(peer, metadata_request(blob_id))
+            .await
+        {
             Ok(pb::Response {
                 kind: Some(pb::response::Kind::Metadata(record)),
             }) => Some(record),
@@ -677,5 +677,14 @@ impl Node {
         })
         .await
         .ok()?
+    }
+}
+
+/// A request for a blob's metadata and holder record.
+pub(crate) fn metadata_request(blob_id: &BlobId) -> pb::Request {
+    pb::Request {
+        kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+            blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+        })),
     }
 }
