@@ -75,6 +75,13 @@ pub enum HolderListError {
     /// A list made by a peer that holds no sliver in the list held: a stranger cannot rewrite where slivers live.
     #[error("holder list made by a peer that holds no sliver of the blob")]
     RepairerHoldsNothing,
+    /// A repaired list takes a sliver index from a holder other than its maker without proof that the holder
+    /// departed ([`evidenced`]).
+    #[error("holder list takes sliver index {index} from a holder not proven gone")]
+    UnprovenMove {
+        /// The first such index.
+        index: usize,
+    },
 }
 
 /// Checks a list's shape: one entry per sliver index, each a peer ID by `is_peer`.
@@ -192,6 +199,55 @@ pub fn supersedes(
     current_repairer: &[u8],
 ) -> bool {
     epoch > current_epoch || (epoch == current_epoch && repairer < current_repairer)
+}
+
+/// Whether `offered` may take the sliver indexes it takes from `held`'s holders: each index that changes holder
+/// was held by the list's maker (a holder gives away its own slivers, handing off or leaving) or by a peer in
+/// `proven`, the peers the list's departure evidence proves gone against `held` ([`crate::departure::proven`]).
+/// A live, answering holder therefore keeps its indexes unless holders of k indexes, one of them at least
+/// honest, found it gone: a byzantine third of the holders cannot take an index from an honest one. Lists of
+/// another length are refused as [`HolderListError::WrongLength`].
+pub fn evidenced<P: Ord + PartialEq<[u8]>>(
+    held: &List<'_, P>,
+    offered: &List<'_, P>,
+    proven: &std::collections::BTreeSet<P>,
+) -> Result<(), HolderListError> {
+    if held.holders.len() != offered.holders.len() {
+        return Err(HolderListError::WrongLength {
+            got: offered.holders.len(),
+            shards: u16::try_from(held.holders.len()).unwrap_or(u16::MAX),
+        });
+    }
+    let unproven = held
+        .holders
+        .iter()
+        .zip(offered.holders)
+        .position(|(was, now)| was != now && *was != *offered.repairer && !proven.contains(was));
+    match unproven {
+        Some(index) => Err(HolderListError::UnprovenMove { index }),
+        None => Ok(()),
+    }
+}
+
+/// The list a repair by `repairer` may announce when its plan (`planned`, from `held`) meets the evidence it
+/// gathered: each move off a holder neither `repairer` nor in `proven` is undone, so the holder keeps the index
+/// until it is proven gone. The result passes [`evidenced`].
+pub fn within_evidence<P: Ord + Clone>(
+    held: &[P],
+    planned: &[P],
+    repairer: &P,
+    proven: &std::collections::BTreeSet<P>,
+) -> Vec<P> {
+    held.iter()
+        .zip(planned)
+        .map(|(was, now)| {
+            if was == now || was == repairer || proven.contains(was) {
+                now.clone()
+            } else {
+                was.clone()
+            }
+        })
+        .collect()
 }
 
 /// Most former holders a holder keeps per blob ([`former_after`]).

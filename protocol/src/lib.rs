@@ -16,6 +16,7 @@ pub mod content_type;
 pub mod copy;
 pub mod decoder;
 pub mod deletion;
+pub mod departure;
 pub mod diversity;
 pub mod encoder;
 pub mod encoding;

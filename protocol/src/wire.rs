@@ -415,6 +415,15 @@ mod tests {
             repairer: Bytes::from_static(b"peer"),
             epoch: 9,
             holders: vec![Bytes::from_static(b"peer"), Bytes::from_static(b"other")],
+            departures: Some(pb::Departures {
+                peers: vec![Bytes::from_static(b"gone")],
+                statements: vec![pb::DepartureStatement {
+                    epoch: 8,
+                    gone: Bytes::from_static(&[1]),
+                    signer_public_key: Bytes::from_static(b"key"),
+                    signature: Bytes::from_static(b"sig"),
+                }],
+            }),
         });
         round_trip(pb::StorageChallenge {
             blob_id: sliver.blob_id.clone(),
