@@ -29,6 +29,10 @@ pub struct RepairState {
     pub(crate) caught_up: BTreeMap<BlobId, Instant>,
     /// Holders of each deleted blob held here that acknowledged its deletion (`repair::deletions`).
     pub(crate) deletion_acks: BTreeMap<BlobId, BTreeSet<PeerKey>>,
+    /// Holders found holding nothing of a blob, and when: new holders a repair led here could not deliver to
+    /// (`repair::lead`), and holders that failed a challenge made when a repair leader asked for a statement
+    /// (`repair::evidence`). Counted gone for the blob for ten minutes.
+    pub(crate) held_nothing: BTreeMap<(BlobId, PeerKey), Instant>,
     pub(crate) leaving: bool,
 }
 
@@ -45,6 +49,7 @@ impl RepairState {
             partial: steward::Partials::default(),
             caught_up: BTreeMap::new(),
             deletion_acks: BTreeMap::new(),
+            held_nothing: BTreeMap::new(),
             leaving: false,
         }
     }

@@ -222,7 +222,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
         use floe_protocol::wire::pb;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let (client, _inbound, _gossip, event_loop) = floe_node::net::start(
-            keypair,
+            keypair.clone(),
             floe_node::net::NetConfig {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                 bootstrap: vec![node.listen.parse().unwrap()],
@@ -364,6 +364,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             repairer: repairer.into(),
             epoch: u64::MAX,
             holders: vec![me.clone().into(); 4],
+            departures: None,
         };
         // A real sliver of the blob (anyone may read one) sent back with a takeover holder list at the highest
         // epoch: the node may store the sliver but must not adopt the list.
@@ -585,6 +586,122 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             repairer: me.clone().into(),
             epoch: u64::MAX,
             holders: vec![me.clone().into(); 4],
+            departures: None,
+        };
+
+        // A blob whose writer's list gives this peer one index of four (under k = 2: a byzantine third), the
+        // node index 0, and two peers that are not there the rest. As a holder this peer may announce lists,
+        // but one that takes the node's index needs evidence that holders of k indexes found the node gone:
+        // its own statement (one index), statements signed by strangers (no index) and a statement passed off
+        // under another key are not that, by gossip or beside a sliver. Giving away its own index is.
+        let third = floe_protocol::encoder::EncodedBlob::encode(
+            floe_protocol::BlobParams::new(
+                floe_protocol::encoding::EncodingType::RsSimd,
+                4,
+                1024,
+                100,
+            )
+            .unwrap(),
+            &[0x55u8; 100],
+        )
+        .unwrap();
+        let third_id = third.metadata.blob_id();
+        let (absent_a, absent_b) = (
+            libp2p::PeerId::random().to_bytes(),
+            libp2p::PeerId::random().to_bytes(),
+        );
+        let list = |holders: [&Vec<u8>; 4]| -> Vec<bytes::Bytes> {
+            holders
+                .iter()
+                .map(|h| bytes::Bytes::from((*h).clone()))
+                .collect()
+        };
+        let node_key = peer.to_bytes();
+        let writers_list = list([&node_key, &me, &absent_a, &absent_b]);
+        match client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Store(pb::StoreRequest {
+                        slivers: vec![(&third.sliver(0, 0).unwrap()).into()],
+                        metadata: Some((&third.metadata).into()),
+                        holders: writers_list,
+                        ..Default::default()
+                    })),
+                },
+            )
+            .await
+            .unwrap()
+            .kind
+        {
+            Some(pb::response::Kind::Receipt(_)) => {}
+            other => panic!("a writer's store got {other:?}"),
+        }
+        let departed = vec![bytes::Bytes::from(node_key.clone())];
+        let digest = floe_protocol::departure::peers_digest(&departed);
+        let gone = floe_protocol::departure::bitmap(1, |_| true);
+        let statement = |signer: &libp2p::identity::Keypair,
+                         claimed: &libp2p::identity::Keypair| {
+            let signed = floe_protocol::departure::signing_bytes(&third_id, 0, &digest, &gone);
+            pb::DepartureStatement {
+                epoch: 0,
+                gone: gone.clone().into(),
+                signer_public_key: claimed.public().encode_protobuf().into(),
+                signature: signer.sign(&signed).unwrap().into(),
+            }
+        };
+        let strangers: Vec<libp2p::identity::Keypair> = (0..3)
+            .map(|_| libp2p::identity::Keypair::generate_ed25519())
+            .collect();
+        let mut forged_statements = vec![statement(&keypair, &keypair)];
+        forged_statements.extend(strangers.iter().map(|s| statement(s, s)));
+        forged_statements.push(statement(&keypair, &strangers[0]));
+        let forged_evidence = pb::Departures {
+            peers: departed.clone(),
+            statements: forged_statements,
+        };
+        let steal = |departures: Option<pb::Departures>| pb::RepairAnnouncement {
+            blob_id: third_id.as_bytes().to_vec().into(),
+            indexes: vec![0],
+            repairer: me.clone().into(),
+            epoch: 1,
+            holders: list([&me, &me, &absent_a, &absent_b]),
+            departures,
+        };
+        // Beside a sliver: the node keeps the sliver (it verifies) but not the list. The node is not listed in
+        // it, so the store draws on this peer's budget for unexpected stores, which the flood above emptied.
+        let beside_request = pb::Request {
+            kind: Some(pb::request::Kind::Store(pb::StoreRequest {
+                slivers: vec![(&third.sliver(0, 1).unwrap()).into()],
+                metadata: Some((&third.metadata).into()),
+                holders: list([&me, &me, &absent_a, &absent_b]),
+                holders_epoch: 1,
+                holders_repairer: me.clone().into(),
+                departures: Some(forged_evidence.clone()),
+                ..Default::default()
+            })),
+        };
+        let mut beside = client.request(peer, beside_request.clone()).await.unwrap();
+        for _ in 0..30 {
+            match &beside.kind {
+                Some(pb::response::Kind::Error(why)) if why.contains("over its budget") => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    beside = client.request(peer, beside_request.clone()).await.unwrap();
+                }
+                _ => break,
+            }
+        }
+        assert!(
+            matches!(beside.kind, Some(pb::response::Kind::Receipt(_))),
+            "a sliver beside a stealing list got {beside:?}"
+        );
+        let own_only = pb::RepairAnnouncement {
+            blob_id: third_id.as_bytes().to_vec().into(),
+            indexes: vec![],
+            repairer: me.clone().into(),
+            epoch: 1,
+            holders: list([&node_key, &absent_a, &absent_a, &absent_b]),
+            departures: None,
         };
 
         tokio::time::sleep(Duration::from_secs(2)).await; // let the gossip subscription reach the node
@@ -598,15 +715,49 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
         client
             .publish(prost::Message::encode_to_vec(&takeover(peer.to_bytes())))
             .await;
+        client
+            .publish(prost::Message::encode_to_vec(&steal(None)))
+            .await;
+        client
+            .publish(prost::Message::encode_to_vec(&steal(Some(forged_evidence))))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        client
+            .publish(prost::Message::encode_to_vec(&own_only))
+            .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        ours_id
+        (ours_id, third_id, absent_a)
     });
+    let (ours_id, third_id, absent_a) = ours_id;
     wait_until(
         "the forged gossip to arrive",
         Duration::from_secs(15),
-        || metric(node, "floe_announcements_refused_total") >= 3,
+        || metric(node, "floe_announcements_refused_total") >= 5,
     );
-    assert_eq!(metric(node, "floe_holder_lists_adopted_total"), 0);
+    // Two stealing announcements and the stealing store request were refused for want of evidence; the list
+    // that gives away only the sender's own index was adopted, and the node still holds index 0.
+    assert_eq!(metric(node, "floe_holder_lists_unproven_total"), 3);
+    wait_until(
+        "the list giving away the sender's own index to be adopted",
+        Duration::from_secs(15),
+        || metric(node, "floe_holder_lists_adopted_total") >= 1,
+    );
+    assert_eq!(metric(node, "floe_holder_lists_adopted_total"), 1);
+    let third = blob_status(node, &third_id.to_string());
+    assert_eq!(third["holderListEpoch"].as_u64(), Some(1), "{third}");
+    let absent_a = libp2p::PeerId::from_bytes(&absent_a).unwrap().to_string();
+    assert_eq!(third["holderList"][0]["self"], true, "{third}");
+    assert_eq!(
+        third["holderList"][1]["peerId"],
+        absent_a.as_str(),
+        "{third}"
+    );
+    assert!(
+        third["sliversHeldHere"]
+            .as_array()
+            .is_some_and(|held| held.contains(&serde_json::json!(0))),
+        "{third}"
+    );
     assert!(metric(node, "floe_unexpected_stores_refused_total") >= 1);
     // The node may have rebalanced the blob itself (this peer held three of its four indexes), but the far
     // epoch was not taken.

@@ -161,12 +161,15 @@ pub fn quorum(shards: usize) -> usize {
 /// of epoch `offered_epoch`. A statement counts when it was signed over a list no older than `held` and older
 /// than the offered one (so a statement from before a peer came back cannot be replayed once a list names it
 /// again), once per signer. A peer is departed when it signed so about itself, or when signers holding at least
-/// [`quorum`] indexes of `held` (other than the peer) did.
+/// [`quorum`] indexes of `held` (other than the peer) did, and in either case the judging peer does not reach it
+/// now (`reached`): a holder that answers this peer is live for it, whatever others sign, so even statements
+/// from k indexes' worth of byzantine holders cannot take an index from a holder its fellow holders reach.
 pub fn proven<P: Ord + Clone>(
     held: &List<'_, P>,
     offered_epoch: u64,
     peers: &[P],
     statements: &[Statement<P>],
+    reached: impl Fn(&P) -> bool,
 ) -> BTreeSet<P> {
     let mut weight: BTreeMap<&P, usize> = BTreeMap::new();
     for holder in held.holders {
@@ -198,6 +201,7 @@ pub fn proven<P: Ord + Clone>(
         .filter(|&(i, _)| {
             released.get(i) == Some(&true) || support.get(i).is_some_and(|&s| s >= need)
         })
+        .filter(|(_, peer)| !reached(peer))
         .map(|(_, peer)| peer.clone())
         .collect()
 }
@@ -252,6 +256,29 @@ pub fn enough<P: Ord + Clone>(
     }
     keep.sort_unstable();
     keep
+}
+
+/// What a holder asked by a repair leader signs about `asked`, the peers the leader found gone: the bitmap of a
+/// [`pb::DepartureStatement`] over its own list `held`. Itself only when it `holds_nothing` of the indexes its
+/// list gives it (a peer that lost its slivers lets them go); another peer only when `held` names it and it is
+/// `gone` for this holder (out of reach past the grace period, failing, or leaving, as the driver knows). A
+/// holder never speaks for peers its list does not name: its word weighs by its own list.
+pub fn attest<P: PartialEq>(
+    held: &[P],
+    me: &P,
+    asked: &[P],
+    holds_nothing: bool,
+    gone: impl Fn(&P) -> bool,
+) -> Vec<u8> {
+    bitmap(asked.len(), |i| {
+        asked.get(i).is_some_and(|peer| {
+            if peer == me {
+                holds_nothing
+            } else {
+                held.contains(peer) && gone(peer)
+            }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -358,6 +385,20 @@ mod tests {
     }
 
     #[test]
+    fn holders_sign_only_for_listed_peers_and_for_themselves_when_empty() {
+        let held = [1u8, 2, 3];
+        let asked = [2u8, 3, 4, 1];
+        let gone = |p: &u8| *p != 3;
+        let bits = attest(&held, &1, &asked, false, gone);
+        // 2: listed and gone; 3: listed, reachable; 4: not listed; 1: me, holding my slivers.
+        assert_eq!(
+            (0..4).map(|i| is_set(&bits, i)).collect::<Vec<_>>(),
+            [true, false, false, false]
+        );
+        assert!(is_set(&attest(&held, &1, &asked, true, gone), 3));
+    }
+
+    #[test]
     fn named_peers_are_few_and_distinct() {
         assert_eq!(check_peers(&[[1], [2]]), Ok(()));
         assert_eq!(check_peers(&[[1], [1]]), Err(DepartureError::DuplicatePeer));
@@ -382,18 +423,26 @@ mod tests {
             statement(1, 4, &[true, false]),
             statement(2, 4, &[true, false]),
         ];
-        assert!(proven(&held, 5, &peers, &two).is_empty());
+        assert!(proven(&held, 5, &peers, &two, |_| false).is_empty());
         let three = [
             statement(1, 4, &[true, false]),
             statement(2, 4, &[true, false]),
             statement(3, 4, &[true, false]),
         ];
-        assert_eq!(proven(&held, 5, &peers, &three), BTreeSet::from([6]));
+        assert_eq!(
+            proven(&held, 5, &peers, &three, |_| false),
+            BTreeSet::from([6])
+        );
+        // Whatever the statements, a peer the judge reaches now is not gone for it.
+        assert!(proven(&held, 5, &peers, &three, |p| *p == 6).is_empty());
         let heavy = [
             statement(9, 4, &[true, true]),
             statement(1, 4, &[true, false]),
         ];
-        assert_eq!(proven(&held, 5, &peers, &heavy), BTreeSet::from([6]));
+        assert_eq!(
+            proven(&held, 5, &peers, &heavy, |_| false),
+            BTreeSet::from([6])
+        );
         // One signer counts once, however many statements it sends; a stranger weighs nothing.
         let repeated = [
             statement(1, 4, &[true, false]),
@@ -401,10 +450,13 @@ mod tests {
             statement(1, 4, &[true, false]),
             statement(5, 4, &[true, false]),
         ];
-        assert!(proven(&held, 5, &peers, &repeated).is_empty());
+        assert!(proven(&held, 5, &peers, &repeated, |_| false).is_empty());
         // A peer's word about itself is enough: it holds nothing of the blob.
         let released = [statement(7, 4, &[false, true])];
-        assert_eq!(proven(&held, 5, &peers, &released), BTreeSet::from([7]));
+        assert_eq!(
+            proven(&held, 5, &peers, &released, |_| false),
+            BTreeSet::from([7])
+        );
     }
 
     #[test]
@@ -417,11 +469,17 @@ mod tests {
         };
         let peers = [4u8];
         let at = |epoch| [statement(1, epoch, &[true]), statement(2, epoch, &[true])];
-        assert!(proven(&held, 5, &peers, &at(3)).is_empty());
-        assert!(proven(&held, 5, &peers, &at(5)).is_empty());
-        assert_eq!(proven(&held, 5, &peers, &at(4)), BTreeSet::from([4]));
+        assert!(proven(&held, 5, &peers, &at(3), |_| false).is_empty());
+        assert!(proven(&held, 5, &peers, &at(5), |_| false).is_empty());
+        assert_eq!(
+            proven(&held, 5, &peers, &at(4), |_| false),
+            BTreeSet::from([4])
+        );
         // A peer one list behind still checks evidence signed over the list it has not seen.
-        assert_eq!(proven(&held, 6, &peers, &at(5)), BTreeSet::from([4]));
+        assert_eq!(
+            proven(&held, 6, &peers, &at(5), |_| false),
+            BTreeSet::from([4])
+        );
     }
 
     #[test]
@@ -440,8 +498,8 @@ mod tests {
         let kept = enough(&held, 1, &peers, &all);
         let kept_statements: Vec<Statement<u8>> = kept.iter().map(|&i| all[i].clone()).collect();
         assert_eq!(
-            proven(&held, 1, &peers, &kept_statements),
-            proven(&held, 1, &peers, &all)
+            proven(&held, 1, &peers, &kept_statements, |_| false),
+            proven(&held, 1, &peers, &all, |_| false)
         );
         assert!(kept.len() <= 4, "kept {kept:?}");
     }
@@ -510,7 +568,7 @@ mod tests {
                     gone: bitmap(named.len(), |i| claim[i]),
                 })
                 .collect();
-            let proven = proven(&held, 8, &named, &statements);
+            let proven = proven(&held, 8, &named, &statements, |_| false);
             prop_assert!(proven.iter().all(|p| byzantine.contains(p)), "proved an honest peer gone: {proven:?}");
             if evidenced(&held, &offered, &proven).is_ok() {
                 for (was, now) in holders.iter().zip(&offered_holders) {
@@ -524,6 +582,47 @@ mod tests {
                     .filter(|(was, now)| was == now && !byzantine.contains(*was))
                     .count();
                 prop_assert!(honest_kept >= k);
+            }
+        }
+
+        /// However many holders sign (a byzantine majority of the signatures included), a holder the judging
+        /// peer reaches is never proven gone, so no list takes an index from it unless its maker held it.
+        #[test]
+        fn no_statements_take_an_index_from_a_holder_the_judge_reaches(
+            picks in proptest::collection::vec(any::<u8>(), 4..60),
+            peer_count in 2u8..40,
+            reach in proptest::collection::vec(any::<bool>(), 40),
+            claims in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 40), 40),
+            forged in proptest::collection::vec((any::<bool>(), 0u8..80), 60),
+        ) {
+            let holders = holders_from(&picks, peer_count);
+            let held = List { holders: &holders, epoch: 3, repairer: &[] };
+            let named: Vec<Peer> = (0..peer_count).map(|p| vec![p]).collect();
+            let statements: Vec<Statement<Peer>> = named
+                .iter()
+                .zip(&claims)
+                .map(|(signer, claim)| Statement {
+                    signer: signer.clone(),
+                    epoch: 3,
+                    gone: bitmap(named.len(), |i| claim[i]),
+                })
+                .collect();
+            let reached = |p: &Peer| reach[usize::from(p[0]) % reach.len()];
+            let proven = proven(&held, 4, &named, &statements, reached);
+            prop_assert!(proven.iter().all(|p| !reached(p)));
+            let repairer = vec![255u8];
+            let offered_holders: Vec<Peer> = holders
+                .iter()
+                .zip(&forged)
+                .map(|(h, &(moved, to))| if moved { vec![to] } else { h.clone() })
+                .collect();
+            let offered = List { holders: &offered_holders, epoch: 4, repairer: &repairer };
+            if evidenced(&held, &offered, &proven).is_ok() {
+                for (was, now) in holders.iter().zip(&offered_holders) {
+                    if reached(was) {
+                        prop_assert_eq!(was, now);
+                    }
+                }
             }
         }
 
@@ -561,11 +660,11 @@ mod tests {
                 .map(|signer| Statement { signer: signer.clone(), epoch: 2, gone: bitmap(named.len(), |_| true) })
                 .collect();
             let held = List { holders: &holders, epoch: 2, repairer: &[] };
-            let proven = proven(&held, 3, &named, &statements);
+            let proven = proven(&held, 3, &named, &statements, |_| false);
             prop_assert_eq!(&proven, &gone);
             let kept = enough(&held, 3, &named, &statements);
             let sent: Vec<Statement<Peer>> = kept.iter().map(|&i| statements[i].clone()).collect();
-            prop_assert_eq!(super::proven(&held, 3, &named, &sent), gone.clone());
+            prop_assert_eq!(super::proven(&held, 3, &named, &sent, |_| false), gone.clone());
             let announced = within_evidence(&holders, &plan.holders, &leader, &proven);
             // Moves off live holders (rebalancing) are the only ones the evidence may undo.
             for ((was, planned), now) in holders.iter().zip(&plan.holders).zip(&announced) {

@@ -44,6 +44,27 @@ impl<P: Ord> RepairPlan<P> {
         self.moves.is_empty()
     }
 
+    /// The plan without the moves whose old holder `may_give` refuses: those indexes stay where they are. A
+    /// list may take an index only from its maker or a holder proven gone (`holders::evidenced`), so a leader
+    /// keeps the moves off gone holders and off itself, and a live holder's share stays with it.
+    pub fn restricted(self, held: &[P], may_give: impl Fn(&P) -> bool) -> RepairPlan<P>
+    where
+        P: Clone,
+    {
+        let (moves, dropped): (Vec<Move<P>>, Vec<Move<P>>) =
+            self.moves.into_iter().partition(|m| may_give(&m.from));
+        let mut holders = self.holders;
+        for m in dropped {
+            if let (Some(slot), Some(was)) = (
+                holders.get_mut(usize::from(m.index)),
+                held.get(usize::from(m.index)),
+            ) {
+                *slot = was.clone();
+            }
+        }
+        RepairPlan { holders, moves }
+    }
+
     /// Moves whose old holder is in `gone`: these slivers must be rebuilt (or handed off by a leaving holder).
     pub fn moves_from<'a>(
         &'a self,

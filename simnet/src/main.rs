@@ -125,6 +125,12 @@ fn real_main(cli: Cli) -> Result<()> {
                 s.wall_seconds,
                 s.trace_hash
             );
+            if s.forged_lists_announced > 0 {
+                println!(
+                    "forged holder lists: {} announced, {} refused, {} adopted",
+                    s.forged_lists_announced, s.forged_lists_refused, s.forged_lists_adopted
+                );
+            }
             if check_determinism {
                 let again = run(&sc, seed, &RunOptions { progress: false })
                     .context("running the scenario a second time")?;

@@ -134,6 +134,12 @@ pub struct Summary {
     pub repairs_empty: u64,
     /// Repair evaluations where the leader rule picked a byzantine holder (which never repairs).
     pub repair_evaluations_blocked_by_byzantine_leader: u64,
+    /// Forged holder lists announced by hijacking byzantine holders (`byzantine.behaviour = "hijack"`).
+    pub forged_lists_announced: u64,
+    /// Of those, refused by the departure-evidence rule (`holders::evidenced`).
+    pub forged_lists_refused: u64,
+    /// Of those, adopted: the blob's byzantine holders held k indexes or more, enough to prove honest ones gone.
+    pub forged_lists_adopted: u64,
     /// Repairs not started because the leader had heard another leader's announcement.
     pub repairs_suppressed_by_gossip: u64,
     /// Repair evaluations that waited for another holder still within its grace period (the node's rule,

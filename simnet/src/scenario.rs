@@ -423,6 +423,9 @@ pub enum Behaviour {
     Corrupt,
     /// Never answers a sliver request.
     Withhold,
+    /// Withholds, and announces forged holder lists with forged departure evidence as often as it scans
+    /// (`sim::hijack`).
+    Hijack,
 }
 
 /// Byzantine holders: they accept writes and sign receipts, then misbehave on reads and repair fetches, and

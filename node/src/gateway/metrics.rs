@@ -170,6 +170,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             load(&m.repairs_failed),
         ),
         (
+            "floe_repairs_unproven_total",
+            "repairs not started: no holder found gone was proven gone by the other holders",
+            load(&m.repairs_unproven),
+        ),
+        (
+            "floe_holder_lists_unproven_total",
+            "repaired holder lists refused: they take indexes from holders not proven gone",
+            load(&m.lists_unproven),
+        ),
+        (
             "floe_slivers_rebuilt_total",
             "slivers rebuilt by decoding and delivered",
             load(&m.slivers_rebuilt),

@@ -43,6 +43,9 @@ pub enum RepairError {
     /// stays until the lists agree.
     #[error("the receiver's holder list gives sliver index {0} to another peer")]
     ListedElsewhere(u16),
+    /// No holder whose indexes the plan moves was proven gone by the holders' statements (`departure`).
+    #[error("none of the {0} holders found gone was proven gone by the other holders")]
+    Unproven(usize),
     /// Sending a sliver to its new holder failed.
     #[error("{0}")]
     Send(#[from] SendError),

@@ -116,8 +116,11 @@ impl Node {
                 report.failed += local.len();
                 continue;
             };
+            // A leaving holder gives away its own indexes only: others keep theirs (`holders::evidenced`).
+            let holders =
+                holders::within_evidence(&record.holders, &plan.holders, &me, &BTreeSet::new());
             let new_record = HolderRecord {
-                holders: plan.holders,
+                holders,
                 epoch: record.epoch.saturating_add(1),
                 repairer: me.clone(),
                 content_type: record.content_type.clone(),
@@ -125,7 +128,11 @@ impl Node {
                 claims: record.claims.clone(),
                 former: Vec::new(),
             };
-            self.announce(&blob_id, &new_record, &BTreeSet::new()).await;
+            let delivery = Delivery {
+                record: new_record.clone(),
+                departures: None,
+            };
+            self.announce(&blob_id, &delivery, &BTreeSet::new()).await;
             let node = self.clone();
             let (meta, rec) = (metadata.clone(), new_record.clone());
             let _ =

@@ -1,5 +1,6 @@
 //! Leading a repair: announce the new holder list, fetch k verified slivers, rebuild only the lost indexes and
-//! deliver them run by run, driving `floe_protocol::repair::Repair`; revert the list if delivery fails.
+//! deliver them run by run, driving `floe_protocol::repair::Repair`. The list moves only the indexes of holders its
+//! departure evidence proves gone (`evidence`).
 
 use super::*;
 
@@ -34,9 +35,37 @@ impl Node {
             tracing::debug!(%blob_id, "holder list changed while planning; replanning later");
             return Ok(());
         }
-        let targets: BTreeSet<u16> = plan.moves_from(&gone).map(|m| m.index).collect();
+        // Each holder whose indexes move must be proven gone by the holders' statements (`departure`), or
+        // the move waits: a live, answering holder keeps its indexes whatever one leader thinks.
+        let departed: Vec<PeerKey> = plan
+            .moves_from(&gone)
+            .map(|m| m.from.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (departures, proven) = if departed.is_empty() {
+            (None, BTreeSet::new())
+        } else {
+            let (evidence, proven) = self.gather_departures(blob_id, &record, &departed).await;
+            (Some(evidence), proven)
+        };
+        let holders = holders::within_evidence(&record.holders, &plan.holders, &me, &proven);
+        if holders == record.holders {
+            self.inner
+                .metrics
+                .repairs_unproven
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(RepairError::Unproven(departed.len()));
+        }
+        let targets: BTreeSet<u16> = holders
+            .iter()
+            .zip(&record.holders)
+            .enumerate()
+            .filter(|(_, (now, was))| now != was && gone.contains(*was))
+            .filter_map(|(index, _)| u16::try_from(index).ok())
+            .collect();
         let new_record = HolderRecord {
-            holders: plan.holders.clone(),
+            holders,
             epoch: record.epoch.saturating_add(1),
             repairer: me.clone(),
             content_type: record.content_type.clone(),
@@ -55,8 +84,13 @@ impl Node {
                 return Ok(());
             }
         }
-        self.announce(&blob_id, &new_record, &targets).await;
-        tracing::info!(%blob_id, epoch = new_record.epoch, rebuild = ?targets, moves = plan.moves.len(), "new holder list");
+        let delivery = Delivery {
+            record: new_record,
+            departures,
+        };
+        self.announce(&blob_id, &delivery, &targets).await;
+        let unproven = departed.len().saturating_sub(proven.len());
+        tracing::info!(%blob_id, epoch = delivery.record.epoch, rebuild = ?targets, moves = plan.moves.len(), unproven, "new holder list");
         if targets.is_empty() {
             return Ok(());
         }
@@ -66,38 +100,26 @@ impl Node {
             .fetch_add(1, Ordering::Relaxed);
         let (outcome, delivered) = self
             .rebuild_and_deliver(
-                blob_id,
-                &metadata,
-                &record,
-                &new_record,
-                &targets,
-                &gone,
-                &local,
+                blob_id, &metadata, &record, &delivery, &targets, &gone, &local,
             )
             .await;
         if outcome.is_err() {
-            // Indexes that did not reach their new holder go back to their departed holder in a newer list
-            // (`steward::revert_undelivered`); the next scan repairs them again.
-            let reverted = HolderRecord {
-                holders: steward::revert_undelivered(
-                    &record.holders,
-                    &new_record.holders,
-                    &targets,
-                    &delivered,
-                ),
-                epoch: new_record.epoch.saturating_add(1),
-                repairer: me,
-                content_type: new_record.content_type.clone(),
-                end_epoch: new_record.end_epoch,
-                claims: new_record.claims.clone(),
-                former: Vec::new(),
-            };
-            self.announce(&blob_id, &reverted, &BTreeSet::new()).await;
-            let node = self.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                node.inner.store.put_record(&metadata, &reverted)
-            })
-            .await;
+            // No list takes the indexes back (a revert would take them from live peers without evidence): their
+            // new holders are noted as holding nothing of them, so the next scan finds them gone, and each, asked,
+            // lets them go (or holders find it out of reach); the next repair moves them on.
+            let mut state = self.state();
+            for &index in targets.difference(&delivered) {
+                if let Some(peer) = delivery
+                    .record
+                    .holders
+                    .get(usize::from(index))
+                    .and_then(|p| PeerId::from_bytes(p).ok())
+                {
+                    state
+                        .held_nothing
+                        .insert((blob_id, peer_key(&peer)), Instant::now());
+                }
+            }
         }
         outcome
     }
@@ -112,7 +134,7 @@ impl Node {
         blob_id: BlobId,
         metadata: &BlobMetadata,
         record: &HolderRecord,
-        delivery: &HolderRecord,
+        delivery: &Delivery,
         targets: &BTreeSet<u16>,
         gone: &BTreeSet<PeerKey>,
         local: &[u16],
@@ -141,7 +163,7 @@ impl Node {
         blob_id: BlobId,
         metadata: &BlobMetadata,
         record: &HolderRecord,
-        delivery: &HolderRecord,
+        delivery: &Delivery,
         targets: &BTreeSet<u16>,
         gone: &BTreeSet<PeerKey>,
         local: &[u16],
@@ -167,7 +189,7 @@ impl Node {
         let (mut repair, mut effects) = Repair::start(
             blob_id,
             params.source_shards(),
-            delivery.holders.clone(),
+            delivery.record.holders.clone(),
             targets.clone(),
             sources,
             &have,
@@ -232,11 +254,12 @@ impl Node {
                         let Some(slivers) = rebuilt.get(&index) else {
                             continue;
                         };
-                        let request = store_request(
+                        let mut request = store_request(
                             slivers.iter().map(pb::Sliver::from).collect(),
                             metadata,
-                            delivery,
+                            &delivery.record,
                         );
+                        request.departures = delivery.departures.clone();
                         let bytes: usize = slivers.iter().map(|s| s.data.len()).sum();
                         let node = self.clone();
                         let end = run.end;
@@ -378,10 +401,12 @@ impl Node {
     pub(super) async fn announce(
         &self,
         blob_id: &BlobId,
-        record: &HolderRecord,
+        delivery: &Delivery,
         targets: &BTreeSet<u16>,
     ) {
+        let record = &delivery.record;
         let announcement = pb::RepairAnnouncement {
+            departures: delivery.departures.clone(),
             blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
             indexes: targets.iter().map(|&i| u32::from(i)).collect(),
             repairer: Bytes::from(record.repairer.clone()),

@@ -35,6 +35,7 @@ use floe_protocol::{BlobId, BlobMetadata, Sliver};
 mod challenges;
 mod deletions;
 mod errors;
+mod evidence;
 mod handoff;
 mod lead;
 mod reunion;
@@ -48,6 +49,8 @@ use crate::service::{
 use crate::steward_state::RepairState;
 use crate::store::HolderRecord;
 pub use errors::{AnnouncementError, RepairError};
+use evidence::Delivery;
+pub(crate) use evidence::proven_departures;
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
 const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
@@ -174,7 +177,11 @@ impl Node {
 
     /// Holders of a blob gone whatever their connection: failing their challenges, holding a sliver of this
     /// blob that failed its challenges (`lost_holders`), or not a peer ID at all.
-    fn failing_holders(&self, blob_id: &BlobId, holders: &[PeerKey]) -> BTreeSet<PeerKey> {
+    pub(crate) fn failing_holders(
+        &self,
+        blob_id: &BlobId,
+        holders: &[PeerKey],
+    ) -> BTreeSet<PeerKey> {
         let mut failing = self.failing_peers();
         failing.extend(
             holders
@@ -187,6 +194,19 @@ impl Node {
             .challenge_failures
             .forget_moved(blob_id, holder_at(holders));
         failing.extend(self.lost_holders(blob_id, holders));
+        // Holders found holding nothing of the blob: new holders a repair led here could not deliver to, and
+        // holders that failed a challenge a repair leader's statement request made.
+        let mut state = self.state();
+        state
+            .held_nothing
+            .retain(|_, at| at.elapsed() < DEPARTED_FOR);
+        failing.extend(
+            state
+                .held_nothing
+                .keys()
+                .filter(|(id, peer)| id == blob_id && holders.contains(peer))
+                .map(|(_, peer)| peer.clone()),
+        );
         failing
     }
 

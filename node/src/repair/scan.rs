@@ -129,6 +129,8 @@ impl Node {
         let leaving = !announcement.holders.contains(&announcement.repairer);
         let repairer = announcement.repairer.to_vec();
         let source = gossip.source.to_bytes();
+        // A holder this node reaches now is live for it, whatever the evidence says (`departure::proven`).
+        let connected = self.inner.net.view().await.connected_peers;
         let node = self.clone();
         let adopted = tokio::task::spawn_blocking(move || {
             let held = node.inner.store.metadata_record(&blob_id).ok();
@@ -181,9 +183,28 @@ impl Node {
             };
             check_holders(&record.holders, metadata.params().shards())?;
             match acceptance {
-                Acceptance::Offered => Ok::<_, AnnouncementError>(Heard::Adopted(
-                    node.inner.store.put_record(&metadata, &record)?,
-                )),
+                Acceptance::Offered => {
+                    let reached = node.reached_holders(&blob_id, &current.holders, &connected);
+                    let proven = proven_departures(
+                        &blob_id,
+                        announcement.departures.as_ref(),
+                        &current,
+                        record.epoch,
+                        &reached,
+                    );
+                    if let Err(why) =
+                        holders::evidenced(&current.as_list(), &record.as_list(), &proven)
+                    {
+                        node.inner
+                            .metrics
+                            .lists_unproven
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(why.into());
+                    }
+                    Ok::<_, AnnouncementError>(Heard::Adopted(
+                        node.inner.store.put_record(&metadata, &record)?,
+                    ))
+                }
                 Acceptance::CatchUp => Ok(Heard::FarAhead(Box::new((metadata, current)))),
                 _ => Ok(Heard::Nothing),
             }

@@ -65,12 +65,23 @@ impl Node {
             Some(pb::request::Kind::Read(read)) if !read.forward_to.is_empty() => {
                 return self.forward_read(peer, read).await;
             }
+            Some(pb::request::Kind::Attest(attest)) => {
+                return self.handle_attest(peer, attest).await;
+            }
             kind => pb::Request { kind },
         };
         let started = Instant::now();
         let outside = match &request.kind {
             Some(pb::request::Kind::Store(store)) => self.outside_own_view(store).await,
             _ => None,
+        };
+        // For a repaired list: the peers this node reaches now, which no departure evidence proves gone here
+        // unless they fail for the blob (`Node::reached_holders`).
+        let connected = match &request.kind {
+            Some(pb::request::Kind::Store(store)) if store.holders_epoch > 0 => {
+                self.inner.net.view().await.connected_peers
+            }
+            _ => BTreeSet::new(),
         };
         let name_outside = match &request.kind {
             Some(pb::request::Kind::PutName(record)) => self.name_outside_view(record).await,
@@ -81,7 +92,7 @@ impl Node {
         let result = tokio::task::spawn_blocking(move || match request.kind {
             Some(pb::request::Kind::Store(store)) => {
                 let blocking_at = started.elapsed();
-                let mut response = node.handle_store(store, &peer);
+                let mut response = node.handle_store(store, &peer, &connected);
                 tracing::debug!(
                     view_us = viewed_at.as_micros(),
                     queue_us = blocking_at.saturating_sub(viewed_at).as_micros(),
@@ -109,6 +120,8 @@ impl Node {
                 None => node.handle_put_name(record),
             },
             Some(pb::request::Kind::GetName(get)) => node.handle_get_name(get),
+            // Answered above, before the blocking pool.
+            Some(pb::request::Kind::Attest(_)) => error_response("internal error"),
             None => error_response("empty request"),
         })
         .await;
@@ -134,8 +147,13 @@ impl Node {
         )
     }
 
-    fn handle_store(&self, request: pb::StoreRequest, sender: &PeerId) -> pb::Response {
-        match self.store_locally(request, sender) {
+    fn handle_store(
+        &self,
+        request: pb::StoreRequest,
+        sender: &PeerId,
+        connected: &BTreeSet<PeerId>,
+    ) -> pb::Response {
+        match self.store_locally(request, sender, connected) {
             Ok(StoreAnswer::Receipt(receipt)) => {
                 self.inner
                     .metrics
@@ -183,11 +201,12 @@ impl Node {
     /// Verifies a store request completely (metadata against its ID, every sliver against the ID, one index,
     /// consecutive segments within the blob) and stores it durably; returns the signed receipt once the index is
     /// complete, progress before. `sender` is the authenticated peer the request came from (ourselves for local
-    /// stores).
+    /// stores). `connected`: the peers this node reaches now, which no departure evidence proves gone.
     pub(crate) fn store_locally(
         &self,
         request: pb::StoreRequest,
         sender: &PeerId,
+        connected: &BTreeSet<PeerId>,
     ) -> Result<StoreAnswer, StoreRefusal> {
         let metadata = request
             .metadata
@@ -320,6 +339,32 @@ impl Node {
             current.as_ref().map(HolderRecord::as_list).as_ref(),
             Via::StoreRequest,
         )?;
+        // A repaired list that takes indexes from holders not proven gone is not adopted (`holders::evidenced`);
+        // its slivers still are, as for any list not taken.
+        let acceptance = match (acceptance, current.as_ref()) {
+            (Acceptance::Offered, Some(held)) if record.epoch > 0 => {
+                let reached = self.reached_holders(&blob_id, &held.holders, connected);
+                let proven = crate::repair::proven_departures(
+                    &blob_id,
+                    request.departures.as_ref(),
+                    held,
+                    record.epoch,
+                    &reached,
+                );
+                match holders::evidenced(&held.as_list(), &record.as_list(), &proven) {
+                    Ok(()) => Acceptance::Offered,
+                    Err(why) => {
+                        self.inner
+                            .metrics
+                            .lists_unproven
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%blob_id, %sender, %why, "kept our holder list: the one sent takes indexes without evidence");
+                        Acceptance::Held
+                    }
+                }
+            }
+            (acceptance, _) => acceptance,
+        };
         let held = current.clone();
         let record = match (acceptance, current) {
             // The list held stays; a later end epoch offered with it still counts (an extension).

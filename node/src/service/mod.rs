@@ -140,6 +140,11 @@ pub struct Metrics {
     pub repairs_done: AtomicU64,
     /// Repairs that could not fetch k slivers or deliver every rebuilt one.
     pub repairs_failed: AtomicU64,
+    /// Repairs not started because no holder found gone was proven gone by the other holders' statements.
+    pub repairs_unproven: AtomicU64,
+    /// Repaired holder lists refused (announced or sent with slivers) because they take indexes from holders not
+    /// proven gone.
+    pub lists_unproven: AtomicU64,
     /// Slivers rebuilt by decoding and delivered to their new holders.
     pub slivers_rebuilt: AtomicU64,
     /// Sliver bytes fetched from other holders for repairs.
@@ -441,6 +446,18 @@ pub(crate) enum IndexSource {
     Store,
 }
 
+impl Inner {
+    /// Signs `message` with this node's identity key.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, libp2p::identity::SigningError> {
+        self.keypair.sign(message)
+    }
+
+    /// This node's public key, protobuf-encoded as libp2p defines it.
+    pub(crate) fn public_key(&self) -> Vec<u8> {
+        self.keypair.public().encode_protobuf()
+    }
+}
+
 /// A cheap, cloneable handle to the node service.
 #[derive(Clone)]
 pub struct Node {
@@ -666,6 +683,7 @@ pub(crate) fn store_request(
             .map(|t| t.0.to_vec().into())
             .collect(),
         permanent_until: record.claims.permanent_until_wire(),
+        departures: None,
     }
 }
 

@@ -449,9 +449,10 @@ impl Node {
         if peer_id == self.inner.peer_id {
             let node = self.clone();
             let me = self.inner.peer_id;
-            return Ok(
-                tokio::task::spawn_blocking(move || node.store_locally(request, &me)).await??,
-            );
+            return Ok(tokio::task::spawn_blocking(move || {
+                node.store_locally(request, &me, &BTreeSet::new())
+            })
+            .await??);
         }
         self.inner
             .metrics

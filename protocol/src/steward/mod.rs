@@ -5,8 +5,8 @@
 //! ([`hand_off_indexes`]) and whether its repair is due now ([`repair_now`]).
 //!
 //! [`Steward`] puts them together: one scan's duties for each blob held here (hand-offs, a repair to lead, a
-//! challenge round as leader or deputy), with challenge scheduling, and [`revert_undelivered`] says which list a
-//! repair that failed partway announces.
+//! challenge round as leader or deputy), with challenge scheduling. A leader's plan keeps only the moves a list
+//! can carry departure evidence for (`RepairPlan::restricted`, `holders::evidenced`).
 //!
 //! Each piece is a small deterministic state keyed by blob or peer, generic over the peer type as
 //! [`crate::repair::plan`] is, and allocation-free on the common path (a peer seen connected, a blob already
@@ -22,10 +22,7 @@ mod reunion;
 mod scan;
 
 pub use reunion::{REUNION_ASKED, Reunions};
-pub use scan::{
-    BlobAtScan, BlobDuties, DEFAULT_CHALLENGES_PER_SCAN, Duty, Steward, StewardConfig,
-    revert_undelivered,
-};
+pub use scan::{BlobAtScan, BlobDuties, DEFAULT_CHALLENGES_PER_SCAN, Duty, Steward, StewardConfig};
 
 /// What a scan makes of one holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +189,15 @@ impl<P: Ord + Clone> Liveness<P> {
             }
         }
         view
+    }
+
+    /// Since when `peer` has been out of reach, as the last scans found it; `None` when a scan reached it
+    /// since, or no recent scan looked at it.
+    pub fn missing_since(&self, peer: &P) -> Option<Millis> {
+        self.missing
+            .get(peer)
+            .filter(|missed| missed.last_scan.saturating_add(1) >= self.scan)
+            .map(|missed| missed.since)
     }
 
     /// Peers currently counted missing.

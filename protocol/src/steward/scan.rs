@@ -245,7 +245,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
                 }
             }
             Some(_) => {
-                let lead = self.lead(now, blob, &view, settled, candidates);
+                let lead = self.lead(now, me, blob, &view, settled, candidates);
                 repair_waits = lead.waits;
                 recheck_at = earliest(recheck_at, lead.recheck_at);
                 lead.duty
@@ -268,6 +268,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
     fn lead(
         &mut self,
         now: Millis,
+        me: &P,
         blob: &BlobAtScan<'_, P>,
         view: &HolderView<P>,
         settled: bool,
@@ -294,7 +295,12 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             recheck_at = earliest(recheck_at, retry_at);
         }
         if !blob.rebuilding && now_due && retry_at.is_none() {
-            match repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone)) {
+            let planned = repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone));
+            // Only moves a list can carry evidence for (`holders::evidenced`): off gone holders, whose departure
+            // the holders' statements prove, and off this node. A live holder's share stays with it.
+            let planned = planned
+                .map(|p| p.restricted(blob.holders, |from| from == me || gone.contains(from)));
+            match planned {
                 Some(plan) if !plan.is_empty() => {
                     return Lead {
                         duty: Duty::Repair(plan),
@@ -388,6 +394,14 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             .handle_compared(now, blob_id, settled, unsettled, grace);
     }
 
+    /// Whether `peer` has been out of reach for the grace period at `now`, as this node's scans found it: what
+    /// it signs when a repair leader asks (`departure::attest`).
+    pub fn out_of_reach_past_grace(&self, peer: &P, now: Millis) -> bool {
+        self.liveness
+            .missing_since(peer)
+            .is_some_and(|since| now.saturating_sub(since) >= self.config.grace)
+    }
+
     /// Asks `blob_id`'s former holders again at its next scan ([`Reunions::reopen`]).
     pub fn reopen_reunion(&mut self, blob_id: BlobId) {
         self.reunions.reopen(blob_id);
@@ -420,27 +434,6 @@ fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
 /// Whether no repair of the blob runs or ran lately, so its holders may be challenged.
 fn quiet<P>(blob: &BlobAtScan<'_, P>) -> bool {
     !blob.rebuilding && !blob.recently_repaired
-}
-
-/// After a repair that failed partway, the holder list to announce: each target index that did not reach its
-/// new holder goes back to its holder `before` the repair (a departed one, which the next scan repairs again),
-/// so no list names a holder that lacks its sliver; delivered indexes keep their new holder.
-pub fn revert_undelivered<P: Clone>(
-    before: &[P],
-    after: &[P],
-    targets: &BTreeSet<u16>,
-    delivered: &BTreeSet<u16>,
-) -> Vec<P> {
-    let mut holders = after.to_vec();
-    for index in targets.iter().filter(|i| !delivered.contains(i)) {
-        if let (Some(slot), Some(old)) = (
-            holders.get_mut(usize::from(*index)),
-            before.get(usize::from(*index)),
-        ) {
-            slot.clone_from(old);
-        }
-    }
-    holders
 }
 
 #[cfg(test)]
@@ -841,25 +834,45 @@ mod tests {
     }
 
     proptest! {
-        /// A failed repair's announced list names a new holder only for what reached it.
+        /// A leader's plan, restricted to what a list can carry evidence for, moves the indexes of gone holders
+        /// and of the leader as planned and leaves every other live holder's where it was (no rebalancing of
+        /// another holder's share: `holders::evidenced` would refuse it).
         #[test]
-        fn a_reverted_list_names_new_holders_only_for_delivered_indexes(
-            n in 1usize..40,
-            targets in proptest::collection::btree_set(0u16..40, 0..20),
-            delivered in proptest::collection::btree_set(0u16..40, 0..20),
+        fn a_restricted_plan_moves_only_gone_holders_and_the_leaders_own(
+            picks in proptest::collection::vec(0u8..6, 4..30),
+            gone_mask in proptest::collection::vec(any::<bool>(), 6),
+            newcomers in 0u8..6,
+            me_pick in 0u8..6,
         ) {
-            let before: Vec<u8> = (0..n).map(|i| u8::try_from(i).unwrap()).collect();
-            let after: Vec<u8> = before.iter().map(|&h| if targets.contains(&u16::from(h)) { h + 100 } else { h }).collect();
-            let reverted = revert_undelivered(&before, &after, &targets, &delivered);
-            prop_assert_eq!(reverted.len(), n);
-            for (i, holder) in reverted.iter().enumerate() {
-                let index = u16::try_from(i).unwrap();
-                let expected = if targets.contains(&index) && !delivered.contains(&index) {
-                    before[i]
-                } else {
-                    after[i]
-                };
-                prop_assert_eq!(*holder, expected);
+            let holders: Vec<Peer> = picks.iter().map(|&p| peer(p)).collect();
+            let me = peer(me_pick);
+            let gone: BTreeSet<Peer> = (0u8..6)
+                .filter(|&p| gone_mask[usize::from(p)] && p != me_pick)
+                .map(peer)
+                .collect();
+            let candidates: Vec<Peer> = (0u8..6)
+                .map(peer)
+                .filter(|p| !gone.contains(p))
+                .chain((0..newcomers).map(|c| peer(100 + c)))
+                .collect();
+            let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
+            if let Some(plan) = repair::plan(&blob_id, &holders, &gone, &candidates) {
+                let restricted =
+                    plan.clone().restricted(&holders, |from| *from == me || gone.contains(from));
+                for (i, was) in holders.iter().enumerate() {
+                    let expected = if *was == me || gone.contains(was) {
+                        &plan.holders[i]
+                    } else {
+                        was
+                    };
+                    prop_assert_eq!(&restricted.holders[i], expected);
+                }
+                let moved: Vec<u16> = restricted.moves.iter().map(|m| m.index).collect();
+                let changed: Vec<u16> = (0..holders.len())
+                    .filter(|&i| restricted.holders[i] != holders[i])
+                    .map(|i| u16::try_from(i).unwrap())
+                    .collect();
+                prop_assert_eq!(moved, changed);
             }
         }
 

@@ -54,6 +54,7 @@ use floe_protocol::write::{Millis, Timer, Write, WriteConfig, WriteEffect};
 mod deletions;
 mod diversity;
 mod faults;
+mod hijack;
 mod network;
 mod ops;
 mod queue;

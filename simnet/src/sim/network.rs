@@ -245,7 +245,7 @@ impl Sim {
         let blob = &self.blobs[ix(m.blob)];
         let i = usize::from(m.index);
         let (valid, payload) = match self.nodes[ix(m.to)].byzantine {
-            Some(Behaviour::Withhold) => return,
+            Some(Behaviour::Withhold | Behaviour::Hijack) => return,
             Some(Behaviour::Corrupt) => (false, blob.sliver_bytes),
             None => {
                 let state = if blob.holders.get(i) == Some(&m.to) {

@@ -49,6 +49,12 @@ impl PartialOrd for SimPeer {
     }
 }
 
+impl PartialEq<[u8]> for SimPeer {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0 == *other
+    }
+}
+
 impl AsRef<[u8]> for SimPeer {
     fn as_ref(&self) -> &[u8] {
         &self.0
@@ -228,6 +234,9 @@ impl Sim {
                 };
                 self.challenge(b, node, &role, &duties.gone);
             }
+        }
+        if self.nodes[ix(node)].byzantine == Some(Behaviour::Hijack) {
+            self.hijack(b, node);
         }
         roles
     }
