@@ -127,8 +127,12 @@ fn real_main(cli: Cli) -> Result<()> {
             );
             if s.forged_lists_announced > 0 {
                 println!(
-                    "forged holder lists: {} announced, {} refused, {} adopted",
-                    s.forged_lists_announced, s.forged_lists_refused, s.forged_lists_adopted
+                    "forged holder lists: {} announced, {} refused ({} only because honest holders reach the \
+                     holders named gone), {} adopted",
+                    s.forged_lists_announced,
+                    s.forged_lists_refused,
+                    s.forged_lists_stopped_by_reach,
+                    s.forged_lists_adopted
                 );
             }
             if check_determinism {

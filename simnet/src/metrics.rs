@@ -138,7 +138,10 @@ pub struct Summary {
     pub forged_lists_announced: u64,
     /// Of those, refused by the departure-evidence rule (`holders::evidenced`).
     pub forged_lists_refused: u64,
-    /// Of those, adopted: the blob's byzantine holders held k indexes or more, enough to prove honest ones gone.
+    /// Of those refused, the ones whose statements alone (byzantine holders of k indexes or more) would have
+    /// proven the honest holders gone: refused because every honest holder reaches the holders they name.
+    pub forged_lists_stopped_by_reach: u64,
+    /// Of those, adopted: some live honest holder would have taken the list.
     pub forged_lists_adopted: u64,
     /// Repairs not started because the leader had heard another leader's announcement.
     pub repairs_suppressed_by_gossip: u64,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 13] = [
+const CATALOGUE: [&str; 14] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
@@ -12,6 +12,7 @@ const CATALOGUE: [&str; 13] = [
     "disk-faults.toml",
     "full-swarm.toml",
     "lifetimes.toml",
+    "list-hijack.toml",
     "mass-departure.toml",
     "partition.toml",
     "regional-outage.toml",
@@ -234,6 +235,43 @@ fn byzantine_third_never_returns_wrong_bytes() {
     eprintln!(
         "byzantine-third: {} reads completed with k verified slivers, {} failed",
         s.reads_ok, s.reads_failed
+    );
+}
+
+/// A byzantine third of the nodes announcing forged holder lists with forged departure evidence at every scan:
+/// no honest holder adopts one and every blob stays readable. At exactly a third (50 of 150, n = 150, k = 50)
+/// the byzantine holders' statements alone would prove the honest ones gone, so part of the refusals rest on
+/// the receivers' own view (a holder they reach is live); at a fifth the statements never suffice.
+#[test]
+fn list_hijack_adopts_no_forged_list() {
+    let small = |fraction: f64| {
+        let mut scenario = load("list-hijack.toml");
+        scenario.duration_ms = 900_000;
+        scenario.workload.blobs = 60;
+        scenario.workload.write_phase_ms = 300_000;
+        scenario
+            .byzantine
+            .as_mut()
+            .expect("list-hijack has byzantine nodes")
+            .fraction = fraction;
+        scenario
+    };
+    let third = run_quiet(&small(0.333_333_4), 1).summary;
+    assert!(third.forged_lists_announced > 1000, "{third:?}");
+    assert_eq!(third.forged_lists_adopted, 0, "{third:?}");
+    assert_eq!(third.forged_lists_refused, third.forged_lists_announced);
+    assert!(third.forged_lists_stopped_by_reach > 0, "{third:?}");
+    assert_eq!(third.availability_min, 1.0, "{third:?}");
+    let fifth = run_quiet(&small(0.2), 1).summary;
+    assert!(fifth.forged_lists_announced > 1000, "{fifth:?}");
+    assert_eq!(fifth.forged_lists_adopted, 0, "{fifth:?}");
+    assert_eq!(fifth.forged_lists_stopped_by_reach, 0, "{fifth:?}");
+    assert_eq!(fifth.availability_min, 1.0, "{fifth:?}");
+    eprintln!(
+        "list-hijack: a third: {} forged lists, {} refused only by reach; a fifth: {} forged lists",
+        third.forged_lists_announced,
+        third.forged_lists_stopped_by_reach,
+        fifth.forged_lists_announced
     );
 }
 

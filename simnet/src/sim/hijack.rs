@@ -67,14 +67,26 @@ impl Sim {
             repairer: me.as_ref(),
         };
         self.s.forged_lists_announced += 1;
-        // Each live honest holder judges with what it reaches: the list counts as adopted if one of them
-        // would take it (the simulator then applies it to the blob's one list).
+        // The statements are the same for every judge: what they prove before each judge's own view.
+        let by_statements = departure::proven(&held, epoch + 1, &honest, &statements, |_| false);
+        if holders::evidenced(&held, &offered, &by_statements).is_err() {
+            self.s.forged_lists_refused += 1;
+            return;
+        }
+        // The byzantine holders hold k indexes or more: their statements alone would do. Each live honest holder
+        // still judges with what it reaches now (`departure::proven`'s `reached`): the list counts as adopted
+        // if one of them would take it.
+        self.s.forged_lists_stopped_by_reach += 1;
         let adopted_somewhere = honest.iter().any(|judge| {
             self.nodes[ix(judge.node())].alive && {
-                let reached = |peer: &SimPeer| {
-                    *peer == *judge || self.out_of_reach_since(judge.node(), peer.node()).is_none()
-                };
-                let proven = departure::proven(&held, epoch + 1, &honest, &statements, reached);
+                let proven: BTreeSet<SimPeer> = by_statements
+                    .iter()
+                    .copied()
+                    .filter(|peer| {
+                        *peer != *judge
+                            && self.out_of_reach_since(judge.node(), peer.node()).is_some()
+                    })
+                    .collect();
                 holders::evidenced(&held, &offered, &proven).is_ok()
             }
         });
@@ -82,6 +94,7 @@ impl Sim {
             self.s.forged_lists_refused += 1;
             return;
         }
+        self.s.forged_lists_stopped_by_reach -= 1;
         self.s.forged_lists_adopted += 1;
         for (index, was) in holders.iter().enumerate() {
             if honest.contains(was)
