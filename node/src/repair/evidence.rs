@@ -89,13 +89,18 @@ fn attest_refused(error: AttestError) -> pb::Response {
 impl Node {
     /// The holders of `holders` live for this node: connected now (`connected`) and not failing for the blob
     /// (challenges, an undelivered repair, a challenge asked for by a leader). No departure evidence proves one
-    /// of them gone here.
+    /// of them gone here. None when this node holds no index of `holders` (a former holder keeping the record,
+    /// or a new holder receiving its first sliver): it is not asked for statements, so its own view would keep
+    /// it on a list the holders left behind; it follows the statements alone.
     pub(crate) fn reached_holders(
         &self,
         blob_id: &BlobId,
         holders: &[PeerKey],
         connected: &BTreeSet<PeerId>,
     ) -> BTreeSet<PeerKey> {
+        if !holders.contains(&peer_key(&self.inner.peer_id)) {
+            return BTreeSet::new();
+        }
         let failing = self.failing_holders(blob_id, holders);
         holders
             .iter()
@@ -279,8 +284,9 @@ impl Node {
     }
 
     /// Gathers the evidence a repair of `record` needs for `departed`, the holders whose indexes its plan moves:
-    /// this node's own statement and those of the blob's other holders (asked at once, [`ATTEST_TIMEOUT`] at
-    /// most), the departed peers themselves included (one that holds nothing lets its indexes go). Returns the
+    /// this node's own statement and those of the blob's other holders connected now (asked at once,
+    /// [`ATTEST_TIMEOUT`] at most), the departed peers themselves included (one that holds nothing lets its
+    /// indexes go). Returns the
     /// evidence worth sending (`departure::enough`) and the peers it proves gone.
     pub(super) async fn gather_departures(
         &self,
@@ -289,11 +295,15 @@ impl Node {
         departed: &[PeerKey],
     ) -> (pb::Departures, BTreeSet<PeerKey>) {
         let me = peer_key(&self.inner.peer_id);
+        // Only holders connected now: one out of reach could not answer before the timeout anyway, and waiting
+        // for it would delay every repair of a departure by the timeout.
+        let connected = self.inner.net.view().await.connected_peers;
         let asked: BTreeSet<PeerId> = record
             .holders
             .iter()
             .filter(|h| **h != me)
             .filter_map(|h| PeerId::from_bytes(h).ok())
+            .filter(|p| connected.contains(p))
             .collect();
         let request = pb::Request {
             kind: Some(pb::request::Kind::Attest(pb::AttestRequest {
@@ -348,7 +358,6 @@ impl Node {
         let checked: Vec<Statement<PeerKey>> = verified.iter().map(|(_, s)| s.clone()).collect();
         let offered_epoch = record.epoch.saturating_add(1);
         let held = record.as_list();
-        let connected = self.inner.net.view().await.connected_peers;
         let reached = self.reached_holders(&blob_id, &record.holders, &connected);
         let proven = departure::proven(&held, offered_epoch, departed, &checked, |peer| {
             reached.contains(peer)

@@ -13,6 +13,8 @@ enum Heard {
     FarAhead(Box<(BlobMetadata, HolderRecord)>),
     /// A newer list from a former holder: compare with the former holders again.
     Reopen,
+    /// A list that takes indexes without evidence: refused, and the holders are asked what they hold.
+    Unproven(Box<(BlobMetadata, HolderRecord)>, holders::HolderListError),
 }
 
 /// A live blob this close to its end epoch counts as expiring soon (`floe_blobs_expiring_soon`, and
@@ -199,7 +201,7 @@ impl Node {
                             .metrics
                             .lists_unproven
                             .fetch_add(1, Ordering::Relaxed);
-                        return Err(why.into());
+                        return Ok(Heard::Unproven(Box::new((metadata, current)), why));
                     }
                     Ok::<_, AnnouncementError>(Heard::Adopted(
                         node.inner.store.put_record(&metadata, &record)?,
@@ -213,6 +215,18 @@ impl Node {
         let adopted = match adopted {
             Heard::Nothing => return Ok(()),
             Heard::FarAhead(found) => {
+                let (metadata, current) = *found;
+                self.catch_up(blob_id, metadata, current, &gossip.source);
+                return Ok(());
+            }
+            Heard::Unproven(found, why) => {
+                // Not taken from its maker: but the holders may have moved on to it with evidence this node
+                // did not see (it was on the other side of a cut, or judged with another view). Ask them.
+                self.inner
+                    .metrics
+                    .announcements_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%blob_id, source = %gossip.source, %why, "refused a holder list without evidence; asking the holders");
                 let (metadata, current) = *found;
                 self.catch_up(blob_id, metadata, current, &gossip.source);
                 return Ok(());
