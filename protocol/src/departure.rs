@@ -284,27 +284,8 @@ pub fn attest<P: PartialEq>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receipt::toy::{Toy, toy_sign};
     use bytes::Bytes;
-
-    /// The receipt tests' toy scheme: a key is the peer's one-byte name, a signature the keyed BLAKE3 hash.
-    struct Toy;
-
-    fn toy_sign(peer: u8, message: &[u8]) -> Vec<u8> {
-        blake3::keyed_hash(&[peer; 32], message).as_bytes().to_vec()
-    }
-
-    impl Signatures for Toy {
-        type Peer = u8;
-        fn signer(&self, public_key: &[u8]) -> Option<u8> {
-            match public_key {
-                [peer] => Some(*peer),
-                _ => None,
-            }
-        }
-        fn verifies(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-            public_key.len() == 1 && toy_sign(public_key[0], message) == signature
-        }
-    }
 
     fn id() -> BlobId {
         BlobId::from_slice(&[5; 32]).unwrap()

@@ -80,16 +80,18 @@ pub fn check<S: Signatures>(
     Ok(())
 }
 
+/// A toy signature scheme for the tests of the rules that check signatures (receipts, departure statements):
+/// the "public key" is the peer's one-byte name, and a signature is the message's BLAKE3 hash keyed by that
+/// name. Enough to test a rule, not a real signature.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
+pub(crate) mod toy {
+    use super::Signatures;
 
-    /// A toy scheme: the "public key" is the peer's one-byte name, and a signature is the message's BLAKE3 hash
-    /// keyed by that name. Enough to test the rule, not a real signature.
-    struct Toy;
+    /// The scheme.
+    pub(crate) struct Toy;
 
-    fn toy_sign(peer: u8, message: &[u8]) -> Vec<u8> {
+    /// Peer `peer`'s signature over `message`.
+    pub(crate) fn toy_sign(peer: u8, message: &[u8]) -> Vec<u8> {
         blake3::keyed_hash(&[peer; 32], message).as_bytes().to_vec()
     }
 
@@ -105,6 +107,13 @@ mod tests {
             public_key.len() == 1 && toy_sign(public_key[0], message) == signature
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::toy::{Toy, toy_sign};
+    use super::*;
+    use bytes::Bytes;
 
     fn receipt(blob_id: &BlobId, index: u16, peer: u8) -> pb::StorageReceipt {
         pb::StorageReceipt {
