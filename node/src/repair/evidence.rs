@@ -110,11 +110,12 @@ impl Node {
             .collect()
     }
 
-    /// Challenges `accused` (holders of `record` a repair leader named gone, reachable and not failing here),
-    /// at most [`MAX_ATTEST_CHALLENGES`], once each on one of its listed indexes; returns those that failed,
-    /// which are noted as holding nothing of the blob (`RepairState::held_nothing`). A holder that keeps its
+    /// Challenges `accused` (holders of `record` a repair leader named gone, reachable and not failing here,
+    /// or holders this node noted as holding nothing), at most [`MAX_ATTEST_CHALLENGES`], once each on one of
+    /// its listed indexes; returns those that failed, which are noted as holding nothing of the blob
+    /// (`RepairState::held_nothing`); those that pass are no longer noted. A holder that keeps its
     /// connection but lost its slivers is found so by every holder the leader asks, not by the leader alone.
-    async fn challenge_accused(
+    pub(super) async fn challenge_accused(
         &self,
         blob_id: BlobId,
         record: &HolderRecord,
@@ -150,22 +151,30 @@ impl Node {
                     };
                     let response = node.inner.net.request(peer, request).await.ok();
                     let verdict = challenge.judge_response(&blob_id, response.as_ref());
-                    matches!(verdict, challenge::Verdict::Failed(_)).then_some(challenge.holder)
+                    (challenge.holder, verdict)
                 }
             });
-        let failed: BTreeSet<PeerKey> = futures::future::join_all(challenges)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let verdicts = futures::future::join_all(challenges).await;
+        let mut failed = BTreeSet::new();
+        let mut state = self.state();
+        for (holder, verdict) in verdicts {
+            match verdict {
+                challenge::Verdict::Failed(_) => {
+                    state
+                        .held_nothing
+                        .insert((blob_id, holder.clone()), Instant::now());
+                    failed.insert(holder);
+                }
+                // It holds its sliver now (a later delivery or hand-off reached it): no longer noted.
+                challenge::Verdict::Passed => {
+                    state.held_nothing.remove(&(blob_id, holder));
+                }
+                challenge::Verdict::NoVerdict(_) => {}
+            }
+        }
+        drop(state);
         if !failed.is_empty() {
             tracing::info!(%blob_id, failed = failed.len(), "holders a repair leader named gone failed our challenge");
-            let mut state = self.state();
-            for holder in &failed {
-                state
-                    .held_nothing
-                    .insert((blob_id, holder.clone()), Instant::now());
-            }
         }
         failed
     }

@@ -55,6 +55,21 @@ impl Node {
                 .metrics
                 .repairs_unproven
                 .fetch_add(1, Ordering::Relaxed);
+            // The others still vouch for them. A holder noted here as holding nothing (a delivery that failed, a
+            // challenge it failed) may hold its slivers since (a later delivery, a hand-off after a reunion):
+            // it is challenged again, and a pass clears the note, or this node would lead this repair in vain
+            // for the note's ten minutes.
+            let noted: Vec<PeerKey> = {
+                let state = self.state();
+                departed
+                    .iter()
+                    .filter(|p| state.held_nothing.contains_key(&(blob_id, (*p).clone())))
+                    .cloned()
+                    .collect()
+            };
+            if !noted.is_empty() {
+                self.challenge_accused(blob_id, &record, noted).await;
+            }
             return Err(RepairError::Unproven(departed.len()));
         }
         let targets: BTreeSet<u16> = holders
