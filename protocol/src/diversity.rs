@@ -71,6 +71,25 @@ pub fn cap(shards: u16, networks: usize) -> usize {
     shards.div_ceil(networks).max(1)
 }
 
+/// Whether the network of `me` holds more than `cap` of a blob's sliver indexes (`holders`, by index), as
+/// `network` knows the peers: the blob is crowded there, and its holders there over their share move their own
+/// (`steward`). A peer whose network is unknown is alone in its network, so `me` without one is never crowded.
+pub fn crowded<P: PartialEq, N: PartialEq>(
+    holders: &[P],
+    me: &P,
+    network: impl Fn(&P) -> Option<N>,
+    cap: usize,
+) -> bool {
+    let Some(mine) = network(me) else {
+        return false;
+    };
+    holders
+        .iter()
+        .filter(|h| *h == me || network(h).is_some_and(|n| n == mine))
+        .count()
+        > cap
+}
+
 /// The number of distinct known networks among `networks`.
 pub fn count_networks<N: Ord>(networks: impl IntoIterator<Item = Option<N>>) -> usize {
     let mut seen: Vec<N> = networks.into_iter().flatten().collect();
@@ -187,6 +206,27 @@ mod tests {
         let mapped = Network::of(IpAddr::V6(Ipv4Addr::new(203, 0, 113, 9).to_ipv6_mapped()));
         assert_eq!(mapped, a);
         assert_ne!(Network::of(IpAddr::V6(Ipv6Addr::LOCALHOST)), lo1);
+    }
+
+    #[test]
+    fn a_blob_is_crowded_where_a_network_holds_more_than_the_cap() {
+        // Twelve indexes: eleven on network 1 (peers 0..6), one on network 2 (peer 10).
+        let holders: Vec<u8> = (0..12).map(|i| if i == 6 { 10 } else { i % 6 }).collect();
+        let network = |p: &u8| match p {
+            0..=5 => Some(1),
+            10..=15 => Some(2),
+            _ => None,
+        };
+        assert!(crowded(&holders, &1, network, 6));
+        assert!(!crowded(&holders, &10, network, 6));
+        assert!(
+            !crowded(&holders, &1, network, 11),
+            "eleven is within a cap of eleven"
+        );
+        assert!(
+            !crowded(&holders, &1, |_: &u8| None::<u8>, 1),
+            "no network known"
+        );
     }
 
     #[test]

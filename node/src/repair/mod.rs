@@ -44,7 +44,8 @@ mod scan;
 use crate::drive::{Driver, Wake};
 use crate::net::{Gossip, MAX_GOSSIP_LEN};
 use crate::service::{
-    IndexSource, Node, SendError, StoreAnswer, check_holders, repair_candidates_in, store_request,
+    IndexSource, Node, SendError, StoreAnswer, check_holders, network_in, repair_candidates_in,
+    store_request,
 };
 use crate::steward_state::RepairState;
 use crate::store::HolderRecord;

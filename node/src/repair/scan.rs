@@ -339,6 +339,14 @@ impl Node {
         }
         let view = self.inner.net.view().await;
         let me = peer_key(&self.inner.peer_id);
+        // The networks known, which the per-network cap a crowded blob is judged by counts (as a write's).
+        let network = network_in(&view, &self.inner.peer_id);
+        let networks = floe_protocol::diversity::count_networks(
+            view.peers
+                .iter()
+                .chain(std::iter::once(&self.inner.peer_id))
+                .map(&network),
+        );
         let node = self.clone();
         let Ok(blobs) = tokio::task::spawn_blocking(move || node.inner.store.blobs()).await else {
             return;
@@ -411,6 +419,17 @@ impl Node {
                 recently_repaired,
                 failing: &failing,
                 former: &record.former,
+                // Judged only where it matters (a holder of two indexes or more), as it parses every holder.
+                crowded: record.holders.iter().filter(|h| **h == me).count() >= 2
+                    && floe_protocol::diversity::crowded(
+                        &record.holders,
+                        &me,
+                        |key: &PeerKey| PeerId::from_bytes(key).ok().and_then(|p| network(&p)),
+                        floe_protocol::diversity::cap(
+                            u16::try_from(record.holders.len()).unwrap_or(u16::MAX),
+                            networks,
+                        ),
+                    ),
             };
             // The live peers of the blob's neighbourhood, as this node sees it, for a repair plan; a peer known to
             // lack room for one of its sliver indexes keeps what it holds and is given nothing.
@@ -449,14 +468,21 @@ impl Node {
                 self.spawn_reunion(blob_id, metadata.clone(), record.clone(), duties.compare);
             }
             let gone = duties.gone;
+            let leads = duties.leads;
             match duties.duty {
                 steward::Duty::Nothing => {}
                 steward::Duty::Repair(plan) => {
                     let start = {
                         let mut state = self.state();
                         let room = state.running.len() < self.inner.repair.max_concurrent;
-                        room && state.running.insert(blob_id)
+                        let start = room && state.running.insert(blob_id);
+                        if !start {
+                            state.steward.handle_repair_not_started(blob_id);
+                        }
+                        start
                     };
+                    // Not leading: a holder of a crowded network moving its own indexes.
+                    tracing::debug!(%blob_id, leads, moves = plan.moves.len(), start, "a repair is due");
                     if start {
                         let node = self.clone();
                         tokio::spawn(async move {

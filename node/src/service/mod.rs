@@ -42,7 +42,7 @@ mod read;
 mod room;
 mod write;
 
-pub(crate) use write::{neighbourhood_in, repair_candidates_in};
+pub(crate) use write::{neighbourhood_in, network_in, repair_candidates_in};
 
 use crate::cache::BlobBytes;
 use crate::drive::{Driver, Wake};

@@ -68,6 +68,9 @@ pub struct BlobAtScan<'a, P> {
     /// Peers earlier lists of the blob named and this one does not (`holders::former_after`), most recent
     /// first: asked for their list once reachable ([`super::Reunions`]).
     pub former: &'a [P],
+    /// This node's network holds more of the blob's indexes than the per-network cap allows, as the driver
+    /// sees the networks (`diversity::crowded`): this holder moves its own indexes over its share.
+    pub crowded: bool,
 }
 
 /// What a scan decided for one blob.
@@ -125,6 +128,8 @@ pub struct Steward<P> {
     last_challenged: BTreeMap<BlobId, Millis>,
     /// Blobs whose last repair led here failed: how many times in a row, and when the next may start.
     failed_repairs: BTreeMap<BlobId, (u32, Millis)>,
+    /// When this node last moved its own indexes of each blob as a holder that does not lead it.
+    own_moves: BTreeMap<BlobId, Millis>,
     next_scan: Millis,
     challenges_left: usize,
 }
@@ -140,6 +145,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             reunions: Reunions::default(),
             last_challenged: BTreeMap::new(),
             failed_repairs: BTreeMap::new(),
+            own_moves: BTreeMap::new(),
             next_scan: now,
             challenges_left: config.challenges_per_scan,
         }
@@ -170,6 +176,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         self.reunions.retain(&mut held);
         self.last_challenged.retain(|blob_id, _| held(blob_id));
         self.failed_repairs.retain(|blob_id, _| held(blob_id));
+        self.own_moves.retain(|blob_id, _| held(blob_id));
     }
 
     /// Scans one blob at `now` for `me`: who is gone (`out_of_reach` says who is not reachable, and since
@@ -236,7 +243,10 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
                     .find(|h| *h != leader && !view.gone.contains(*h))
                     == Some(me);
                 deputises = deputy;
-                if deputy && settled && quiet(blob) && self.challenge_due(blob.blob_id, now) {
+                if let Some(plan) = self.own_rebalance(now, me, blob, &view, candidates) {
+                    Duty::Repair(plan)
+                } else if deputy && settled && quiet(blob) && self.challenge_due(blob.blob_id, now)
+                {
                     Duty::ChallengeAsDeputy {
                         leader: leader.clone(),
                     }
@@ -333,6 +343,62 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         }
     }
 
+    /// A rebalance of this holder's own indexes, when it is not the leader. A list may take a live holder's
+    /// index only when that holder makes it (`holders::evidenced`), so the leader moves only its own share, and
+    /// a holder whose network is crowded (more of the blob's indexes than the per-network cap: a side of a
+    /// healed partition that rebuilt the other side's indexes) moves its own: a holder of two indexes or more
+    /// plans when nobody is gone or pending (the leader's repair comes first), and moves its own indexes over
+    /// its share when no holder before it in the list has indexes the plan moves, at most once per grace
+    /// period. So holders move one after another in list order and their lists do not supersede each other's;
+    /// and two holders whose views differ (one finds a peer failing, the other gives it an index) cannot pass
+    /// an index back and forth faster than that. Without a crowded network a live holder keeps its share (the
+    /// newcomer rule's spreading over a growing swarm is the leader's alone), and a holder of one index does
+    /// not plan (a plan costs a neighbourhood lookup per blob and scan).
+    fn own_rebalance(
+        &mut self,
+        now: Millis,
+        me: &P,
+        blob: &BlobAtScan<'_, P>,
+        view: &HolderView<P>,
+        candidates: impl FnOnce(&BTreeSet<P>) -> Vec<P>,
+    ) -> Option<RepairPlan<P>> {
+        let held = blob.holders.iter().filter(|h| *h == me).count();
+        let moved_lately = self
+            .own_moves
+            .get(&blob.blob_id)
+            .is_some_and(|&at| now < at.saturating_add(self.config.grace));
+        if !blob.crowded
+            || held < 2
+            || moved_lately
+            || !view.gone.is_empty()
+            || view.pending_until.is_some()
+            || blob.rebuilding
+            || self.retry_wait(&blob.blob_id, now).is_some()
+        {
+            return None;
+        }
+        let plan = repair::plan(
+            &blob.blob_id,
+            blob.holders,
+            &view.gone,
+            &candidates(&view.gone),
+        )?;
+        let first_giver = plan
+            .moves
+            .iter()
+            .filter_map(|m| blob.holders.iter().position(|h| *h == m.from))
+            .min()?;
+        if blob.holders.get(first_giver) != Some(me) {
+            return None;
+        }
+        let own = plan.restricted(blob.holders, |from| from == me);
+        if own.is_empty() {
+            return None;
+        }
+        self.own_moves.insert(blob.blob_id, now);
+        Some(own)
+    }
+
     /// Whether the blob's challenge interval has passed since its last round; if so, a round starts now.
     fn challenge_due(&mut self, blob_id: BlobId, now: Millis) -> bool {
         let interval = self.config.challenge_interval;
@@ -370,6 +436,13 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             .min(self.config.grace.max(self.config.scan_interval).max(1));
         self.failed_repairs
             .insert(blob_id, (failures, now.saturating_add(wait)));
+    }
+
+    /// Tells the steward that the repair its last scan of `blob_id` asked for did not start (the driver runs
+    /// as many at once as it can, or heard of another list first): a move of this holder's own indexes is not
+    /// held back a grace period for it.
+    pub fn handle_repair_not_started(&mut self, blob_id: BlobId) {
+        self.own_moves.remove(&blob_id);
     }
 
     /// When a repair of `blob_id` may start again after failing, if it is still waiting at `now`.
@@ -505,6 +578,7 @@ mod tests {
                 recently_repaired: false,
                 failing: &self.none,
                 former: &[],
+                crowded: false,
             }
         }
     }
@@ -814,6 +888,133 @@ mod tests {
         world.scan(&mut steward, 100, &me, &held, down_3);
         let duties = world.scan(&mut steward, 200, &me, &held, down_3);
         assert_eq!(duties.hand_off, vec![2]);
+    }
+
+    /// Twelve indexes on six holders, two each (a side of a healed partition that rebuilt the other side's
+    /// indexes), and six spares 10..16 to take them: each holder moves its own second index, one after another
+    /// in list order, and a holder after the first mover waits for it.
+    #[test]
+    fn holders_over_their_share_move_their_own_indexes_one_after_another() {
+        let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
+        let none = BTreeSet::new();
+        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
+        let scan =
+            |steward: &mut Steward<Peer>, holders: &[Peer], me: u8, up: &dyn Fn(&Peer) -> bool| {
+                let me = peer(me);
+                let held: Vec<u16> = (0u16..)
+                    .zip(holders)
+                    .filter(|(_, h)| **h == me)
+                    .map(|(i, _)| i)
+                    .collect();
+                let blob = BlobAtScan {
+                    blob_id,
+                    holders,
+                    fingerprint: 1,
+                    held_whole: &held,
+                    rebuilding: false,
+                    recently_repaired: false,
+                    failing: &none,
+                    former: &[],
+                    crowded: true,
+                };
+                steward.begin_scan(0);
+                let pool = pool.clone();
+                steward
+                    .scan_blob(
+                        0,
+                        &me,
+                        &blob,
+                        out_of_reach_now(0, up),
+                        move |_: &BTreeSet<Peer>| pool,
+                    )
+                    .duty
+            };
+        let mut holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
+        for mover in 0..6u8 {
+            // Every holder after the mover waits; the mover moves exactly its own second index.
+            for later in mover + 1..6 {
+                let duty = scan(&mut Steward::new(config(), 0), &holders, later, &|_| true);
+                assert_eq!(
+                    duty,
+                    Duty::Nothing,
+                    "holder {later} waits for holder {mover}"
+                );
+            }
+            let Duty::Repair(plan) =
+                scan(&mut Steward::new(config(), 0), &holders, mover, &|_| true)
+            else {
+                panic!("holder {mover} moves its own index");
+            };
+            assert_eq!(plan.moves.len(), 1, "{plan:?}");
+            let moved = &plan.moves[0];
+            assert_eq!(moved.from, peer(mover));
+            assert!(!holders.contains(&moved.to), "to a spare: {moved:?}");
+            for (i, (now, was)) in plan.holders.iter().zip(&holders).enumerate() {
+                assert!(
+                    now == was || i == usize::from(moved.index),
+                    "index {i} moved: {plan:?}"
+                );
+            }
+            holders = plan.holders;
+        }
+        // Balanced: nobody plans any more.
+        for me in 0..6u8 {
+            assert_eq!(
+                scan(&mut Steward::new(config(), 0), &holders, me, &|_| true),
+                Duty::Nothing
+            );
+        }
+        // A holder within its grace period holds every rebalance back (the leader's repair comes first).
+        let two_each: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
+        let duty = scan(&mut Steward::new(config(), 0), &two_each, 1, &|p: &Peer| {
+            *p != peer(0)
+        });
+        assert_eq!(duty, Duty::Nothing);
+    }
+
+    /// The same twelve indexes on six holders: without a crowded network a holder that does not lead keeps its
+    /// share, and a holder moves its own at most once per grace period (views that differ cannot make it pass
+    /// an index back and forth every scan).
+    #[test]
+    fn holders_move_their_own_only_from_a_crowded_network_and_once_per_grace_period() {
+        let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
+        let none = BTreeSet::new();
+        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
+        // Holder 0 (the leader) has moved its own already; holder 1 is next.
+        let mut holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
+        holders[6] = peer(10);
+        let held = [1u16, 7];
+        let scan = |steward: &mut Steward<Peer>, now: Millis, crowded: bool| {
+            let blob = BlobAtScan {
+                blob_id,
+                holders: &holders,
+                fingerprint: 1,
+                held_whole: &held,
+                rebuilding: false,
+                recently_repaired: false,
+                failing: &none,
+                former: &[],
+                crowded,
+            };
+            steward.begin_scan(now);
+            let pool = pool.clone();
+            steward
+                .scan_blob(
+                    now,
+                    &peer(1),
+                    &blob,
+                    out_of_reach_now(now, |_| true),
+                    move |_: &BTreeSet<Peer>| pool,
+                )
+                .duty
+        };
+        let mut steward = Steward::new(config(), 0);
+        assert_eq!(scan(&mut steward, 0, false), Duty::Nothing);
+        assert!(matches!(scan(&mut steward, 10, true), Duty::Repair(_)));
+        // Its list did not take (another superseded it, say): not again within the grace period.
+        assert!(!matches!(scan(&mut steward, 20, true), Duty::Repair(_)));
+        assert!(!matches!(scan(&mut steward, 109, true), Duty::Repair(_)));
+        assert!(matches!(scan(&mut steward, 110, true), Duty::Repair(_)));
     }
 
     #[test]

@@ -153,6 +153,21 @@ impl Sim {
                 !blob.claims.is_empty(),
             )
         };
+        // As the node judges it (`diversity::crowded`), where the cap is on and only for a holder of two indexes
+        // or more; the simulator's one list per blob makes it rare (a network's repairs while another is down).
+        let crowded = self.networks.active
+            && self.blobs[bi]
+                .holders
+                .iter()
+                .filter(|&&h| h == node)
+                .count()
+                >= 2
+            && floe_protocol::diversity::crowded(
+                &self.blobs[bi].holders,
+                &node,
+                |id: &u32| Some(self.nodes[ix(*id)].network),
+                floe_protocol::diversity::cap(self.blobs[bi].n, self.network_total()),
+            );
         let at_scan = BlobAtScan {
             blob_id: self.blobs[bi].id,
             holders: &keys,
@@ -162,6 +177,7 @@ impl Sim {
             recently_repaired,
             failing: &failing,
             former: &[],
+            crowded,
         };
         let placeholder = Steward::new(self.steward_cfg, 0);
         let mut steward = std::mem::replace(&mut self.stewards[ix(node)], placeholder);
@@ -257,6 +273,7 @@ impl Sim {
         if heard {
             self.s.repairs_suppressed_by_gossip += 1;
             self.blobs[ix(b)].reeval = true;
+            self.stewards[ix(leader)].handle_repair_not_started(self.blobs[ix(b)].id);
             return;
         }
         let fingerprint = list_fingerprint(&self.blobs[ix(b)]);
