@@ -6,13 +6,15 @@
 #
 # Checks: every blob reads byte-identical from both sides before, during (each side holds at least k slivers
 # of every blob: the per-network cap puts n/2 on each /24) and after the partition; after healing, every node
-# ends with the same holder list per blob and no sliver beyond n is left (within 180 s; the times are printed
+# ends with the same holder list per blob, no sliver beyond n is left, and every list is back within the cap
+# (n/2 per /24: each side rebuilt the other's indexes during the cut) (within 180 s; the times are printed
 # beside the rule's bound).
 #
 # Needs root (network namespaces; iproute2 is installed with apt-get if missing). Every namespace and process it
 # creates is removed on exit, pass or fail; nodes are stopped by PID. Addresses exist only inside the namespaces.
 #
-#   scripts/partition-test.sh          # FLOE_PROFILE=dev uses a debug build; FLOE_TEST_KEEP=1 keeps logs and data
+#   scripts/partition-test.sh          # FLOE_PROFILE=dev uses a debug build; FLOE_TEST_KEEP=1 keeps logs and data;
+#                                      # FLOE_TEST_LOG sets the nodes' RUST_LOG (default floe_node=info)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -66,7 +68,7 @@ start_node() { # side host [bootstrap]
   local extra=(); [ -n "${3:-}" ] && extra=(--bootstrap "$3")
   # A port of its own per node: libp2p binds its dials to 0.0.0.0 and the listen port, and six nodes of a side
   # share one primary address, so equal ports would collide.
-  RUST_LOG=floe_node=info ip netns exec "$ns" "$floe" node --listen "/ip4/10.77.$net.$2/tcp/$((4000 + $2))" \
+  RUST_LOG="${FLOE_TEST_LOG:-floe_node=info}" ip netns exec "$ns" "$floe" node --listen "/ip4/10.77.$net.$2/tcp/$((4000 + $2))" \
     --http "10.77.$net.$2:8080" --data-dir "$dir" "${flags[@]}" "${extra[@]}" > "$dir/node.log" 2>&1 &
   pids+=($!)
 }
@@ -206,21 +208,35 @@ reader.start()
 # Converged: every node that keeps a record of a blob holds the same list, and no node keeps a sliver the list
 # gives to another (extra slivers beyond n). The rule's bound is one grace period plus two scan intervals after
 # the sides can reach each other again (docs/protocol.md §13, "Reunions").
+# Each blob's first poll with one list on every node is when its sides agreed; the lists then keep changing
+# while the crowded side moves its extra indexes back (one holder after another), so the run ends at the first
+# poll where every blob has one list, none is missing or beyond it, and every list is within the cap.
 bound = 5 + 2 * 1
-converged_at = clean_at = reconnected_at = None
+converged_at = clean_at = spread_at = reconnected_at = None
+cap = shards // 2
+first_single = {}
+polls = 0
 after = []
-while time.time() < healed_at + 180 and clean_at is None:
+while time.time() < healed_at + 180:
     if reconnected_at is None and min(status(n)["connectedPeers"] for n in nodes) >= 11:
         reconnected_at = time.time()
     after = lists()
+    polls += 1
     now = time.time()
+    for blob_id, count, _, _, _ in after:
+        if count == 1:
+            first_single.setdefault(blob_id, now)
     one_list = all(count == 1 for _, count, _, _, _ in after)
     if converged_at is None and one_list:
         converged_at = now
-    if one_list and all(holes == 0 and extra == 0 for _, _, _, holes, extra in after):
+    clean = one_list and all(holes == 0 and extra == 0 for _, _, _, holes, extra in after)
+    spread = one_list and all(max(side.values()) <= cap for _, _, side, _, _ in after)
+    if clean and clean_at is None:
         clean_at = now
-    if clean_at is None:
-        time.sleep(1)
+    if clean and spread:
+        spread_at = now
+        break
+    time.sleep(1)
 reader.join()
 if read_failure:
     sys.exit(read_failure[0])
@@ -249,15 +265,44 @@ def show_lists():
                 print(f"  {node[0]}{node[1]}: epoch {st['holderListEpoch']} "
                       f"{' '.join(names.get(h['peerId'], '?') for h in st['holderList'])} "
                       f"holds {st['sliversHeldHere']}", file=sys.stderr)
+def show_misplaced():
+    """Each sliver missing from its listed holder or held beyond the list, for the log of a failed run."""
+    names = {peer: f"{n[0]}{n[1]}" for n, peer in peer_of.items()}
+    for blob_id, _, _, holes, extra in after:
+        if holes == 0 and extra == 0:
+            continue
+        held = {}
+        listed = ()
+        for node in nodes:
+            code, body = call("GET", url(*node) + f"/v1/blobs/{blob_id}/status", timeout=20)
+            if code == 200:
+                st = json.loads(body)
+                held[f"{node[0]}{node[1]}"] = sorted(st["sliversHeldHere"])
+                if node == ("a", 1):
+                    listed = [names.get(h["peerId"], "?") for h in st["holderList"]]
+                    epoch = st["holderListEpoch"]
+        print(f"blob {blob_id}: a1's list (epoch {epoch}) {' '.join(listed)}; held: "
+              + " ".join(f"{n}={','.join(map(str, i))}" for n, i in held.items()), file=sys.stderr)
 if converged_at is None:
     show_lists()
     sys.exit("after healing: the holder lists did not converge within 180 s")
 since = f"{reconnected_at - healed_at:.0f} s" if reconnected_at else "never"
-print(f"one list per blob {converged_at - healed_at:.0f} s after healing; every node connected to all 11 "
-      f"others {since} after healing (the rule's bound, counted from when the sides reach each other: {bound} s)")
+agreed = max(first_single.values()) - healed_at if len(first_single) == len(blobs) else None
+print(f"every blob had one list on every node {agreed:.0f} s after healing (its first poll with one; polls took "
+      f"{(time.time() - healed_at) / max(polls, 1):.1f} s each), all at one poll {converged_at - healed_at:.0f} s "
+      f"after healing; every node connected to all 11 others {since} after healing (the rule's bound, counted "
+      f"from when the sides reach each other: {bound} s)")
 if clean_at is None:
+    show_misplaced()
     sys.exit(f"after healing: {holes} listed slivers missing, {extra} held beyond the lists 180 s after healing")
 print(f"every listed sliver held by its holder and none beyond {clean_at - healed_at:.0f} s after healing")
+if spread_at is None:
+    show_misplaced()
+    sides = sorted(set(tuple(sorted(p.items())) for _, _, p, _, _ in after))
+    sys.exit(f"after healing: slivers per side of each blob {sides}, not back within the cap of {cap} per /24 "
+             f"with every listed sliver in place 180 s after healing")
+print(f"every blob back within the cap ({cap} slivers per /24), each sliver with its listed holder and none "
+      f"beyond, {spread_at - healed_at:.0f} s after healing")
 read_all("after healing", [("a", 4), ("b", 4)], 60)
 print("partition test: every blob read byte-identical from both sides before, during and after the cut")
 PY
