@@ -383,31 +383,30 @@ impl Node {
         gone: &BTreeSet<PeerKey>,
     ) -> Option<HolderRecord> {
         let me = peer_key(&self.inner.peer_id);
-        let mut answers: Vec<HolderRecord> = Vec::new();
         let peers: BTreeSet<&PeerKey> = current
             .holders
             .iter()
             .filter(|h| **h != me && !gone.contains(*h))
             .collect();
-        // Four, so that one lying and one stale holder still leave two to agree.
-        for holder in peers.into_iter().take(CATCH_UP_ASKED) {
-            let Ok(peer) = PeerId::from_bytes(holder) else {
-                continue;
-            };
-            let Some(answer) = self.ask_metadata(peer, blob_id).await else {
-                continue;
-            };
-            let Ok(record) = HolderRecord::from_answer(blob_id, &answer) else {
-                continue;
-            };
-            let record = record.keeping_label_of(current).merged_with(current);
-            let shards = current.holders.len();
-            if record.holders.len() == shards
-                && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
-            {
-                answers.push(record);
-            }
-        }
+        // Four, so that one lying and one stale holder still leave two to agree; asked at once, so a busy or
+        // slow holder delays the repair by one request time, not four.
+        let asked = peers
+            .into_iter()
+            .take(CATCH_UP_ASKED)
+            .filter_map(|holder| PeerId::from_bytes(holder).ok())
+            .map(|peer| self.ask_metadata(peer, blob_id));
+        let shards = current.holders.len();
+        let answers: Vec<HolderRecord> = futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
+            .filter_map(|answer| HolderRecord::from_answer(blob_id, &answer).ok())
+            .map(|record| record.keeping_label_of(current).merged_with(current))
+            .filter(|record| {
+                record.holders.len() == shards
+                    && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
+            })
+            .collect();
         let lists: Vec<_> = answers.iter().map(HolderRecord::as_list).collect();
         let agreed = holders::agreed(&current.as_list(), &lists)?;
         answers.iter().find(|r| r.as_list() == agreed).cloned()
