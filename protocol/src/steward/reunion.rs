@@ -29,6 +29,8 @@ pub struct Reunions<P> {
     waiting: BTreeMap<BlobId, Millis>,
     /// Blobs being compared now, until the comparison ends or a grace period passes.
     running: BTreeMap<BlobId, Millis>,
+    /// When each blob's last comparison ended.
+    compared_at: BTreeMap<BlobId, Millis>,
 }
 
 impl<P> Default for Reunions<P> {
@@ -37,6 +39,7 @@ impl<P> Default for Reunions<P> {
             settled: BTreeMap::new(),
             waiting: BTreeMap::new(),
             running: BTreeMap::new(),
+            compared_at: BTreeMap::new(),
         }
     }
 }
@@ -58,6 +61,7 @@ impl<P: Ord + Clone> Reunions<P> {
             self.settled.remove(&blob_id);
             self.waiting.remove(&blob_id);
             self.running.remove(&blob_id);
+            self.compared_at.remove(&blob_id);
             return Vec::new();
         }
         let reachable: Vec<&P> = former
@@ -109,12 +113,23 @@ impl<P: Ord + Clone> Reunions<P> {
     ) {
         self.settled.entry(blob_id).or_default().extend(settled);
         self.running.remove(&blob_id);
+        self.compared_at.insert(blob_id, now);
         if unsettled {
             self.waiting
                 .insert(blob_id, now.saturating_add(grace.max(1)));
         } else {
             self.waiting.remove(&blob_id);
         }
+    }
+
+    /// Whether a comparison of `blob_id` ended less than `grace` before `now`: the former holders asked may be
+    /// about to adopt the list held here, and a holder of it moving its own indexes meanwhile
+    /// ([`super::Steward`]'s rebalance of a crowded network) would give them answers that disagree, each costing
+    /// them another grace period.
+    pub fn compared_within(&self, blob_id: &BlobId, now: Millis, grace: Millis) -> bool {
+        self.compared_at
+            .get(blob_id)
+            .is_some_and(|&at| now < at.saturating_add(grace))
     }
 
     /// Asks every reachable former holder of `blob_id` again at the next comparison: one of them announced a
@@ -129,6 +144,7 @@ impl<P: Ord + Clone> Reunions<P> {
         self.settled.retain(|blob_id, _| held(blob_id));
         self.waiting.retain(|blob_id, _| held(blob_id));
         self.running.retain(|blob_id, _| held(blob_id));
+        self.compared_at.retain(|blob_id, _| held(blob_id));
     }
 }
 

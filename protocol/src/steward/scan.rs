@@ -304,7 +304,13 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
         if now_due && !blob.rebuilding {
             recheck_at = earliest(recheck_at, retry_at);
         }
-        if !blob.rebuilding && now_due && retry_at.is_none() {
+        // With nothing lost the leader only rebalances its own share: not while the other side of a healed
+        // partition may still be adopting this list (as a crowded holder waits, `own_rebalance`).
+        let rebalance_waits = lost == 0
+            && self
+                .reunions
+                .compared_within(&blob.blob_id, now, config.grace);
+        if !blob.rebuilding && now_due && retry_at.is_none() && !rebalance_waits {
             let planned = repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone));
             // Only moves a list can carry evidence for (`holders::evidenced`): off gone holders, whose departure
             // the holders' statements prove, and off this node. A live holder's share stays with it.
@@ -349,7 +355,8 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
     /// healed partition that rebuilt the other side's indexes) moves its own: a holder of two indexes or more
     /// plans when nobody is gone or pending (the leader's repair comes first), and moves its own indexes over
     /// its share when no holder before it in the list has indexes the plan moves, at most once per grace
-    /// period. So holders move one after another in list order and their lists do not supersede each other's;
+    /// period, and not within a grace period after it compared the blob's list with former holders (the other
+    /// side of a healed partition is adopting the list meanwhile). So holders move one after another in list order and their lists do not supersede each other's;
     /// and two holders whose views differ (one finds a peer failing, the other gives it an index) cannot pass
     /// an index back and forth faster than that. Without a crowded network a live holder keeps its share (the
     /// newcomer rule's spreading over a growing swarm is the leader's alone), and a holder of one index does
@@ -374,6 +381,9 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             || view.pending_until.is_some()
             || blob.rebuilding
             || self.retry_wait(&blob.blob_id, now).is_some()
+            || self
+                .reunions
+                .compared_within(&blob.blob_id, now, self.config.grace)
         {
             return None;
         }
@@ -984,29 +994,34 @@ mod tests {
         let mut holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
         holders[6] = peer(10);
         let held = [1u16, 7];
-        let scan = |steward: &mut Steward<Peer>, now: Millis, crowded: bool| {
-            let blob = BlobAtScan {
-                blob_id,
-                holders: &holders,
-                fingerprint: 1,
-                held_whole: &held,
-                rebuilding: false,
-                recently_repaired: false,
-                failing: &none,
-                former: &[],
-                crowded,
+        let settled_former = [peer(20)];
+        let scan_with =
+            |steward: &mut Steward<Peer>, now: Millis, crowded: bool, former: &[Peer]| {
+                let blob = BlobAtScan {
+                    blob_id,
+                    holders: &holders,
+                    fingerprint: 1,
+                    held_whole: &held,
+                    rebuilding: false,
+                    recently_repaired: false,
+                    failing: &none,
+                    former,
+                    crowded,
+                };
+                steward.begin_scan(now);
+                let pool = pool.clone();
+                steward
+                    .scan_blob(
+                        now,
+                        &peer(1),
+                        &blob,
+                        out_of_reach_now(now, |_| true),
+                        move |_: &BTreeSet<Peer>| pool,
+                    )
+                    .duty
             };
-            steward.begin_scan(now);
-            let pool = pool.clone();
-            steward
-                .scan_blob(
-                    now,
-                    &peer(1),
-                    &blob,
-                    out_of_reach_now(now, |_| true),
-                    move |_: &BTreeSet<Peer>| pool,
-                )
-                .duty
+        let scan = |steward: &mut Steward<Peer>, now: Millis, crowded: bool| {
+            scan_with(steward, now, crowded, &[])
         };
         let mut steward = Steward::new(config(), 0);
         assert_eq!(scan(&mut steward, 0, false), Duty::Nothing);
@@ -1015,6 +1030,59 @@ mod tests {
         assert!(!matches!(scan(&mut steward, 20, true), Duty::Repair(_)));
         assert!(!matches!(scan(&mut steward, 109, true), Duty::Repair(_)));
         assert!(matches!(scan(&mut steward, 110, true), Duty::Repair(_)));
+        // A comparison with a former holder ended at 300 (it answered an older list): the other side may be
+        // adopting this list until 400.
+        let mut steward = Steward::new(config(), 0);
+        steward.handle_compared(300, blob_id, settled_former.clone(), false);
+        let scan =
+            |steward: &mut Steward<Peer>, now| scan_with(steward, now, true, &settled_former);
+        assert!(!matches!(scan(&mut steward, 310), Duty::Repair(_)));
+        assert!(!matches!(scan(&mut steward, 399), Duty::Repair(_)));
+        assert!(matches!(scan(&mut steward, 400), Duty::Repair(_)));
+    }
+
+    /// The leader's own rebalance (nothing lost) waits a grace period after a comparison with former holders too.
+    #[test]
+    fn a_leader_rebalances_its_own_share_only_a_grace_period_after_a_comparison() {
+        let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
+        let none = BTreeSet::new();
+        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
+        let holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
+        let former = [peer(20)];
+        let held = [0u16, 6];
+        let scan = |steward: &mut Steward<Peer>, now: Millis| {
+            let blob = BlobAtScan {
+                blob_id,
+                holders: &holders,
+                fingerprint: 1,
+                held_whole: &held,
+                rebuilding: false,
+                recently_repaired: false,
+                failing: &none,
+                former: &former,
+                crowded: false,
+            };
+            steward.begin_scan(now);
+            let pool = pool.clone();
+            steward
+                .scan_blob(
+                    now,
+                    &peer(0),
+                    &blob,
+                    out_of_reach_now(now, |_| true),
+                    move |_: &BTreeSet<Peer>| pool,
+                )
+                .duty
+        };
+        let mut steward = Steward::new(config(), 0);
+        steward.handle_compared(300, blob_id, former.clone(), false);
+        assert!(!matches!(scan(&mut steward, 310), Duty::Repair(_)));
+        assert!(!matches!(scan(&mut steward, 399), Duty::Repair(_)));
+        let Duty::Repair(plan) = scan(&mut steward, 400) else {
+            panic!("the leader moves its own second index");
+        };
+        assert_eq!(plan.moves.len(), 1);
+        assert_eq!(plan.moves[0].from, peer(0));
     }
 
     #[test]
