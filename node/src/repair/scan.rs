@@ -481,7 +481,7 @@ impl Node {
                         }
                         start
                     };
-                    // Not leading: a holder of a crowded network moving its own indexes.
+                    // `leads` false: a holder of a crowded network moving its own indexes.
                     tracing::debug!(%blob_id, leads, moves = plan.moves.len(), start, "a repair is due");
                     if start {
                         let node = self.clone();

@@ -900,44 +900,57 @@ mod tests {
         assert_eq!(duties.hand_off, vec![2]);
     }
 
+    /// One scan at `now` by peer `me` of the blob [9; 32] listed as `holders` (it holds whole what the list gives
+    /// it), with `former` holders, `crowded` as given, `up` saying who is reachable, and peers 0..6 and 10..16 as
+    /// the repair candidates: the rebalance tests' world.
+    fn scan_rebalance(
+        steward: &mut Steward<Peer>,
+        now: Millis,
+        me: u8,
+        holders: &[Peer],
+        former: &[Peer],
+        crowded: bool,
+        up: &dyn Fn(&Peer) -> bool,
+    ) -> Duty<Peer> {
+        let me = peer(me);
+        let held: Vec<u16> = (0u16..)
+            .zip(holders)
+            .filter(|(_, h)| **h == me)
+            .map(|(i, _)| i)
+            .collect();
+        let none = BTreeSet::new();
+        let blob = BlobAtScan {
+            blob_id: BlobId::from_slice(&[9; 32]).unwrap(),
+            holders,
+            fingerprint: 1,
+            held_whole: &held,
+            rebuilding: false,
+            recently_repaired: false,
+            failing: &none,
+            former,
+            crowded,
+        };
+        steward.begin_scan(now);
+        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
+        steward
+            .scan_blob(
+                now,
+                &me,
+                &blob,
+                out_of_reach_now(now, up),
+                move |_: &BTreeSet<Peer>| pool,
+            )
+            .duty
+    }
+
     /// Twelve indexes on six holders, two each (a side of a healed partition that rebuilt the other side's
     /// indexes), and six spares 10..16 to take them: each holder moves its own second index, one after another
     /// in list order, and a holder after the first mover waits for it.
     #[test]
     fn holders_over_their_share_move_their_own_indexes_one_after_another() {
-        let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
-        let none = BTreeSet::new();
-        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
         let scan =
             |steward: &mut Steward<Peer>, holders: &[Peer], me: u8, up: &dyn Fn(&Peer) -> bool| {
-                let me = peer(me);
-                let held: Vec<u16> = (0u16..)
-                    .zip(holders)
-                    .filter(|(_, h)| **h == me)
-                    .map(|(i, _)| i)
-                    .collect();
-                let blob = BlobAtScan {
-                    blob_id,
-                    holders,
-                    fingerprint: 1,
-                    held_whole: &held,
-                    rebuilding: false,
-                    recently_repaired: false,
-                    failing: &none,
-                    former: &[],
-                    crowded: true,
-                };
-                steward.begin_scan(0);
-                let pool = pool.clone();
-                steward
-                    .scan_blob(
-                        0,
-                        &me,
-                        &blob,
-                        out_of_reach_now(0, up),
-                        move |_: &BTreeSet<Peer>| pool,
-                    )
-                    .duty
+                scan_rebalance(steward, 0, me, holders, &[], true, up)
             };
         let mut holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
         for mover in 0..6u8 {
@@ -988,37 +1001,13 @@ mod tests {
     #[test]
     fn holders_move_their_own_only_from_a_crowded_network_and_once_per_grace_period() {
         let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
-        let none = BTreeSet::new();
-        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
         // Holder 0 (the leader) has moved its own already; holder 1 is next.
         let mut holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
         holders[6] = peer(10);
-        let held = [1u16, 7];
         let settled_former = [peer(20)];
         let scan_with =
             |steward: &mut Steward<Peer>, now: Millis, crowded: bool, former: &[Peer]| {
-                let blob = BlobAtScan {
-                    blob_id,
-                    holders: &holders,
-                    fingerprint: 1,
-                    held_whole: &held,
-                    rebuilding: false,
-                    recently_repaired: false,
-                    failing: &none,
-                    former,
-                    crowded,
-                };
-                steward.begin_scan(now);
-                let pool = pool.clone();
-                steward
-                    .scan_blob(
-                        now,
-                        &peer(1),
-                        &blob,
-                        out_of_reach_now(now, |_| true),
-                        move |_: &BTreeSet<Peer>| pool,
-                    )
-                    .duty
+                scan_rebalance(steward, now, 1, &holders, former, crowded, &|_| true)
             };
         let scan = |steward: &mut Steward<Peer>, now: Millis, crowded: bool| {
             scan_with(steward, now, crowded, &[])
@@ -1045,34 +1034,10 @@ mod tests {
     #[test]
     fn a_leader_rebalances_its_own_share_only_a_grace_period_after_a_comparison() {
         let blob_id = BlobId::from_slice(&[9; 32]).unwrap();
-        let none = BTreeSet::new();
-        let pool: Vec<Peer> = (0..6).chain(10..16).map(peer).collect();
         let holders: Vec<Peer> = (0..12).map(|i| peer(i % 6)).collect();
         let former = [peer(20)];
-        let held = [0u16, 6];
         let scan = |steward: &mut Steward<Peer>, now: Millis| {
-            let blob = BlobAtScan {
-                blob_id,
-                holders: &holders,
-                fingerprint: 1,
-                held_whole: &held,
-                rebuilding: false,
-                recently_repaired: false,
-                failing: &none,
-                former: &former,
-                crowded: false,
-            };
-            steward.begin_scan(now);
-            let pool = pool.clone();
-            steward
-                .scan_blob(
-                    now,
-                    &peer(0),
-                    &blob,
-                    out_of_reach_now(now, |_| true),
-                    move |_: &BTreeSet<Peer>| pool,
-                )
-                .duty
+            scan_rebalance(steward, now, 0, &holders, &former, false, &|_| true)
         };
         let mut steward = Steward::new(config(), 0);
         steward.handle_compared(300, blob_id, former.clone(), false);
