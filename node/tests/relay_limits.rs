@@ -261,16 +261,50 @@ async fn a_relay_never_carries_more_than_its_limits() {
         "an idle circuit with a {CIRCUIT_SECS} s limit lived {lived:?}"
     );
 
-    // Bytes: a greedy source pushes 4 MiB through a new circuit; the relay closes it at the byte limit.
+    // Bytes: a greedy source pushes 4 MiB through a new circuit; the relay closes it at the byte limit. An
+    // attempt can end early for other reasons on a loaded machine (the relay may still count the idle circuit
+    // just closed, refusing the new one, or the circuit's duration limit may come first); such an attempt says
+    // nothing about the byte limit, so up to three are made. Every attempt must stay within the limit.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let (got, why) = push_greedy(&relay, a, &mut listener_a, &received_a).await;
+        eprintln!(
+            "greedy circuit: the sink received {got} bytes before it ended ({why}; limit {CIRCUIT_BYTES})"
+        );
+        assert!(
+            got <= CIRCUIT_BYTES + COPY_BUFFER,
+            "the relay carried {got} bytes on a circuit limited to {CIRCUIT_BYTES}"
+        );
+        let closed_at_limit = got >= CIRCUIT_BYTES / 2;
+        attempts.push(format!("{got} bytes ({why})"));
+        if closed_at_limit {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!(
+        "no greedy circuit carried half its byte limit before it ended, so none was closed for its byte limit: {}",
+        attempts.join("; ")
+    );
+}
+
+/// One greedy attempt: a new client sends 4 MiB to `a` through a new circuit. Returns the bytes `a`'s sink
+/// received and why the request ended.
+async fn push_greedy(
+    relay: &Multiaddr,
+    a: PeerId,
+    listener_a: &mut Swarm<Client>,
+    received_a: &AtomicU64,
+) -> (u64, String) {
+    received_a.store(0, Ordering::Relaxed);
     let (mut greedy, _) = client();
-    greedy.dial(circuit_to(&relay, a)).unwrap();
+    greedy.dial(circuit_to(relay, a)).unwrap();
     let request = greedy
         .behaviour_mut()
         .sink
         .send_request(&a, vec![7u8; 4 << 20]);
     let started = Instant::now();
-    let mut failed = false;
-    while !failed {
+    let why = loop {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the greedy circuit was not closed; the sink got {} bytes",
@@ -279,8 +313,10 @@ async fn a_relay_never_carries_more_than_its_limits() {
         tokio::select! {
             event = greedy.select_next_some() => match event {
                 SwarmEvent::Behaviour(ClientEvent::Sink(request_response::Event::OutboundFailure {
-                    request_id, ..
-                })) if request_id == request => failed = true,
+                    request_id, error, ..
+                })) if request_id == request => {
+                    break format!("{error} after {:?}", started.elapsed());
+                }
                 SwarmEvent::Behaviour(ClientEvent::Sink(request_response::Event::Message { .. })) => {
                     panic!("4 MiB went through a relay limited to {CIRCUIT_BYTES} bytes per circuit")
                 }
@@ -288,7 +324,7 @@ async fn a_relay_never_carries_more_than_its_limits() {
             },
             _ = listener_a.select_next_some() => {}
         }
-    }
+    };
     // Let the listener read what was still in flight before counting.
     let settle = Instant::now() + Duration::from_secs(1);
     while Instant::now() < settle {
@@ -297,16 +333,5 @@ async fn a_relay_never_carries_more_than_its_limits() {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    let got = received_a.load(Ordering::Relaxed);
-    eprintln!(
-        "greedy circuit: the sink received {got} bytes before the relay closed it (limit {CIRCUIT_BYTES})"
-    );
-    assert!(
-        got <= CIRCUIT_BYTES + COPY_BUFFER,
-        "the relay carried {got} bytes on a circuit limited to {CIRCUIT_BYTES}"
-    );
-    assert!(
-        got >= CIRCUIT_BYTES / 2,
-        "the circuit carried only {got} bytes: it was closed for another reason than its byte limit"
-    );
+    (received_a.load(Ordering::Relaxed), why)
 }
