@@ -33,6 +33,26 @@ const firstAnswer = async (path) => {
   return last;
 };
 
+// A store ends with receipts from two thirds of the holders, so the last holder's sliver may still be on its way
+// when the test starts; check (1) needs the liar's sliver (index 0) to be there. Wait until some gateway serves
+// every index, and say so if one never comes.
+const metaAnswer = await firstAnswer(`/v1/blobs/${opt['blob-id']}/metadata`);
+if (!metaAnswer?.ok) throw new Error(`no gateway serves the metadata of ${opt['blob-id']}`);
+const { shards } = await metaAnswer.json();
+for (let index = 0; index < shards; index++) {
+  const path = `/v1/blobs/${opt['blob-id']}/slivers/${index}`;
+  const deadline = performance.now() + 60_000;
+  for (;;) {
+    const answer = await firstAnswer(path);
+    await answer?.body?.cancel();
+    if (answer?.ok) break;
+    if (performance.now() > deadline) {
+      throw new Error(`no gateway served sliver ${index} within 60 s of the store (last status ${answer?.status})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
 // A liar: forwards to a real gateway and corrupts what it sends back (its metadata too, if `metadata`).
 const makeLiar = (metadata) => http.createServer(async (req, res) => {
   const upstream = await firstAnswer(req.url);
