@@ -49,7 +49,7 @@ pub enum Acceptance {
     Held,
     /// Nothing to do: an announcement about a blob this peer does not hold.
     Ignore,
-    /// Keep the list held for now and ask the blob's holders ([`agreed`]): an announcement from a holder whose
+    /// Keep the list held for now and ask the blob's holders ([`caught_up`]): an announcement from a holder whose
     /// epoch is more than [`MAX_EPOCH_STEP`] ahead. Taken from one peer, such a jump could freeze the blob's
     /// epochs at the largest value; a peer that really missed several announcements catches up this way.
     CatchUp,
@@ -118,7 +118,7 @@ pub const MAX_EPOCH_STEP: u64 = 2;
 ///   nothing there that a forged writer's list could not.
 /// - An announcement that fails the test is refused; one about an unknown blob is ignored. One more than
 ///   [`MAX_EPOCH_STEP`] ahead of the held list is not taken from its sender alone: [`Acceptance::CatchUp`]
-///   says to ask the holders and adopt what [`agreed`] finds.
+///   says to ask the holders and adopt what [`caught_up`] finds.
 pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
     offered: &List<'_, P>,
     sender: &[u8],
@@ -159,17 +159,17 @@ pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
     }
 }
 
-/// How many answers must carry the same list before a peer adopts it from the metadata answers of the blob's
-/// holders: two, so that no single holder can make a peer take a list it made up, or one so far ahead that
-/// the blob's epochs would freeze.
+/// How many answers must carry the same list before a peer adopts it from answers: two, so that no single peer
+/// can make a peer take a list it made up, or one so far ahead that the blob's epochs would freeze. A catch-up
+/// ([`caught_up`]) also asks that they hold k indexes of the list held between them.
 pub const CATCH_UP_QUORUM: usize = 2;
 
-/// The list a peer catching up adopts from `answers`, the lists the blob's holders answered to its metadata
-/// queries (one answer per holder; the caller asks distinct peers): the newest, by [`supersedes`], that
-/// supersedes `held` and that at least [`CATCH_UP_QUORUM`] answers carry identically (holders, epoch and
-/// repairer). `None` when no newer list has that support: a lone answer, however new, decides nothing. Its
-/// repairer need not hold a sliver in the list held, as [`accept`] asks of a list from one peer: a peer that
-/// missed several lists may not know the holder that made the newest, and the agreement is the evidence.
+/// The newest list in `answers` that supersedes `held` and that at least [`CATCH_UP_QUORUM`] answers carry
+/// identically (holders, epoch and repairer); the caller asks distinct peers. `None` when no newer list has
+/// that support: a lone answer, however new, decides nothing. Its repairer need not hold a sliver in the list
+/// held, as [`accept`] asks of a list from one peer: the agreement is the evidence. Reunions use it
+/// ([`reunite`]): the answers come from former holders, which the held list does not name, so they cannot be
+/// weighed by its indexes as in [`caught_up`].
 pub fn agreed<'a, P: PartialEq>(
     held: &List<'_, P>,
     answers: &[List<'a, P>],
@@ -184,6 +184,56 @@ pub fn agreed<'a, P: PartialEq>(
         }
         if answers.iter().filter(|other| *other == answer).count() >= CATCH_UP_QUORUM {
             best = Some(*answer);
+        }
+    }
+    best
+}
+
+/// The list a peer catching up adopts from `answers`, each the peer that answered and the list it holds (the
+/// caller asks holders of `held`): the newest, by [`supersedes`], that supersedes `held` and that holders of
+/// `held` answer identically (holders, epoch and repairer), at least [`CATCH_UP_QUORUM`] of them, holding at
+/// least k of `held`'s sliver indexes between them (k = ⌊(n − 1)/3⌋ + 1, the weight that proves a departure in
+/// [`crate::departure::quorum`]). A byzantine third of `held` holds at most k − 1 indexes, so at least one
+/// supporter is honest and adopted the list itself with its evidence. Each peer's first answer counts; answers
+/// from peers `held` does not name count for nothing. `None` when no newer list has that support.
+pub fn caught_up<'a, P: Ord>(
+    held: &List<'_, P>,
+    answers: &[(&'a P, List<'a, P>)],
+) -> Option<List<'a, P>> {
+    let mut weight: std::collections::BTreeMap<&P, usize> = std::collections::BTreeMap::new();
+    for holder in held.holders {
+        *weight.entry(holder).or_default() += 1;
+    }
+    let need = usize::from(crate::encoding::source_shards_for(
+        u16::try_from(held.holders.len()).unwrap_or(crate::encoding::MAX_SHARDS),
+    ));
+    let mut seen = std::collections::BTreeSet::new();
+    let counted: Vec<(usize, &List<'a, P>)> = answers
+        .iter()
+        .filter(|(from, _)| seen.insert(*from))
+        .filter_map(|(from, list)| weight.get(from).map(|&w| (w, list)))
+        .collect();
+    let mut best: Option<List<'a, P>> = None;
+    for &(_, candidate) in &counted {
+        let newer_than = |other: &List<'_, P>| {
+            supersedes(
+                candidate.epoch,
+                candidate.repairer,
+                other.epoch,
+                other.repairer,
+            )
+        };
+        if !newer_than(held) || best.as_ref().is_some_and(|b| !newer_than(b)) {
+            continue;
+        }
+        let (supporters, support) = counted
+            .iter()
+            .filter(|(_, list)| *list == candidate)
+            .fold((0usize, 0usize), |(n, w), (weight, _)| {
+                (n.saturating_add(1), w.saturating_add(*weight))
+            });
+        if supporters >= CATCH_UP_QUORUM && support >= need {
+            best = Some(*candidate);
         }
     }
     best
@@ -318,6 +368,8 @@ mod tests {
     use proptest::prelude::*;
 
     type Peer = Vec<u8>;
+    /// A list owned by a test: holders, epoch, repairer.
+    type Owned = (Vec<Peer>, u64, Vec<u8>);
 
     fn list(holders: &[Peer], epoch: u64, repairer: &[u8]) -> (Vec<Peer>, u64, Vec<u8>) {
         (holders.to_vec(), epoch, repairer.to_vec())
@@ -377,6 +429,43 @@ mod tests {
                 "{offered:?} from {sender:?}"
             );
         }
+    }
+
+    #[test]
+    fn catching_up_needs_holders_of_k_indexes_to_agree() {
+        // n = 7, k = 3: peer 1 holds three indexes, peers 2 to 5 one each.
+        let held = list(&peers(&[1, 1, 1, 2, 3, 4, 5]), 4, &[1]);
+        let truth = list(&peers(&[1, 1, 1, 2, 3, 4, 6]), 5, &[5]);
+        let forged = list(&peers(&[9, 9, 9, 9, 9, 9, 9]), u64::MAX, &[9]);
+        let (p1, p2, p3, p4, p9) = (vec![1], vec![2], vec![3], vec![4], vec![9]);
+        let adopt = |answers: &[(&Peer, &Owned)]| {
+            let views: Vec<(&Peer, List<'_, Peer>)> =
+                answers.iter().map(|(p, l)| (*p, view(l))).collect();
+            caught_up(&view(&held), &views).map(|l| l.epoch)
+        };
+        // Two holders of one index each: two answers, but only two indexes' worth.
+        assert_eq!(adopt(&[(&p2, &truth), (&p3, &truth)]), None);
+        assert_eq!(
+            adopt(&[(&p2, &truth), (&p3, &truth), (&p4, &truth)]),
+            Some(5)
+        );
+        // A holder of three indexes alone is one answer: not enough, however many indexes it holds.
+        assert_eq!(adopt(&[(&p1, &truth), (&p1, &truth)]), None);
+        assert_eq!(adopt(&[(&p1, &truth), (&p2, &truth)]), Some(5));
+        // Answers from peers the held list does not name weigh nothing; a peer's first answer is the one counted.
+        assert_eq!(
+            adopt(&[
+                (&p9, &forged),
+                (&p9, &forged),
+                (&p2, &forged),
+                (&p3, &forged)
+            ]),
+            None
+        );
+        assert_eq!(
+            adopt(&[(&p2, &held), (&p2, &truth), (&p3, &truth), (&p4, &truth)]),
+            None
+        );
     }
 
     #[test]
@@ -547,6 +636,71 @@ mod tests {
             match adopted {
                 Some(list) => prop_assert!(list == view(&truth)),
                 None => prop_assert!(truthful < CATCH_UP_QUORUM),
+            }
+        }
+
+        /// A byzantine third of the held list's holders (at most k − 1 of its indexes) answering any lists they
+        /// like never makes a catch-up adopt one no honest holder holds, and the truth is adopted whenever honest
+        /// holders of k indexes or more answer it (two of them at least).
+        #[test]
+        fn a_byzantine_third_cannot_decide_a_catch_up(
+            shards in 4usize..16,
+            byzantine_seed in proptest::collection::vec(any::<bool>(), 16),
+            current in proptest::collection::vec(any::<bool>(), 16),
+            forged in proptest::collection::vec((0u8..4, any::<u64>(), 0u8..64), 16),
+            order in any::<u64>(),
+        ) {
+            // One holder per index, peers 1..=shards; the byzantine ones hold at most k − 1 indexes.
+            let names: Vec<u8> = (1..=u8::try_from(shards).unwrap()).collect();
+            let k = usize::from(crate::encoding::source_shards_for(u16::try_from(shards).unwrap()));
+            let mut byzantine = std::collections::BTreeSet::new();
+            for (i, &b) in byzantine_seed.iter().take(shards).enumerate() {
+                if b && byzantine.len() < k - 1 {
+                    byzantine.insert(names[i]);
+                }
+            }
+            let held = list(&peers(&names), 4, &[names[0]]);
+            let mut truth_names = names.clone();
+            truth_names[0] = 200;
+            let truth = list(&peers(&truth_names), 6, &[names[1]]);
+            // Forged lists: a few shapes each, so byzantine answers can agree with each other.
+            let forgeries: Vec<Owned> = forged
+                .iter()
+                .map(|&(shape, epoch, repairer)| list(&peers(&vec![100 + shape; shards]), epoch, &[repairer]))
+                .collect();
+            let mut answers: Vec<(Peer, Owned)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, &name)| {
+                    let answer = if byzantine.contains(&name) {
+                        forgeries[i].clone()
+                    } else if current[i] {
+                        truth.clone()
+                    } else {
+                        held.clone()
+                    };
+                    (vec![name], answer)
+                })
+                .collect();
+            // Byzantine peers also answer a second time, and the order of answers varies.
+            let repeats: Vec<_> = answers
+                .iter()
+                .filter(|(from, _)| byzantine.contains(&from[0]))
+                .map(|(from, _)| (from.clone(), forgeries[usize::from(from[0]) % 16].clone()))
+                .collect();
+            answers.extend(repeats);
+            let len = answers.len();
+            answers.rotate_left(usize::try_from(order % u64::try_from(len).unwrap()).unwrap());
+            let views: Vec<(&Peer, List<'_, Peer>)> = answers.iter().map(|(from, l)| (from, view(l))).collect();
+            let adopted = caught_up(&view(&held), &views);
+            let honest_truth = names
+                .iter()
+                .enumerate()
+                .filter(|(i, name)| !byzantine.contains(*name) && current[*i])
+                .count();
+            match adopted {
+                Some(l) => prop_assert!(l == view(&truth), "adopted {:?}", l),
+                None => prop_assert!(honest_truth < k.max(CATCH_UP_QUORUM)),
             }
         }
 

@@ -2,6 +2,8 @@
 //! deliver them run by run, driving `floe_protocol::repair::Repair`. The list moves only the indexes of holders its
 //! departure evidence proves gone (`evidence`).
 
+use futures::StreamExt;
+
 use super::*;
 
 impl Node {
@@ -374,8 +376,10 @@ impl Node {
         (outcome, delivered)
     }
 
-    /// The newest holder record that at least two of the live holders answer alike, if it supersedes `current`
-    /// (`holders::agreed`): no single holder can make this node adopt a list.
+    /// The newest holder record that live holders of `current` answer alike, holding k of its indexes between
+    /// them, if it supersedes `current` (`holders::caught_up`): no byzantine third of the holders can make this
+    /// node adopt a list. Asks [`CATCH_UP_ASKED`] holders first and, only if one of them answers a newer list,
+    /// the other live holders too, so a leader whose list is current pays four metadata requests.
     pub(crate) async fn newer_record(
         &self,
         blob_id: &BlobId,
@@ -383,33 +387,65 @@ impl Node {
         gone: &BTreeSet<PeerKey>,
     ) -> Option<HolderRecord> {
         let me = peer_key(&self.inner.peer_id);
-        let peers: BTreeSet<&PeerKey> = current
+        let peers: Vec<&PeerKey> = current
             .holders
             .iter()
             .filter(|h| **h != me && !gone.contains(*h))
-            .collect();
-        // Four, so that one lying and one stale holder still leave two to agree; asked at once, so a busy or
-        // slow holder delays the repair by one request time, not four.
-        let asked = peers
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .take(CATCH_UP_ASKED)
-            .filter_map(|holder| PeerId::from_bytes(holder).ok())
-            .map(|peer| self.ask_metadata(peer, blob_id));
+            .collect();
+        let (first, rest) = peers.split_at(peers.len().min(CATCH_UP_ASKED));
+        let mut answers = self.holder_records(blob_id, current, first).await;
+        let newer = |r: &HolderRecord| {
+            holders::supersedes(r.epoch, &r.repairer, current.epoch, &current.repairer)
+        };
+        if answers.iter().any(|(_, r)| newer(r)) && !rest.is_empty() {
+            answers.extend(self.holder_records(blob_id, current, rest).await);
+        }
+        let lists: Vec<(&PeerKey, holders::List<'_, PeerKey>)> = answers
+            .iter()
+            .map(|(peer, r)| (peer, r.as_list()))
+            .collect();
+        let agreed = holders::caught_up(&current.as_list(), &lists)?;
+        answers
+            .iter()
+            .find(|(_, r)| r.as_list() == agreed)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// The records `asked` answer for `blob_id`, well formed and of `current`'s length, each with the peer that
+    /// answered; at most [`CATCH_UP_CONCURRENCY`] requests at once, so a slow holder delays the lot by one
+    /// request time.
+    async fn holder_records(
+        &self,
+        blob_id: &BlobId,
+        current: &HolderRecord,
+        asked: &[&PeerKey],
+    ) -> Vec<(PeerKey, HolderRecord)> {
         let shards = current.holders.len();
-        let answers: Vec<HolderRecord> = futures::future::join_all(asked)
+        let targets: Vec<(PeerKey, PeerId)> = asked
+            .iter()
+            .filter_map(|&holder| Some((holder.clone(), PeerId::from_bytes(holder).ok()?)))
+            .collect();
+        // Owned arguments: a closure over borrowed ones makes the spawned repair future not `Send` for every
+        // lifetime (rustc's higher-ranked inference).
+        let requests = targets
+            .into_iter()
+            .map(|(holder, peer)| async move { (holder, self.ask_metadata(peer, blob_id).await) });
+        futures::stream::iter(requests)
+            .buffer_unordered(CATCH_UP_CONCURRENCY)
+            .collect::<Vec<_>>()
             .await
             .into_iter()
-            .flatten()
-            .filter_map(|answer| HolderRecord::from_answer(blob_id, &answer).ok())
-            .map(|record| record.keeping_label_of(current).merged_with(current))
-            .filter(|record| {
+            .filter_map(|(peer, answer)| {
+                let record = HolderRecord::from_answer(blob_id, &answer?).ok()?;
+                Some((peer, record.keeping_label_of(current).merged_with(current)))
+            })
+            .filter(|(_, record)| {
                 record.holders.len() == shards
                     && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
             })
-            .collect();
-        let lists: Vec<_> = answers.iter().map(HolderRecord::as_list).collect();
-        let agreed = holders::agreed(&current.as_list(), &lists)?;
-        answers.iter().find(|r| r.as_list() == agreed).cloned()
+            .collect()
     }
 
     pub(super) async fn announce(

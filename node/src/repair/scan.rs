@@ -255,8 +255,9 @@ impl Node {
         Ok(())
     }
 
-    /// Asks the blob's holders for their record after an announcement more than two epochs ahead, and adopts
-    /// what two of them agree on (`holders::agreed`), at most once per blob every [`CATCH_UP_EVERY`].
+    /// Asks the blob's holders for their record after an announcement more than two epochs ahead (or refused
+    /// for want of evidence), and adopts what holders of k indexes agree on (`holders::caught_up`), at most once
+    /// per blob every [`CATCH_UP_EVERY`].
     fn catch_up(
         &self,
         blob_id: BlobId,
@@ -286,7 +287,7 @@ impl Node {
                 .newer_record(&blob_id, &current, &BTreeSet::new())
                 .await
             else {
-                tracing::info!(%blob_id, "no two holders agree on a newer list; keeping ours");
+                tracing::info!(%blob_id, "no newer list that holders of k indexes agree on; keeping ours");
                 return;
             };
             let (store_node, epoch) = (node.clone(), newer.epoch);
@@ -299,7 +300,7 @@ impl Node {
                     .metrics
                     .holder_lists_adopted
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%blob_id, epoch, "caught up with the list two holders agree on");
+                tracing::info!(%blob_id, epoch, "caught up with the list holders of k indexes agree on");
             }
         });
     }
