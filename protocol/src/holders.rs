@@ -307,9 +307,13 @@ pub const MAX_FORMER_HOLDERS: usize = 32;
 /// way to `next`: the peers `held` names and `next` does not, then the earlier former holders `next` does not
 /// name, each once, most recent first and at most [`MAX_FORMER_HOLDERS`]. A holder that a list dropped while it
 /// was out of reach (the other side of a partition) may hold a list of its own for the blob: it is asked once
-/// it is reachable again ([`reunite`]). Only the peer's own lists feed this, never a peer's say.
-pub fn former_after<P: Ord + Clone>(held: &[P], former: &[P], next: &[P]) -> Vec<P> {
-    let named: std::collections::BTreeSet<&P> = next.iter().collect();
+/// it is reachable again ([`reunite`]). Only the peer's own lists feed this, never a peer's say. `next_maker`,
+/// the peer that made `next`, is never kept: a holder that gave its own indexes away (handing off, leaving) was
+/// not cut off from anyone, and keeping it would let a byzantine holder become a former holder of every peer at
+/// will, by handing off, and then have its say in their reunions.
+pub fn former_after<P: Ord + Clone>(held: &[P], former: &[P], next: &[P], next_maker: &P) -> Vec<P> {
+    let mut named: std::collections::BTreeSet<&P> = next.iter().collect();
+    named.insert(next_maker);
     let mut kept: std::collections::BTreeSet<&P> = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for peer in held.iter().chain(former) {
@@ -535,14 +539,18 @@ mod tests {
             &peers(&[1, 2, 3, 4]),
             &peers(&[9, 1]),
             &peers(&[1, 2, 5, 6]),
+            &vec![1],
         );
         assert_eq!(after, peers(&[3, 4, 9]));
         // A peer holding two indexes is kept once.
-        let after = former_after(&peers(&[3, 3, 2]), &[], &peers(&[2, 2, 2]));
+        let after = former_after(&peers(&[3, 3, 2]), &[], &peers(&[2, 2, 2]), &vec![2]);
         assert_eq!(after, peers(&[3]));
+        // A holder that gave its own indexes away is not a former holder, nor does it stay one.
+        let after = former_after(&peers(&[3, 4, 2]), &peers(&[7, 4]), &peers(&[2, 2, 2]), &vec![4]);
+        assert_eq!(after, peers(&[3, 7]));
         // Bounded, the newest kept.
         let many: Vec<Peer> = (0..100u8).map(|n| vec![n]).collect();
-        let after = former_after(&many, &peers(&[200]), &peers(&[0]));
+        let after = former_after(&many, &peers(&[200]), &peers(&[0]), &vec![0]);
         assert_eq!(after.len(), MAX_FORMER_HOLDERS);
         assert_eq!(after.first(), Some(&vec![1]));
         assert!(!after.contains(&vec![200]));
@@ -711,15 +719,16 @@ mod tests {
             held in proptest::collection::vec(0u8..64, 0..40),
             former in proptest::collection::vec(0u8..64, 0..40),
             next in proptest::collection::vec(0u8..64, 0..40),
+            maker in 0u8..64,
         ) {
-            let (held, former, next) = (peers(&held), peers(&former), peers(&next));
-            let after = former_after(&held, &former, &next);
+            let (held, former, next, maker) = (peers(&held), peers(&former), peers(&next), vec![maker]);
+            let after = former_after(&held, &former, &next, &maker);
             prop_assert!(after.len() <= MAX_FORMER_HOLDERS);
-            prop_assert!(after.iter().all(|p| !next.contains(p)));
+            prop_assert!(after.iter().all(|p| !next.contains(p) && *p != maker));
             let distinct: std::collections::BTreeSet<&Peer> = after.iter().collect();
             prop_assert_eq!(distinct.len(), after.len());
             let dropped: std::collections::BTreeSet<&Peer> =
-                held.iter().filter(|p| !next.contains(p)).collect();
+                held.iter().filter(|p| !next.contains(p) && **p != maker).collect();
             if dropped.len() <= MAX_FORMER_HOLDERS {
                 prop_assert!(dropped.iter().all(|p| after.contains(p)));
             }

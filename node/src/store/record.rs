@@ -238,6 +238,7 @@ pub(super) fn holders_change(
                 &current.holders,
                 &current.former,
                 &record.holders,
+                &record.repairer,
             );
             (
                 Some(HolderRecord {
