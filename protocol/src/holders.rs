@@ -311,7 +311,12 @@ pub const MAX_FORMER_HOLDERS: usize = 32;
 /// the peer that made `next`, is never kept: a holder that gave its own indexes away (handing off, leaving) was
 /// not cut off from anyone, and keeping it would let a byzantine holder become a former holder of every peer at
 /// will, by handing off, and then have its say in their reunions.
-pub fn former_after<P: Ord + Clone>(held: &[P], former: &[P], next: &[P], next_maker: &P) -> Vec<P> {
+pub fn former_after<P: Ord + Clone>(
+    held: &[P],
+    former: &[P],
+    next: &[P],
+    next_maker: &P,
+) -> Vec<P> {
     let mut named: std::collections::BTreeSet<&P> = next.iter().collect();
     named.insert(next_maker);
     let mut kept: std::collections::BTreeSet<&P> = std::collections::BTreeSet::new();
@@ -546,7 +551,12 @@ mod tests {
         let after = former_after(&peers(&[3, 3, 2]), &[], &peers(&[2, 2, 2]), &vec![2]);
         assert_eq!(after, peers(&[3]));
         // A holder that gave its own indexes away is not a former holder, nor does it stay one.
-        let after = former_after(&peers(&[3, 4, 2]), &peers(&[7, 4]), &peers(&[2, 2, 2]), &vec![4]);
+        let after = former_after(
+            &peers(&[3, 4, 2]),
+            &peers(&[7, 4]),
+            &peers(&[2, 2, 2]),
+            &vec![4],
+        );
         assert_eq!(after, peers(&[3, 7]));
         // Bounded, the newest kept.
         let many: Vec<Peer> = (0..100u8).map(|n| vec![n]).collect();
