@@ -356,9 +356,9 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
     /// plans when nobody is gone or pending (the leader's repair comes first), and moves its own indexes over
     /// its share when no holder before it in the list has indexes the plan moves, at most once per grace
     /// period, and not within a grace period after it compared the blob's list with former holders (the other
-    /// side of a healed partition is adopting the list meanwhile). So holders move one after another in list order and their lists do not supersede each other's;
-    /// and two holders whose views differ (one finds a peer failing, the other gives it an index) cannot pass
-    /// an index back and forth faster than that. Without a crowded network a live holder keeps its share (the
+    /// side of a healed partition is adopting the list meanwhile). So holders move one after another in list
+    /// order and their lists do not supersede each other's; and two holders whose views differ (one finds a peer
+    /// failing, the other gives it an index) cannot pass an index back and forth faster than that. Without a crowded network a live holder keeps its share (the
     /// newcomer rule's spreading over a growing swarm is the leader's alone), and a holder of one index does
     /// not plan (a plan costs a neighbourhood lookup per blob and scan).
     fn own_rebalance(
