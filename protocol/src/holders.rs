@@ -164,6 +164,11 @@ pub fn accept<P: AsRef<[u8]> + PartialEq<[u8]>>(
 /// ([`caught_up`]) also asks that they hold k indexes of the list held between them.
 pub const CATCH_UP_QUORUM: usize = 2;
 
+/// Holders a peer asks first for their list when it catches up with a blob's ([`caught_up`]): four. If none of
+/// them holds a newer list there is nothing to catch up with; if one does, the other live holders are asked
+/// too, since a catch-up needs holders of k indexes to agree.
+pub const CATCH_UP_ASKED: usize = 4;
+
 /// The newest list in `answers` that supersedes `held` and that at least [`CATCH_UP_QUORUM`] answers carry
 /// identically (holders, epoch and repairer); the caller asks distinct peers. `None` when no newer list has
 /// that support: a lone answer, however new, decides nothing. Its repairer need not hold a sliver in the list

@@ -20,7 +20,7 @@ impl Node {
     ) -> Result<(), RepairError> {
         let me = peer_key(&self.inner.peer_id);
         // A holder that missed a newer list (it was down) must not lead with a stale one: ask the others first.
-        if let Some(newer) = self.newer_record(&blob_id, &record, &gone).await {
+        if let Some(newer) = self.newer_record(&blob_id, &record, &gone, &[]).await {
             let node = self.clone();
             tokio::task::spawn_blocking(move || node.inner.store.put_record(&metadata, &newer))
                 .await??;
@@ -378,22 +378,26 @@ impl Node {
 
     /// The newest holder record that live holders of `current` answer alike, holding k of its indexes between
     /// them, if it supersedes `current` (`holders::caught_up`): no byzantine third of the holders can make this
-    /// node adopt a list. Asks [`CATCH_UP_ASKED`] holders first and, only if one of them answers a newer list,
-    /// the other live holders too, so a leader whose list is current pays four metadata requests.
+    /// node adopt a list. Asks [`CATCH_UP_ASKED`] holders first (those of `first` that `current` names, then the
+    /// others in key order) and, only if one of them answers a newer list, the other live holders too, so a
+    /// leader whose list is current pays four metadata requests.
     pub(crate) async fn newer_record(
         &self,
         blob_id: &BlobId,
         current: &HolderRecord,
         gone: &BTreeSet<PeerKey>,
+        first: &[PeerKey],
     ) -> Option<HolderRecord> {
         let me = peer_key(&self.inner.peer_id);
-        let peers: Vec<&PeerKey> = current
+        let mut peers: Vec<&PeerKey> = current
             .holders
             .iter()
             .filter(|h| **h != me && !gone.contains(*h))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        // A stable sort: the peers of `first` ahead, each group still in key order.
+        peers.sort_by_key(|p| !first.contains(p));
         let (first, rest) = peers.split_at(peers.len().min(CATCH_UP_ASKED));
         let mut answers = self.holder_records(blob_id, current, first).await;
         let newer = |r: &HolderRecord| {

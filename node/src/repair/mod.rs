@@ -59,10 +59,7 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
-/// Holders a node asks first for their record when it catches up with a blob's list: four. If none of them
-/// holds a newer list there is nothing to catch up with; if one does, the other live holders are asked too,
-/// since `holders::caught_up` needs holders of k indexes to agree.
-const CATCH_UP_ASKED: usize = 4;
+use floe_protocol::holders::CATCH_UP_ASKED;
 /// Metadata requests of one catch-up in flight at once.
 const CATCH_UP_CONCURRENCY: usize = 16;
 /// At most one catch-up per blob in this long: an announcement far ahead costs its receivers metadata queries,

@@ -216,7 +216,8 @@ impl Node {
             Heard::Nothing => return Ok(()),
             Heard::FarAhead(found) => {
                 let (metadata, current) = *found;
-                self.catch_up(blob_id, metadata, current, &gossip.source);
+                tracing::info!(%blob_id, source = %gossip.source, epoch = current.epoch, "announcement far ahead of our list");
+                self.catch_up(blob_id, metadata, current, vec![peer_key(&gossip.source)]);
                 return Ok(());
             }
             Heard::Unproven(found, why) => {
@@ -228,7 +229,7 @@ impl Node {
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%blob_id, source = %gossip.source, %why, "refused a holder list without evidence; asking the holders");
                 let (metadata, current) = *found;
-                self.catch_up(blob_id, metadata, current, &gossip.source);
+                self.catch_up(blob_id, metadata, current, vec![peer_key(&gossip.source)]);
                 return Ok(());
             }
             Heard::Reopen => {
@@ -255,15 +256,16 @@ impl Node {
         Ok(())
     }
 
-    /// Asks the blob's holders for their record after an announcement more than two epochs ahead (or refused
-    /// for want of evidence), and adopts what holders of k indexes agree on (`holders::caught_up`), at most once
-    /// per blob every [`CATCH_UP_EVERY`].
+    /// Asks the blob's holders for their record, `first` first, after an announcement more than two epochs ahead
+    /// (or refused for want of evidence; `first` is its sender), or when holders of k indexes are back after
+    /// they were gone (`first`; the steward's `catch_up`), and adopts what holders of k indexes agree on
+    /// (`holders::caught_up`), at most once per blob every [`CATCH_UP_EVERY`].
     fn catch_up(
         &self,
         blob_id: BlobId,
         metadata: BlobMetadata,
         current: HolderRecord,
-        from: &PeerId,
+        first: Vec<PeerKey>,
     ) {
         {
             let mut state = self.state();
@@ -280,11 +282,11 @@ impl Node {
                 .caught_up
                 .retain(|_, at| now.duration_since(*at) < CATCH_UP_EVERY);
         }
-        tracing::info!(%blob_id, %from, epoch = current.epoch, "announcement far ahead of our list; asking the holders");
+        tracing::info!(%blob_id, epoch = current.epoch, "asking the holders for a newer list");
         let node = self.clone();
         tokio::spawn(async move {
             let Some(newer) = node
-                .newer_record(&blob_id, &current, &BTreeSet::new())
+                .newer_record(&blob_id, &current, &BTreeSet::new(), &first)
                 .await
             else {
                 tracing::info!(%blob_id, "no newer list that holders of k indexes agree on; keeping ours");
@@ -467,6 +469,10 @@ impl Node {
             }
             if !duties.compare.is_empty() {
                 self.spawn_reunion(blob_id, metadata.clone(), record.clone(), duties.compare);
+            }
+            if !duties.catch_up.is_empty() {
+                tracing::info!(%blob_id, back = duties.catch_up.len(), "holders of k indexes back after they were gone");
+                self.catch_up(blob_id, metadata.clone(), record.clone(), duties.catch_up);
             }
             let gone = duties.gone;
             let leads = duties.leads;

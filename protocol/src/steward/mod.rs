@@ -53,6 +53,11 @@ pub struct HolderView<P> {
     pub newly_gone: Vec<P>,
     /// Sliver indexes whose holder is gone.
     pub lost: usize,
+    /// Holders an earlier scan found gone (out of reach past the grace period) that this scan reaches again, in
+    /// list order, each once.
+    pub back: Vec<P>,
+    /// Sliver indexes those holders hold.
+    pub back_indexes: usize,
 }
 
 /// What the driver knows of whether a holder is reachable: `None` when it is, else since when it has been out
@@ -168,10 +173,21 @@ impl<P: Ord + Clone> Liveness<P> {
             pending_until: None,
             newly_gone: Vec::new(),
             lost: 0,
+            back: Vec::new(),
+            back_indexes: 0,
         };
         for holder in holders.iter().filter(|h| *h != me) {
             let out = match self.observe(holder, out_of_reach(holder), now, grace) {
-                Presence::Here => false,
+                Presence::Here => {
+                    // Most scans find nobody missing: the common path looks nothing up.
+                    if !self.missing.is_empty() && self.back_from_gone(holder) {
+                        view.back_indexes += 1;
+                        if !view.back.contains(holder) {
+                            view.back.push(holder.clone());
+                        }
+                    }
+                    false
+                }
                 Presence::Missing { until } => {
                     view.pending_until = Some(view.pending_until.map_or(until, |t| t.min(until)));
                     false
@@ -189,6 +205,14 @@ impl<P: Ord + Clone> Liveness<P> {
             }
         }
         view
+    }
+
+    /// Whether `peer`, reachable in this scan, was gone in the previous one: out of reach past the grace period
+    /// and reported so. It stays so for the rest of this scan; the next forgets it ([`Liveness::begin_scan`]).
+    fn back_from_gone(&self, peer: &P) -> bool {
+        self.missing.get(peer).is_some_and(|missed| {
+            missed.reported && missed.last_scan.saturating_add(1) >= self.scan
+        })
     }
 
     /// Since when `peer` has been out of reach, as the last scans found it; `None` when a scan reached it

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::blob_id::BlobId;
+use crate::encoding::source_shards_for;
 use crate::repair::{self, RepairPlan};
 use crate::write::Millis;
 
@@ -89,6 +90,12 @@ pub struct BlobDuties<P> {
     /// Former holders to ask for their list of the blob now (`holders::reunite`); the driver reports with
     /// [`Steward::handle_compared`].
     pub compare: Vec<P>,
+    /// Holders this scan reaches again after they were gone, when they hold k of the blob's indexes or more
+    /// between them: enough to have rebuilt the blob and made a list without this peer (the other side of a
+    /// healed partition that repaired while this side could not). The driver asks the holders for their list,
+    /// these first, and adopts what holders of k indexes agree on (`holders::caught_up`). Empty otherwise: fewer
+    /// could not have repaired, and could not make a catch-up adopt anything either.
+    pub catch_up: Vec<P>,
     /// What else to do.
     pub duty: Duty<P>,
     /// This node leads and a repair of losses is due, but waits for holders still within their grace period.
@@ -261,6 +268,14 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
                 lead.duty
             }
         };
+        let k = usize::from(source_shards_for(
+            u16::try_from(blob.holders.len()).unwrap_or(u16::MAX),
+        ));
+        let catch_up = if view.back_indexes >= k {
+            view.back
+        } else {
+            Vec::new()
+        };
         BlobDuties {
             gone: view.gone,
             newly_gone: view.newly_gone,
@@ -268,6 +283,7 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             leads,
             deputises,
             compare,
+            catch_up,
             duty,
             repair_waits,
             recheck_at,
@@ -310,7 +326,11 @@ impl<P: Ord + Clone + AsRef<[u8]>> Steward<P> {
             && self
                 .reunions
                 .compared_within(&blob.blob_id, now, config.grace);
-        if !blob.rebuilding && now_due && retry_at.is_none() && !rebalance_waits {
+        // A rebuild decodes k slivers of the holders not gone: with fewer (this side of a cut holds less than k
+        // indexes) every attempt would fail after fetching what there is. A holder back starts a new scan.
+        let rebuildable =
+            usize::from(shards).saturating_sub(lost) >= usize::from(source_shards_for(shards));
+        if !blob.rebuilding && now_due && retry_at.is_none() && !rebalance_waits && rebuildable {
             let planned = repair::plan(&blob.blob_id, blob.holders, gone, &candidates(gone));
             // Only moves a list can carry evidence for (`holders::evidenced`): off gone holders, whose departure
             // the holders' statements prove, and off this node. A live holder's share stays with it.
@@ -644,6 +664,72 @@ mod tests {
         let duties = scan(&mut steward, 30, None);
         assert!(duties.compare.is_empty());
         assert_eq!(duties.hand_off, vec![0]);
+    }
+
+    #[test]
+    fn a_leader_with_fewer_than_k_indexes_in_reach_does_not_try_a_rebuild() {
+        let world = World::new();
+        let me = peer(0);
+        let mut steward = Steward::new(config(), 0);
+        // n = 6, k = 2. Only this node in reach: one index, nothing can be decoded.
+        let alone = |p: &Peer| *p == peer(0);
+        world.scan(&mut steward, 0, &me, &[0], alone);
+        let duties = world.scan(&mut steward, 100, &me, &[0], alone);
+        assert_eq!(duties.gone.len(), 5);
+        assert!(!matches!(duties.duty, Duty::Repair(_)), "{:?}", duties.duty);
+        // Holder 1 back: two indexes, k; the four gone are rebuilt.
+        let two = |p: &Peer| *p == peer(0) || *p == peer(1);
+        let duties = world.scan(&mut steward, 110, &me, &[0], two);
+        let Duty::Repair(plan) = duties.duty else {
+            panic!("k indexes in reach: {:?}", duties.duty);
+        };
+        assert_eq!(plan.moves.len(), 4);
+    }
+
+    #[test]
+    fn holders_of_k_indexes_back_from_gone_start_one_catch_up() {
+        let world = World::new();
+        let me = peer(1);
+        let held = [1u16];
+        // n = 6, k = 2. Holders 3, 4 and 5 (three indexes) out of reach from t = 0, gone at the grace period.
+        let mut steward = Steward::new(config(), 0);
+        let cut = |p: &Peer| ![peer(3), peer(4), peer(5)].contains(p);
+        for now in [0, 50, 100, 150] {
+            let duties = world.scan(&mut steward, now, &me, &held, cut);
+            assert!(duties.catch_up.is_empty(), "at {now}");
+        }
+        // Reached again: they could have rebuilt the blob without this side; the scan says ask them, once.
+        let duties = world.scan(&mut steward, 160, &me, &held, |_| true);
+        assert_eq!(duties.catch_up, vec![peer(3), peer(4), peer(5)]);
+        assert!(
+            world
+                .scan(&mut steward, 170, &me, &held, |_| true)
+                .catch_up
+                .is_empty()
+        );
+        // One holder of one index (fewer than k) back from gone: it could not have repaired.
+        let mut steward = Steward::new(config(), 0);
+        let one = |p: &Peer| *p != peer(5);
+        for now in [0, 100, 150] {
+            world.scan(&mut steward, now, &me, &held, one);
+        }
+        assert!(
+            world
+                .scan(&mut steward, 160, &me, &held, |_| true)
+                .catch_up
+                .is_empty()
+        );
+        // Back within the grace period: never gone, nothing could have moved without this side.
+        let mut steward = Steward::new(config(), 0);
+        for now in [0, 50] {
+            world.scan(&mut steward, now, &me, &held, cut);
+        }
+        assert!(
+            world
+                .scan(&mut steward, 60, &me, &held, |_| true)
+                .catch_up
+                .is_empty()
+        );
     }
 
     #[test]
