@@ -158,6 +158,23 @@ pub struct Summary {
     pub duplicate_rebuilds: u64,
     /// Repair deliveries refused because the holder had adopted a superseding announcement.
     pub superseded_deliveries: u64,
+    /// Reads that failed although the reader reached k good slivers on live, honest holders of its list when
+    /// they started and when they failed: failures not owed to a cut or to lost slivers.
+    pub reads_failed_in_reach: u64,
+    /// Blobs a partition divided: each side kept its own list while it ran (`sim::sides`).
+    pub blobs_divided: u64,
+    /// Of those, blobs whose holders all came to one list after healing.
+    pub blobs_reunited: u64,
+    /// Longest time from the last partition healing to a divided blob's live holders all holding one list.
+    pub reunion_ms_max: u64,
+    /// Slivers holders deleted when they adopted the reunited list (the losing side's extra slivers).
+    pub reunion_slivers_deleted: u64,
+    /// Bytes of those slivers.
+    pub reunion_bytes_deleted: u64,
+    /// Blobs still on more than one list at the end: must be 0 once a partition healed long enough before.
+    pub blobs_divided_final: u64,
+    /// Sliver bytes held beyond n of the blobs still divided at the end: must be 0 likewise.
+    pub duplicate_bytes_final: u64,
     /// Crashes and departures (churn included).
     pub crashes: u64,
     /// Slivers that rotted.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 14] = [
+const CATALOGUE: [&str; 15] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
@@ -14,6 +14,7 @@ const CATALOGUE: [&str; 14] = [
     "lifetimes.toml",
     "list-hijack.toml",
     "mass-departure.toml",
+    "partition-halves.toml",
     "partition.toml",
     "regional-outage.toml",
     "scale-sweep.toml",
@@ -193,9 +194,71 @@ fn regional_outage_replays() {
     assert_eq!(a.summary.durability_losses, 0);
 }
 
+/// The rule's bound after healing: one grace period plus two scan intervals (the node's default, 10 s).
+fn reunion_bound(scenario: &Scenario) -> u64 {
+    scenario.repair.grace_ms + 2 * 10_000
+}
+
+/// What every healed partition must end with: each divided blob back on one list within the bound, nothing
+/// lost, no sliver kept beyond the list, no read failed that reached k slivers.
+fn check_reunited(name: &str, s: &floe_simnet::Summary, bound: u64) {
+    assert!(s.blobs_divided > 0, "{name}: {s:?}");
+    assert_eq!(s.blobs_reunited, s.blobs_divided, "{name}: {s:?}");
+    assert_eq!(s.blobs_divided_final, 0, "{name}: {s:?}");
+    assert_eq!(s.duplicate_bytes_final, 0, "{name}: {s:?}");
+    assert!(
+        s.reunion_ms_max <= bound,
+        "{name}: {} ms > {bound} ms",
+        s.reunion_ms_max
+    );
+    assert_eq!(s.durability_losses, 0, "{name}: {s:?}");
+    assert_eq!(s.reads_failed_in_reach, 0, "{name}: {s:?}");
+}
+
 #[test]
 fn partition_replays() {
-    replays("partition.toml");
+    // Each side repairs a blob if it holds k of its slivers (the US regions may hold fewer: they then make no
+    // attempt, since none could decode, and catch up with the other side's list once the cut heals).
+    let name = "partition.toml";
+    for seed in [1, 42] {
+        let s = run_quiet(&load(name), seed).summary;
+        check_reunited(name, &s, reunion_bound(&load(name)));
+        assert_eq!(s.repairs_failed, 0, "{s:?}");
+        assert!(s.repairs_run >= s.blobs_divided, "{s:?}");
+        assert!(s.repairs_run <= 2 * s.blobs_divided, "{s:?}");
+        assert!(s.reunion_slivers_deleted > 0, "{s:?}");
+    }
+    replays(name);
+}
+
+#[test]
+fn both_halves_of_a_partition_read_and_repair_then_keep_one_list() {
+    let name = "partition-halves.toml";
+    let a = replays(name);
+    let s = &a.summary;
+    check_reunited(name, s, reunion_bound(&load(name)));
+    // Each side holds k: every read succeeds across the cut, and each side rebuilds the other's indexes.
+    assert_eq!(s.reads_failed, 0, "{s:?}");
+    assert_eq!(s.repairs_run, 2 * s.blobs_divided, "{s:?}");
+    // Both sides held n slivers of each blob: the losing side deletes its n (the winning list has every index
+    // on the winning side; its leader then moves one of its own back, a hand-off).
+    assert_eq!(
+        s.reunion_slivers_deleted,
+        s.blobs_divided * u64::from(s.shards),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_cut_shorter_than_the_grace_period_moves_nothing() {
+    let mut scenario = load("partition-halves.toml");
+    let cut = &mut scenario.partition[0];
+    cut.heal_ms = cut.from_ms + scenario.repair.grace_ms / 2;
+    let s = run_quiet(&scenario, 1).summary;
+    check_reunited("short cut", &s, reunion_bound(&scenario));
+    assert_eq!(s.repairs_run, 0, "{s:?}");
+    assert_eq!(s.reunion_slivers_deleted, 0, "{s:?}");
+    assert_eq!(s.reads_failed, 0, "{s:?}");
 }
 
 #[test]

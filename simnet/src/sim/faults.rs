@@ -175,6 +175,7 @@ impl Sim {
         if !self.active_partitions.contains(&i) {
             self.active_partitions.push(i);
         }
+        self.divide();
         if self.sc.repair.enabled {
             let at = self.now.saturating_add(self.sc.repair.grace_ms);
             self.schedule(at, Ev::PartitionCheck(u16::try_from(i).unwrap_or(u16::MAX)));
@@ -208,7 +209,7 @@ impl Sim {
             self.now.saturating_add(rng::ceil_ms(gap).max(1)),
             Ev::BitRot,
         );
-        let b = rng::below(&mut self.world, self.blobs.len());
+        let b = rng::below(&mut self.world, self.originals);
         let slots = self.blobs.get(b).map_or(0, |blob| blob.slot.len());
         let i = rng::below(&mut self.world, usize::from(self.sc.shards()));
         if i < slots && self.blobs[b].slot[i] == GOOD {

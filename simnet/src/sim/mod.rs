@@ -17,7 +17,9 @@
 //! - **Holder lists** are per blob and global: a delivered repair sliver changes the blob's holder for that index
 //!   at once, and the old holder's copy no longer counts (it is garbage once the announcement is adopted). So
 //!   there is one counted copy per index; an offline, superseded copy does not count towards durability. A
-//!   delivery's list is judged by the node's rules (`holders::accept`, then `holders::supersedes`).
+//!   delivery's list is judged by the node's rules (`holders::accept`, then `holders::supersedes`). While a
+//!   partition runs each side keeps its own version of every blob's list, merged by the node's reunion rules
+//!   once it heals (`sides`).
 //! - **Stewardship** (`stewarding`): every node keeps the node's own `steward::Steward`, which decides who of a
 //!   blob's holders is gone (down, or cut off by a partition, for `grace_ms`; or failing its challenges), who
 //!   leads, whether a repair is due (lazy threshold, waiting for holders within their grace) and when to
@@ -60,6 +62,7 @@ mod ops;
 mod queue;
 mod repairing;
 mod report;
+mod sides;
 mod slots;
 mod stewarding;
 mod views;
@@ -230,6 +233,8 @@ enum Ev {
     Reevaluate(u32),
     BitRot,
     ChallengeRound(u32),
+    /// Every live holder of divided blob b holds one list: its sides' versions merge (`sim::sides`).
+    Reunite(u32),
 }
 
 impl Ev {
@@ -264,6 +269,7 @@ impl Ev {
             Ev::Expire(b) => (33, b.into(), 0, 0),
             Ev::Delete(b) => (34, b.into(), 0, 0),
             Ev::DeletionReaches { blob, node } => (35, blob.into(), node.into(), 0),
+            Ev::Reunite(b) => (36, b.into(), 0, 0),
         }
     }
 }
@@ -306,6 +312,9 @@ enum Status {
     Expired,
     /// Certified, then its writer deleted it: out of availability and reads; its holders drop it.
     Deleted,
+    /// A side's copy of a divided blob, merged into the blob when its partition healed (`sim::sides`): out of
+    /// everything; deliveries to it are refused as superseded.
+    Reunited,
 }
 
 struct Claim {
@@ -354,11 +363,17 @@ struct Blob {
     deletion: Option<Box<floe_protocol::deletion::Claims>>,
     /// When it was deleted.
     deleted_at: Millis,
+    /// The blob this entry is a side's copy of, while a partition divides it (`sim::sides`).
+    copy_of: Option<u32>,
+    /// The side whose list a copy is (0 for a blob itself).
+    side: u64,
 }
 
 struct ReadOp {
     machine: Read,
     valid: Vec<u16>,
+    /// The reader reached k good slivers when the read started (`Sim::k_in_reach`).
+    in_reach: bool,
 }
 
 struct RepairOp {
@@ -548,7 +563,17 @@ pub struct Sim {
     networks: diversity::Networks,
     /// (reader, blob) pairs whose consistency check the reader has run: its later reads skip it.
     checked: BTreeSet<(u32, u32)>,
+    /// The workload's blobs, then side copies of divided ones (`sim::sides`).
     blobs: Vec<Blob>,
+    /// How many of `blobs` are the workload's own.
+    originals: usize,
+    /// Divided blobs by their entry, while a partition runs and until their sides reunite.
+    divisions: BTreeMap<u32, sides::Division>,
+    /// Each node's side while blobs are divided (`Sim::side_of`).
+    node_side: Vec<u64>,
+    /// When the blobs were divided (a partition started) and when the last partition healed.
+    divided_at: Millis,
+    healed_at: Millis,
     ops: Slab,
     serial: u64,
     partitions: Vec<PartitionState>,
@@ -642,6 +667,11 @@ impl Sim {
             networks: diversity::Networks::default(),
             checked: BTreeSet::new(),
             blobs: Vec::new(),
+            originals: 0,
+            divisions: BTreeMap::new(),
+            node_side: Vec::new(),
+            divided_at: 0,
+            healed_at: 0,
             ops: Slab::default(),
             serial: 0,
             partitions: sc
@@ -760,8 +790,11 @@ impl Sim {
                 end_epoch: lifetime::FOREVER,
                 deletion: None,
                 deleted_at: 0,
+                copy_of: None,
+                side: 0,
             });
         }
+        self.originals = self.blobs.len();
         Ok(())
     }
 
@@ -959,6 +992,10 @@ impl Sim {
                     p.active = false;
                 }
                 self.active_partitions.retain(|&a| a != i);
+                if self.active_partitions.is_empty() {
+                    self.healed_at = self.now;
+                    self.plan_reunions();
+                }
             }
             Ev::OutageStart(i) => self.outage_start(usize::from(i)),
             Ev::OutageEnd(i) => {
@@ -975,6 +1012,7 @@ impl Sim {
             }
             Ev::BitRot => self.bitrot(),
             Ev::ChallengeRound(b) => self.challenge_round(b),
+            Ev::Reunite(b) => self.reunite(b),
             Ev::Expire(b) => self.expire(b),
             Ev::Delete(b) => self.delete(b),
             Ev::DeletionReaches { blob, node } => self.deletion_reaches(blob, node),

@@ -322,7 +322,8 @@ impl Sim {
             self.send(reply, 0);
             return;
         }
-        if !accept {
+        // A side's copy merged into its blob: the holder adopted the reunited list.
+        if !accept || self.blobs[b].status == Status::Reunited {
             self.s.superseded_deliveries += 1;
             reply.kind = Kind::RepairNack;
             reply.valid = false;

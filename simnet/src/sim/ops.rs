@@ -349,7 +349,7 @@ impl Sim {
         }
         let mut pick = None;
         for _ in 0..16 {
-            let b = rng::below(&mut self.world, self.blobs.len());
+            let b = rng::below(&mut self.world, self.originals);
             // Reads go to blobs within their lifetime: past it, the node answers "expired".
             if self.blobs[b].status == Status::Certified
                 && u32::try_from(b).is_ok_and(|b| self.is_live(b))
@@ -362,8 +362,29 @@ impl Sim {
         let Some(reader) = self.pick_live_honest() else {
             return;
         };
+        // During a partition the reader follows its side's list.
+        let b = self.version_for(b, reader);
         self.s.reads_started += 1;
         self.start_lookup(reader, b, OpKind::ReadLookup);
+    }
+
+    /// Whether `reader` reaches k good slivers of entry `b` on live, honest holders its list names, as things
+    /// are now: a read that fails while this holds from its start to its end failed for something other than a
+    /// cut or lost slivers.
+    fn k_in_reach(&self, reader: u32, b: u32) -> bool {
+        let blob = &self.blobs[ix(b)];
+        let reached = blob
+            .holders
+            .iter()
+            .zip(blob.slot.iter())
+            .filter(|&(&h, &state)| {
+                state == GOOD
+                    && self.contribution(h, state).0 == 1
+                    && !self.blocked(reader, h)
+                    && !self.blocked(h, reader)
+            })
+            .count();
+        reached >= usize::from(blob.k)
     }
 
     pub(super) fn begin_read(&mut self, r: OpRef, mut op: Op) {
@@ -383,9 +404,11 @@ impl Sim {
             self.read_cfg,
             self.now,
         );
+        let in_reach = self.k_in_reach(op.owner, op.blob);
         op.kind = OpKind::Read(Box::new(ReadOp {
             machine,
             valid: Vec::new(),
+            in_reach,
         }));
         self.ops.put(r, op);
         self.apply_read(r, effects);
@@ -437,6 +460,13 @@ impl Sim {
                 ReadEffect::Failed { .. } => {
                     self.s.reads_failed += 1;
                     self.interval.reads_failed += 1;
+                    let began_in_reach = match self.ops.get(r).map(|op| &op.kind) {
+                        Some(OpKind::Read(x)) => x.in_reach,
+                        _ => false,
+                    };
+                    if began_in_reach && self.k_in_reach(owner, b) {
+                        self.s.reads_failed_in_reach += 1;
+                    }
                     self.ops.release(r);
                     return;
                 }

@@ -62,7 +62,7 @@ impl Sim {
             .holders
             .iter()
             .copied()
-            .filter(|&h| self.nodes[ix(h)].alive)
+            .filter(|&h| self.nodes[ix(h)].alive && self.follows(h, b))
             .take(if views_differ { 64 } else { 1 })
             .collect();
         let mut scanned: Vec<u32> = Vec::new();

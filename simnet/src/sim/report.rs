@@ -78,7 +78,8 @@ impl Sim {
         s.nodes_initial = u64::from(self.sc.nodes.count);
         s.nodes_total = as_u64(self.nodes.len());
         s.nodes_live_final = self.alive_count;
-        s.blobs = as_u64(self.blobs.len());
+        s.blobs = as_u64(self.originals);
+        (s.blobs_divided_final, s.duplicate_bytes_final) = self.divided_at_end();
         // Expired and deleted blobs were certified too.
         s.blobs_certified = self.certified + s.blobs_expired + s.blobs_deleted;
         s.deleted_slivers_left = self.deleted_slivers_left();

@@ -28,7 +28,9 @@ impl Sim {
         let (new_live, new_durable) = self.contribution(to, state);
         // The capacity model: an occupied slot's bytes count on its holder.
         let bytes = self.index_bytes(b);
+        // A holder on another side of a partition keeps its sliver: its own side's list still gives it.
         if old_state != MISSING
+            && self.follows(old, b)
             && let Some(node) = self.nodes.get_mut(ix(old))
         {
             node.stored = node.stored.saturating_sub(bytes);
@@ -54,7 +56,8 @@ impl Sim {
 
     pub(super) fn refresh(&mut self, b: u32) {
         let blob = &mut self.blobs[ix(b)];
-        if blob.status != Status::Certified {
+        // A side's copy stays out of the counters (`sim::sides`).
+        if blob.status != Status::Certified || blob.copy_of.is_some() {
             return;
         }
         let k = u32::from(blob.k);

@@ -20,7 +20,7 @@ use floe_protocol::steward::{
 
 /// How often the node scans by default (`--repair-interval`); the simulator scans on events instead, so this
 /// only fills the steward's setting.
-const SCAN_INTERVAL_MS: Millis = 10_000;
+pub(super) const SCAN_INTERVAL_MS: Millis = 10_000;
 
 /// A simulated peer as the protocol's generic rules see it (steward, repair plans): node `id`'s 4 big-endian
 /// bytes, [`peer_key`] without the allocation, ordered as those bytes are by one integer comparison.
