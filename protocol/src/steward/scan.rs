@@ -1154,6 +1154,69 @@ mod tests {
     }
 
     proptest! {
+        /// Holders cut off and reached again start a catch-up at the first scan that reaches them, and only
+        /// then, exactly when a scan found them gone (out of reach past the grace period) and they hold k of the
+        /// list's indexes or more; the holders named are the returning ones, in list order, each once.
+        #[test]
+        fn a_catch_up_starts_once_when_holders_of_k_indexes_return_from_gone(
+            picks in proptest::collection::vec(0u8..8, 4..24),
+            cut_mask in proptest::collection::vec(any::<bool>(), 8),
+            me_pick in 0u8..8,
+            cut_for in 0u64..400,
+        ) {
+            let holders: Vec<Peer> = picks.iter().map(|&p| peer(p)).collect();
+            let me = peer(me_pick);
+            let cut: BTreeSet<Peer> = (0u8..8)
+                .filter(|&p| cut_mask[usize::from(p)] && p != me_pick)
+                .map(peer)
+                .collect();
+            let config = config();
+            let mut steward = Steward::new(config, 0);
+            let none = BTreeSet::new();
+            let blob = BlobAtScan {
+                blob_id: BlobId::from_slice(&[9; 32]).unwrap(),
+                holders: &holders,
+                fingerprint: 1,
+                held_whole: &[],
+                rebuilding: false,
+                recently_repaired: false,
+                failing: &none,
+                former: &[],
+                crowded: false,
+            };
+            let k = usize::from(source_shards_for(u16::try_from(holders.len()).unwrap()));
+            let cut_indexes = holders.iter().filter(|h| cut.contains(*h)).count();
+            let mut expected: Vec<Peer> = Vec::new();
+            for h in &holders {
+                if cut.contains(h) && !expected.contains(h) {
+                    expected.push(h.clone());
+                }
+            }
+            // Some scan (every 10 ms) ran at or after the grace period while they were cut.
+            let found_gone = cut_for > config.grace;
+            if !(found_gone && cut_indexes >= k) {
+                expected.clear();
+            }
+            let mut first_back = true;
+            for now in (0..cut_for + 3 * config.scan_interval).step_by(10) {
+                steward.begin_scan(now);
+                let cut_now = now < cut_for;
+                let duties = steward.scan_blob(
+                    now,
+                    &me,
+                    &blob,
+                    out_of_reach_now(now, |p: &Peer| !(cut_now && cut.contains(p))),
+                    |_: &BTreeSet<Peer>| Vec::new(),
+                );
+                if cut_now || !first_back {
+                    prop_assert!(duties.catch_up.is_empty(), "at {}: {:?}", now, duties.catch_up);
+                } else {
+                    prop_assert_eq!(&duties.catch_up, &expected, "first scan back, at {}", now);
+                    first_back = false;
+                }
+            }
+        }
+
         /// A leader's plan, restricted to what a list can carry evidence for, moves the indexes of gone holders
         /// and of the leader as planned and leaves every other live holder's where it was (no rebalancing of
         /// another holder's share: `holders::evidenced` would refuse it).
