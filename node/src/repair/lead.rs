@@ -379,8 +379,9 @@ impl Node {
     /// The newest holder record that live holders of `current` answer alike, holding k of its indexes between
     /// them, if it supersedes `current` (`holders::caught_up`): no byzantine third of the holders can make this
     /// node adopt a list. Asks [`CATCH_UP_ASKED`] holders first (those of `first` that `current` names, then the
-    /// others in key order) and, only if one of them answers a newer list, the other live holders too, so a
-    /// leader whose list is current pays four metadata requests.
+    /// others in key order) and, only if one of them answers a newer list, the other live holders too, in rounds
+    /// of [`CATCH_UP_ROUND`] until holders of k indexes agree, so a leader whose list is current pays four
+    /// metadata requests.
     pub(crate) async fn newer_record(
         &self,
         blob_id: &BlobId,
@@ -403,18 +404,29 @@ impl Node {
         let newer = |r: &HolderRecord| {
             holders::supersedes(r.epoch, &r.repairer, current.epoch, &current.repairer)
         };
-        if answers.iter().any(|(_, r)| newer(r)) && !rest.is_empty() {
-            answers.extend(self.holder_records(blob_id, current, rest).await);
+        let agreed = |answers: &[(PeerKey, HolderRecord)]| {
+            let lists: Vec<(&PeerKey, holders::List<'_, PeerKey>)> = answers
+                .iter()
+                .map(|(peer, r)| (peer, r.as_list()))
+                .collect();
+            let agreed = holders::caught_up(&current.as_list(), &lists)?;
+            answers
+                .iter()
+                .find(|(_, r)| r.as_list() == agreed)
+                .map(|(_, r)| r.clone())
+        };
+        if answers.iter().any(|(_, r)| newer(r)) {
+            // The others in rounds, until holders of k indexes agree: a holder of a large list (n = 1000,
+            // k = 334) that many holders catch up at once (a side of a healed partition that could not repair)
+            // then asks about k holders, not n.
+            for round in rest.chunks(CATCH_UP_ROUND) {
+                if agreed(&answers).is_some() {
+                    break;
+                }
+                answers.extend(self.holder_records(blob_id, current, round).await);
+            }
         }
-        let lists: Vec<(&PeerKey, holders::List<'_, PeerKey>)> = answers
-            .iter()
-            .map(|(peer, r)| (peer, r.as_list()))
-            .collect();
-        let agreed = holders::caught_up(&current.as_list(), &lists)?;
-        answers
-            .iter()
-            .find(|(_, r)| r.as_list() == agreed)
-            .map(|(_, r)| r.clone())
+        agreed(&answers)
     }
 
     /// The records `asked` answer for `blob_id`, well formed and of `current`'s length, each with the peer that

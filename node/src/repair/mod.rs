@@ -62,6 +62,9 @@ const HANDOFF_CONCURRENCY: usize = 8;
 use floe_protocol::holders::CATCH_UP_ASKED;
 /// Metadata requests of one catch-up in flight at once.
 const CATCH_UP_CONCURRENCY: usize = 16;
+/// Holders a catch-up asks per round after the first four, until holders of k indexes agree: four rounds of
+/// [`CATCH_UP_CONCURRENCY`] requests.
+const CATCH_UP_ROUND: usize = 64;
 /// At most one catch-up per blob in this long: an announcement far ahead costs its receivers metadata queries,
 /// and a holder sending them in a loop must not turn every other holder into a query storm.
 const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
