@@ -169,6 +169,10 @@ pub const CATCH_UP_QUORUM: usize = 2;
 /// too, since a catch-up needs holders of k indexes to agree.
 pub const CATCH_UP_ASKED: usize = 4;
 
+/// Holders a catch-up asks per round after the first [`CATCH_UP_ASKED`], until holders of k indexes agree
+/// ([`caught_up`] decides): a large list (n = 1000, k = 334) then costs about k answers rather than n.
+pub const CATCH_UP_ROUND: usize = 64;
+
 /// The newest list in `answers` that supersedes `held` and that at least [`CATCH_UP_QUORUM`] answers carry
 /// identically (holders, epoch and repairer); the caller asks distinct peers. `None` when no newer list has
 /// that support: a lone answer, however new, decides nothing. Its repairer need not hold a sliver in the list

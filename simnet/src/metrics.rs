@@ -167,6 +167,11 @@ pub struct Summary {
     pub blobs_reunited: u64,
     /// Longest time from the last partition healing to a divided blob's live holders all holding one list.
     pub reunion_ms_max: u64,
+    /// Metadata requests holders made after healing to come to one list: catch-ups (holders of k indexes back)
+    /// and comparisons with former holders.
+    pub reunion_requests: u64,
+    /// About the bytes of their answers: each a record naming the blob's n holders.
+    pub reunion_answer_bytes: u64,
     /// Slivers holders deleted when they adopted the reunited list (the losing side's extra slivers).
     pub reunion_slivers_deleted: u64,
     /// Bytes of those slivers.

@@ -59,12 +59,9 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
-use floe_protocol::holders::CATCH_UP_ASKED;
+use floe_protocol::holders::{CATCH_UP_ASKED, CATCH_UP_ROUND};
 /// Metadata requests of one catch-up in flight at once.
 const CATCH_UP_CONCURRENCY: usize = 16;
-/// Holders a catch-up asks per round after the first four, until holders of k indexes agree: four rounds of
-/// [`CATCH_UP_CONCURRENCY`] requests.
-const CATCH_UP_ROUND: usize = 64;
 /// At most one catch-up per blob in this long: an announcement far ahead costs its receivers metadata queries,
 /// and a holder sending them in a loop must not turn every other holder into a query storm.
 const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);

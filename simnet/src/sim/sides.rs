@@ -27,6 +27,12 @@ use super::*;
 
 use floe_protocol::steward::Reunions;
 
+/// About how many bytes a `MetadataResponse` takes besides its holder list (metadata of a blob of a few segments,
+/// epoch, repairer, framing),
+/// and per holder listed (a peer ID of an Ed25519 key, 38 bytes, and its framing).
+const RECORD_BYTES: u64 = 300;
+const RECORD_BYTES_PER_HOLDER: u64 = 40;
+
 /// A divided blob: the versions its sides keep while a partition runs.
 pub(super) struct Division {
     /// The blob's holders when the partition began: a side's former holders are those its list no longer names.
@@ -183,7 +189,13 @@ impl Sim {
         let divided: Vec<u32> = self.divisions.keys().copied().collect();
         for b in divided {
             self.s.blobs_divided += 1;
-            if let Some((at, winner)) = self.reunion_time(b) {
+            let mut requests = 0;
+            let reunited = self.reunion_time(b, &mut requests);
+            self.s.reunion_requests += requests;
+            // Each answer is a record naming the blob's n holders.
+            let n = u64::from(self.blobs[ix(b)].n);
+            self.s.reunion_answer_bytes += requests * (RECORD_BYTES + n * RECORD_BYTES_PER_HOLDER);
+            if let Some((at, winner)) = reunited {
                 if let Some(division) = self.divisions.get_mut(&b) {
                     division.winner = Some(winner);
                 }
@@ -215,7 +227,7 @@ impl Sim {
     /// When every live holder of blob `b`'s versions holds one list, by the node's reunion and catch-up rules,
     /// and which version's list that is; `None` when some never does within the run. Each holder is asked by
     /// the lists the other sides held when the partition healed.
-    fn reunion_time(&self, b: u32) -> Option<(Millis, usize)> {
+    fn reunion_time(&self, b: u32, requests: &mut u64) -> Option<(Millis, usize)> {
         let division = self.divisions.get(&b)?;
         let lists = self.version_lists(division);
         let fork: Vec<[u8; 4]> = division
@@ -247,7 +259,7 @@ impl Sim {
             followers.sort_unstable();
             followers.dedup();
             for h in followers {
-                let (at, end) = self.holder_reunion(b, h, v, &lists, &former)?;
+                let (at, end) = self.holder_reunion(b, h, v, &lists, &former, requests)?;
                 last = last.max(at);
                 // Versions whose lists are alike (a side that never moved on from the same list) are one list.
                 let same = lists
@@ -274,6 +286,7 @@ impl Sim {
         v: usize,
         lists: &[VersionList],
         former: &[[u8; 4]],
+        requests: &mut u64,
     ) -> Option<(Millis, usize)> {
         let id = self.blobs[ix(b)].id;
         let grace = self.sc.repair.grace_ms;
@@ -285,7 +298,7 @@ impl Sim {
         // The first scan after healing dials the former holders; the next asks them.
         let mut scan = self.now.saturating_add(phase).saturating_add(interval);
         let mut last_change = self.now;
-        if let Some((w, at)) = self.catch_up(h, held, lists, scan) {
+        if let Some((w, at)) = self.catch_up(h, held, lists, scan, requests) {
             held = w;
             last_change = at;
         }
@@ -309,6 +322,7 @@ impl Sim {
                     _ => return Some((last_change, held)),
                 }
             }
+            *requests += as_u64(asked.len());
             let answered: Vec<(u32, usize)> = asked
                 .iter()
                 .map(|p| u32::from_be_bytes(*p))
@@ -370,6 +384,7 @@ impl Sim {
         v: usize,
         lists: &[VersionList],
         scan: Millis,
+        requests: &mut u64,
     ) -> Option<(usize, Millis)> {
         // Shorter than the grace period, the cut made nobody gone.
         if self.healed_at.saturating_sub(self.divided_at) < self.sc.repair.grace_ms {
@@ -418,6 +433,7 @@ impl Sim {
         };
         let (first, rest) = peers.split_at(peers.len().min(holders::CATCH_UP_ASKED));
         let mut answered: Vec<(u32, usize)> = first.iter().filter_map(|&x| answer(x)).collect();
+        *requests += as_u64(first.len());
         let mut at = scan.saturating_add(round_trip(first));
         let newer = |w: usize| {
             holders::supersedes(
@@ -427,19 +443,28 @@ impl Sim {
                 held.repairer,
             )
         };
-        if answered.iter().any(|&(_, w)| newer(w)) && !rest.is_empty() {
-            answered.extend(rest.iter().filter_map(|&x| answer(x)));
-            at = at.saturating_add(round_trip(rest));
+        let agreed = |answered: &[(u32, usize)]| {
+            let keys: Vec<[u8; 4]> = answered.iter().map(|&(x, _)| x.to_be_bytes()).collect();
+            let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
+                .iter()
+                .zip(answered)
+                .map(|(key, &(_, w))| (key, lists[w].list()))
+                .collect();
+            let adopted = holders::caught_up(&held, &answers)?;
+            lists.iter().position(|l| l.list() == adopted)
+        };
+        // As the node: the others in rounds, until holders of k indexes agree.
+        if answered.iter().any(|&(_, w)| newer(w)) {
+            for round in rest.chunks(holders::CATCH_UP_ROUND) {
+                if agreed(&answered).is_some() {
+                    break;
+                }
+                answered.extend(round.iter().filter_map(|&x| answer(x)));
+                *requests += as_u64(round.len());
+                at = at.saturating_add(round_trip(round));
+            }
         }
-        let keys: Vec<[u8; 4]> = answered.iter().map(|&(x, _)| x.to_be_bytes()).collect();
-        let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
-            .iter()
-            .zip(&answered)
-            .map(|(key, &(_, w))| (key, lists[w].list()))
-            .collect();
-        let adopted = holders::caught_up(&held, &answers)?;
-        let w = lists.iter().position(|l| l.list() == adopted)?;
-        Some((w, at))
+        Some((agreed(&answered)?, at))
     }
 
     /// Every live holder of blob `b` holds one list now: the versions merge into the blob. Each holder deletes
