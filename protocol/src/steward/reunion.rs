@@ -3,7 +3,8 @@
 //! a list made without the other, end with one ([`crate::holders::reunite`]).
 //!
 //! A former holder is asked once it is reachable, and again only after it was out of reach at some scan since:
-//! a peer that stayed reachable heard every list this one did. While one comparison of a blob runs, or after one
+//! a peer that stayed reachable heard every list this one did. A comparison that settles every answer ends the
+//! blob's reunion: the other former holders reachable then are not asked. While one comparison of a blob runs, or after one
 //! left an answer unsettled (a newer list without the support to adopt it, or no answer), the blob waits a grace
 //! period before the next, so a byzantine former holder costs at most a few requests per grace period. This
 //! module decides whom to ask and when; the driver asks, applies [`crate::holders::reunite`] and reports back.
@@ -31,6 +32,8 @@ pub struct Reunions<P> {
     running: BTreeMap<BlobId, Millis>,
     /// When each blob's last comparison ended.
     compared_at: BTreeMap<BlobId, Millis>,
+    /// Blobs whose last comparison settled every answer: the other former holders reachable now are not asked.
+    done: BTreeSet<BlobId>,
 }
 
 impl<P> Default for Reunions<P> {
@@ -40,6 +43,7 @@ impl<P> Default for Reunions<P> {
             waiting: BTreeMap::new(),
             running: BTreeMap::new(),
             compared_at: BTreeMap::new(),
+            done: BTreeSet::new(),
         }
     }
 }
@@ -62,6 +66,7 @@ impl<P: Ord + Clone> Reunions<P> {
             self.waiting.remove(&blob_id);
             self.running.remove(&blob_id);
             self.compared_at.remove(&blob_id);
+            self.done.remove(&blob_id);
             return Vec::new();
         }
         let reachable: Vec<&P> = former
@@ -70,6 +75,15 @@ impl<P: Ord + Clone> Reunions<P> {
             .collect();
         if let Some(settled) = self.settled.get_mut(&blob_id) {
             settled.retain(|peer| reachable.contains(&peer));
+        }
+        // The last comparison found nothing newer, or adopted what its answers agreed on: the other former holders
+        // reachable now are taken as settled unasked (each answer is a record naming n peers, and a blob's
+        // holders keep up to 32 former holders each). Those out of reach now are asked once they are back.
+        if self.done.remove(&blob_id) {
+            self.settled
+                .entry(blob_id)
+                .or_default()
+                .extend(reachable.iter().map(|peer| (*peer).clone()));
         }
         if self.waiting.get(&blob_id).is_some_and(|&until| now < until) {
             return Vec::new();
@@ -117,8 +131,10 @@ impl<P: Ord + Clone> Reunions<P> {
         if unsettled {
             self.waiting
                 .insert(blob_id, now.saturating_add(grace.max(1)));
+            self.done.remove(&blob_id);
         } else {
             self.waiting.remove(&blob_id);
+            self.done.insert(blob_id);
         }
     }
 
@@ -137,6 +153,7 @@ impl<P: Ord + Clone> Reunions<P> {
     /// waiting keeps its time.
     pub fn reopen(&mut self, blob_id: BlobId) {
         self.settled.remove(&blob_id);
+        self.done.remove(&blob_id);
     }
 
     /// Forgets blobs no longer held (`held` says no).
@@ -145,6 +162,7 @@ impl<P: Ord + Clone> Reunions<P> {
         self.waiting.retain(|blob_id, _| held(blob_id));
         self.running.retain(|blob_id, _| held(blob_id));
         self.compared_at.retain(|blob_id, _| held(blob_id));
+        self.done.retain(|blob_id| held(blob_id));
     }
 }
 
@@ -180,12 +198,17 @@ mod tests {
         );
         reunions.handle_compared(200, blob(), [1, 3, 4, 5], false, GRACE);
         assert!(!reunions.comparing(&blob(), 200));
-        // The rest next scan, then nobody.
-        assert_eq!(
-            reunions.due(300, blob(), &former, reach(&[]), GRACE),
-            vec![2, 6]
+        // Every answer settled: the other reachable one (6) is not asked; 2, out of reach, is once it is back.
+        assert!(
+            reunions
+                .due(300, blob(), &former, reach(&[2]), GRACE)
+                .is_empty()
         );
-        reunions.handle_compared(400, blob(), [2, 6], false, GRACE);
+        assert_eq!(
+            reunions.due(400, blob(), &former, reach(&[]), GRACE),
+            vec![2]
+        );
+        reunions.handle_compared(450, blob(), [2], false, GRACE);
         assert!(
             reunions
                 .due(500, blob(), &former, reach(&[]), GRACE)
@@ -255,6 +278,22 @@ mod tests {
         assert_eq!(
             reunions.due(300, blob(), &former, reach(&[]), GRACE),
             vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn an_unsettled_comparison_asks_the_others_later() {
+        let mut reunions = Reunions::default();
+        let former = [1u8, 2, 3, 4, 5, 6];
+        assert_eq!(
+            reunions.due(0, blob(), &former, reach(&[]), GRACE),
+            vec![1, 2, 3, 4]
+        );
+        // 1 answered a newer list alone: the others may hold it too, so they are asked after the wait.
+        reunions.handle_compared(100, blob(), [2, 3, 4], true, GRACE);
+        assert_eq!(
+            reunions.due(100 + GRACE, blob(), &former, reach(&[]), GRACE),
+            vec![1, 5, 6]
         );
     }
 
