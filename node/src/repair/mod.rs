@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use floe_protocol::challenge::{self, Challenge, Recorded, Role, Verdict};
 use floe_protocol::decoder::VerifiedSliver;
-use floe_protocol::holders::{self, Acceptance, Via};
+use floe_protocol::holders::{self, Acceptance, CATCH_UP_ASKED, CATCH_UP_ROUND, Via};
 use floe_protocol::lifetime;
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{
@@ -59,7 +59,6 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
-use floe_protocol::holders::{CATCH_UP_ASKED, CATCH_UP_ROUND};
 /// Metadata requests of one catch-up in flight at once.
 const CATCH_UP_CONCURRENCY: usize = 16;
 /// At most one catch-up per blob in this long: an announcement far ahead costs its receivers metadata queries,

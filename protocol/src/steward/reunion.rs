@@ -4,9 +4,10 @@
 //!
 //! A former holder is asked once it is reachable, and again only after it was out of reach at some scan since:
 //! a peer that stayed reachable heard every list this one did. A comparison that settles every answer ends the
-//! blob's reunion: the other former holders reachable then are not asked. While one comparison of a blob runs, or after one
-//! left an answer unsettled (a newer list without the support to adopt it, or no answer), the blob waits a grace
-//! period before the next, so a byzantine former holder costs at most a few requests per grace period. This
+//! blob's reunion: the other former holders reachable then are not asked. While one comparison of a blob runs,
+//! or after one left an answer unsettled (a newer list without the support to adopt it, or no answer), the blob
+//! waits a grace period before the next, so a byzantine former holder costs at most a few requests per grace
+//! period. This
 //! module decides whom to ask and when; the driver asks, applies [`crate::holders::reunite`] and reports back.
 //! While a comparison runs, the blob's other duties wait ([`Reunions::comparing`]).
 
