@@ -405,25 +405,22 @@ impl Node {
             holders::supersedes(r.epoch, &r.repairer, current.epoch, &current.repairer)
         };
         let agreed = |answers: &[(PeerKey, HolderRecord)]| {
-            let lists: Vec<(&PeerKey, holders::List<'_, PeerKey>)> = answers
-                .iter()
-                .map(|(peer, r)| (peer, r.as_list()))
-                .collect();
-            let agreed = holders::caught_up(&current.as_list(), &lists)?;
+            let agreed = holders::caught_up(&current.as_list(), &answer_lists(answers))?;
             answers
                 .iter()
                 .find(|(_, r)| r.as_list() == agreed)
                 .map(|(_, r)| r.clone())
         };
         if answers.iter().any(|(_, r)| newer(r)) {
-            // The others in rounds, until holders of k indexes agree: a holder of a large list (n = 1000,
-            // k = 334) that many holders catch up at once (a side of a healed partition that could not repair)
-            // then asks about k holders, not n.
-            for round in rest.chunks(CATCH_UP_ROUND) {
-                if agreed(&answers).is_some() {
-                    break;
-                }
+            // The others in rounds, until holders of k indexes agree, each round about as many as the indexes
+            // still lacking: a holder of a large list (n = 1000, k = 334) that many holders catch up at once (a
+            // side of a healed partition that could not repair) then asks about k holders, not n.
+            let mut rest = rest;
+            while !rest.is_empty() && agreed(&answers).is_none() {
+                let size = holders::catch_up_round(&current.as_list(), &answer_lists(&answers));
+                let (round, later) = rest.split_at(size.min(rest.len()));
                 answers.extend(self.holder_records(blob_id, current, round).await);
+                rest = later;
             }
         }
         agreed(&answers)

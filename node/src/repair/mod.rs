@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use floe_protocol::challenge::{self, Challenge, Recorded, Role, Verdict};
 use floe_protocol::decoder::VerifiedSliver;
-use floe_protocol::holders::{self, Acceptance, CATCH_UP_ASKED, CATCH_UP_ROUND, Via};
+use floe_protocol::holders::{self, Acceptance, CATCH_UP_ASKED, Via};
 use floe_protocol::lifetime;
 use floe_protocol::placement::PeerKey;
 use floe_protocol::repair::{
@@ -253,6 +253,17 @@ impl Node {
             .map(peer_key)
             .collect()
     }
+}
+
+/// Peers' answers (each the peer and its record of a blob) as the lists `holders::caught_up` and
+/// `holders::reunite` weigh.
+fn answer_lists(
+    answers: &[(PeerKey, HolderRecord)],
+) -> Vec<(&PeerKey, holders::List<'_, PeerKey>)> {
+    answers
+        .iter()
+        .map(|(peer, record)| (peer, record.as_list()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! `floe_protocol::holders::reunite` says (docs/protocol.md §13, "Reunions"). Whom to ask and when is the
 //! steward's (`steward::Reunions`); this file only asks, stores and reports back.
 
+use futures::StreamExt;
+
 use super::*;
 
 impl Node {
@@ -23,8 +25,9 @@ impl Node {
         });
     }
 
-    /// Asks each of `asked` for its record of the blob and adopts the list two of them agree on if it
-    /// supersedes ours. Returns the peers whose answers were settled (older, equal to or now ours, or no
+    /// Asks the first `steward::REUNION_ASKED` of `asked` for their record of the blob, then the others in rounds
+    /// (`holders::Reunion::next_round`) while a newer list lacks the support to adopt it, and adopts what
+    /// `holders::reunite` says. Returns the peers whose answers were settled (older, equal to or now ours, or no
     /// record) and whether anything was left unsettled (a newer list without support, or no answer).
     async fn reunite(
         &self,
@@ -37,45 +40,40 @@ impl Node {
         let mut answers: Vec<(PeerKey, HolderRecord)> = Vec::new();
         let mut settled: Vec<PeerKey> = Vec::new();
         let mut unanswered = false;
-        for peer_key in asked {
-            let Ok(peer) = PeerId::from_bytes(peer_key) else {
-                settled.push(peer_key.clone());
-                continue;
-            };
-            let request = crate::service::metadata_request(&blob_id);
-            let answer = match self.inner.net.request(peer, request).await {
-                Ok(pb::Response {
-                    kind: Some(pb::response::Kind::Metadata(answer)),
-                }) => answer,
-                // Answered, but not with a record: nothing to compare.
-                Ok(_) => {
-                    settled.push(peer_key.clone());
-                    continue;
+        let compare = |answers: &[(PeerKey, HolderRecord)]| {
+            let reunion =
+                holders::reunite(&current.as_list(), &current.former, &answer_lists(answers));
+            let adopted = reunion.adopt.and_then(|list| {
+                answers
+                    .iter()
+                    .find(|(_, r)| r.as_list() == list)
+                    .map(|(_, r)| r.clone().keeping_label_of(current).merged_with(current))
+            });
+            (adopted, reunion.unsettled, reunion.next_round)
+        };
+        // The first `REUNION_ASKED`, then rounds of about as many as the indexes the best supported newer list
+        // lacks, while no list is adopted and some answer is newer.
+        let mut rest = asked;
+        let mut size = steward::REUNION_ASKED;
+        let (adopted, unsettled) = loop {
+            let (round, later) = rest.split_at(size.min(rest.len()));
+            rest = later;
+            for (peer_key, answer) in self.former_records(&blob_id, round).await {
+                match answer {
+                    Answer::Record(record) if check_holders(&record.holders, shards).is_ok() => {
+                        answers.push((peer_key, record))
+                    }
+                    // A peer without a record of the blob answers none; a malformed list counts as none.
+                    Answer::Record(_) | Answer::NoRecord => settled.push(peer_key),
+                    Answer::None => unanswered = true,
                 }
-                Err(_) => {
-                    unanswered = true;
-                    continue;
-                }
-            };
-            // A peer without a record of the blob answers none; a malformed list counts as none.
-            let usable = answer
-                .metadata
-                .as_ref()
-                .and_then(|_| HolderRecord::from_answer(&blob_id, &answer).ok())
-                .filter(|r| check_holders(&r.holders, shards).is_ok());
-            match usable {
-                Some(record) => answers.push((peer_key.clone(), record)),
-                None => settled.push(peer_key.clone()),
             }
-        }
-        let lists: Vec<_> = answers.iter().map(|(_, r)| r.as_list()).collect();
-        let reunion = holders::reunite(&current.as_list(), &lists);
-        let adopted = reunion.adopt.and_then(|list| {
-            answers
-                .iter()
-                .find(|(_, r)| r.as_list() == list)
-                .map(|(_, r)| r.clone().keeping_label_of(current).merged_with(current))
-        });
+            let (adopted, unsettled, next_round) = compare(&answers);
+            if adopted.is_some() || !unsettled || rest.is_empty() {
+                break (adopted, unsettled);
+            }
+            size = next_round;
+        };
         let held = adopted.as_ref().unwrap_or(current);
         let newer = |r: &HolderRecord| {
             holders::supersedes(r.epoch, &r.repairer, held.epoch, &held.repairer)
@@ -109,7 +107,48 @@ impl Node {
             }
         }
         self.inner.metrics.reunions.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%blob_id, asked = asked.len(), settled = settled.len(), unsettled = reunion.unsettled, unanswered, "compared lists with former holders");
-        (settled, reunion.unsettled || unanswered)
+        tracing::debug!(%blob_id, named = asked.len(), answers = answers.len(), settled = settled.len(), unsettled, unanswered, "compared lists with former holders");
+        (settled, unsettled || unanswered)
     }
+
+    /// What each of `asked` answers for `blob_id`: at most `CATCH_UP_CONCURRENCY` requests at once.
+    async fn former_records(&self, blob_id: &BlobId, asked: &[PeerKey]) -> Vec<(PeerKey, Answer)> {
+        let requests = asked.iter().cloned().map(|peer_key| async move {
+            let Ok(peer) = PeerId::from_bytes(&peer_key) else {
+                return (peer_key, Answer::NoRecord);
+            };
+            let answer = match self
+                .inner
+                .net
+                .request(peer, crate::service::metadata_request(blob_id))
+                .await
+            {
+                Ok(pb::Response {
+                    kind: Some(pb::response::Kind::Metadata(answer)),
+                }) => answer
+                    .metadata
+                    .as_ref()
+                    .and_then(|_| HolderRecord::from_answer(blob_id, &answer).ok())
+                    .map_or(Answer::NoRecord, Answer::Record),
+                // Answered, but not with a record: nothing to compare.
+                Ok(_) => Answer::NoRecord,
+                Err(_) => Answer::None,
+            };
+            (peer_key, answer)
+        });
+        futures::stream::iter(requests)
+            .buffer_unordered(CATCH_UP_CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
+/// A former holder's answer.
+enum Answer {
+    /// Its record of the blob.
+    Record(HolderRecord),
+    /// It answered without one, or not with a record at all.
+    NoRecord,
+    /// No answer.
+    None,
 }

@@ -409,7 +409,13 @@ impl Node {
             };
             to_dial.extend(record.holders.iter().filter_map(unconnected));
             // Former holders too (the other side of a healed partition holds lists to compare), after holders.
-            former_to_dial.extend(record.former.iter().filter_map(unconnected));
+            former_to_dial.extend(
+                record
+                    .former
+                    .iter()
+                    .map(|f| &f.peer)
+                    .filter_map(unconnected),
+            );
             let failing = self.failing_holders(&blob_id, &record.holders);
             let rebuilding = self.state().running.contains(&blob_id);
             let recently_repaired = self.repair_view(&blob_id).in_progress;

@@ -1028,12 +1028,16 @@ mod tests {
         let store = Store::open_with(dir.path(), no_checkpoints()).unwrap();
         let encoded = blob(2, 1000, 12);
         let id = encoded.metadata.blob_id();
+        let former = |peer: u8, index: u16| floe_protocol::holders::FormerHolder {
+            peer: vec![peer; 4],
+            indexes: vec![index],
+        };
         let mut first = HolderRecord::initial(holders(12));
         // Former holders offered with a list are never taken: only this node's own lists say who they are.
-        first.former = vec![vec![99; 4]];
+        first.former = vec![former(99, 0)];
         assert!(store.put_record(&encoded.metadata, &first).unwrap());
         assert!(store.metadata_record(&id).unwrap().1.former.is_empty());
-        // A repair moves indexes 0 and 1 to a new peer: their holders become former ones.
+        // A repair moves indexes 0 and 1 to a new peer: their holders become former ones, with those indexes.
         let mut moved = holders(12);
         moved[0] = vec![50; 4];
         moved[1] = vec![50; 4];
@@ -1044,8 +1048,10 @@ mod tests {
             ..HolderRecord::initial(Vec::new())
         };
         assert!(store.put_record(&encoded.metadata, &repaired).unwrap());
-        let former = vec![vec![0; 4], vec![1; 4]];
-        assert_eq!(store.metadata_record(&id).unwrap().1.former, former);
+        assert_eq!(
+            store.metadata_record(&id).unwrap().1.former,
+            vec![former(0, 0), former(1, 1)]
+        );
         // An older list changes nothing; a later one that takes peer 0 back leaves only peer 1.
         assert!(!store.put_record(&encoded.metadata, &first).unwrap());
         moved[0] = vec![0; 4];
@@ -1057,14 +1063,14 @@ mod tests {
         assert!(store.put_record(&encoded.metadata, &back).unwrap());
         assert_eq!(
             store.metadata_record(&id).unwrap().1.former,
-            vec![vec![1; 4]]
+            vec![former(1, 1)]
         );
         // Replaying the log after a crash gives the same former holders; answers to peers carry none.
         let crashed = crash_copy(dir.path());
         drop(store);
         let reopened = Store::open_with(crashed.path(), no_checkpoints()).unwrap();
         let (metadata, record) = reopened.metadata_record(&id).unwrap();
-        assert_eq!(record.former, vec![vec![1; 4]]);
+        assert_eq!(record.former, vec![former(1, 1)]);
         assert!(record.answer(&metadata).former_holders.is_empty());
     }
 

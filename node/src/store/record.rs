@@ -2,6 +2,7 @@
 //! keeps them (a `MetadataResponse` frame) and the rule for writing one over another.
 
 use floe_protocol::deletion::{self, Claims, DeletionError};
+use floe_protocol::holders::FormerHolder;
 use floe_protocol::placement::PeerKey;
 use floe_protocol::wire::{self, MAX_METADATA_LEN, pb};
 use floe_protocol::{BlobId, BlobMetadata};
@@ -30,11 +31,11 @@ pub struct HolderRecord {
     /// The writers' deletion claims, the tokens released so far and any permanence (`floe_protocol::deletion`).
     /// They only grow: records merge by union ([`HolderRecord::merged_with`]).
     pub claims: Claims,
-    /// Peers earlier lists of the blob named and this one does not, most recent first
-    /// (`floe_protocol::holders::former_after`): asked for their list once reachable again, so the sides of a
-    /// healed partition end with one. Computed by the store when a list replaces another; never taken from a
-    /// peer.
-    pub former: Vec<PeerKey>,
+    /// Peers earlier lists of the blob named and this one does not, most recent first, each with the indexes
+    /// it held in the list that dropped it (`floe_protocol::holders::former_after`): asked for their list once
+    /// reachable again, so the sides of a healed partition end with one. Computed by the store when a list
+    /// replaces another; never taken from a peer.
+    pub former: Vec<FormerHolder<PeerKey>>,
 }
 
 impl HolderRecord {
@@ -103,7 +104,11 @@ impl HolderRecord {
                 response.permanent_until,
                 max_claims,
             )?,
-            former: response.former_holders.iter().map(|h| h.to_vec()).collect(),
+            former: response
+                .former_holders
+                .iter()
+                .map(|f| former_from_wire(f, response.holders.len()))
+                .collect(),
         })
     }
 
@@ -144,7 +149,14 @@ impl HolderRecord {
                 .map(|t| t.0.to_vec().into())
                 .collect(),
             permanent_until: self.claims.permanent_until_wire(),
-            former_holders: self.former.iter().map(|h| h.clone().into()).collect(),
+            former_holders: self
+                .former
+                .iter()
+                .map(|f| pb::FormerHolder {
+                    peer: f.peer.clone().into(),
+                    indexes: f.indexes.iter().map(|&i| u32::from(i)).collect(),
+                })
+                .collect(),
         }
     }
 
@@ -207,6 +219,20 @@ pub(super) fn parse_record(
     let held = HolderRecord::from_response(blob_id, &record, usize::MAX)
         .map_err(|e| corrupt(e.to_string()))?;
     Ok((metadata, held))
+}
+
+/// A former holder as its record keeps it; indexes outside a list of `shards` entries are dropped, so a damaged
+/// record cannot make a former holder weigh more than the list has.
+fn former_from_wire(former: &pb::FormerHolder, shards: usize) -> FormerHolder<PeerKey> {
+    FormerHolder {
+        peer: former.peer.to_vec(),
+        indexes: former
+            .indexes
+            .iter()
+            .filter_map(|&i| u16::try_from(i).ok())
+            .filter(|&i| usize::from(i) < shards)
+            .collect(),
+    }
 }
 
 /// The key a holder record is logged under: the blob ID, then zeros.

@@ -15,10 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::OutOfReach;
 use crate::blob_id::BlobId;
+use crate::holders::FormerHolder;
 use crate::write::Millis;
 
-/// Most former holders asked in one comparison: enough that one lying and one stale answer still leave two to
-/// agree, as in a catch-up.
+/// Former holders asked first in a comparison: enough that one lying and one stale answer still leave two to
+/// agree, as in a catch-up. More are asked only while their answers do not decide.
 pub const REUNION_ASKED: usize = 4;
 
 /// Which former holders of each blob were asked since they were last out of reach, and when a blob may be
@@ -50,15 +51,17 @@ impl<P> Default for Reunions<P> {
 }
 
 impl<P: Ord + Clone> Reunions<P> {
-    /// The former holders of `blob_id` to ask now (at most [`REUNION_ASKED`], in the order `former` keeps them),
-    /// given who is out of reach. Asking starts a comparison: no other starts for this blob before
-    /// [`Reunions::handle_compared`] or a grace period. Former holders out of reach now are asked again once
-    /// they are back. Free when the blob has no former holders, as most have none.
+    /// The former holders of `blob_id` to ask now, in the order `former` keeps them (most recent first), given
+    /// who is out of reach: every reachable one not yet settled. The driver asks the first [`REUNION_ASKED`], and
+    /// the others in rounds of [`crate::holders::CATCH_UP_ROUND`] only while [`crate::holders::reunite`] finds
+    /// a newer list without the support to adopt it; it reports back those it asked. Asking starts a comparison:
+    /// no other starts for this blob before [`Reunions::handle_compared`] or a grace period. Former holders out of
+    /// reach now are asked once they are back. Free when the blob has no former holders, as most have none.
     pub fn due(
         &mut self,
         now: Millis,
         blob_id: BlobId,
-        former: &[P],
+        former: &[FormerHolder<P>],
         out_of_reach: impl Fn(&P) -> OutOfReach,
         grace: Millis,
     ) -> Vec<P> {
@@ -72,6 +75,7 @@ impl<P: Ord + Clone> Reunions<P> {
         }
         let reachable: Vec<&P> = former
             .iter()
+            .map(|f| &f.peer)
             .filter(|peer| out_of_reach(peer).is_none())
             .collect();
         if let Some(settled) = self.settled.get_mut(&blob_id) {
@@ -93,7 +97,6 @@ impl<P: Ord + Clone> Reunions<P> {
         let ask: Vec<P> = reachable
             .into_iter()
             .filter(|peer| settled.is_none_or(|s| !s.contains(*peer)))
-            .take(REUNION_ASKED)
             .cloned()
             .collect();
         if ask.is_empty() {
@@ -177,6 +180,17 @@ mod tests {
         BlobId([7; 32])
     }
 
+    /// Former holders of one index each, in this order.
+    fn entries(peers: &[u8]) -> Vec<FormerHolder<u8>> {
+        peers
+            .iter()
+            .map(|&peer| FormerHolder {
+                peer,
+                indexes: vec![u16::from(peer)],
+            })
+            .collect()
+    }
+
     fn reach(away: &'static [u8]) -> impl Fn(&u8) -> OutOfReach {
         move |peer| away.contains(peer).then_some(0)
     }
@@ -184,11 +198,11 @@ mod tests {
     #[test]
     fn reachable_former_holders_are_asked_once_until_they_go_away() {
         let mut reunions = Reunions::default();
-        let former = [1u8, 2, 3, 4, 5, 6];
-        // 2 is out of reach: not asked; the first four reachable are.
+        let former = entries(&[1, 2, 3, 4, 5, 6]);
+        // 2 is out of reach: not asked; the reachable ones are named, and the driver asks the first four.
         assert_eq!(
             reunions.due(0, blob(), &former, reach(&[2]), GRACE),
-            vec![1, 3, 4, 5]
+            vec![1, 3, 4, 5, 6]
         );
         // A comparison runs: nothing more until it ends.
         assert!(reunions.comparing(&blob(), 100));
@@ -230,7 +244,7 @@ mod tests {
     #[test]
     fn an_unsettled_comparison_waits_a_grace_period() {
         let mut reunions = Reunions::default();
-        let former = [1u8, 2];
+        let former = entries(&[1, 2]);
         assert_eq!(
             reunions.due(0, blob(), &former, reach(&[]), GRACE),
             vec![1, 2]
@@ -263,7 +277,7 @@ mod tests {
     #[test]
     fn a_newer_list_from_a_former_holder_reopens_the_comparison() {
         let mut reunions = Reunions::default();
-        let former = [1u8, 2, 3];
+        let former = entries(&[1, 2, 3]);
         assert_eq!(
             reunions.due(0, blob(), &former, reach(&[]), GRACE),
             vec![1, 2, 3]
@@ -285,12 +299,12 @@ mod tests {
     #[test]
     fn an_unsettled_comparison_asks_the_others_later() {
         let mut reunions = Reunions::default();
-        let former = [1u8, 2, 3, 4, 5, 6];
+        let former = entries(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(
             reunions.due(0, blob(), &former, reach(&[]), GRACE),
-            vec![1, 2, 3, 4]
+            vec![1, 2, 3, 4, 5, 6]
         );
-        // 1 answered a newer list alone: the others may hold it too, so they are asked after the wait.
+        // The driver asked four. 1 answered a newer list alone: the others may hold it too, so they are asked after the wait.
         reunions.handle_compared(100, blob(), [2, 3, 4], true, GRACE);
         assert_eq!(
             reunions.due(100 + GRACE, blob(), &former, reach(&[]), GRACE),
@@ -303,7 +317,10 @@ mod tests {
         let mut reunions: Reunions<u8> = Reunions::default();
         assert!(reunions.due(0, blob(), &[], reach(&[]), GRACE).is_empty());
         assert!(reunions.settled.is_empty() && reunions.waiting.is_empty());
-        assert_eq!(reunions.due(0, blob(), &[1], reach(&[]), GRACE), vec![1]);
+        assert_eq!(
+            reunions.due(0, blob(), &entries(&[1]), reach(&[]), GRACE),
+            vec![1]
+        );
         reunions.retain(|_| false);
         assert!(reunions.settled.is_empty() && reunions.waiting.is_empty());
         assert!(reunions.running.is_empty());

@@ -66,9 +66,9 @@ pub struct BlobAtScan<'a, P> {
     /// Holders gone whatever their connection: failing their challenges, holding a lost sliver of this blob,
     /// announced as leaving, or not a peer at all.
     pub failing: &'a BTreeSet<P>,
-    /// Peers earlier lists of the blob named and this one does not (`holders::former_after`), most recent
-    /// first: asked for their list once reachable ([`super::Reunions`]).
-    pub former: &'a [P],
+    /// Peers earlier lists of the blob named and this one does not, with the indexes each held then
+    /// (`holders::former_after`), most recent first: asked for their list once reachable ([`super::Reunions`]).
+    pub former: &'a [crate::holders::FormerHolder<P>],
     /// This node's network holds more of the blob's indexes than the per-network cap allows, as the driver
     /// sees the networks (`diversity::crowded`): this holder moves its own indexes over its share.
     pub crowded: bool,
@@ -552,6 +552,17 @@ mod tests {
         vec![i; 4]
     }
 
+    /// `peers` as former holders, each of the index of its place.
+    fn former_of(peers: &[Peer]) -> Vec<crate::holders::FormerHolder<Peer>> {
+        (0u16..)
+            .zip(peers)
+            .map(|(index, peer)| crate::holders::FormerHolder {
+                peer: peer.clone(),
+                indexes: vec![index],
+            })
+            .collect()
+    }
+
     fn config() -> StewardConfig {
         StewardConfig {
             scan_interval: 10,
@@ -631,7 +642,7 @@ mod tests {
         let world = World::new();
         let me = peer(1);
         let mut steward = Steward::new(config(), 0);
-        let former = [peer(20), peer(21)];
+        let former = former_of(&[peer(20), peer(21)]);
         // This node holds index 0 too, which the list gives to peer 0: a hand-off, unless a comparison runs.
         let scan = |steward: &mut Steward<Peer>, now, away: Option<Peer>| {
             steward.begin_scan(now);
@@ -1005,6 +1016,7 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         let none = BTreeSet::new();
+        let former = former_of(former);
         let blob = BlobAtScan {
             blob_id: BlobId::from_slice(&[9; 32]).unwrap(),
             holders,
@@ -1013,7 +1025,7 @@ mod tests {
             rebuilding: false,
             recently_repaired: false,
             failing: &none,
-            former,
+            former: &former,
             crowded,
         };
         steward.begin_scan(now);

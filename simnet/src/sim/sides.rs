@@ -25,7 +25,7 @@
 
 use super::*;
 
-use floe_protocol::steward::Reunions;
+use floe_protocol::steward::{self, Reunions};
 
 /// About how many bytes a `MetadataResponse` takes besides its holder list (metadata of a blob of a few segments,
 /// epoch, repairer, framing),
@@ -285,7 +285,7 @@ impl Sim {
         h: u32,
         v: usize,
         lists: &[VersionList],
-        former: &[[u8; 4]],
+        former: &[holders::FormerHolder<[u8; 4]>],
         requests: &mut u64,
     ) -> Option<(Millis, usize)> {
         let id = self.blobs[ix(b)].id;
@@ -322,31 +322,56 @@ impl Sim {
                     _ => return Some((last_change, held)),
                 }
             }
-            *requests += as_u64(asked.len());
-            let answered: Vec<(u32, usize)> = asked
-                .iter()
-                .map(|p| u32::from_be_bytes(*p))
-                .filter(|&a| self.nodes[ix(a)].alive)
-                .map(|a| {
-                    let side = self.side_of(a);
-                    (a, lists.iter().position(|l| l.side == side).unwrap_or(0))
-                })
-                .collect();
-            let answers: Vec<holders::List<'_, [u8; 4]>> =
-                answered.iter().map(|&(_, w)| lists[w].list()).collect();
-            let round_trip = answered
-                .iter()
-                .map(|&(a, _)| {
-                    let (x, y) = (self.nodes[ix(h)].region, self.nodes[ix(a)].region);
-                    rng::ceil_ms(self.regions.rtt_ms(x, y))
-                })
-                .max()
-                .unwrap_or(0);
-            let at = scan.saturating_add(round_trip);
-            let outcome = holders::reunite(&lists[held].list(), &answers);
-            if let Some(adopted) = &outcome.adopt
-                && let Some(w) = lists.iter().position(|l| l.list() == *adopted)
-            {
+            // As the node: the first `REUNION_ASKED`, then rounds while a newer list lacks the support.
+            let asked: Vec<u32> = asked.iter().map(|p| u32::from_be_bytes(*p)).collect();
+            let mut rest = &asked[..];
+            let mut size = steward::REUNION_ASKED;
+            let mut answered: Vec<(u32, usize)> = Vec::new();
+            let mut at = scan;
+            let mut outcome_adopt: Option<usize> = None;
+            let mut unsettled = false;
+            let mut n_asked = 0usize;
+            while !rest.is_empty() {
+                let (round, later) = rest.split_at(size.min(rest.len()));
+                rest = later;
+                *requests += as_u64(round.len());
+                n_asked = n_asked.saturating_add(round.len());
+                answered.extend(
+                    round
+                        .iter()
+                        .copied()
+                        .filter(|&a| self.nodes[ix(a)].alive)
+                        .map(|a| {
+                            let side = self.side_of(a);
+                            (a, lists.iter().position(|l| l.side == side).unwrap_or(0))
+                        }),
+                );
+                let round_trip = round
+                    .iter()
+                    .map(|&a| {
+                        let (x, y) = (self.nodes[ix(h)].region, self.nodes[ix(a)].region);
+                        rng::ceil_ms(self.regions.rtt_ms(x, y))
+                    })
+                    .max()
+                    .unwrap_or(0);
+                at = at.saturating_add(round_trip);
+                let keys: Vec<[u8; 4]> = answered.iter().map(|&(a, _)| a.to_be_bytes()).collect();
+                let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
+                    .iter()
+                    .zip(&answered)
+                    .map(|(key, &(_, w))| (key, lists[w].list()))
+                    .collect();
+                let outcome = holders::reunite(&lists[held].list(), former, &answers);
+                outcome_adopt = outcome
+                    .adopt
+                    .and_then(|adopted| lists.iter().position(|l| l.list() == adopted));
+                unsettled = outcome.unsettled;
+                size = outcome.next_round;
+                if outcome_adopt.is_some() || !unsettled {
+                    break;
+                }
+            }
+            if let Some(w) = outcome_adopt {
                 held = w;
                 last_change = at;
             }
@@ -363,7 +388,7 @@ impl Sim {
                 })
                 .map(|&(a, _)| a.to_be_bytes())
                 .collect();
-            let unsettled = outcome.unsettled || answered.len() < asked.len();
+            let unsettled = unsettled || answered.len() < n_asked;
             reunions.handle_compared(at, id, settled, unsettled, grace);
             retry_at = unsettled.then(|| at.saturating_add(grace.max(1)));
             scan = scan.saturating_add(interval);
@@ -455,10 +480,17 @@ impl Sim {
         };
         // As the node: the others in rounds, until holders of k indexes agree.
         if answered.iter().any(|&(_, w)| newer(w)) {
-            for round in rest.chunks(holders::CATCH_UP_ROUND) {
-                if agreed(&answered).is_some() {
-                    break;
-                }
+            let mut rest = rest;
+            while !rest.is_empty() && agreed(&answered).is_none() {
+                let keys: Vec<[u8; 4]> = answered.iter().map(|&(x, _)| x.to_be_bytes()).collect();
+                let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
+                    .iter()
+                    .zip(&answered)
+                    .map(|(key, &(_, w))| (key, lists[w].list()))
+                    .collect();
+                let size = holders::catch_up_round(&held, &answers);
+                let (round, later) = rest.split_at(size.min(rest.len()));
+                rest = later;
                 answered.extend(round.iter().filter_map(|&x| answer(x)));
                 *requests += as_u64(round.len());
                 at = at.saturating_add(round_trip(round));
