@@ -290,6 +290,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             pb::Request {
                 kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
                     blob_id: vec![].into(),
+                    list_digest: true,
                 })),
             },
             // A real blob, segments far out of range: refused as not found, never mistaken for corruption.
@@ -374,6 +375,7 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
                 pb::Request {
                     kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
                         blob_id: blob.as_bytes().to_vec().into(),
+                        list_digest: false,
                     })),
                 },
             )
@@ -384,6 +386,36 @@ fn malformed_http_and_hostile_peers_get_clear_errors_and_the_node_keeps_running(
             Some(pb::response::Kind::Metadata(m)) => m,
             other => panic!("no metadata: {other:?}"),
         };
+        // Asked for the list's digest alone, the node answers the digest of that list and no holders.
+        let digest = match client
+            .request(
+                peer,
+                pb::Request {
+                    kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+                        blob_id: blob.as_bytes().to_vec().into(),
+                        list_digest: true,
+                    })),
+                },
+            )
+            .await
+            .unwrap()
+            .kind
+        {
+            Some(pb::response::Kind::Metadata(m)) => m,
+            other => panic!("no digest: {other:?}"),
+        };
+        let full: Vec<Vec<u8>> = metadata.holders.iter().map(|h| h.to_vec()).collect();
+        let list = floe_protocol::holders::List {
+            holders: &full,
+            epoch: metadata.holders_epoch,
+            repairer: &metadata.holders_repairer,
+        };
+        assert!(digest.holders.is_empty() && digest.metadata.is_none());
+        assert_eq!(digest.holders_epoch, metadata.holders_epoch);
+        assert_eq!(
+            digest.holders_digest.as_ref(),
+            floe_protocol::holders::digest(&list).as_slice()
+        );
         let held: u32 = metadata
             .holders
             .iter()

@@ -397,6 +397,7 @@ mod tests {
         round_trip(pb::Request {
             kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
                 blob_id: sliver.blob_id.clone(),
+                list_digest: true,
             })),
         });
         round_trip(pb::Response {

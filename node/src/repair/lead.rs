@@ -2,8 +2,6 @@
 //! deliver them run by run, driving `floe_protocol::repair::Repair`. The list moves only the indexes of holders its
 //! departure evidence proves gone (`evidence`).
 
-use futures::StreamExt;
-
 use super::*;
 
 impl Node {
@@ -399,66 +397,28 @@ impl Node {
             .collect();
         // A stable sort: the peers of `first` ahead, each group still in key order.
         peers.sort_by_key(|p| !first.contains(p));
+        let peers: Vec<PeerKey> = peers.into_iter().cloned().collect();
         let (first, rest) = peers.split_at(peers.len().min(CATCH_UP_ASKED));
-        let mut answers = self.holder_records(blob_id, current, first).await;
-        let newer = |r: &HolderRecord| {
-            holders::supersedes(r.epoch, &r.repairer, current.epoch, &current.repairer)
+        let shards = u16::try_from(current.holders.len()).unwrap_or(0);
+        let mut answers = ListAnswers::new(current);
+        self.ask_lists(blob_id, shards, first, &mut answers).await;
+        let agreed = |answers: &ListAnswers| {
+            let agreed = holders::caught_up(&current.as_list(), &answers.lists())?;
+            answers.record(&agreed).cloned()
         };
-        let agreed = |answers: &[(PeerKey, HolderRecord)]| {
-            let agreed = holders::caught_up(&current.as_list(), &answer_lists(answers))?;
-            answers
-                .iter()
-                .find(|(_, r)| r.as_list() == agreed)
-                .map(|(_, r)| r.clone())
-        };
-        if answers.iter().any(|(_, r)| newer(r)) {
+        if answers.any_newer() {
             // The others in rounds, until holders of k indexes agree, each round about as many as the indexes
             // still lacking: a holder of a large list (n = 1000, k = 334) that many holders catch up at once (a
             // side of a healed partition that could not repair) then asks about k holders, not n.
             let mut rest = rest;
             while !rest.is_empty() && agreed(&answers).is_none() {
-                let size = holders::catch_up_round(&current.as_list(), &answer_lists(&answers));
+                let size = holders::catch_up_round(&current.as_list(), &answers.lists());
                 let (round, later) = rest.split_at(size.min(rest.len()));
-                answers.extend(self.holder_records(blob_id, current, round).await);
+                self.ask_lists(blob_id, shards, round, &mut answers).await;
                 rest = later;
             }
         }
-        agreed(&answers)
-    }
-
-    /// The records `asked` answer for `blob_id`, well formed and of `current`'s length, each with the peer that
-    /// answered; at most [`CATCH_UP_CONCURRENCY`] requests at once, so a slow holder delays the lot by one
-    /// request time.
-    async fn holder_records(
-        &self,
-        blob_id: &BlobId,
-        current: &HolderRecord,
-        asked: &[&PeerKey],
-    ) -> Vec<(PeerKey, HolderRecord)> {
-        let shards = current.holders.len();
-        let targets: Vec<(PeerKey, PeerId)> = asked
-            .iter()
-            .filter_map(|&holder| Some((holder.clone(), PeerId::from_bytes(holder).ok()?)))
-            .collect();
-        // Owned arguments: a closure over borrowed ones makes the spawned repair future not `Send` for every
-        // lifetime (rustc's higher-ranked inference).
-        let requests = targets
-            .into_iter()
-            .map(|(holder, peer)| async move { (holder, self.ask_metadata(peer, blob_id).await) });
-        futures::stream::iter(requests)
-            .buffer_unordered(CATCH_UP_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .filter_map(|(peer, answer)| {
-                let record = HolderRecord::from_answer(blob_id, &answer?).ok()?;
-                Some((peer, record.keeping_label_of(current).merged_with(current)))
-            })
-            .filter(|(_, record)| {
-                record.holders.len() == shards
-                    && check_holders(&record.holders, u16::try_from(shards).unwrap_or(0)).is_ok()
-            })
-            .collect()
+        agreed(&answers).map(|record| record.keeping_label_of(current).merged_with(current))
     }
 
     pub(super) async fn announce(

@@ -8,7 +8,8 @@
 //!
 //! Files: this one has the shared views (who is gone, failing, excluded; what is held); `scan` runs the periodic
 //! scan and applies gossip, `lead` leads a repair, `handoff` hands slivers off, `challenges` runs storage
-//! challenges, `reunion` compares lists with former holders. Each adds methods to `Node` and uses only this file.
+//! challenges, `reunion` compares lists with former holders, `lists` asks peers for their lists by digest (for
+//! catch-ups and reunions). Each adds methods to `Node` and uses only this file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -38,6 +39,7 @@ mod errors;
 mod evidence;
 mod handoff;
 mod lead;
+mod lists;
 mod reunion;
 mod scan;
 
@@ -52,6 +54,7 @@ use crate::store::HolderRecord;
 pub use errors::{AnnouncementError, RepairError};
 use evidence::Delivery;
 pub(crate) use evidence::proven_departures;
+use lists::ListAnswers;
 
 /// How long a blob shows "repair in progress" after an announcement or a repair of it.
 const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
@@ -59,7 +62,7 @@ const RECENT_REPAIR: std::time::Duration = std::time::Duration::from_secs(30);
 const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Hand-offs run at once.
 const HANDOFF_CONCURRENCY: usize = 8;
-/// Metadata requests of one catch-up in flight at once.
+/// Metadata requests of one catch-up or reunion in flight at once.
 const CATCH_UP_CONCURRENCY: usize = 16;
 /// At most one catch-up per blob in this long: an announcement far ahead costs its receivers metadata queries,
 /// and a holder sending them in a loop must not turn every other holder into a query storm.
@@ -253,17 +256,6 @@ impl Node {
             .map(peer_key)
             .collect()
     }
-}
-
-/// Peers' answers (each the peer and its record of a blob) as the lists `holders::caught_up` and
-/// `holders::reunite` weigh.
-fn answer_lists(
-    answers: &[(PeerKey, HolderRecord)],
-) -> Vec<(&PeerKey, holders::List<'_, PeerKey>)> {
-    answers
-        .iter()
-        .map(|(peer, record)| (peer, record.as_list()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! `floe_protocol::holders::reunite` says (docs/protocol.md §13, "Reunions"). Whom to ask and when is the
 //! steward's (`steward::Reunions`); this file only asks, stores and reports back.
 
-use futures::StreamExt;
-
 use super::*;
 
 impl Node {
@@ -37,20 +35,7 @@ impl Node {
         asked: &[PeerKey],
     ) -> (Vec<PeerKey>, bool) {
         let shards = metadata.params().shards();
-        let mut answers: Vec<(PeerKey, HolderRecord)> = Vec::new();
-        let mut settled: Vec<PeerKey> = Vec::new();
-        let mut unanswered = false;
-        let compare = |answers: &[(PeerKey, HolderRecord)]| {
-            let reunion =
-                holders::reunite(&current.as_list(), &current.former, &answer_lists(answers));
-            let adopted = reunion.adopt.and_then(|list| {
-                answers
-                    .iter()
-                    .find(|(_, r)| r.as_list() == list)
-                    .map(|(_, r)| r.clone().keeping_label_of(current).merged_with(current))
-            });
-            (adopted, reunion.unsettled, reunion.next_round)
-        };
+        let mut answers = ListAnswers::new(current);
         // The first `REUNION_ASKED`, then rounds of about as many as the indexes the best supported newer list
         // lacks, while no list is adopted and some answer is newer.
         let mut rest = asked;
@@ -58,32 +43,21 @@ impl Node {
         let (adopted, unsettled) = loop {
             let (round, later) = rest.split_at(size.min(rest.len()));
             rest = later;
-            for (peer_key, answer) in self.former_records(&blob_id, round).await {
-                match answer {
-                    Answer::Record(record) if check_holders(&record.holders, shards).is_ok() => {
-                        answers.push((peer_key, record))
-                    }
-                    // A peer without a record of the blob answers none; a malformed list counts as none.
-                    Answer::Record(_) | Answer::NoRecord => settled.push(peer_key),
-                    Answer::None => unanswered = true,
-                }
+            self.ask_lists(&blob_id, shards, round, &mut answers).await;
+            let reunion = holders::reunite(&current.as_list(), &current.former, &answers.lists());
+            let adopted = reunion
+                .adopt
+                .and_then(|list| answers.record(&list))
+                .map(|r| r.clone().keeping_label_of(current).merged_with(current));
+            if adopted.is_some() || !reunion.unsettled || rest.is_empty() {
+                break (adopted, reunion.unsettled);
             }
-            let (adopted, unsettled, next_round) = compare(&answers);
-            if adopted.is_some() || !unsettled || rest.is_empty() {
-                break (adopted, unsettled);
-            }
-            size = next_round;
+            size = reunion.next_round;
         };
         let held = adopted.as_ref().unwrap_or(current);
-        let newer = |r: &HolderRecord| {
-            holders::supersedes(r.epoch, &r.repairer, held.epoch, &held.repairer)
-        };
-        settled.extend(
-            answers
-                .iter()
-                .filter(|(_, r)| !newer(r))
-                .map(|(peer, _)| peer.clone()),
-        );
+        let mut settled = answers.settled.clone();
+        settled.extend(answers.settled_by(held.epoch, &held.repairer).cloned());
+        let unanswered = answers.unanswered;
         if let Some(record) = adopted.clone() {
             let (node, metadata) = (self.clone(), metadata.clone());
             let epoch = record.epoch;
@@ -107,48 +81,7 @@ impl Node {
             }
         }
         self.inner.metrics.reunions.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%blob_id, named = asked.len(), answers = answers.len(), settled = settled.len(), unsettled, unanswered, "compared lists with former holders");
+        tracing::debug!(%blob_id, named = asked.len(), newer = answers.lists().len(), settled = settled.len(), unsettled, unanswered, "compared lists with former holders");
         (settled, unsettled || unanswered)
     }
-
-    /// What each of `asked` answers for `blob_id`: at most `CATCH_UP_CONCURRENCY` requests at once.
-    async fn former_records(&self, blob_id: &BlobId, asked: &[PeerKey]) -> Vec<(PeerKey, Answer)> {
-        let requests = asked.iter().cloned().map(|peer_key| async move {
-            let Ok(peer) = PeerId::from_bytes(&peer_key) else {
-                return (peer_key, Answer::NoRecord);
-            };
-            let answer = match self
-                .inner
-                .net
-                .request(peer, crate::service::metadata_request(blob_id))
-                .await
-            {
-                Ok(pb::Response {
-                    kind: Some(pb::response::Kind::Metadata(answer)),
-                }) => answer
-                    .metadata
-                    .as_ref()
-                    .and_then(|_| HolderRecord::from_answer(blob_id, &answer).ok())
-                    .map_or(Answer::NoRecord, Answer::Record),
-                // Answered, but not with a record: nothing to compare.
-                Ok(_) => Answer::NoRecord,
-                Err(_) => Answer::None,
-            };
-            (peer_key, answer)
-        });
-        futures::stream::iter(requests)
-            .buffer_unordered(CATCH_UP_CONCURRENCY)
-            .collect()
-            .await
-    }
-}
-
-/// A former holder's answer.
-enum Answer {
-    /// Its record of the blob.
-    Record(HolderRecord),
-    /// It answered without one, or not with a record at all.
-    NoRecord,
-    /// No answer.
-    None,
 }

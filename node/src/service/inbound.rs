@@ -609,6 +609,7 @@ impl Node {
             .and_then(|id| self.inner.store.metadata_record(&id).ok());
         pb::Response {
             kind: Some(pb::response::Kind::Metadata(match record {
+                Some((_, record)) if request.list_digest => record.digest_answer(),
                 Some((metadata, record)) => record.answer(&metadata),
                 None => pb::MetadataResponse::default(),
             })),

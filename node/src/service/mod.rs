@@ -51,7 +51,7 @@ pub use delete::{DeleteError, DeleteOutcome};
 pub use errors::{SendError, StoreRefusal};
 pub use lifetimes::{EpochsAsked, LifetimeConfig};
 pub use names::{NamePublished, NameServiceError, NameSignatures};
-pub(crate) use read::metadata_request;
+pub(crate) use read::list_digest_request;
 
 use crate::net::{Inbound, NetClient, PeerView};
 use crate::store::{HolderRecord, Store};

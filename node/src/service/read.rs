@@ -685,6 +685,18 @@ pub(crate) fn metadata_request(blob_id: &BlobId) -> pb::Request {
     pb::Request {
         kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
             blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+            list_digest: false,
+        })),
+    }
+}
+
+/// A request for a peer's holder list of a blob by its digest alone (`holders::digest`), with its epoch and
+/// repairer.
+pub(crate) fn list_digest_request(blob_id: &BlobId) -> pb::Request {
+    pb::Request {
+        kind: Some(pb::request::Kind::Metadata(pb::MetadataRequest {
+            blob_id: Bytes::copy_from_slice(blob_id.as_bytes()),
+            list_digest: true,
         })),
     }
 }

@@ -133,6 +133,22 @@ impl HolderRecord {
         }
     }
 
+    /// The answer to a peer asking for this record's list by its digest (`MetadataRequest.list_digest`): the
+    /// digest, epoch and repairer, nothing else.
+    pub fn digest_answer(&self) -> pb::MetadataResponse {
+        pb::MetadataResponse {
+            holders_epoch: self.epoch,
+            holders_repairer: self.repairer.clone().into(),
+            holders_digest: self.digest().to_vec().into(),
+            ..pb::MetadataResponse::default()
+        }
+    }
+
+    /// The digest of this record's list (`holders::digest`).
+    pub fn digest(&self) -> [u8; 32] {
+        floe_protocol::holders::digest(&self.as_list())
+    }
+
     /// The metadata answer (and logged record) for this record of the blob `metadata` describes.
     pub fn response(&self, metadata: &BlobMetadata) -> pb::MetadataResponse {
         pb::MetadataResponse {
@@ -157,6 +173,7 @@ impl HolderRecord {
                     indexes: f.indexes.iter().map(|&i| u32::from(i)).collect(),
                 })
                 .collect(),
+            holders_digest: Default::default(),
         }
     }
 

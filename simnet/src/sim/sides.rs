@@ -32,6 +32,41 @@ use floe_protocol::steward::{self, Reunions};
 /// and per holder listed (a peer ID of an Ed25519 key, 38 bytes, and its framing).
 const RECORD_BYTES: u64 = 300;
 const RECORD_BYTES_PER_HOLDER: u64 = 40;
+/// Bytes of an answer to a list digest request (`MetadataRequest.list_digest`): digest, epoch, repairer and
+/// framing.
+const DIGEST_ANSWER_BYTES: u64 = 100;
+
+/// The metadata requests one blob's reunion cost: digest requests, and whole lists fetched (one per distinct
+/// newer list per comparison or catch-up, as the node's `repair::lists` fetches them).
+#[derive(Default)]
+pub(super) struct Asked {
+    digests: u64,
+    lists: u64,
+}
+
+/// The distinct lists among `answered` (each a peer and the version it answered) that are newer than `held`:
+/// what a comparison or catch-up fetches whole.
+fn lists_to_fetch(lists: &[VersionList], held: usize, answered: &[(u32, usize)]) -> u64 {
+    let held = lists[held].list();
+    let newer: BTreeSet<usize> = answered
+        .iter()
+        .map(|&(_, w)| {
+            lists
+                .iter()
+                .position(|l| l.list() == lists[w].list())
+                .unwrap_or(w)
+        })
+        .filter(|&w| {
+            holders::supersedes(
+                lists[w].epoch,
+                &lists[w].repairer,
+                held.epoch,
+                held.repairer,
+            )
+        })
+        .collect();
+    as_u64(newer.len())
+}
 
 /// A divided blob: the versions its sides keep while a partition runs.
 pub(super) struct Division {
@@ -189,12 +224,13 @@ impl Sim {
         let divided: Vec<u32> = self.divisions.keys().copied().collect();
         for b in divided {
             self.s.blobs_divided += 1;
-            let mut requests = 0;
-            let reunited = self.reunion_time(b, &mut requests);
-            self.s.reunion_requests += requests;
-            // Each answer is a record naming the blob's n holders.
+            let mut asked = Asked::default();
+            let reunited = self.reunion_time(b, &mut asked);
+            self.s.reunion_requests += asked.digests + asked.lists;
+            // Each digest answer is about 100 bytes; each list fetched a record naming the blob's n holders.
             let n = u64::from(self.blobs[ix(b)].n);
-            self.s.reunion_answer_bytes += requests * (RECORD_BYTES + n * RECORD_BYTES_PER_HOLDER);
+            self.s.reunion_answer_bytes += asked.digests * DIGEST_ANSWER_BYTES
+                + asked.lists * (RECORD_BYTES + n * RECORD_BYTES_PER_HOLDER);
             if let Some((at, winner)) = reunited {
                 if let Some(division) = self.divisions.get_mut(&b) {
                     division.winner = Some(winner);
@@ -227,7 +263,7 @@ impl Sim {
     /// When every live holder of blob `b`'s versions holds one list, by the node's reunion and catch-up rules,
     /// and which version's list that is; `None` when some never does within the run. Each holder is asked by
     /// the lists the other sides held when the partition healed.
-    fn reunion_time(&self, b: u32, requests: &mut u64) -> Option<(Millis, usize)> {
+    fn reunion_time(&self, b: u32, asked: &mut Asked) -> Option<(Millis, usize)> {
         let division = self.divisions.get(&b)?;
         let lists = self.version_lists(division);
         let fork: Vec<[u8; 4]> = division
@@ -259,7 +295,7 @@ impl Sim {
             followers.sort_unstable();
             followers.dedup();
             for h in followers {
-                let (at, end) = self.holder_reunion(b, h, v, &lists, &former, requests)?;
+                let (at, end) = self.holder_reunion(b, h, v, &lists, &former, asked)?;
                 last = last.max(at);
                 // Versions whose lists are alike (a side that never moved on from the same list) are one list.
                 let same = lists
@@ -286,7 +322,7 @@ impl Sim {
         v: usize,
         lists: &[VersionList],
         former: &[holders::FormerHolder<[u8; 4]>],
-        requests: &mut u64,
+        cost: &mut Asked,
     ) -> Option<(Millis, usize)> {
         let id = self.blobs[ix(b)].id;
         let grace = self.sc.repair.grace_ms;
@@ -298,7 +334,7 @@ impl Sim {
         // The first scan after healing dials the former holders; the next asks them.
         let mut scan = self.now.saturating_add(phase).saturating_add(interval);
         let mut last_change = self.now;
-        if let Some((w, at)) = self.catch_up(h, held, lists, scan, requests) {
+        if let Some((w, at)) = self.catch_up(h, held, lists, scan, cost) {
             held = w;
             last_change = at;
         }
@@ -334,7 +370,7 @@ impl Sim {
             while !rest.is_empty() {
                 let (round, later) = rest.split_at(size.min(rest.len()));
                 rest = later;
-                *requests += as_u64(round.len());
+                cost.digests += as_u64(round.len());
                 n_asked = n_asked.saturating_add(round.len());
                 answered.extend(
                     round
@@ -371,6 +407,7 @@ impl Sim {
                     break;
                 }
             }
+            cost.lists += lists_to_fetch(lists, held, &answered);
             if let Some(w) = outcome_adopt {
                 held = w;
                 last_change = at;
@@ -409,7 +446,7 @@ impl Sim {
         v: usize,
         lists: &[VersionList],
         scan: Millis,
-        requests: &mut u64,
+        cost: &mut Asked,
     ) -> Option<(usize, Millis)> {
         // Shorter than the grace period, the cut made nobody gone.
         if self.healed_at.saturating_sub(self.divided_at) < self.sc.repair.grace_ms {
@@ -458,7 +495,7 @@ impl Sim {
         };
         let (first, rest) = peers.split_at(peers.len().min(holders::CATCH_UP_ASKED));
         let mut answered: Vec<(u32, usize)> = first.iter().filter_map(|&x| answer(x)).collect();
-        *requests += as_u64(first.len());
+        cost.digests += as_u64(first.len());
         let mut at = scan.saturating_add(round_trip(first));
         let newer = |w: usize| {
             holders::supersedes(
@@ -492,10 +529,11 @@ impl Sim {
                 let (round, later) = rest.split_at(size.min(rest.len()));
                 rest = later;
                 answered.extend(round.iter().filter_map(|&x| answer(x)));
-                *requests += as_u64(round.len());
+                cost.digests += as_u64(round.len());
                 at = at.saturating_add(round_trip(round));
             }
         }
+        cost.lists += lists_to_fetch(lists, v, &answered);
         Some((agreed(&answered)?, at))
     }
 
