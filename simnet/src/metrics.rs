@@ -170,8 +170,14 @@ pub struct Summary {
     /// Metadata requests holders made after healing to come to one list: catch-ups (holders of k indexes back)
     /// and comparisons with former holders.
     pub reunion_requests: u64,
-    /// About the bytes of their answers: each a record naming the blob's n holders.
+    /// About the bytes of their answers: 100 bytes a digest answer, and a record naming the blob's n holders for
+    /// each whole list fetched.
     pub reunion_answer_bytes: u64,
+    /// Answers hijacking byzantine nodes (`byzantine.behaviour = "hijack"`) gave in catch-ups and reunions: each a
+    /// forged list naming only byzantine peers, newer than any real one.
+    pub reunion_forged_answers: u64,
+    /// Holders that adopted such a forged list in a catch-up or reunion: must be 0.
+    pub reunion_forged_adopted: u64,
     /// Slivers holders deleted when they adopted the reunited list (the losing side's extra slivers).
     pub reunion_slivers_deleted: u64,
     /// Bytes of those slivers.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use floe_simnet::{RunOptions, RunResult, Scenario, run};
 
-const CATALOGUE: [&str; 15] = [
+const CATALOGUE: [&str; 16] = [
     "baseline.toml",
     "byzantine-third.toml",
     "churn.toml",
@@ -15,6 +15,7 @@ const CATALOGUE: [&str; 15] = [
     "list-hijack.toml",
     "mass-departure.toml",
     "partition-halves.toml",
+    "partition-hijack.toml",
     "partition.toml",
     "regional-outage.toml",
     "scale-sweep.toml",
@@ -247,6 +248,19 @@ fn both_halves_of_a_partition_read_and_repair_then_keep_one_list() {
         s.blobs_divided * u64::from(s.shards),
         "{s:?}"
     );
+}
+
+#[test]
+fn hijackers_answering_a_forged_list_after_a_partition_are_never_followed() {
+    let name = "partition-hijack.toml";
+    let a = replays(name);
+    let s = &a.summary;
+    // Every holder that asks hears the forged list from the hijackers among the peers it asks, and none
+    // adopts it: they stand for fewer than k indexes of any list. The honest ones still bring every blob to one
+    // real list within the bound.
+    assert!(s.reunion_forged_answers > 0, "{s:?}");
+    assert_eq!(s.reunion_forged_adopted, 0, "{s:?}");
+    check_reunited(name, s, reunion_bound(&load(name)));
 }
 
 #[test]

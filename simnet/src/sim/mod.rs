@@ -301,6 +301,9 @@ struct ReadOp {
     valid: Vec<u16>,
     /// The reader reached k good slivers when the read started (`Sim::k_in_reach`).
     in_reach: bool,
+    /// The blob's list version the read follows, and how many lists it has tried (this one included).
+    list_version: u64,
+    lists_tried: u8,
 }
 
 struct RepairOp {

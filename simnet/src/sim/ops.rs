@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Holder lists a read tries before it fails, as the node's reader does (`service::read::get_inner`).
+const READ_LISTS: u8 = 3;
+
 impl Sim {
     // -----------------------------------------------------------------------------------------------------------
     // Operations: common plumbing
@@ -387,8 +390,15 @@ impl Sim {
         reached >= usize::from(blob.k)
     }
 
-    pub(super) fn begin_read(&mut self, r: OpRef, mut op: Op) {
+    pub(super) fn begin_read(&mut self, r: OpRef, op: Op) {
+        self.begin_read_with(r, op, None);
+    }
+
+    /// Starts a read with the blob's list as it is now; `retry` is (reached k at the first start, lists tried
+    /// before) for a read trying another list.
+    fn begin_read_with(&mut self, r: OpRef, mut op: Op, retry: Option<(bool, u8)>) {
         let blob = &self.blobs[ix(op.blob)];
+        let list_version = blob.list_version;
         let keys: Vec<PeerKey> = blob.holders.iter().map(|&h| peer_key(h)).collect();
         let k = blob.k;
         let Some(placement) = Placement::from_holders(keys) else {
@@ -404,11 +414,16 @@ impl Sim {
             self.read_cfg,
             self.now,
         );
-        let in_reach = self.k_in_reach(op.owner, op.blob);
+        let (in_reach, lists_tried) = match retry {
+            Some((in_reach, tried)) => (in_reach, tried.saturating_add(1)),
+            None => (self.k_in_reach(op.owner, op.blob), 1),
+        };
         op.kind = OpKind::Read(Box::new(ReadOp {
             machine,
             valid: Vec::new(),
             in_reach,
+            list_version,
+            lists_tried,
         }));
         self.ops.put(r, op);
         self.apply_read(r, effects);
@@ -458,12 +473,22 @@ impl Sim {
                     return;
                 }
                 ReadEffect::Failed { .. } => {
+                    let (began_in_reach, list_version, lists_tried) =
+                        match self.ops.get(r).map(|op| &op.kind) {
+                            Some(OpKind::Read(x)) => (x.in_reach, x.list_version, x.lists_tried),
+                            _ => (false, 0, READ_LISTS),
+                        };
+                    // As the node's reader (`service::read::get_inner`): a read that fails with one holder
+                    // list tries again with the list held now, if it changed meanwhile (a repair, or a reunion
+                    // whose losing holders deleted their slivers mid-read), up to three lists.
+                    if lists_tried < READ_LISTS && self.blobs[ix(b)].list_version != list_version {
+                        if let Some(op) = self.ops.take(r) {
+                            self.begin_read_with(r, op, Some((began_in_reach, lists_tried)));
+                        }
+                        return;
+                    }
                     self.s.reads_failed += 1;
                     self.interval.reads_failed += 1;
-                    let began_in_reach = match self.ops.get(r).map(|op| &op.kind) {
-                        Some(OpKind::Read(x)) => x.in_reach,
-                        _ => false,
-                    };
                     if began_in_reach && self.k_in_reach(owner, b) {
                         self.s.reads_failed_in_reach += 1;
                     }

@@ -35,6 +35,8 @@ const RECORD_BYTES_PER_HOLDER: u64 = 40;
 /// Bytes of an answer to a list digest request (`MetadataRequest.list_digest`): digest, epoch, repairer and
 /// framing.
 const DIGEST_ANSWER_BYTES: u64 = 100;
+/// The side of the forged list hijacking nodes answer ([`Sim::answer_of`]): no node's.
+const FORGED_SIDE: u64 = u64::MAX;
 
 /// The metadata requests one blob's reunion cost: digest requests, and whole lists fetched (one per distinct
 /// newer list per comparison or catch-up, as the node's `repair::lists` fetches them).
@@ -42,6 +44,9 @@ const DIGEST_ANSWER_BYTES: u64 = 100;
 pub(super) struct Asked {
     digests: u64,
     lists: u64,
+    /// Forged lists hijacking nodes answered, and holders that adopted one.
+    forged_answers: u64,
+    forged_adopted: u64,
 }
 
 /// The distinct lists among `answered` (each a peer and the version it answered) that are newer than `held`:
@@ -227,6 +232,8 @@ impl Sim {
             let mut asked = Asked::default();
             let reunited = self.reunion_time(b, &mut asked);
             self.s.reunion_requests += asked.digests + asked.lists;
+            self.s.reunion_forged_answers += asked.forged_answers;
+            self.s.reunion_forged_adopted += asked.forged_adopted;
             // Each digest answer is about 100 bytes; each list fetched a record naming the blob's n holders.
             let n = u64::from(self.blobs[ix(b)].n);
             self.s.reunion_answer_bytes += asked.digests * DIGEST_ANSWER_BYTES
@@ -240,8 +247,11 @@ impl Sim {
         }
     }
 
+    /// Each version's list, in the order of `division.versions`, then the list hijacking byzantine nodes answer
+    /// in catch-ups and reunions when the scenario has them: every index on one of them (or on no node), at an
+    /// epoch beyond every real one, so only the weight rule keeps it out.
     fn version_lists(&self, division: &Division) -> Vec<VersionList> {
-        division
+        let mut lists: Vec<VersionList> = division
             .versions
             .iter()
             .map(|&(side, v)| {
@@ -257,7 +267,36 @@ impl Sim {
                     },
                 }
             })
-            .collect()
+            .collect();
+        if self.sc.byzantine.as_ref().map(|b| b.behaviour) == Some(Behaviour::Hijack) {
+            let forger = self
+                .nodes
+                .iter()
+                .position(|n| n.byzantine == Some(Behaviour::Hijack))
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(NO_NODE);
+            let epoch = lists.iter().map(|l| l.epoch).max().unwrap_or(0);
+            lists.push(VersionList {
+                side: FORGED_SIDE,
+                holders: vec![forger.to_be_bytes(); division.fork_holders.len()],
+                epoch: epoch.saturating_add(1000),
+                repairer: peer_key(forger),
+            });
+        }
+        lists
+    }
+
+    /// The list peer `a` answers when asked for it: its side's, or the forged one if it hijacks and the
+    /// scenario has one (the last of `lists`).
+    fn answer_of(&self, a: u32, lists: &[VersionList]) -> usize {
+        let forged = lists.len().saturating_sub(1);
+        if self.nodes[ix(a)].byzantine == Some(Behaviour::Hijack)
+            && lists.get(forged).is_some_and(|l| l.side == FORGED_SIDE)
+        {
+            return forged;
+        }
+        let side = self.side_of(a);
+        lists.iter().position(|l| l.side == side).unwrap_or(0)
     }
 
     /// When every live holder of blob `b`'s versions holds one list, by the node's reunion and catch-up rules,
@@ -273,7 +312,7 @@ impl Sim {
             .collect();
         let mut last = self.now;
         let mut ends: BTreeSet<usize> = BTreeSet::new();
-        for (v, version) in lists.iter().enumerate() {
+        for (v, version) in lists.iter().enumerate().take(division.versions.len()) {
             let maker = version
                 .repairer
                 .get(..4)
@@ -289,7 +328,10 @@ impl Sim {
                 .iter()
                 .copied()
                 .filter(|&h| {
-                    h != NO_NODE && self.nodes[ix(h)].alive && self.side_of(h) == version.side
+                    h != NO_NODE
+                        && self.nodes[ix(h)].alive
+                        && self.nodes[ix(h)].byzantine != Some(Behaviour::Hijack)
+                        && self.side_of(h) == version.side
                 })
                 .collect();
             followers.sort_unstable();
@@ -313,8 +355,7 @@ impl Sim {
     }
 
     /// Holder `h` of version `v` of blob `b` comparing its list with the former holders `former`, scan after
-    /// scan: when it holds its last list, and which version that is. `None` when it is still comparing at the
-    /// end of the run.
+    /// scan: when it holds its last list, and which version that is. `None` when it adopted a forged list.
     fn holder_reunion(
         &self,
         b: u32,
@@ -377,10 +418,7 @@ impl Sim {
                         .iter()
                         .copied()
                         .filter(|&a| self.nodes[ix(a)].alive)
-                        .map(|a| {
-                            let side = self.side_of(a);
-                            (a, lists.iter().position(|l| l.side == side).unwrap_or(0))
-                        }),
+                        .map(|a| (a, self.answer_of(a, lists))),
                 );
                 let round_trip = round
                     .iter()
@@ -408,6 +446,16 @@ impl Sim {
                 }
             }
             cost.lists += lists_to_fetch(lists, held, &answered);
+            cost.forged_answers += as_u64(
+                answered
+                    .iter()
+                    .filter(|&&(_, w)| lists[w].side == FORGED_SIDE)
+                    .count(),
+            );
+            if outcome_adopt.is_some_and(|w| lists[w].side == FORGED_SIDE) {
+                cost.forged_adopted += 1;
+                return None;
+            }
             if let Some(w) = outcome_adopt {
                 held = w;
                 last_change = at;
@@ -433,7 +481,9 @@ impl Sim {
                 scan = scan.saturating_add(interval);
             }
         }
-        None
+        // Still comparing at the end of the run (some answer stays newer and unsupported, as a hijacker's forged
+        // list does): it holds what it last adopted. Whether all holders agree is the caller's to judge.
+        Some((last_change, held))
     }
 
     /// The catch-up holder `h` of version `v` starts at its scan at `scan` when holders of k indexes of its list
@@ -476,10 +526,9 @@ impl Sim {
         peers.dedup();
         peers.sort_by_key(|&x| !back(x));
         let answer = |x: u32| -> Option<(u32, usize)> {
-            self.nodes[ix(x)].alive.then(|| {
-                let side = self.side_of(x);
-                (x, lists.iter().position(|l| l.side == side).unwrap_or(0))
-            })
+            self.nodes[ix(x)]
+                .alive
+                .then(|| (x, self.answer_of(x, lists)))
         };
         let round_trip = |asked: &[u32]| {
             asked
@@ -534,7 +583,18 @@ impl Sim {
             }
         }
         cost.lists += lists_to_fetch(lists, v, &answered);
-        Some((agreed(&answered)?, at))
+        cost.forged_answers += as_u64(
+            answered
+                .iter()
+                .filter(|&&(_, w)| lists[w].side == FORGED_SIDE)
+                .count(),
+        );
+        let adopted = agreed(&answered)?;
+        if lists[adopted].side == FORGED_SIDE {
+            cost.forged_adopted += 1;
+            return None;
+        }
+        Some((adopted, at))
     }
 
     /// Every live holder of blob `b` holds one list now: the versions merge into the blob. Each holder deletes
