@@ -23,10 +23,10 @@ impl Node {
         });
     }
 
-    /// Asks the first `steward::REUNION_ASKED` of `asked` for their record of the blob, then the others in rounds
-    /// (`holders::Reunion::next_round`) while a newer list lacks the support to adopt it, and adopts what
-    /// `holders::reunite` says. Returns the peers whose answers were settled (older, equal to or now ours, or no
-    /// record) and whether anything was left unsettled (a newer list without support, or no answer).
+    /// Asks the first `steward::REUNION_ASKED` of `asked` for their list of the blob (by digest, `lists`), then the
+    /// others in rounds (`holders::Reunion::next_round`) while a newer list lacks the support to adopt it, and
+    /// adopts what `holders::reunite` says. Returns the peers whose answers were settled (older, equal to or now
+    /// ours, or no list) and whether anything was left unsettled (a newer list without support, or no answer).
     async fn reunite(
         &self,
         blob_id: BlobId,
