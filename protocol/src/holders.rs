@@ -252,7 +252,7 @@ fn indexes_by_holder<'h, P: Ord>(
     indexes
 }
 
-/// The number of answers that must stand for a list of `shards` entries: k.
+/// How many sliver indexes the peers answering a list of `shards` entries must stand for between them: k.
 pub(crate) fn support_needed(shards: usize) -> usize {
     usize::from(crate::encoding::source_shards_for(
         u16::try_from(shards).unwrap_or(crate::encoding::MAX_SHARDS),
@@ -299,7 +299,9 @@ pub(crate) fn newest_supported<'a, 'i, P: Ord>(
         };
         if let Some((_, supporters, covered)) = candidates.get_mut(at) {
             *supporters += 1;
-            covered.extend(indexes.iter().copied());
+            // Only indexes the list has: a damaged former-holder entry cannot weigh more than the list.
+            let shards = held.holders.len();
+            covered.extend(indexes.iter().copied().filter(|&i| usize::from(i) < shards));
         }
     }
     let mut best: Option<List<'a, P>> = None;

@@ -254,6 +254,11 @@ mod tests {
             reunite(&view(&held), &former, &answered(&three)).adopt,
             Some(view(&theirs))
         );
+        // Indexes beyond the list (a damaged record) stand for nothing: peer 1 claiming 50 and 60 besides its 0
+        // still leaves two supporters one index short.
+        let mut damaged = former.clone();
+        damaged[0].indexes.extend([50, 60]);
+        assert_eq!(reunite(&view(&held), &damaged, &answered(&two)).adopt, None);
         // Peers never dropped from this peer's lists stand for nothing, however many of them answer.
         let strangers = answers(&[1, 2, 9, 10, 11]);
         assert_eq!(
