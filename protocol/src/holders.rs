@@ -327,7 +327,9 @@ pub(crate) fn newest_supported<'a, 'i, P: Ord>(
 }
 
 mod reunion;
-pub use reunion::{FormerHolder, Reunion, former_after, reopens_reunion, reunite};
+pub use reunion::{
+    FORMER_INDEXES_PER_SLIVER, FormerHolder, Reunion, former_after, reopens_reunion, reunite,
+};
 
 /// Whether a list (`epoch`, made by `repairer`) replaces the one held (`current_epoch`, `current_repairer`): a
 /// higher epoch wins, and at equal epochs the lower repairer's bytes win, so any two peers that have seen the

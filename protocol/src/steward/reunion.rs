@@ -53,8 +53,8 @@ impl<P> Default for Reunions<P> {
 impl<P: Ord + Clone> Reunions<P> {
     /// The former holders of `blob_id` to ask now, in the order `former` keeps them (most recent first), given
     /// who is out of reach: every reachable one not yet settled. The driver asks the first [`REUNION_ASKED`], and
-    /// the others in rounds of [`crate::holders::CATCH_UP_ROUND`] only while [`crate::holders::reunite`] finds
-    /// a newer list without the support to adopt it; it reports back those it asked. Asking starts a comparison:
+    /// the others in rounds ([`crate::holders::Reunion::next_round`]) only while [`crate::holders::reunite`]
+    /// finds a newer list without the support to adopt it; it reports back those it asked. Asking starts a comparison:
     /// no other starts for this blob before [`Reunions::handle_compared`] or a grace period. Former holders out of
     /// reach now are asked once they are back. Free when the blob has no former holders, as most have none.
     pub fn due(
@@ -304,7 +304,8 @@ mod tests {
             reunions.due(0, blob(), &former, reach(&[]), GRACE),
             vec![1, 2, 3, 4, 5, 6]
         );
-        // The driver asked four. 1 answered a newer list alone: the others may hold it too, so they are asked after the wait.
+        // The driver asked four. 1 answered a newer list alone: the others may hold it too, so they are asked
+        // after the wait.
         reunions.handle_compared(100, blob(), [2, 3, 4], true, GRACE);
         assert_eq!(
             reunions.due(100 + GRACE, blob(), &former, reach(&[]), GRACE),
