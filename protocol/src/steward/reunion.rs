@@ -7,7 +7,7 @@
 //! blob's reunion: the other former holders reachable then are not asked. While one comparison of a blob runs,
 //! or after one left an answer unsettled (a newer list without the support to adopt it, or no answer), the blob
 //! waits a grace period before the next, so a byzantine former holder costs at most a few requests per grace
-//! period. This
+//! period; only former holders the last comparison could not name, reachable since, start one sooner. This
 //! module decides whom to ask and when; the driver asks, applies [`crate::holders::reunite`] and reports back.
 //! While a comparison runs, the blob's other duties wait ([`Reunions::comparing`]).
 
@@ -36,6 +36,8 @@ pub struct Reunions<P> {
     compared_at: BTreeMap<BlobId, Millis>,
     /// Blobs whose last comparison settled every answer: the other former holders reachable now are not asked.
     done: BTreeSet<BlobId>,
+    /// The former holders named for each blob's last comparison.
+    named: BTreeMap<BlobId, BTreeSet<P>>,
 }
 
 impl<P> Default for Reunions<P> {
@@ -46,6 +48,7 @@ impl<P> Default for Reunions<P> {
             running: BTreeMap::new(),
             compared_at: BTreeMap::new(),
             done: BTreeSet::new(),
+            named: BTreeMap::new(),
         }
     }
 }
@@ -71,6 +74,7 @@ impl<P: Ord + Clone> Reunions<P> {
             self.running.remove(&blob_id);
             self.compared_at.remove(&blob_id);
             self.done.remove(&blob_id);
+            self.named.remove(&blob_id);
             return Vec::new();
         }
         let reachable: Vec<&P> = former
@@ -82,16 +86,13 @@ impl<P: Ord + Clone> Reunions<P> {
             settled.retain(|peer| reachable.contains(&peer));
         }
         // The last comparison found nothing newer, or adopted what its answers agreed on: the other former holders
-        // reachable now are taken as settled unasked (each answer is a record naming n peers, and a blob's
-        // holders keep up to 32 former holders each). Those out of reach now are asked once they are back.
+        // reachable now are taken as settled unasked (a blob's holders each keep up to n of them). Those out of
+        // reach now are asked once they are back.
         if self.done.remove(&blob_id) {
             self.settled
                 .entry(blob_id)
                 .or_default()
                 .extend(reachable.iter().map(|peer| (*peer).clone()));
-        }
-        if self.waiting.get(&blob_id).is_some_and(|&until| now < until) {
-            return Vec::new();
         }
         let settled = self.settled.get(&blob_id);
         let ask: Vec<P> = reachable
@@ -99,12 +100,26 @@ impl<P: Ord + Clone> Reunions<P> {
             .filter(|peer| settled.is_none_or(|s| !s.contains(*peer)))
             .cloned()
             .collect();
+        let running = self.running.get(&blob_id).is_some_and(|&until| now < until);
+        let waiting = self.waiting.get(&blob_id).is_some_and(|&until| now < until);
+        // An unsettled comparison waits a grace period, unless former holders it could not name (out of reach
+        // then) are reachable now: after a partition heals they come back a few at a time, and a reunion needs
+        // those standing for k indexes. The earlier ones are named again, as their answers are not kept.
+        let fresh = self
+            .named
+            .get(&blob_id)
+            .is_none_or(|named| ask.iter().any(|peer| !named.contains(peer)));
+        if running || (waiting && !fresh) {
+            return Vec::new();
+        }
         if ask.is_empty() {
             self.waiting.remove(&blob_id);
+            self.named.remove(&blob_id);
         } else {
             let until = now.saturating_add(grace.max(1));
             self.waiting.insert(blob_id, until);
             self.running.insert(blob_id, until);
+            self.named.insert(blob_id, ask.iter().cloned().collect());
         }
         ask
     }
@@ -167,6 +182,7 @@ impl<P: Ord + Clone> Reunions<P> {
         self.running.retain(|blob_id, _| held(blob_id));
         self.compared_at.retain(|blob_id, _| held(blob_id));
         self.done.retain(|blob_id| held(blob_id));
+        self.named.retain(|blob_id, _| held(blob_id));
     }
 }
 
@@ -271,6 +287,50 @@ mod tests {
         assert_eq!(
             reunions.due(100 + 2 * GRACE, blob(), &former, reach(&[]), GRACE),
             vec![1]
+        );
+    }
+
+    #[test]
+    fn former_holders_back_after_an_unsettled_comparison_are_asked_at_once() {
+        let mut reunions = Reunions::default();
+        let former = entries(&[1, 2, 3, 4]);
+        // Only 1 and 2 are back yet; both answer a newer list, too few indexes to adopt it.
+        assert_eq!(
+            reunions.due(0, blob(), &former, reach(&[3, 4]), GRACE),
+            vec![1, 2]
+        );
+        reunions.handle_compared(100, blob(), [], true, GRACE);
+        assert!(
+            reunions
+                .due(200, blob(), &former, reach(&[3, 4]), GRACE)
+                .is_empty()
+        );
+        // 3 is back: compared again at once, 1 and 2 with it, without waiting the grace period out.
+        assert_eq!(
+            reunions.due(300, blob(), &former, reach(&[4]), GRACE),
+            vec![1, 2, 3]
+        );
+        // Not while that comparison runs, even if 4 comes back meanwhile.
+        assert!(
+            reunions
+                .due(400, blob(), &former, reach(&[]), GRACE)
+                .is_empty()
+        );
+        reunions.handle_compared(500, blob(), [], true, GRACE);
+        assert_eq!(
+            reunions.due(600, blob(), &former, reach(&[]), GRACE),
+            vec![1, 2, 3, 4]
+        );
+        // Nobody new: the unsettled comparison waits its grace period.
+        reunions.handle_compared(700, blob(), [], true, GRACE);
+        assert!(
+            reunions
+                .due(800, blob(), &former, reach(&[]), GRACE)
+                .is_empty()
+        );
+        assert_eq!(
+            reunions.due(700 + GRACE, blob(), &former, reach(&[]), GRACE),
+            vec![1, 2, 3, 4]
         );
     }
 
