@@ -49,9 +49,22 @@ pub(super) struct Asked {
     forged_adopted: u64,
 }
 
-/// The distinct lists among `answered` (each a peer and the version it answered) that are newer than `held`:
-/// what a comparison or catch-up fetches whole.
-fn lists_to_fetch(lists: &[VersionList], held: usize, answered: &[(u32, usize)]) -> u64 {
+/// What peers answered when asked for their list: each peer's key and the version (an index into the lists).
+type Answered = Vec<([u8; 4], usize)>;
+
+/// `answered` as the protocol weighs answers: each peer with the list it answered.
+fn answer_views<'a>(
+    answered: &'a [([u8; 4], usize)],
+    lists: &'a [VersionList],
+) -> Vec<(&'a [u8; 4], holders::List<'a, [u8; 4]>)> {
+    answered
+        .iter()
+        .map(|(key, w)| (key, lists[*w].list()))
+        .collect()
+}
+
+/// The distinct lists among `answered` that are newer than `held`: what a comparison or catch-up fetches whole.
+fn lists_to_fetch(lists: &[VersionList], held: usize, answered: &[([u8; 4], usize)]) -> u64 {
     let held = lists[held].list();
     let newer: BTreeSet<usize> = answered
         .iter()
@@ -403,7 +416,7 @@ impl Sim {
             let asked: Vec<u32> = asked.iter().map(|p| u32::from_be_bytes(*p)).collect();
             let mut rest = &asked[..];
             let mut size = steward::REUNION_ASKED;
-            let mut answered: Vec<(u32, usize)> = Vec::new();
+            let mut answered: Answered = Vec::new();
             let mut at = scan;
             let mut outcome_adopt: Option<usize> = None;
             let mut unsettled = false;
@@ -418,7 +431,7 @@ impl Sim {
                         .iter()
                         .copied()
                         .filter(|&a| self.nodes[ix(a)].alive)
-                        .map(|a| (a, self.answer_of(a, lists))),
+                        .map(|a| (a.to_be_bytes(), self.answer_of(a, lists))),
                 );
                 let round_trip = round
                     .iter()
@@ -429,13 +442,8 @@ impl Sim {
                     .max()
                     .unwrap_or(0);
                 at = at.saturating_add(round_trip);
-                let keys: Vec<[u8; 4]> = answered.iter().map(|&(a, _)| a.to_be_bytes()).collect();
-                let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
-                    .iter()
-                    .zip(&answered)
-                    .map(|(key, &(_, w))| (key, lists[w].list()))
-                    .collect();
-                let outcome = holders::reunite(&lists[held].list(), former, &answers);
+                let outcome =
+                    holders::reunite(&lists[held].list(), former, &answer_views(&answered, lists));
                 outcome_adopt = outcome
                     .adopt
                     .and_then(|adopted| lists.iter().position(|l| l.list() == adopted));
@@ -471,7 +479,7 @@ impl Sim {
                         now_held.repairer,
                     )
                 })
-                .map(|&(a, _)| a.to_be_bytes())
+                .map(|&(key, _)| key)
                 .collect();
             let unsettled = unsettled || answered.len() < n_asked;
             reunions.handle_compared(at, id, settled, unsettled, grace);
@@ -525,10 +533,10 @@ impl Sim {
         peers.sort_unstable();
         peers.dedup();
         peers.sort_by_key(|&x| !back(x));
-        let answer = |x: u32| -> Option<(u32, usize)> {
+        let answer = |x: u32| -> Option<([u8; 4], usize)> {
             self.nodes[ix(x)]
                 .alive
-                .then(|| (x, self.answer_of(x, lists)))
+                .then(|| (x.to_be_bytes(), self.answer_of(x, lists)))
         };
         let round_trip = |asked: &[u32]| {
             asked
@@ -543,7 +551,7 @@ impl Sim {
                 .unwrap_or(0)
         };
         let (first, rest) = peers.split_at(peers.len().min(holders::CATCH_UP_ASKED));
-        let mut answered: Vec<(u32, usize)> = first.iter().filter_map(|&x| answer(x)).collect();
+        let mut answered: Answered = first.iter().filter_map(|&x| answer(x)).collect();
         cost.digests += as_u64(first.len());
         let mut at = scan.saturating_add(round_trip(first));
         let newer = |w: usize| {
@@ -554,27 +562,15 @@ impl Sim {
                 held.repairer,
             )
         };
-        let agreed = |answered: &[(u32, usize)]| {
-            let keys: Vec<[u8; 4]> = answered.iter().map(|&(x, _)| x.to_be_bytes()).collect();
-            let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
-                .iter()
-                .zip(answered)
-                .map(|(key, &(_, w))| (key, lists[w].list()))
-                .collect();
-            let adopted = holders::caught_up(&held, &answers)?;
+        let agreed = |answered: &[([u8; 4], usize)]| {
+            let adopted = holders::caught_up(&held, &answer_views(answered, lists))?;
             lists.iter().position(|l| l.list() == adopted)
         };
         // As the node: the others in rounds, until holders of k indexes agree.
         if answered.iter().any(|&(_, w)| newer(w)) {
             let mut rest = rest;
             while !rest.is_empty() && agreed(&answered).is_none() {
-                let keys: Vec<[u8; 4]> = answered.iter().map(|&(x, _)| x.to_be_bytes()).collect();
-                let answers: Vec<(&[u8; 4], holders::List<'_, [u8; 4]>)> = keys
-                    .iter()
-                    .zip(&answered)
-                    .map(|(key, &(_, w))| (key, lists[w].list()))
-                    .collect();
-                let size = holders::catch_up_round(&held, &answers);
+                let size = holders::catch_up_round(&held, &answer_views(&answered, lists));
                 let (round, later) = rest.split_at(size.min(rest.len()));
                 rest = later;
                 answered.extend(round.iter().filter_map(|&x| answer(x)));
